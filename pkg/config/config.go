@@ -1,0 +1,337 @@
+// Package config is the typed configuration model shared by every service:
+// the app registry (ids, secrets, API keys, callback URLs, limits) and the
+// settings of each service that may change at run time. keeper loads it (from
+// a file now, from ZooKeeper later), validates it and publishes it through a
+// Holder; services read the current value from the Holder and never mutate it.
+// A reload swaps the whole validated value.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid wraps every validation failure.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is one complete, validated configuration.
+type Config struct {
+	// AdminKey authorizes operator endpoints (stats, pprof) of the Center API.
+	AdminKey    string      `yaml:"admin_key"`
+	Apps        []App       `yaml:"apps"`
+	Room        Room        `yaml:"room"`
+	Center      Center      `yaml:"center"`
+	Coordinator Coordinator `yaml:"coordinator"`
+	Saver       Saver       `yaml:"saver"`
+
+	byID  map[uint32]*App
+	byKey map[string]*App
+}
+
+// App is one product registered on the platform.
+type App struct {
+	ID     uint32 `yaml:"id"`
+	Name   string `yaml:"name"`
+	Secret string `yaml:"secret"` // signs client tokens and callback bodies
+	APIKey string `yaml:"api_key"`
+	// CallbackURL receives upstream data and, with StatusEvents, online/offline events.
+	CallbackURL  string `yaml:"callback_url"`
+	StatusEvents bool   `yaml:"status_events"`
+	// MaxPayload is the largest push payload in bytes (413 above it).
+	MaxPayload int `yaml:"max_payload"`
+	// MaxMulticast is the most uids one push request may name.
+	MaxMulticast int `yaml:"max_multicast"`
+	// PushRate and PushBurst limit push requests per second through the API.
+	PushRate  float64 `yaml:"push_rate"`
+	PushBurst int     `yaml:"push_burst"`
+	// BroadcastRate is the default deliveries per second of a broadcast job.
+	BroadcastRate float64 `yaml:"broadcast_rate"`
+	// CallbackQueue bounds the callbacks waiting for this app; more are dropped and counted.
+	CallbackQueue int `yaml:"callback_queue"`
+}
+
+// Room holds the gateway settings that can change while it runs.
+type Room struct {
+	// Heartbeat bounds in seconds; a client's requested hb is clamped to [Min, Max].
+	HeartbeatMin     int `yaml:"heartbeat_min"`
+	HeartbeatMax     int `yaml:"heartbeat_max"`
+	HeartbeatDefault int `yaml:"heartbeat_default"`
+	// HeartbeatGrace is added to 2 x hb before an idle connection is closed.
+	HeartbeatGrace time.Duration `yaml:"heartbeat_grace"`
+	AuthDeadline   time.Duration `yaml:"auth_deadline"`
+	// TokenSkew is the clock skew allowed when checking token expiry.
+	TokenSkew time.Duration `yaml:"token_skew"`
+	// MaxConns caps connections per room process; keep it below the open-files limit.
+	MaxConns      int `yaml:"max_conns"`
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxFrame is the largest Len a client frame may announce.
+	MaxFrame int `yaml:"max_frame"`
+	// Allow, when not empty, admits only these prefixes; Deny refuses these. CIDR or bare IPs.
+	Allow []string `yaml:"allow"`
+	Deny  []string `yaml:"deny"`
+	// MaxPending bounds pushes queued for one connection that is still authenticating.
+	MaxPending int `yaml:"max_pending"`
+
+	allow, deny []netip.Prefix
+}
+
+// Center holds API settings.
+type Center struct {
+	BroadcastBatch int `yaml:"broadcast_batch"` // sessions per register page and room push
+	DefaultTTL     int `yaml:"default_ttl"`     // seconds
+	MaxTTL         int `yaml:"max_ttl"`         // seconds
+}
+
+// Coordinator holds callback settings.
+type Coordinator struct {
+	Workers        int           `yaml:"workers"`
+	Timeout        time.Duration `yaml:"timeout"`
+	Retries        int           `yaml:"retries"`
+	RetryBaseDelay time.Duration `yaml:"retry_base_delay"`
+}
+
+// Saver holds storage settings.
+type Saver struct {
+	// ExpireEvery is how often expired messages are swept.
+	ExpireEvery time.Duration `yaml:"expire_every"`
+}
+
+// Defaults returns a configuration with every setting at its default and no apps.
+func Defaults() *Config {
+	c := &Config{}
+	c.fillDefaults()
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	r := &c.Room
+	setInt(&r.HeartbeatMin, 10)
+	setInt(&r.HeartbeatMax, 600)
+	setInt(&r.HeartbeatDefault, 60)
+	setDur(&r.HeartbeatGrace, 10*time.Second)
+	setDur(&r.AuthDeadline, 10*time.Second)
+	setDur(&r.TokenSkew, 60*time.Second)
+	setInt(&r.MaxConns, 18000)
+	setInt(&r.MaxConnsPerIP, 20000)
+	setInt(&r.MaxFrame, 65536+12)
+	setInt(&r.MaxPending, 64)
+	setInt(&c.Center.BroadcastBatch, 500)
+	setInt(&c.Center.DefaultTTL, 86400)
+	setInt(&c.Center.MaxTTL, 7*86400)
+	setInt(&c.Coordinator.Workers, 16)
+	setDur(&c.Coordinator.Timeout, 5*time.Second)
+	setInt(&c.Coordinator.Retries, 3)
+	setDur(&c.Coordinator.RetryBaseDelay, 200*time.Millisecond)
+	setDur(&c.Saver.ExpireEvery, time.Minute)
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		setInt(&a.MaxPayload, 4096)
+		setInt(&a.MaxMulticast, 1000)
+		if a.PushRate == 0 {
+			a.PushRate = 1000
+		}
+		setInt(&a.PushBurst, int(a.PushRate)+1)
+		if a.BroadcastRate == 0 {
+			a.BroadcastRate = 50000
+		}
+		setInt(&a.CallbackQueue, 1024)
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDur(p *time.Duration, v time.Duration) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+// Parse decodes YAML, rejects unknown fields, fills defaults and validates.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.Prepare(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Marshal encodes the configuration as YAML.
+func (c *Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
+
+// Prepare fills defaults, validates and builds the lookup indexes. It must be
+// called once on a Config built in code before it is published.
+func (c *Config) Prepare() error {
+	c.fillDefaults()
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.AdminKey == "" {
+		bad("admin_key is empty")
+	}
+	c.byID = make(map[uint32]*App, len(c.Apps))
+	c.byKey = make(map[string]*App, len(c.Apps))
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		switch {
+		case a.ID == 0:
+			bad("apps[%d]: id 0 is reserved", i)
+		case c.byID[a.ID] != nil:
+			bad("apps[%d]: duplicate id %d", i, a.ID)
+		}
+		if len(a.Secret) < 16 {
+			bad("app %d: secret shorter than 16 bytes", a.ID)
+		}
+		if a.APIKey == "" {
+			bad("app %d: api_key is empty", a.ID)
+		} else if c.byKey[a.APIKey] != nil || a.APIKey == c.AdminKey {
+			bad("app %d: api_key is not unique", a.ID)
+		}
+		if a.CallbackURL != "" && !strings.HasPrefix(a.CallbackURL, "http://") && !strings.HasPrefix(a.CallbackURL, "https://") {
+			bad("app %d: callback_url must be http(s)", a.ID)
+		}
+		if a.MaxPayload < 0 || a.MaxPayload > 1<<20 {
+			bad("app %d: max_payload out of range (0..1MiB)", a.ID)
+		}
+		if a.PushRate < 0 || a.BroadcastRate < 0 {
+			bad("app %d: negative rate", a.ID)
+		}
+		c.byID[a.ID] = a
+		c.byKey[a.APIKey] = a
+	}
+	r := &c.Room
+	if r.HeartbeatMin < 1 || r.HeartbeatMin > r.HeartbeatMax || r.HeartbeatDefault < r.HeartbeatMin || r.HeartbeatDefault > r.HeartbeatMax {
+		bad("room: need 1 <= heartbeat_min <= heartbeat_default <= heartbeat_max")
+	}
+	if r.MaxFrame < 12 || r.MaxFrame > 16<<20 {
+		bad("room: max_frame out of range (12..16MiB)")
+	}
+	if r.MaxConns < 1 || r.MaxConnsPerIP < 1 {
+		bad("room: max_conns and max_conns_per_ip must be positive")
+	}
+	var err error
+	if r.allow, err = parsePrefixes(r.Allow); err != nil {
+		bad("room.allow: %v", err)
+	}
+	if r.deny, err = parsePrefixes(r.Deny); err != nil {
+		bad("room.deny: %v", err)
+	}
+	if c.Center.DefaultTTL > c.Center.MaxTTL {
+		bad("center: default_ttl above max_ttl")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// App returns the app with the given id.
+func (c *Config) App(id uint32) (*App, bool) {
+	a, ok := c.byID[id]
+	return a, ok
+}
+
+// AppByKey returns the app whose API key is key.
+func (c *Config) AppByKey(key string) (*App, bool) {
+	a, ok := c.byKey[key]
+	return a, ok
+}
+
+// IPAllowed applies the allow and deny lists to a client address.
+func (r *Room) IPAllowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range r.deny {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	if len(r.allow) == 0 {
+		return true
+	}
+	for _, p := range r.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClampHeartbeat turns a client's requested heartbeat (0 = none) into the negotiated one.
+func (r *Room) ClampHeartbeat(hb int) int {
+	switch {
+	case hb <= 0:
+		return r.HeartbeatDefault
+	case hb < r.HeartbeatMin:
+		return r.HeartbeatMin
+	case hb > r.HeartbeatMax:
+		return r.HeartbeatMax
+	}
+	return hb
+}
+
+// Holder publishes the current configuration to every reader. Reads are one
+// atomic load; Store swaps the whole value and notifies subscribers.
+type Holder struct {
+	cur  atomic.Pointer[Config]
+	mu   sync.Mutex
+	subs []func(*Config)
+}
+
+// NewHolder returns a Holder publishing c, which must be prepared.
+func NewHolder(c *Config) *Holder {
+	h := &Holder{}
+	h.cur.Store(c)
+	return h
+}
+
+// Load returns the current configuration. Callers must not modify it.
+func (h *Holder) Load() *Config { return h.cur.Load() }
+
+// Store publishes c (already prepared) and calls the subscribers.
+func (h *Holder) Store(c *Config) {
+	h.mu.Lock()
+	h.cur.Store(c)
+	subs := append([]func(*Config){}, h.subs...)
+	h.mu.Unlock()
+	for _, f := range subs {
+		f(c)
+	}
+}
+
+// Subscribe calls f after every Store, on the storing goroutine; f must not block.
+func (h *Holder) Subscribe(f func(*Config)) {
+	h.mu.Lock()
+	h.subs = append(h.subs, f)
+	h.mu.Unlock()
+}

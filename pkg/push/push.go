@@ -1,0 +1,100 @@
+// Package push holds the plain data types that cross service boundaries:
+// messages, sessions, deliveries, upstream data and status events. Every
+// service speaks in these types, so that the same values travel through
+// direct in-process calls today and through the pipelined RPC library when
+// services run as separate processes. It has no behaviour and imports nothing
+// of the project.
+package push
+
+import "errors"
+
+// QoS levels of a message.
+const (
+	QoS0 uint8 = 0 // best effort: not stored, dropped when the user is offline
+	QoS1 uint8 = 1 // at least once: stored before sending, deleted on ACK
+)
+
+// KICK codes of the client protocol.
+const (
+	KickLoginElsewhere = 1
+	KickAdmin          = 2
+	KickBanned         = 3
+	KickShutdown       = 4
+)
+
+// Shared sentinel errors. Services wrap them with context; callers test with
+// errors.Is.
+var (
+	// ErrOverloaded means a bounded queue or pool is full: retry later.
+	ErrOverloaded = errors.New("overloaded")
+	// ErrUnavailable means a dependency is down.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrClosed means the service was shut down.
+	ErrClosed = errors.New("closed")
+)
+
+// Message is one push. ID is 64-bit, unique and time-ordered (pkg/idgen):
+// per user, stored messages are delivered in ID order.
+type Message struct {
+	ID        uint64
+	App       uint32
+	QoS       uint8
+	Expire    int64 // unix seconds; the message is dropped after it
+	Broadcast bool  // addressed to every user of App, stored once
+	Payload   []byte
+}
+
+// Expired reports whether the message is past its expiry at unix time now.
+func (m *Message) Expired(now int64) bool { return m.Expire != 0 && now >= m.Expire }
+
+// Session is where a user (uid) is connected: one connection on one room
+// instance. A reconnect gets a new ConnID, which is what lets an old
+// connection's late Unregister be ignored.
+type Session struct {
+	UID    string
+	Room   string // room instance id
+	ConnID uint64
+	Apps   []uint32 // apps bound on the connection (the AUTH app first)
+	Since  int64    // login time, unix seconds
+	IP     string
+}
+
+// HasApp reports whether app is bound on the session.
+func (s *Session) HasApp(app uint32) bool {
+	for _, a := range s.Apps {
+		if a == app {
+			return true
+		}
+	}
+	return false
+}
+
+// Target names one connection on a room that a push should reach.
+type Target struct {
+	UID    string
+	ConnID uint64
+}
+
+// Upstream is data a client sent to a product (UPSTREAM frame).
+type Upstream struct {
+	App  uint32
+	UID  string
+	Type uint16
+	Data []byte
+	TS   int64 // unix milliseconds when the room received it
+}
+
+// Status events sent to products that subscribe.
+const (
+	EventOnline  = "online"
+	EventOffline = "offline"
+)
+
+// StatusEvent says that a user went online or offline on a room.
+type StatusEvent struct {
+	App   uint32
+	UID   string
+	Event string // EventOnline or EventOffline
+	Room  string
+	TS    int64 // unix milliseconds
+}
