@@ -98,3 +98,30 @@ type StatusEvent struct {
 	Room  string
 	TS    int64 // unix milliseconds
 }
+
+// Counts are online totals kept by register.
+type Counts struct {
+	Total   int            // online sessions
+	PerApp  map[uint32]int // sessions with the app bound
+	PerRoom map[string]int // sessions per room instance
+}
+
+// StoreStats describe what the saver holds and has done.
+type StoreStats struct {
+	Pending       int64            // unicast messages stored and not yet ACKed or expired, one per (uid, message)
+	PendingPerApp map[uint32]int64 // Pending split by app
+	Broadcasts    int64            // live broadcast messages
+	Saved         uint64           // unicast (uid, message) entries saved since start
+	Acked         uint64           // entries deleted by ACK since start
+	Expired       uint64           // entries dropped at TTL since start
+}
+
+// Member is one live service instance (keeper membership).
+type Member struct {
+	Role    string   // "room", "register", "center", ...
+	ID      string   // instance id, unique per role
+	RPCAddr string   // internal address, empty in single-process mode
+	Addrs   []string // public addresses (rooms: client TCP host:port)
+	IDC     string   // data centre
+	Load    int      // e.g. connections held
+}
