@@ -1,0 +1,155 @@
+package saver
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+)
+
+// benchStores are the implementations under benchmark.
+var benchStores = []struct {
+	name string
+	open func(b *testing.B) Store
+}{
+	{"memory", func(b *testing.B) Store { return NewMemory() }},
+	{"bolt", func(b *testing.B) Store {
+		st, err := OpenBolt(filepath.Join(b.TempDir(), "saver.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}},
+}
+
+// benchParallelism: callers per CPU. Stores see many concurrent callers
+// (center requests, room ACK workers); Bolt batches them into shared fsyncs.
+const benchParallelism = 32
+
+// BenchmarkSave saves a unicast message for one uid per op from many
+// goroutines, per payload size.
+func BenchmarkSave(b *testing.B) {
+	for _, bs := range benchStores {
+		for _, size := range []int{64, 1024} {
+			b.Run(fmt.Sprintf("%s/payload=%d", bs.name, size), func(b *testing.B) {
+				st := bs.open(b)
+				defer st.Close()
+				payload := make([]byte, size)
+				var next atomic.Uint64
+				b.SetBytes(int64(size))
+				b.SetParallelism(benchParallelism)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					uids := make([]string, 1)
+					for pb.Next() {
+						id := next.Add(1)
+						uids[0] = "user-" + strconv.FormatUint(id%10000, 10)
+						m := msg(id, 1, 0)
+						m.Payload = payload
+						if err := st.Save(bg, m, uids); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkSaveMulticast saves one message for 100 uids per op.
+func BenchmarkSaveMulticast(b *testing.B) {
+	uids := make([]string, 100)
+	for i := range uids {
+		uids[i] = "user-" + strconv.Itoa(i)
+	}
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st := bs.open(b)
+			defer st.Close()
+			var next atomic.Uint64
+			b.SetParallelism(benchParallelism)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := st.Save(bg, msg(next.Add(1), 1, future()), uids); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkAck ACKs one stored message per op from many goroutines.
+func BenchmarkAck(b *testing.B) {
+	const users = 1000
+	uids := make([]string, users)
+	for i := range uids {
+		uids[i] = "user-" + strconv.Itoa(i)
+	}
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st := bs.open(b)
+			defer st.Close()
+			// Message k is stored for every user; op i ACKs message i/users+1 of user i%users.
+			for k := 0; k <= b.N/users; k++ {
+				if err := st.Save(bg, msg(uint64(k+1), 1, future()), uids); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Uint64
+			b.SetParallelism(benchParallelism)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ids := make([]uint64, 1)
+				for pb.Next() {
+					i := next.Add(1) - 1
+					ids[0] = i/users + 1
+					if n, err := st.Ack(bg, uids[i%users], ids); err != nil || n != 1 {
+						b.Fatalf("ack: %d %v", n, err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLoad loads a user's 20 pending messages plus 2 broadcasts.
+func BenchmarkLoad(b *testing.B) {
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st := bs.open(b)
+			defer st.Close()
+			uids := make([]string, 1000)
+			for i := range uids {
+				uids[i] = "user-" + strconv.Itoa(i)
+			}
+			for k := 1; k <= 20; k++ {
+				if err := st.Save(bg, msg(uint64(k*10), 1, future()), uids); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, id := range []uint64{55, 155} {
+				if err := st.SaveBroadcast(bg, msg(id, 1, future())); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				apps := []uint32{1}
+				for pb.Next() {
+					msgs, err := st.Load(bg, uids[next.Add(1)%1000], apps, 0)
+					if err != nil || len(msgs) != 22 {
+						b.Fatalf("load: %d %v", len(msgs), err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,441 @@
+package saver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Bolt is the durable embedded Store, one bbolt file (layout in codec.go).
+// Save and Ack go through db.Batch, so concurrent callers share one commit
+// and one fsync; nothing returns before its commit is on disk. Live
+// broadcasts (few) are also cached in memory, and the pending counters are
+// recomputed from the file at open, so Stats never touches the disk.
+// A context is checked before a write joins a batch; a commit already under
+// way is not abandoned, so a write that returns an error after its context
+// ended may still have been stored (retrying is safe: writes are idempotent).
+type Bolt struct {
+	db  *bolt.DB
+	log *slog.Logger
+
+	closed atomic.Bool
+
+	// bmu serializes the operations that change broadcasts (SaveBroadcast,
+	// Expire) across their commit and cache update, so the cache always
+	// matches the file. They are rare; Save, Ack and Load never take it.
+	bmu sync.Mutex
+
+	mu      sync.RWMutex // guards the fields below
+	bcasts  map[uint64]push.Message
+	byApp   map[uint32][]push.Message // live broadcasts per app, ascending ID
+	pending map[uint32]int64
+
+	saved, acked, expired atomic.Uint64
+
+	chunk int // deletions per Expire transaction (expireChunk; tests lower it)
+}
+
+var _ Store = (*Bolt)(nil)
+
+// BoltOptions tune OpenBoltWith; zero values take the defaults.
+type BoltOptions struct {
+	// BatchDelay is how long a write waits for others to share its commit
+	// (bbolt MaxBatchDelay). Default 2ms: about one fsync here.
+	BatchDelay time.Duration
+	// BatchSize commits a batch early once it holds this many writes. Default 1000.
+	BatchSize int
+	// LockTimeout bounds the wait for the file lock held by another process. Default 1s.
+	LockTimeout time.Duration
+	// Logger receives open-time reports (records skipped as corrupt); nil discards.
+	Logger *slog.Logger
+}
+
+var (
+	bucketInbox  = []byte("inbox")
+	bucketBcast  = []byte("bcast")
+	bucketBacks  = []byte("backs")
+	bucketExpiry = []byte("expiry")
+	bucketMeta   = []byte("meta")
+	keyVersion   = []byte("version")
+	fileVersion  = []byte{1}
+	empty        = []byte{}
+)
+
+// OpenBolt opens (creating if needed) the store at path with default options.
+func OpenBolt(path string) (*Bolt, error) { return OpenBoltWith(path, BoltOptions{}) }
+
+// OpenBoltWith opens (creating if needed) the store at path.
+func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
+	if o.BatchDelay <= 0 {
+		o.BatchDelay = 2 * time.Millisecond
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: o.LockTimeout,
+		// The hashmap freelist and an unsynced freelist (rebuilt at open)
+		// keep commits cheap on a large file; data pages are still fsynced.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saver open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = o.BatchDelay
+	db.MaxBatchSize = o.BatchSize
+	b := &Bolt{
+		db:      db,
+		log:     o.Logger,
+		bcasts:  make(map[uint64]push.Message),
+		byApp:   make(map[uint32][]push.Message),
+		pending: make(map[uint32]int64),
+		chunk:   expireChunk,
+	}
+	if err := b.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("saver open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// init creates the buckets, checks the layout version and rebuilds the
+// in-memory broadcast cache and pending counters from the file.
+func (b *Bolt) init() error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			return meta.Put(keyVersion, fileVersion)
+		case string(v) != string(fileVersion):
+			return fmt.Errorf("file layout version %v, want %v: %w", v, fileVersion, ErrCorrupt)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var corrupt int
+	err = b.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
+			app, _, err := decodeHeader(v)
+			if err != nil {
+				corrupt++
+				return nil
+			}
+			b.pending[app]++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBcast).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				corrupt++
+				return nil
+			}
+			msg, err := decodeValue(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				corrupt++
+				return nil
+			}
+			msg.Broadcast = true
+			b.cachePut(msg)
+			return nil
+		})
+	})
+	if corrupt > 0 {
+		b.log.Warn("saver: corrupt records skipped", "count", corrupt)
+	}
+	return err
+}
+
+// cachePut adds or replaces a live broadcast; b.mu is held or not yet shared.
+func (b *Bolt) cachePut(msg push.Message) {
+	if old, ok := b.bcasts[msg.ID]; ok {
+		b.cacheDrop(old.ID)
+	}
+	b.bcasts[msg.ID] = msg
+	list := b.byApp[msg.App]
+	i, _ := slices.BinarySearchFunc(list, msg.ID, cmpID)
+	b.byApp[msg.App] = slices.Insert(list, i, msg)
+}
+
+// cacheDrop removes a broadcast; b.mu is held.
+func (b *Bolt) cacheDrop(id uint64) {
+	msg, ok := b.bcasts[id]
+	if !ok {
+		return
+	}
+	delete(b.bcasts, id)
+	list := b.byApp[msg.App]
+	if i, found := slices.BinarySearchFunc(list, id, cmpID); found {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(b.byApp, msg.App)
+	} else {
+		b.byApp[msg.App] = list
+	}
+}
+
+// batch runs fn in a shared write transaction (db.Batch): fn may run more
+// than once and must reset whatever it reports on each run.
+func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return closedErr(b.db.Batch(fn))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Save implements Store.
+func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error {
+	if err := checkMessage(&msg, false); err != nil {
+		return fmt.Errorf("saver save: %w", err)
+	}
+	size := 0
+	for _, uid := range uids {
+		if err := checkUID(uid); err != nil {
+			return fmt.Errorf("saver save %d: %w", msg.ID, err)
+		}
+		size += len(uid) + 9
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	val := appendValue(nil, &msg)
+	// Keys and values handed to Put must stay valid until the commit: build
+	// them all in one buffer up front.
+	keys := make([][]byte, len(uids))
+	expKeys := make([][]byte, len(uids))
+	buf := make([]byte, 0, size+cond(msg.Expire != 0, size+9*len(uids), 0))
+	for i, uid := range uids {
+		buf = inboxKey(buf, uid, msg.ID)
+		keys[i] = buf[len(buf)-len(uid)-9:]
+	}
+	if msg.Expire != 0 {
+		for i, k := range keys {
+			start := len(buf)
+			buf = expiryKey(buf, msg.Expire, kindInbox, k)
+			expKeys[i] = buf[start:]
+		}
+	}
+	var added int
+	var replaced []uint32 // apps of overwritten entries
+	err := b.batch(ctx, func(tx *bolt.Tx) error {
+		added, replaced = 0, replaced[:0]
+		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
+		for i, k := range keys {
+			if old := inbox.Get(k); old == nil {
+				added++
+			} else if app, oldExp, err := decodeHeader(old); err != nil {
+				added++ // a corrupt entry was not counted as pending
+			} else {
+				replaced = append(replaced, app)
+				if oldExp != 0 && oldExp != msg.Expire {
+					if err := exp.Delete(expiryKey(nil, oldExp, kindInbox, k)); err != nil {
+						return err
+					}
+				}
+			}
+			if err := inbox.Put(k, val); err != nil {
+				return err
+			}
+			if msg.Expire != 0 {
+				if err := exp.Put(expKeys[i], empty); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("saver save %d: %w", msg.ID, err)
+	}
+	b.mu.Lock()
+	b.pending[msg.App] += int64(len(uids))
+	for _, app := range replaced {
+		b.uncount(app)
+	}
+	b.mu.Unlock()
+	b.saved.Add(uint64(added))
+	return nil
+}
+
+// uncount drops one pending entry of app; b.mu is held.
+func (b *Bolt) uncount(app uint32) {
+	if b.pending[app]--; b.pending[app] <= 0 {
+		delete(b.pending, app)
+	}
+}
+
+func cond[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
+
+// SaveBroadcast implements Store.
+func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
+	if err := checkMessage(&msg, true); err != nil {
+		return fmt.Errorf("saver save broadcast: %w", err)
+	}
+	msg.Broadcast = true
+	msg.Payload = slices.Clone(msg.Payload) // the cache keeps it
+	key := idKey(nil, msg.ID)
+	val := appendValue(nil, &msg)
+	expKey := expiryKey(nil, msg.Expire, kindBcast, key)
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	err := b.batch(ctx, func(tx *bolt.Tx) error {
+		bc, exp := tx.Bucket(bucketBcast), tx.Bucket(bucketExpiry)
+		if old := bc.Get(key); old != nil {
+			if _, oldExp, err := decodeHeader(old); err == nil && oldExp != 0 && oldExp != msg.Expire {
+				if err := exp.Delete(expiryKey(nil, oldExp, kindBcast, key)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := bc.Put(key, val); err != nil {
+			return err
+		}
+		if msg.Expire != 0 {
+			return exp.Put(expKey, empty)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("saver save broadcast %d: %w", msg.ID, err)
+	}
+	b.mu.Lock()
+	b.cachePut(msg)
+	b.mu.Unlock()
+	return nil
+}
+
+// Ack implements Store.
+func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+	if err := checkUID(uid); err != nil {
+		return 0, fmt.Errorf("saver ack: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// inbox key, broadcast key and ACK-record key of every id, in one buffer.
+	per := 2*(len(uid)+9) + 8
+	buf := make([]byte, 0, per*len(ids))
+	type keys struct{ inbox, bcast, back []byte }
+	ks := make([]keys, len(ids))
+	for i, id := range ids {
+		start := len(buf)
+		buf = inboxKey(buf, uid, id)
+		mid := len(buf)
+		buf = backsKey(buf, id, uid)
+		ks[i] = keys{inbox: buf[start:mid], bcast: buf[mid : mid+8], back: buf[mid:]}
+	}
+	var n int
+	var deleted []uint32 // apps of deleted unicast entries
+	err := b.batch(ctx, func(tx *bolt.Tx) error {
+		n, deleted = 0, deleted[:0]
+		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
+		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
+		for _, k := range ks {
+			if v := inbox.Get(k.inbox); v != nil {
+				app, expire, herr := decodeHeader(v)
+				if err := inbox.Delete(k.inbox); err != nil {
+					return err
+				}
+				n++
+				if herr != nil {
+					continue // corrupt: never counted as pending, no expiry record known
+				}
+				deleted = append(deleted, app)
+				if expire != 0 {
+					if err := exp.Delete(expiryKey(nil, expire, kindInbox, k.inbox)); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if bc.Get(k.bcast) != nil && backs.Get(k.back) == nil {
+				if err := backs.Put(k.back, empty); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
+	}
+	if len(deleted) > 0 {
+		b.mu.Lock()
+		for _, app := range deleted {
+			b.uncount(app)
+		}
+		b.mu.Unlock()
+		b.acked.Add(uint64(len(deleted)))
+	}
+	return n, nil
+}
+
+// Stats implements Store.
+func (b *Bolt) Stats(ctx context.Context) (push.StoreStats, error) {
+	if b.closed.Load() {
+		return push.StoreStats{}, fmt.Errorf("saver stats: %w", ErrClosed)
+	}
+	b.mu.RLock()
+	st := push.StoreStats{PendingPerApp: maps.Clone(b.pending), Broadcasts: int64(len(b.bcasts))}
+	b.mu.RUnlock()
+	for _, n := range st.PendingPerApp {
+		st.Pending += n
+	}
+	st.Saved, st.Acked, st.Expired = b.saved.Load(), b.acked.Load(), b.expired.Load()
+	return st, nil
+}
+
+// Close implements Store. It waits for running transactions.
+func (b *Bolt) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("saver close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package saver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Config configures a Service.
+type Config struct {
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// ExpireEvery is the period of the expiry sweep (config Saver.ExpireEvery). Default 1m.
+	ExpireEvery time.Duration
+	// LoadLimit is the most messages one Load returns. Default DefaultLoadLimit.
+	LoadLimit int
+}
+
+// gaugeEvery is how often the pending gauge is refreshed from Stats.
+const gaugeEvery = 10 * time.Second
+
+// Service is the saver as the other services see it: a Store plus metrics,
+// logging and the goroutine that sweeps expired messages. Errors are returned
+// to the caller, who logs them; only the sweeper, which has no caller, logs
+// its own.
+type Service struct {
+	cfg Config
+	st  Store
+	log *slog.Logger
+
+	closed atomic.Bool
+
+	mu      sync.Mutex // guards started and stop
+	started bool
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New checks cfg and wraps st; it does no I/O. The Service owns st from now
+// on: Shutdown closes it.
+func New(cfg Config, st Store) (*Service, error) {
+	if st == nil {
+		return nil, fmt.Errorf("saver: nil store: %w", ErrInvalid)
+	}
+	if cfg.ExpireEvery < 0 || cfg.LoadLimit < 0 {
+		return nil, fmt.Errorf("saver: negative expire_every or load_limit: %w", ErrInvalid)
+	}
+	if cfg.ExpireEvery == 0 {
+		cfg.ExpireEvery = time.Minute
+	}
+	if cfg.LoadLimit == 0 {
+		cfg.LoadLimit = DefaultLoadLimit
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, st: st, log: cfg.Logger}, nil
+}
+
+// Start begins the expiry sweeper. The sweeper runs until Shutdown, not until
+// ctx ends. Calling Start again does nothing.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return fmt.Errorf("saver start: %w", ErrClosed)
+	}
+	if s.started {
+		return nil
+	}
+	s.started = true
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	s.wg.Go(func() { s.sweeper(run) })
+	s.log.Info("saver started", "expire_every", s.cfg.ExpireEvery, "load_limit", s.cfg.LoadLimit)
+	return nil
+}
+
+// Shutdown stops the sweeper, waits for it (or for ctx) and closes the store.
+// Calls after it fail with ErrClosed. It is idempotent.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed.Swap(true) {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("saver shutdown: %w", ctx.Err())
+	}
+	if cerr := s.st.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	s.log.Info("saver stopped")
+	return err
+}
+
+func (s *Service) sweeper(ctx context.Context) {
+	expire := time.NewTicker(s.cfg.ExpireEvery)
+	defer expire.Stop()
+	gauge := time.NewTicker(min(s.cfg.ExpireEvery, gaugeEvery))
+	defer gauge.Stop()
+	s.refreshGauge(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expire.C:
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("saver sweep failed", "err", err)
+			}
+		case <-gauge.C:
+			s.refreshGauge(ctx)
+		}
+	}
+}
+
+func (s *Service) refreshGauge(ctx context.Context) {
+	if st, err := s.Stats(ctx); err == nil {
+		metricPending.Set(float64(st.Pending))
+	}
+}
+
+// done records the outcome of one store call.
+func done(op string, start time.Time, err error) {
+	m := ops[op]
+	m.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		m.errors.Inc()
+	}
+}
+
+func (s *Service) check(op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("saver %s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
+// Save stores msg for every uid before returning (see Store.Save).
+func (s *Service) Save(ctx context.Context, msg push.Message, uids []string) error {
+	if err := s.check(opSave); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.Save(ctx, msg, uids)
+	done(opSave, start, err)
+	if err == nil {
+		metricSaved.Add(float64(len(uids)))
+	}
+	return err
+}
+
+// SaveBroadcast stores a broadcast message once for msg.App (see Store.SaveBroadcast).
+func (s *Service) SaveBroadcast(ctx context.Context, msg push.Message) error {
+	if err := s.check(opSaveBroadcast); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.SaveBroadcast(ctx, msg)
+	done(opSaveBroadcast, start, err)
+	if err == nil {
+		metricBroadcasts.Inc()
+	}
+	return err
+}
+
+// Load returns up to Config.LoadLimit of the uid's pending messages of apps,
+// unicast and broadcast merged in ID order (see Store.Load).
+func (s *Service) Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error) {
+	if err := s.check(opLoad); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	msgs, err := s.st.Load(ctx, uid, apps, s.cfg.LoadLimit)
+	done(opLoad, start, err)
+	metricLoaded.Add(float64(len(msgs)))
+	return msgs, err
+}
+
+// Ack deletes (unicast) or marks delivered (broadcast) the uid's messages ids
+// and returns how many took effect (see Store.Ack).
+func (s *Service) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+	if err := s.check(opAck); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := s.st.Ack(ctx, uid, ids)
+	done(opAck, start, err)
+	metricAcked.Add(float64(n))
+	return n, err
+}
+
+// Stats describes the store (see Store.Stats).
+func (s *Service) Stats(ctx context.Context) (push.StoreStats, error) {
+	if err := s.check(opStats); err != nil {
+		return push.StoreStats{}, err
+	}
+	st, err := s.st.Stats(ctx)
+	if err != nil {
+		ops[opStats].errors.Inc()
+	}
+	return st, err
+}
+
+// Sweep drops what has expired now, as the sweeper does every ExpireEvery,
+// and returns how much it dropped.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	if err := s.check(opExpire); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := s.st.Expire(ctx, start)
+	done(opExpire, start, err)
+	metricExpired.Add(float64(n))
+	if n > 0 {
+		s.log.Debug("saver swept", "expired", n, "took", time.Since(start))
+	}
+	s.refreshGauge(ctx)
+	return n, err
+}

@@ -1,0 +1,155 @@
+// Package saver owns the storage of QoS 1 messages: store-then-send (center
+// saves a message before it pushes it), delete on the client's ACK, drop at
+// the message's TTL, and load a user's pending messages when it logs in or
+// binds an app. Broadcast messages are stored once per app and delivered once
+// to every user who logs in within their TTL.
+//
+// Store is the storage contract, with an in-memory implementation (Memory,
+// for tests) and a durable embedded one (Bolt, the default); a Redis+MySQL
+// implementation joins them behind the same interface. Service wraps a Store
+// with metrics, logging and the expiry sweeper.
+package saver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Errors of the saver; callers test them with errors.Is.
+var (
+	// ErrInvalid means an argument is malformed (empty or oversized uid, id 0, ...).
+	ErrInvalid = errors.New("saver: invalid argument")
+	// ErrCorrupt means stored bytes cannot be decoded.
+	ErrCorrupt = errors.New("saver: corrupt record")
+	// ErrClosed is push.ErrClosed: the store or service was closed.
+	ErrClosed = push.ErrClosed
+)
+
+const (
+	// DefaultLoadLimit is the most messages one Load returns when limit is 0.
+	DefaultLoadLimit = 1000
+	// MaxUIDLen bounds a uid in bytes; stores key inboxes by uid.
+	MaxUIDLen = 255
+)
+
+// Store is the storage contract for QoS 1 messages. Every implementation is
+// safe for concurrent use and passes the shared contract suite
+// (store_contract_test.go). Methods are batch-shaped (many uids per Save, many
+// ids per Ack) so a networked backend can pipeline them.
+//
+// Message ids are unique and time-ordered (pkg/idgen); a message is
+// identified by its id alone, so saving the same id again overwrites it.
+// Expire is unix seconds, 0 meaning "never"; a message is expired at now when
+// now >= Expire (push.Message.Expired). Payloads returned by Load may be
+// shared with the store and with other callers: they must not be modified.
+type Store interface {
+	// Save stores msg (QoS 1, msg.Broadcast false) in the inbox of every
+	// uid. When it returns nil the message is as durable as the
+	// implementation gets (Bolt: fsynced) for every uid. Idempotent per
+	// (uid, msg.ID): saving again overwrites and is not counted twice. A
+	// failed Save may have stored the message for some uids; the caller
+	// retries the whole call.
+	Save(ctx context.Context, msg push.Message, uids []string) error
+	// SaveBroadcast stores a broadcast message once for msg.App; every uid
+	// that loads msg.App before the message expires gets it until it ACKs
+	// it, including uids never seen before. Same durability and idempotency
+	// as Save.
+	SaveBroadcast(ctx context.Context, msg push.Message) error
+	// Load returns the uid's unexpired, unACKed messages of the given apps
+	// (none when apps is empty), unicast and broadcast merged, in ascending
+	// ID order, at most limit of them (0 = DefaultLoadLimit): the oldest
+	// first, so a user with a backlog gets it in order over several loads.
+	// Broadcast messages carry Broadcast true. Loading does not consume:
+	// the same messages come back until they are ACKed or expire.
+	Load(ctx context.Context, uid string, apps []uint32, limit int) ([]push.Message, error)
+	// Ack deletes the uid's messages with these ids; for a broadcast id it
+	// records that this uid has it, so it is never loaded again for this
+	// uid. Unknown ids are ignored and repeating an Ack is harmless. It
+	// returns how many ids took effect (deleted or newly recorded), and is
+	// durable on return like Save.
+	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+	// Expire drops every unicast entry and broadcast expired at now, with
+	// the broadcasts' ACK records, and returns how many entries and
+	// broadcasts it dropped. Load already hides expired messages; Expire
+	// reclaims their space.
+	Expire(ctx context.Context, now time.Time) (int, error)
+	// Stats describes what the store holds (expired but not yet swept
+	// entries included) and, since it was opened, what it did. It is cheap:
+	// no scan.
+	Stats(ctx context.Context) (push.StoreStats, error)
+	// Close releases the store; later calls fail with ErrClosed. Idempotent.
+	Close() error
+}
+
+// checkUID rejects uids that cannot key an inbox: empty, longer than
+// MaxUIDLen, or holding a NUL byte (the separator of inbox keys).
+func checkUID(uid string) error {
+	if uid == "" || len(uid) > MaxUIDLen || strings.IndexByte(uid, 0) >= 0 {
+		return fmt.Errorf("uid %q: %w", truncate(uid), ErrInvalid)
+	}
+	return nil
+}
+
+// checkMessage validates a message before it is stored. Save refuses
+// broadcast messages (they would be stored per user); SaveBroadcast accepts
+// either flag and stores the message as a broadcast.
+func checkMessage(msg *push.Message, broadcast bool) error {
+	switch {
+	case msg.ID == 0:
+		return fmt.Errorf("message id 0: %w", ErrInvalid)
+	case msg.Expire < 0:
+		return fmt.Errorf("message %d expire %d: %w", msg.ID, msg.Expire, ErrInvalid)
+	case msg.Broadcast && !broadcast:
+		return fmt.Errorf("message %d is a broadcast: %w", msg.ID, ErrInvalid)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}
+
+func loadLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultLoadLimit
+	}
+	return limit
+}
+
+func hasApp(apps []uint32, app uint32) bool {
+	for _, a := range apps {
+		if a == app {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeByID merges two lists sorted by ascending ID into at most limit messages.
+func mergeByID(a, b []push.Message, limit int) []push.Message {
+	if len(b) == 0 {
+		return a[:min(len(a), limit)]
+	}
+	out := make([]push.Message, 0, min(len(a)+len(b), limit))
+	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || (len(a) > 0 && a[0].ID < b[0].ID) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
+}
+
+func sortByID(msgs []push.Message) {
+	slices.SortFunc(msgs, func(a, b push.Message) int { return cmpID(a, b.ID) })
+}

@@ -1,0 +1,507 @@
+package saver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/idgen"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Every Store implementation runs the same contract suite.
+
+func TestMemoryStore(t *testing.T) { testStore(t, newMemoryStore) }
+
+func TestBoltStore(t *testing.T) { testStore(t, newBoltStore) }
+
+func newMemoryStore(t *testing.T) Store {
+	st := NewMemory()
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func newBoltStore(t *testing.T) Store {
+	st, err := OpenBolt(filepath.Join(t.TempDir(), "saver.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// testStore is the contract every Store must pass; newStore returns an
+// empty store that the test may Close.
+func testStore(t *testing.T, newStore func(t *testing.T) Store) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, st Store)
+	}{
+		{"LoadOrderAcrossApps", contractLoadOrder},
+		{"LoadLimit", contractLoadLimit},
+		{"MessageFieldsAndPayloadCopy", contractFields},
+		{"MultiUIDSave", contractMultiUID},
+		{"SaveIdempotent", contractSaveIdempotent},
+		{"AckDeletesIdempotent", contractAck},
+		{"Expiry", contractExpiry},
+		{"BroadcastOncePerUser", contractBroadcast},
+		{"BroadcastExpiry", contractBroadcastExpiry},
+		{"Stats", contractStats},
+		{"Invalid", contractInvalid},
+		{"CancelledContext", contractCancelled},
+		{"Closed", contractClosed},
+		{"ConcurrentSaveAck", contractConcurrent},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })
+	}
+}
+
+var bg = context.Background()
+
+func msg(id uint64, app uint32, expire int64) push.Message {
+	return push.Message{ID: id, App: app, QoS: push.QoS1, Expire: expire, Payload: fmt.Appendf(nil, "m%d", id)}
+}
+
+func future() int64 { return time.Now().Add(time.Hour).Unix() }
+
+func mustSave(t *testing.T, st Store, m push.Message, uids ...string) {
+	t.Helper()
+	if err := st.Save(bg, m, uids); err != nil {
+		t.Fatalf("save %d: %v", m.ID, err)
+	}
+}
+
+func mustBroadcast(t *testing.T, st Store, m push.Message) {
+	t.Helper()
+	m.Broadcast = true
+	if err := st.SaveBroadcast(bg, m); err != nil {
+		t.Fatalf("save broadcast %d: %v", m.ID, err)
+	}
+}
+
+func loadIDs(t *testing.T, st Store, uid string, apps []uint32, limit int) []uint64 {
+	t.Helper()
+	msgs, err := st.Load(bg, uid, apps, limit)
+	if err != nil {
+		t.Fatalf("load %s: %v", uid, err)
+	}
+	ids := []uint64{}
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func mustAck(t *testing.T, st Store, uid string, want int, ids ...uint64) {
+	t.Helper()
+	n, err := st.Ack(bg, uid, ids)
+	if err != nil || n != want {
+		t.Fatalf("ack %s %v = %d %v, want %d", uid, ids, n, err, want)
+	}
+}
+
+func mustStats(t *testing.T, st Store) push.StoreStats {
+	t.Helper()
+	s, err := st.Stats(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func contractLoadOrder(t *testing.T, st Store) {
+	exp := future()
+	// Saved out of order, over two apps, with broadcasts in between.
+	mustSave(t, st, msg(50, 1, exp), "u")
+	mustSave(t, st, msg(30, 2, exp), "u")
+	mustSave(t, st, msg(90, 1, 0), "u")
+	mustSave(t, st, msg(10, 2, exp), "u")
+	mustBroadcast(t, st, msg(40, 1, exp))
+	mustBroadcast(t, st, msg(70, 2, exp))
+	mustBroadcast(t, st, msg(60, 3, exp))
+	mustSave(t, st, msg(20, 1, exp), "other")
+	for _, tc := range []struct {
+		apps []uint32
+		want []uint64
+	}{
+		{[]uint32{1, 2}, []uint64{10, 30, 40, 50, 70, 90}},
+		{[]uint32{2, 1}, []uint64{10, 30, 40, 50, 70, 90}},
+		{[]uint32{1}, []uint64{40, 50, 90}},
+		{[]uint32{2}, []uint64{10, 30, 70}},
+		{[]uint32{1, 1}, []uint64{40, 50, 90}},
+		{[]uint32{3}, []uint64{60}},
+		{[]uint32{4}, []uint64{}},
+		{nil, []uint64{}},
+	} {
+		if got := loadIDs(t, st, "u", tc.apps, 0); !slices.Equal(got, tc.want) {
+			t.Errorf("load apps %v = %v, want %v", tc.apps, got, tc.want)
+		}
+	}
+}
+
+func contractLoadLimit(t *testing.T, st Store) {
+	for id := uint64(1); id <= 20; id++ {
+		if id%5 == 0 {
+			mustBroadcast(t, st, msg(id, 1, 0))
+		} else {
+			mustSave(t, st, msg(id, 1, 0), "u")
+		}
+	}
+	for _, tc := range []struct {
+		limit int
+		want  int
+	}{{1, 1}, {3, 3}, {7, 7}, {20, 20}, {100, 20}, {0, 20}} {
+		got := loadIDs(t, st, "u", []uint32{1}, tc.limit)
+		want := make([]uint64, tc.want)
+		for i := range want {
+			want[i] = uint64(i + 1)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("limit %d: %v, want %v", tc.limit, got, want)
+		}
+	}
+	// The oldest come first, so ACKing a page reveals the next one.
+	mustAck(t, st, "u", 5, 1, 2, 3, 4, 5)
+	if got := loadIDs(t, st, "u", []uint32{1}, 3); !slices.Equal(got, []uint64{6, 7, 8}) {
+		t.Errorf("page after ack: %v", got)
+	}
+}
+
+func contractFields(t *testing.T, st Store) {
+	payload := []byte("hello")
+	uni := push.Message{ID: 7, App: 3, QoS: push.QoS1, Expire: future(), Payload: payload}
+	mustSave(t, st, uni, "u")
+	payload[0] = 'X' // the store kept its own copy
+	bc := push.Message{ID: 8, App: 3, QoS: push.QoS1, Expire: 0, Broadcast: true, Payload: []byte("all")}
+	mustBroadcast(t, st, bc)
+	empty := push.Message{ID: 9, App: 3, QoS: push.QoS1}
+	mustSave(t, st, empty, "u")
+	got, err := st.Load(bg, "u", []uint32{3}, 0)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("load: %v %v", got, err)
+	}
+	uni.Payload = []byte("hello")
+	for i, want := range []push.Message{uni, bc, empty} {
+		g := got[i]
+		if g.ID != want.ID || g.App != want.App || g.QoS != want.QoS || g.Expire != want.Expire ||
+			g.Broadcast != want.Broadcast || !bytes.Equal(g.Payload, want.Payload) {
+			t.Errorf("message %d = %+v, want %+v", i, g, want)
+		}
+	}
+}
+
+func contractMultiUID(t *testing.T, st Store) {
+	uids := []string{"a", "b", "c", strings.Repeat("z", MaxUIDLen), "用户"}
+	mustSave(t, st, msg(1, 1, 0), uids...)
+	for _, uid := range uids {
+		if got := loadIDs(t, st, uid, []uint32{1}, 0); !slices.Equal(got, []uint64{1}) {
+			t.Errorf("%s loads %v", uid, got)
+		}
+	}
+	mustAck(t, st, "a", 1, 1)
+	if got := loadIDs(t, st, "b", []uint32{1}, 0); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("b lost its copy after a acked: %v", got)
+	}
+	if s := mustStats(t, st); s.Pending != int64(len(uids)-1) {
+		t.Errorf("pending %d, want %d", s.Pending, len(uids)-1)
+	}
+	if err := st.Save(bg, msg(2, 1, 0), nil); err != nil {
+		t.Errorf("save to no uid: %v", err)
+	}
+}
+
+func contractSaveIdempotent(t *testing.T, st Store) {
+	m := msg(1, 1, future())
+	mustSave(t, st, m, "u", "v")
+	mustSave(t, st, m, "u")
+	m.App, m.Expire, m.Payload = 2, future()+60, []byte("new") // a retry may carry changes
+	mustSave(t, st, m, "u", "u")
+	s := mustStats(t, st)
+	if s.Pending != 2 || s.Saved != 2 || s.PendingPerApp[1] != 1 || s.PendingPerApp[2] != 1 {
+		t.Fatalf("stats after re-saves: %+v", s)
+	}
+	got, _ := st.Load(bg, "u", []uint32{2}, 0)
+	if len(got) != 1 || string(got[0].Payload) != "new" {
+		t.Fatalf("overwrite not visible: %+v", got)
+	}
+	// Only the new expiry counts: sweeping at the old one keeps it.
+	if n, err := st.Expire(bg, time.Unix(future()+1, 0)); err != nil || n != 1 {
+		t.Fatalf("expire at the old deadline = %d %v, want 1 (v's copy only)", n, err)
+	}
+	if got := loadIDs(t, st, "u", []uint32{2}, 0); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("re-saved message expired at its old deadline: %v", got)
+	}
+}
+
+func contractAck(t *testing.T, st Store) {
+	for id := uint64(1); id <= 5; id++ {
+		mustSave(t, st, msg(id, 1, future()), "u", "v")
+	}
+	mustAck(t, st, "u", 2, 2, 4)
+	mustAck(t, st, "u", 0, 2, 4)        // again: nothing
+	mustAck(t, st, "u", 0, 99, 1000000) // unknown ids
+	mustAck(t, st, "u", 1, 3, 3)        // repeated id in one call counts once
+	mustAck(t, st, "nobody", 0, 1)      // unknown uid
+	mustAck(t, st, "u", 0)              // no ids
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{1, 5}) {
+		t.Fatalf("u after acks: %v", got)
+	}
+	if got := loadIDs(t, st, "v", []uint32{1}, 0); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("v touched by u's acks: %v", got)
+	}
+	// An acked entry is gone for Expire too.
+	if n, _ := st.Expire(bg, time.Unix(future()+10, 0)); n != 7 {
+		t.Fatalf("expire after acks dropped %d, want 7", n)
+	}
+}
+
+func contractExpiry(t *testing.T, st Store) {
+	now := time.Now().Unix()
+	mustSave(t, st, msg(1, 1, now-10), "u")     // already expired
+	mustSave(t, st, msg(2, 1, now+3600), "u")   // expires in an hour
+	mustSave(t, st, msg(3, 1, 0), "u")          // never expires
+	mustSave(t, st, msg(4, 2, now-1), "u", "v") // expired, two inboxes
+	if got := loadIDs(t, st, "u", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("load hides expired: %v", got)
+	}
+	if s := mustStats(t, st); s.Pending != 5 {
+		t.Fatalf("expired entries still count until swept: pending %d", s.Pending)
+	}
+	n, err := st.Expire(bg, time.Unix(now, 0))
+	if err != nil || n != 3 {
+		t.Fatalf("expire now = %d %v, want 3", n, err)
+	}
+	if n, _ := st.Expire(bg, time.Unix(now, 0)); n != 0 {
+		t.Fatalf("second expire = %d", n)
+	}
+	if s := mustStats(t, st); s.Pending != 2 || s.Expired != 3 || s.PendingPerApp[2] != 0 {
+		t.Fatalf("stats after expire: %+v", s)
+	}
+	if n, _ := st.Expire(bg, time.Unix(now+3600, 0)); n != 1 {
+		t.Fatalf("expire at the deadline = %d, want 1 (expired when now >= Expire)", n)
+	}
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("after expiry: %v", got)
+	}
+	mustAck(t, st, "u", 0, 1, 2) // expired and gone: unknown
+}
+
+func contractBroadcast(t *testing.T, st Store) {
+	mustBroadcast(t, st, msg(10, 1, future()))
+	mustBroadcast(t, st, msg(11, 2, future()))
+	mustSave(t, st, msg(12, 1, future()), "u")
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{10, 12}) {
+		t.Fatalf("u loads %v", got)
+	}
+	// Loading does not consume: until ACKed it comes back.
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{10, 12}) {
+		t.Fatalf("u loads again %v", got)
+	}
+	mustAck(t, st, "u", 1, 10)
+	mustAck(t, st, "u", 0, 10) // already recorded
+	if got := loadIDs(t, st, "u", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{11, 12}) {
+		t.Fatalf("after ack u loads %v", got)
+	}
+	// A user never seen before gets the live broadcasts of its apps.
+	if got := loadIDs(t, st, "newcomer", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{10, 11}) {
+		t.Fatalf("newcomer loads %v", got)
+	}
+	if got := loadIDs(t, st, "newcomer", []uint32{3}, 0); len(got) != 0 {
+		t.Fatalf("newcomer loads other app's broadcasts: %v", got)
+	}
+	// Re-saving a broadcast does not forget who has it.
+	mustBroadcast(t, st, msg(10, 1, future()))
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{12}) {
+		t.Fatalf("after re-save u loads %v", got)
+	}
+	if s := mustStats(t, st); s.Broadcasts != 2 || s.Pending != 1 {
+		t.Fatalf("stats: %+v (broadcasts are not pending entries)", s)
+	}
+}
+
+func contractBroadcastExpiry(t *testing.T, st Store) {
+	now := time.Now().Unix()
+	mustBroadcast(t, st, msg(1, 1, now-1))    // expired on arrival
+	mustBroadcast(t, st, msg(2, 1, now+3600)) // live for an hour
+	mustBroadcast(t, st, msg(3, 1, 0))        // never expires
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("load hides expired broadcast: %v", got)
+	}
+	mustAck(t, st, "u", 1, 2)
+	n, err := st.Expire(bg, time.Unix(now+3600, 0))
+	if err != nil || n != 2 {
+		t.Fatalf("expire = %d %v, want 2", n, err)
+	}
+	if s := mustStats(t, st); s.Broadcasts != 1 || s.Expired != 2 {
+		t.Fatalf("stats after broadcast expiry: %+v", s)
+	}
+	mustAck(t, st, "v", 0, 1, 2) // gone: unknown
+	if got := loadIDs(t, st, "v", []uint32{1}, 0); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("v after expiry: %v", got)
+	}
+	// A new broadcast reusing nothing of the old ACK records.
+	mustBroadcast(t, st, msg(2, 1, 0))
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("ACK records of an expired broadcast survived: %v", got)
+	}
+}
+
+func contractStats(t *testing.T, st Store) {
+	if s := mustStats(t, st); s.Pending != 0 || s.Broadcasts != 0 || s.Saved != 0 || len(s.PendingPerApp) != 0 {
+		t.Fatalf("empty store stats: %+v", s)
+	}
+	mustSave(t, st, msg(1, 1, 0), "a", "b", "c")
+	mustSave(t, st, msg(2, 2, 0), "a")
+	mustBroadcast(t, st, msg(3, 1, 0))
+	s := mustStats(t, st)
+	if s.Pending != 4 || s.PendingPerApp[1] != 3 || s.PendingPerApp[2] != 1 || s.Broadcasts != 1 || s.Saved != 4 {
+		t.Fatalf("stats after saves: %+v", s)
+	}
+	mustAck(t, st, "a", 3, 1, 2, 3)
+	s = mustStats(t, st)
+	if s.Pending != 2 || s.PendingPerApp[1] != 2 || s.PendingPerApp[2] != 0 || s.Acked != 2 {
+		t.Fatalf("stats after ack (pending drops, broadcast acks are not entries): %+v", s)
+	}
+	if _, ok := s.PendingPerApp[2]; ok {
+		t.Fatalf("app with no pending entry still listed: %+v", s.PendingPerApp)
+	}
+	s.PendingPerApp[1] = 1000 // the caller's own map
+	if s := mustStats(t, st); s.PendingPerApp[1] != 2 {
+		t.Fatalf("stats map aliases the store: %+v", s)
+	}
+}
+
+func contractInvalid(t *testing.T, st Store) {
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"save id 0", func() error { return st.Save(bg, msg(0, 1, 0), []string{"u"}) }},
+		{"save negative expire", func() error { return st.Save(bg, msg(1, 1, -5), []string{"u"}) }},
+		{"save broadcast message", func() error {
+			m := msg(1, 1, 0)
+			m.Broadcast = true
+			return st.Save(bg, m, []string{"u"})
+		}},
+		{"save empty uid", func() error { return st.Save(bg, msg(1, 1, 0), []string{"u", ""}) }},
+		{"save uid with NUL", func() error { return st.Save(bg, msg(1, 1, 0), []string{"a\x00b"}) }},
+		{"save long uid", func() error { return st.Save(bg, msg(1, 1, 0), []string{strings.Repeat("x", MaxUIDLen+1)}) }},
+		{"broadcast id 0", func() error { return st.SaveBroadcast(bg, msg(0, 1, 0)) }},
+		{"load empty uid", func() error { _, err := st.Load(bg, "", []uint32{1}, 0); return err }},
+		{"ack uid with NUL", func() error { _, err := st.Ack(bg, "\x00", []uint64{1}); return err }},
+	} {
+		if err := tc.call(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", tc.name, err)
+		}
+	}
+	if s := mustStats(t, st); s.Pending != 0 {
+		t.Fatalf("a refused save stored something: %+v", s)
+	}
+}
+
+func contractCancelled(t *testing.T, st Store) {
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if err := st.Save(ctx, msg(1, 1, 0), []string{"u"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("save: %v", err)
+	}
+	if _, err := st.Load(ctx, "u", []uint32{1}, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("load: %v", err)
+	}
+	if _, err := st.Ack(ctx, "u", []uint64{1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("ack: %v", err)
+	}
+}
+
+func contractClosed(t *testing.T, st Store) {
+	mustSave(t, st, msg(1, 1, 0), "u")
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	errs := map[string]error{}
+	errs["save"] = st.Save(bg, msg(2, 1, 0), []string{"u"})
+	errs["broadcast"] = st.SaveBroadcast(bg, msg(3, 1, 0))
+	_, errs["load"] = st.Load(bg, "u", []uint32{1}, 0)
+	_, errs["ack"] = st.Ack(bg, "u", []uint64{1})
+	_, errs["expire"] = st.Expire(bg, time.Now())
+	_, errs["stats"] = st.Stats(bg)
+	for op, err := range errs {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after close: %v, want ErrClosed", op, err)
+		}
+	}
+}
+
+// Writers save and ACK their own users' messages while readers load and a
+// sweeper expires; in the end every entry was saved once and ACKed once.
+func contractConcurrent(t *testing.T, st Store) {
+	gen, err := idgen.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, perWriter = 6, 40
+	mustBroadcast(t, st, msg(gen.Next(), 1, future()))
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			uids := []string{fmt.Sprint("w", w, "a"), fmt.Sprint("w", w, "b")}
+			var ids []uint64
+			for i := range perWriter {
+				id := gen.Next()
+				ids = append(ids, id)
+				if err := st.Save(bg, msg(id, uint32(1+i%2), future()), uids); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%4 == 3 { // ACK in small batches, as clients do
+					for _, uid := range uids {
+						if n, err := st.Ack(bg, uid, ids); err != nil || n != len(ids) {
+							t.Errorf("ack %s: %d %v, want %d", uid, n, err, len(ids))
+							return
+						}
+					}
+					ids = ids[:0]
+				}
+			}
+		})
+	}
+	for r := range 2 {
+		wg.Go(func() {
+			for i := range 50 {
+				msgs, err := st.Load(bg, fmt.Sprint("w", (i+r)%writers, "a"), []uint32{1, 2}, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !slices.IsSortedFunc(msgs, func(a, b push.Message) int { return cmpID(a, b.ID) }) {
+					t.Error("load not in ID order")
+					return
+				}
+				if _, err := st.Expire(bg, time.Now()); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := st.Stats(bg); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := mustStats(t, st)
+	total := uint64(writers * perWriter * 2)
+	if s.Pending != 0 || s.Saved != total || s.Acked != total || s.Broadcasts != 1 {
+		t.Fatalf("stats after concurrent run: %+v, want saved=acked=%d, pending 0", s, total)
+	}
+}
