@@ -12,6 +12,7 @@ type Decoder struct {
 	r      *bufio.Reader
 	maxLen int
 	buf    []byte
+	lenBuf [LenSize]byte // a field, not a local: a local escapes through io.ReadFull and costs an allocation per frame
 }
 
 // NewDecoder returns a Decoder reading from r that refuses frames whose Len
@@ -25,11 +26,10 @@ func NewDecoder(r io.Reader, maxLen int) *Decoder {
 
 // Next reads the next frame. The size is checked before the body is read.
 func (d *Decoder) Next() (Frame, error) {
-	var lenBuf [LenSize]byte
-	if _, err := io.ReadFull(d.r, lenBuf[:]); err != nil {
+	if _, err := io.ReadFull(d.r, d.lenBuf[:]); err != nil {
 		return Frame{}, err
 	}
-	n, err := FrameLen(lenBuf[:], d.maxLen)
+	n, err := FrameLen(d.lenBuf[:], d.maxLen)
 	if err != nil {
 		return Frame{}, err
 	}
@@ -37,7 +37,7 @@ func (d *Decoder) Next() (Frame, error) {
 		d.buf = make([]byte, n)
 	}
 	d.buf = d.buf[:n]
-	copy(d.buf, lenBuf[:])
+	copy(d.buf, d.lenBuf[:])
 	if _, err := io.ReadFull(d.r, d.buf[LenSize:]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -114,6 +114,7 @@ type StoreStats struct {
 	Saved         uint64           // unicast (uid, message) entries saved since start
 	Acked         uint64           // entries deleted by ACK since start
 	Expired       uint64           // entries dropped at TTL since start
+	Parked        int64            // entries loaded too often without ACK: kept, no longer delivered
 }
 
 // Member is one live service instance (keeper membership).
