@@ -1,0 +1,245 @@
+// Package center owns the internal HTTP API that products and operators call
+// (API.md): unicast and multicast pushes, broadcast jobs, online status, kicks,
+// client tokens and statistics. It authenticates callers per app, rate-limits
+// pushes per app, stores QoS 1 messages before sending them (store-then-send),
+// finds sessions in register and hands deliveries to the rooms that hold them.
+//
+// center talks to the other services only through the small interfaces
+// declared here (Registry, Storage, Rooms); the assembly wires either the
+// services themselves or RPC clients.
+package center
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/idgen"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// ErrConfig wraps invalid configuration or missing dependencies.
+var ErrConfig = errors.New("center: invalid config")
+
+// Registry is the session directory (register service).
+type Registry interface {
+	// Get returns the session of uid, if any.
+	Get(ctx context.Context, uid string) (push.Session, bool, error)
+	// Lookup returns the sessions of those uids that are online, in no
+	// particular order.
+	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
+	// Scan pages through the sessions with app bound: start at cursor 0 and
+	// pass the returned cursor back; a returned cursor of 0 means done.
+	Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error)
+	// Counts returns online totals.
+	Counts(ctx context.Context) (push.Counts, error)
+}
+
+// Storage is the message store (saver service).
+type Storage interface {
+	// Save stores msg for every uid before it is sent (QoS 1).
+	Save(ctx context.Context, msg push.Message, uids []string) error
+	// SaveBroadcast stores a broadcast once; users get it at their next login
+	// within its expiry.
+	SaveBroadcast(ctx context.Context, msg push.Message) error
+	// Stats describes what the store holds.
+	Stats(ctx context.Context) (push.StoreStats, error)
+}
+
+// Rooms routes by room instance id (a directory of rooms, local or RPC).
+type Rooms interface {
+	// Push delivers msg to targets on room and returns how many of them are
+	// connected there.
+	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
+	// Kick closes connID of uid on room; false when it is no longer there.
+	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+}
+
+// Config configures a center.
+type Config struct {
+	Addr   string // listen address, default ":8000"
+	Logger *slog.Logger
+	// MaxJobs bounds the broadcast jobs running at once (default 4); more are
+	// refused with 429.
+	MaxJobs int
+	// CallTimeout bounds each call to a dependency (default 5s).
+	CallTimeout time.Duration
+	// KeepJobs is how many finished jobs stay queryable (default 1000).
+	KeepJobs int
+}
+
+// Deps are the collaborators of a center.
+type Deps struct {
+	Config   *config.Holder
+	IDs      *idgen.Generator
+	Registry Registry
+	Storage  Storage
+	Rooms    Rooms
+}
+
+// Service is the center API.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	conf    *config.Holder
+	ids     *idgen.Generator
+	reg     Registry
+	store   Storage
+	rooms   Rooms
+	handler http.Handler
+	limits  limiters
+	jobs    *jobStore
+
+	// api counters since start, for GET /v1/stats.
+	apiPushes     atomic.Uint64
+	apiBroadcasts atomic.Uint64
+
+	// Broadcast jobs: slots bounds how many run, jobCtx ends them at
+	// Shutdown, jobWG waits for them.
+	slots     chan struct{}
+	jobCtx    context.Context
+	jobCancel context.CancelFunc
+	jobWG     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	ln     net.Listener
+	srv    *http.Server
+	done   chan struct{}
+	once   sync.Once
+}
+
+// New validates cfg and deps and returns a center; it does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	switch {
+	case deps.Config == nil || deps.Config.Load() == nil:
+		return nil, fmt.Errorf("%w: nil config holder", ErrConfig)
+	case deps.IDs == nil || deps.Registry == nil || deps.Storage == nil || deps.Rooms == nil:
+		return nil, fmt.Errorf("%w: missing dependency", ErrConfig)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":8000"
+	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = 4
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.KeepJobs <= 0 {
+		cfg.KeepJobs = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		conf:  deps.Config,
+		ids:   deps.IDs,
+		reg:   deps.Registry,
+		store: deps.Storage,
+		rooms: deps.Rooms,
+		jobs:  newJobStore(cfg.KeepJobs),
+		slots: make(chan struct{}, cfg.MaxJobs),
+	}
+	s.jobCtx, s.jobCancel = context.WithCancel(context.Background())
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the API (tests may serve it with httptest). Broadcast jobs
+// started through it belong to the service and end at Shutdown.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Start listens on cfg.Addr and serves in a goroutine owned by the service.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil || s.closed {
+		return errors.New("center: already started or shut down")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("center listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("center serve", "err", err)
+		}
+	}()
+	s.log.Info("center listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the bound address once started, else the configured one.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr().String()
+	}
+	return s.cfg.Addr
+}
+
+// Shutdown stops accepting requests and jobs, lets in-flight requests finish
+// within ctx, stops the running broadcast jobs (they end "failed"; a QoS 1
+// broadcast stays stored for users' next login) and waits for every
+// goroutine. It is idempotent.
+func (s *Service) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		srv, done := s.srv, s.done
+		s.mu.Unlock()
+		if srv != nil {
+			if err = srv.Shutdown(ctx); err != nil {
+				srv.Close()
+			}
+			<-done
+		}
+		s.jobCancel()
+		s.jobWG.Wait()
+	})
+	return err
+}
+
+// startJob runs f in a goroutine owned by the service, unless it is shut down.
+func (s *Service) startJob(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.jobWG.Add(1)
+	go func() {
+		defer s.jobWG.Done()
+		f()
+	}()
+	return true
+}
+
+// callCtx bounds one dependency call.
+func (s *Service) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.CallTimeout)
+}

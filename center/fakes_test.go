@@ -1,0 +1,368 @@
+package center
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/idgen"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+var errDown = errors.New("dependency down")
+
+// events is the ordered log of dependency calls shared by the fakes, to
+// check store-then-send.
+type events struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (e *events) add(s string) {
+	e.mu.Lock()
+	e.log = append(e.log, s)
+	e.mu.Unlock()
+}
+
+func (e *events) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.log)
+}
+
+type fakeRegistry struct {
+	ev        *events
+	mu        sync.Mutex
+	sessions  map[string]push.Session
+	errGet    error
+	errLookup error
+	scanFails int // the next scanFails Scan calls fail
+	scans     int
+	counts    push.Counts
+}
+
+func (f *fakeRegistry) add(ss ...push.Session) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions == nil {
+		f.sessions = make(map[string]push.Session)
+	}
+	for _, s := range ss {
+		f.sessions[s.UID] = s
+	}
+}
+
+func (f *fakeRegistry) Get(_ context.Context, uid string) (push.Session, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("get")
+	if f.errGet != nil {
+		return push.Session{}, false, f.errGet
+	}
+	s, ok := f.sessions[uid]
+	return s, ok, nil
+}
+
+func (f *fakeRegistry) Lookup(_ context.Context, uids []string) ([]push.Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("lookup")
+	if f.errLookup != nil {
+		return nil, f.errLookup
+	}
+	var out []push.Session
+	for _, u := range uids {
+		if s, ok := f.sessions[u]; ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Scan pages through the app's sessions sorted by uid; the cursor is the
+// index of the next one plus one.
+func (f *fakeRegistry) Scan(_ context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("scan")
+	f.scans++
+	if f.scanFails > 0 {
+		f.scanFails--
+		return nil, 0, errDown
+	}
+	var all []push.Session
+	for _, s := range f.sessions {
+		if s.HasApp(app) {
+			all = append(all, s)
+		}
+	}
+	slices.SortFunc(all, func(a, b push.Session) int { return strings.Compare(a.UID, b.UID) })
+	from := 0
+	if cursor > 0 {
+		from = int(cursor - 1)
+	}
+	to := min(from+limit, len(all))
+	next := uint64(0)
+	if to < len(all) {
+		next = uint64(to + 1)
+	}
+	return all[from:to], next, nil
+}
+
+func (f *fakeRegistry) Counts(context.Context) (push.Counts, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.errGet != nil {
+		return push.Counts{}, f.errGet
+	}
+	return f.counts, nil
+}
+
+type fakeStorage struct {
+	ev         *events
+	mu         sync.Mutex
+	err        error
+	saved      []push.Message
+	savedUIDs  [][]string
+	broadcasts []push.Message
+	stats      push.StoreStats
+}
+
+func (f *fakeStorage) Save(_ context.Context, msg push.Message, uids []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("save")
+	if f.err != nil {
+		return f.err
+	}
+	f.saved = append(f.saved, msg)
+	f.savedUIDs = append(f.savedUIDs, slices.Clone(uids))
+	return nil
+}
+
+func (f *fakeStorage) SaveBroadcast(_ context.Context, msg push.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("save_broadcast")
+	if f.err != nil {
+		return f.err
+	}
+	f.broadcasts = append(f.broadcasts, msg)
+	return nil
+}
+
+func (f *fakeStorage) Stats(context.Context) (push.StoreStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats, f.err
+}
+
+type roomPush struct {
+	room    string
+	msg     push.Message
+	targets []push.Target
+}
+
+type kickCall struct {
+	room, uid, reason string
+	connID            uint64
+	code              int
+}
+
+type fakeRooms struct {
+	ev      *events
+	mu      sync.Mutex
+	pushes  []roomPush
+	kicks   []kickCall
+	down    map[string]bool // rooms that fail
+	offline map[string]bool // uids that are not really connected
+	block   chan struct{}   // when set, Push waits on it or on ctx
+}
+
+func (f *fakeRooms) Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error) {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("push:" + room)
+	if f.down[room] {
+		return 0, errDown
+	}
+	f.pushes = append(f.pushes, roomPush{room, msg, slices.Clone(targets)})
+	n := 0
+	for _, t := range targets {
+		if !f.offline[t.UID] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (f *fakeRooms) Kick(_ context.Context, room, uid string, connID uint64, code int, reason string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("kick:" + room)
+	if f.down[room] {
+		return false, errDown
+	}
+	f.kicks = append(f.kicks, kickCall{room, uid, reason, connID, code})
+	return true, nil
+}
+
+func (f *fakeRooms) pushed() []roomPush {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.pushes)
+}
+
+// env is a center behind httptest with its fakes.
+type env struct {
+	svc   *Service
+	srv   *httptest.Server
+	conf  *config.Holder
+	ev    *events
+	reg   *fakeRegistry
+	store *fakeStorage
+	rooms *fakeRooms
+}
+
+const (
+	adminKey = "admin-key"
+	key1     = "key-1"
+	key2     = "key-2"
+	key3     = "key-3"
+)
+
+func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
+	t.Helper()
+	c := &config.Config{
+		AdminKey: adminKey,
+		Apps: []config.App{
+			{ID: 1, Secret: "secret-of-app-one", APIKey: key1, MaxPayload: 16, MaxMulticast: 5},
+			{ID: 2, Secret: "secret-of-app-two", APIKey: key2},
+			{ID: 3, Secret: "secret-of-app-three", APIKey: key3, PushRate: 1, PushBurst: 2},
+		},
+	}
+	c.Center.BroadcastBatch = 10
+	if mutate != nil {
+		mutate(c)
+	}
+	if err := c.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newEnv(t testing.TB, cfg Config, mutate func(*config.Config)) *env {
+	t.Helper()
+	ev := &events{}
+	e := &env{
+		conf:  config.NewHolder(testConfig(t, mutate)),
+		ev:    ev,
+		reg:   &fakeRegistry{ev: ev},
+		store: &fakeStorage{ev: ev},
+		rooms: &fakeRooms{ev: ev},
+	}
+	ids, err := idgen.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc, err = New(cfg, Deps{Config: e.conf, IDs: ids, Registry: e.reg, Storage: e.store, Rooms: e.rooms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(e.svc.Handler())
+	t.Cleanup(func() {
+		e.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.svc.Shutdown(ctx)
+	})
+	return e
+}
+
+// answer is one HTTP exchange's outcome.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(a.body, &m); err != nil {
+		t.Fatalf("answer %d %q is not JSON: %v", a.status, a.body, err)
+	}
+	return m
+}
+
+// errCode checks the error form {"error":{"code","message"}} and returns the code.
+func (a answer) errCode(t *testing.T) string {
+	t.Helper()
+	var eb struct {
+		Error map[string]string `json:"error"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(a.body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&eb); err != nil || len(eb.Error) != 2 || eb.Error["message"] == "" {
+		t.Fatalf("answer %d %q is not the error form: %v", a.status, a.body, err)
+	}
+	return eb.Error["code"]
+}
+
+func (e *env) do(t *testing.T, method, path, key, body string) answer {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// session returns a session of uid on room with apps bound.
+func session(uid, room string, conn uint64, apps ...uint32) push.Session {
+	return push.Session{UID: uid, Room: room, ConnID: conn, Apps: apps, Since: 1700000000, IP: "10.0.0.1"}
+}

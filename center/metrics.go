@@ -1,0 +1,46 @@
+package center
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	requests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_requests_total",
+		Help: "API requests by endpoint and HTTP status code.",
+	}, []string{"endpoint", "code"})
+	latency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lcpush_center_request_seconds",
+		Help:    "API request duration by endpoint.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+	}, []string{"endpoint"})
+	pushes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_pushes_total",
+		Help: "Accepted push requests (unicast and multicast) by QoS.",
+	}, []string{"qos"})
+	deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_deliveries_total",
+		Help: "Targets the rooms reported connected, by kind (push, broadcast).",
+	}, []string{"kind"})
+	roomErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_room_errors_total",
+		Help: "Failed room calls by operation (push, kick).",
+	}, []string{"op"})
+	depErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_dependency_errors_total",
+		Help: "Failed calls to register or saver by operation.",
+	}, []string{"op"})
+	rateLimitedTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_center_rate_limited_total",
+		Help: "Requests refused with 429 (push rate or broadcast job slots).",
+	})
+	jobEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_jobs_total",
+		Help: "Broadcast jobs by event (started, done, failed, refused).",
+	}, []string{"event"})
+	jobsRunning = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_center_jobs_running",
+		Help: "Broadcast jobs running now.",
+	})
+)

@@ -1,0 +1,200 @@
+package center
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// maxUID is the longest uid in bytes, as in the client protocol.
+const maxUID = 128
+
+// messageFields are the body fields shared by push and broadcast.
+type messageFields struct {
+	Text *string `json:"text"`
+	Data *string `json:"data"` // standard base64
+	QoS  *int    `json:"qos"`
+	TTL  *int    `json:"ttl"` // seconds
+}
+
+type pushRequest struct {
+	UIDs []string `json:"uids"`
+	messageFields
+}
+
+type pushAnswer struct {
+	MsgID  string `json:"msg_id"`
+	Online int    `json:"online"`
+	Stored int    `json:"stored"`
+}
+
+// message validates the fields against the app's limits and builds the
+// message (without its id).
+func (f *messageFields) message(cfg *config.Config, app *config.App, now time.Time) (push.Message, *apiError) {
+	var payload []byte
+	switch {
+	case f.Text != nil && f.Data != nil:
+		return push.Message{}, badRequest("give text or data, not both")
+	case f.Text != nil:
+		payload = []byte(*f.Text)
+	case f.Data != nil:
+		b, err := base64.StdEncoding.DecodeString(*f.Data)
+		if err != nil {
+			return push.Message{}, badRequest("data is not standard base64")
+		}
+		payload = b
+	default:
+		return push.Message{}, badRequest("text or data is required")
+	}
+	if len(payload) > app.MaxPayload {
+		return push.Message{}, tooLarge("payload of " + strconv.Itoa(len(payload)) + " bytes is over the app's max_payload of " + strconv.Itoa(app.MaxPayload))
+	}
+	qos := int(push.QoS1)
+	if f.QoS != nil {
+		qos = *f.QoS
+	}
+	if qos != int(push.QoS0) && qos != int(push.QoS1) {
+		return push.Message{}, badRequest("qos must be 0 or 1")
+	}
+	ttl := cfg.Center.DefaultTTL
+	if f.TTL != nil {
+		ttl = *f.TTL
+	}
+	if ttl < 1 || ttl > cfg.Center.MaxTTL {
+		return push.Message{}, badRequest("ttl must be 1.." + strconv.Itoa(cfg.Center.MaxTTL) + " seconds")
+	}
+	return push.Message{App: app.ID, QoS: uint8(qos), Expire: now.Unix() + int64(ttl), Payload: payload}, nil
+}
+
+// cleanUIDs checks the uid list and removes duplicates, keeping the order.
+func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
+	if len(uids) == 0 {
+		return nil, badRequest("uids must name at least one user")
+	}
+	if len(uids) > maxN {
+		return nil, badRequest("at most " + strconv.Itoa(maxN) + " uids per push")
+	}
+	seen := make(map[string]struct{}, len(uids))
+	out := make([]string, 0, len(uids))
+	for _, u := range uids {
+		if u == "" || len(u) > maxUID {
+			return nil, badRequest("each uid must be 1..128 bytes")
+		}
+		if _, dup := seen[u]; dup {
+			continue
+		}
+		seen[u] = struct{}{}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// handlePush serves POST /v1/apps/{app}/push: store (QoS 1), look up the
+// sessions, push through their rooms.
+func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
+	cfg, app, e := appRequest(s.conf, r)
+	if e != nil {
+		return e
+	}
+	var req pushRequest
+	if e := decodeBody(w, r, &req, false); e != nil {
+		return e
+	}
+	uids, e := cleanUIDs(req.UIDs, app.MaxMulticast)
+	if e != nil {
+		return e
+	}
+	msg, e := req.message(cfg, app, time.Now())
+	if e != nil {
+		return e
+	}
+	if ok, wait := s.limits.allow(cfg, app.ID); !ok {
+		rateLimitedTotal.Inc()
+		return rateLimited("push rate of app "+strconv.FormatUint(uint64(app.ID), 10)+" exceeded", wait)
+	}
+	msg.ID = s.ids.Next()
+
+	// Store-then-send: a QoS 1 message that could not be stored is refused
+	// before anything reaches a client.
+	if msg.QoS == push.QoS1 {
+		ctx, cancel := s.callCtx(r.Context())
+		err := s.store.Save(ctx, msg, uids)
+		cancel()
+		if err != nil {
+			depErrors.WithLabelValues("save").Inc()
+			s.log.Warn("center push: save", "app", app.ID, "msg", msg.ID, "err", err)
+			return unavailable("message store unavailable")
+		}
+	}
+	// From here the message is accepted: finish even if the caller leaves.
+	ctx, cancel := s.callCtx(context.WithoutCancel(r.Context()))
+	defer cancel()
+	stored := 0
+	if msg.QoS == push.QoS1 {
+		stored = len(uids)
+	}
+	sessions, err := s.reg.Lookup(ctx, uids)
+	if err != nil {
+		depErrors.WithLabelValues("lookup").Inc()
+		s.log.Warn("center push: lookup", "app", app.ID, "msg", msg.ID, "err", err)
+		if msg.QoS == push.QoS0 { // nothing was done: say so
+			return unavailable("session registry unavailable")
+		}
+		sessions = nil // stored: users get it at their next login
+	}
+	online := s.deliver(ctx, msg, groupByRoom(sessions, app.ID), "push")
+	s.apiPushes.Add(1)
+	pushes.WithLabelValues(strconv.Itoa(int(msg.QoS))).Inc()
+	writeJSON(w, http.StatusOK, pushAnswer{MsgID: strconv.FormatUint(msg.ID, 10), Online: online, Stored: stored})
+	return nil
+}
+
+// roomTargets are the connections one room should reach.
+type roomTargets struct {
+	room    string
+	targets []push.Target
+}
+
+// groupByRoom keeps the sessions that have app bound and groups them by
+// room, in the order rooms first appear.
+func groupByRoom(sessions []push.Session, app uint32) []roomTargets {
+	var out []roomTargets
+	index := make(map[string]int)
+	for i := range sessions {
+		ss := &sessions[i]
+		if ss.Room == "" || !ss.HasApp(app) {
+			continue
+		}
+		j, ok := index[ss.Room]
+		if !ok {
+			j = len(out)
+			index[ss.Room] = j
+			out = append(out, roomTargets{room: ss.Room})
+		}
+		out[j].targets = append(out[j].targets, push.Target{UID: ss.UID, ConnID: ss.ConnID})
+	}
+	return out
+}
+
+// deliver pushes msg to every group and returns how many targets the rooms
+// reported connected. A failing room is logged and counted; a QoS 1 message
+// stays stored for those users.
+func (s *Service) deliver(ctx context.Context, msg push.Message, groups []roomTargets, kind string) int {
+	online := 0
+	for _, g := range groups {
+		n, err := s.rooms.Push(ctx, g.room, msg, g.targets)
+		if err != nil {
+			roomErrors.WithLabelValues("push").Inc()
+			s.log.Warn("center: room push", "room", g.room, "msg", msg.ID, "targets", len(g.targets), "err", err)
+			continue
+		}
+		online += n
+	}
+	deliveries.WithLabelValues(kind).Add(float64(online))
+	return online
+}

@@ -1,0 +1,160 @@
+package center
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/token"
+)
+
+const (
+	defaultTokenTTL = 86400
+	maxTokenTTL     = 30 * 86400
+	maxReason       = 256 // bytes of a kick reason
+)
+
+type userAnswer struct {
+	Online bool     `json:"online"`
+	Room   string   `json:"room,omitempty"`
+	Since  int64    `json:"since,omitempty"`
+	Apps   []uint32 `json:"apps,omitempty"`
+}
+
+// pathUID returns the {uid} of the path if it is 1..128 bytes.
+func pathUID(r *http.Request) (string, *apiError) {
+	uid := r.PathValue("uid")
+	if uid == "" || len(uid) > maxUID {
+		return "", badRequest("uid must be 1..128 bytes")
+	}
+	return uid, nil
+}
+
+// session returns uid's session if it has app bound. A connection carrying
+// other apps only is not this app's business: it is reported offline and
+// cannot be kicked through this app.
+func (s *Service) session(r *http.Request, uid string, app uint32) (push.Session, bool, *apiError) {
+	ctx, cancel := s.callCtx(r.Context())
+	defer cancel()
+	sess, ok, err := s.reg.Get(ctx, uid)
+	if err != nil {
+		depErrors.WithLabelValues("get").Inc()
+		s.log.Warn("center: registry get", "uid", uid, "err", err)
+		return push.Session{}, false, unavailable("session registry unavailable")
+	}
+	if !ok || !sess.HasApp(app) {
+		return push.Session{}, false, nil
+	}
+	return sess, true, nil
+}
+
+// handleUser serves GET /v1/apps/{app}/users/{uid}.
+func (s *Service) handleUser(w http.ResponseWriter, r *http.Request) *apiError {
+	_, app, e := appRequest(s.conf, r)
+	if e != nil {
+		return e
+	}
+	uid, e := pathUID(r)
+	if e != nil {
+		return e
+	}
+	sess, online, e := s.session(r, uid, app.ID)
+	if e != nil {
+		return e
+	}
+	ans := userAnswer{Online: online}
+	if online {
+		ans.Room, ans.Since, ans.Apps = sess.Room, sess.Since, sess.Apps
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+type kickRequest struct {
+	Reason string `json:"reason"`
+}
+
+type kickAnswer struct {
+	Kicked bool `json:"kicked"`
+}
+
+// handleKick serves POST /v1/apps/{app}/users/{uid}/kick; the body is
+// optional.
+func (s *Service) handleKick(w http.ResponseWriter, r *http.Request) *apiError {
+	_, app, e := appRequest(s.conf, r)
+	if e != nil {
+		return e
+	}
+	uid, e := pathUID(r)
+	if e != nil {
+		return e
+	}
+	var req kickRequest
+	if e := decodeBody(w, r, &req, true); e != nil {
+		return e
+	}
+	if len(req.Reason) > maxReason {
+		return badRequest("reason longer than 256 bytes")
+	}
+	if req.Reason == "" {
+		req.Reason = "admin"
+	}
+	sess, online, e := s.session(r, uid, app.ID)
+	if e != nil {
+		return e
+	}
+	kicked := false
+	if online {
+		ctx, cancel := s.callCtx(r.Context())
+		var err error
+		kicked, err = s.rooms.Kick(ctx, sess.Room, uid, sess.ConnID, push.KickAdmin, req.Reason)
+		cancel()
+		if err != nil {
+			roomErrors.WithLabelValues("kick").Inc()
+			s.log.Warn("center: room kick", "room", sess.Room, "uid", uid, "err", err)
+			return unavailable("room " + sess.Room + " unavailable")
+		}
+	}
+	writeJSON(w, http.StatusOK, kickAnswer{Kicked: kicked})
+	return nil
+}
+
+type tokenRequest struct {
+	UID string `json:"uid"`
+	TTL *int   `json:"ttl"`
+}
+
+type tokenAnswer struct {
+	Token  string `json:"token"`
+	Expiry int64  `json:"expiry"`
+}
+
+// handleToken serves POST /v1/apps/{app}/tokens: a client token for (app,
+// uid), signed with the app secret.
+func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
+	_, app, e := appRequest(s.conf, r)
+	if e != nil {
+		return e
+	}
+	var req tokenRequest
+	if e := decodeBody(w, r, &req, false); e != nil {
+		return e
+	}
+	if req.UID == "" || len(req.UID) > maxUID {
+		return badRequest("uid must be 1..128 bytes")
+	}
+	ttl := defaultTokenTTL
+	if req.TTL != nil {
+		ttl = *req.TTL
+	}
+	if ttl < 1 || ttl > maxTokenTTL {
+		return badRequest("ttl must be 1.." + strconv.Itoa(maxTokenTTL) + " seconds")
+	}
+	expiry := time.Now().Unix() + int64(ttl)
+	writeJSON(w, http.StatusOK, tokenAnswer{
+		Token:  token.Sign([]byte(app.Secret), app.ID, req.UID, expiry),
+		Expiry: expiry,
+	})
+	return nil
+}

@@ -1,0 +1,120 @@
+package dispatcher
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+const (
+	maxUID    = 128 // bytes, as in the client protocol
+	maxFailed = 64  // failed addresses considered from one request
+)
+
+type dispatchAnswer struct {
+	Addrs []string `json:"addrs"`
+	TTL   int      `json:"ttl"`
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *Service) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
+	mux.HandleFunc("/v1/dispatch", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	return mux
+}
+
+// handleDispatch answers GET /v1/dispatch?uid=U&app=A&net=N&retry=R&failed=a,b.
+func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := request{uid: q.Get("uid")}
+	code, msg := "", ""
+	switch {
+	case req.uid == "":
+		code, msg = "bad_request", "uid is required"
+	case len(req.uid) > maxUID:
+		code, msg = "bad_request", "uid longer than 128 bytes"
+	}
+	if app := q.Get("app"); code == "" && app != "" {
+		if _, err := strconv.ParseUint(app, 10, 32); err != nil {
+			code, msg = "bad_request", "app must be a decimal app id"
+		}
+	}
+	if rs := q.Get("retry"); code == "" && rs != "" {
+		n, err := strconv.Atoi(rs)
+		if err != nil || n < 0 {
+			code, msg = "bad_request", "retry must be a non-negative integer"
+		}
+		req.retry = n
+	}
+	if code != "" {
+		requests.WithLabelValues("400").Inc()
+		writeError(w, http.StatusBadRequest, code, msg)
+		return
+	}
+	for _, f := range q["failed"] {
+		for _, a := range strings.Split(f, ",") {
+			if a = strings.TrimSpace(a); a == "" || len(req.failed) >= maxFailed {
+				continue
+			}
+			if req.failed == nil {
+				req.failed = make(map[string]bool)
+			}
+			req.failed[a] = true
+		}
+	}
+	if req.retry > 0 || len(req.failed) > 0 {
+		retries.Inc()
+	}
+	addrs := pick(s.members.Members(RoleRoom), req, s.cfg.MaxAddrs)
+	if len(addrs) == 0 {
+		requests.WithLabelValues("503").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no live room")
+		return
+	}
+	requests.WithLabelValues("200").Inc()
+	netRequests.WithLabelValues(netLabel(q.Get("net"))).Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, dispatchAnswer{Addrs: addrs, TTL: s.cfg.TTL})
+}
+
+// netLabel bounds the metric label to a few known network types.
+func netLabel(n string) string {
+	switch n = strings.ToLower(n); n {
+	case "wifi", "2g", "3g", "4g", "5g", "ethernet":
+		return n
+	case "":
+		return "unknown"
+	}
+	return "other"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own types reach here
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
