@@ -221,6 +221,9 @@ func (c *Config) Prepare() error {
 	if r.MaxFrame < 12 || r.MaxFrame > 16<<20 {
 		bad("room: max_frame out of range (12..16MiB)")
 	}
+	if r.HeartbeatGrace < 0 || r.AuthDeadline < 0 || r.TokenSkew < 0 || r.MaxPending < 0 {
+		bad("room: durations and max_pending must not be negative")
+	}
 	if r.MaxConns < 1 || r.MaxConnsPerIP < 1 {
 		bad("room: max_conns and max_conns_per_ip must be positive")
 	}
@@ -244,6 +247,9 @@ func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(ss))
 	for _, s := range ss {
 		if p, err := netip.ParsePrefix(s); err == nil {
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 			continue
 		}
@@ -251,6 +257,7 @@ func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%q is neither a CIDR nor an IP", s)
 		}
+		a = a.Unmap() // clients are matched unmapped
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
@@ -329,7 +336,9 @@ func (h *Holder) Store(c *Config) {
 	}
 }
 
-// Subscribe calls f after every Store, on the storing goroutine; f must not block.
+// Subscribe calls f after every Store, on the storing goroutine; f must not
+// block. Concurrent Stores may notify out of order: f should read Load()
+// rather than trust its argument to be the newest.
 func (h *Holder) Subscribe(f func(*Config)) {
 	h.mu.Lock()
 	h.subs = append(h.subs, f)

@@ -51,6 +51,11 @@ func Verify(secret []byte, app uint32, uid, tok string, now time.Time, skew time
 	if err != nil || expiry < 0 || strconv.FormatInt(expiry, 10) != exp {
 		return ErrMalformed
 	}
+	for i := 0; i < len(sig); i++ { // lower-case hex only: one token string per (app, uid, expiry)
+		if c := sig[i]; c >= 'A' && c <= 'F' {
+			return ErrMalformed
+		}
+	}
 	var got [sha256.Size]byte
 	if _, err := hex.Decode(got[:], []byte(sig)); err != nil {
 		return ErrMalformed
