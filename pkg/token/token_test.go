@@ -53,7 +53,7 @@ func TestVerify(t *testing.T) {
 		err    error
 	}{
 		{"good", secret, 7, "u1", good, now, 0, nil},
-		{"good uppercase hex", secret, 7, "u1", good[:strings.IndexByte(good, '.')+1] + strings.ToUpper(sig), now, 0, nil},
+		{"uppercase hex refused", secret, 7, "u1", good[:strings.IndexByte(good, '.')+1] + strings.ToUpper(sig), now, 0, ErrMalformed},
 		{"expired", secret, 7, "u1", good, now.Add(2 * time.Hour), time.Minute, ErrExpired},
 		{"expires exactly now", secret, 7, "u1", good, time.Unix(exp, 0), 0, ErrExpired},
 		{"one second before expiry", secret, 7, "u1", good, time.Unix(exp-1, 0), 0, nil},
