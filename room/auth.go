@@ -1,0 +1,193 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/token"
+)
+
+// handleAuth checks an AUTH offline on the loop and hands the blocking part
+// (register, kick the previous session, load stored messages) to the workers.
+func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
+	var a proto.Auth
+	if err := proto.DecodeJSON(f.Body, &a); err != nil {
+		mAuths.WithLabelValues("bad_frame").Inc()
+		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "bad AUTH body")
+	}
+	cfg := r.deps.Config.Load()
+	app, ok := cfg.App(f.App)
+	if !ok || a.UID == "" || len(a.UID) > maxUIDLen ||
+		token.Verify([]byte(app.Secret), f.App, a.UID, a.Token, time.Now(), cfg.Room.TokenSkew) != nil {
+		mAuths.WithLabelValues("bad_token").Inc()
+		return r.protocolError(s, f.Seq, proto.ErrCodeBadToken, "bad or expired token")
+	}
+	if r.isClosing() {
+		mAuths.WithLabelValues("shutdown").Inc()
+		r.writeKick(s, push.KickShutdown, proto.KickReason(push.KickShutdown))
+		r.markClose(s, closeKick)
+		return gnet.Close
+	}
+
+	s.uid = a.UID // decoded JSON strings are fresh copies, not gnet's buffer
+	s.hb = int32(cfg.Room.ClampHeartbeat(a.HB))
+	apps := []uint32{f.App}
+	s.apps.Store(&apps)
+	s.state = stAuthing
+	// Indexed before registering: a push that the register already routes
+	// here while AUTH_OK is not written yet is queued on the connection.
+	r.idx.add(s)
+	sess := push.Session{
+		UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: []uint32{f.App},
+		Since: time.Now().Unix(), IP: s.ip.String(),
+	}
+	seq := f.Seq
+	r.mu.RLock()
+	ok = !r.closing && r.pool != nil
+	if ok {
+		r.authing.Add(1)
+		if ok = r.pool.TrySubmit(func() { r.authTask(s, sess, seq) }); !ok {
+			r.authing.Add(-1)
+		}
+	}
+	r.mu.RUnlock()
+	if !ok {
+		mAuths.WithLabelValues("overloaded").Inc()
+		mPoolDropped.WithLabelValues("auth").Inc()
+		return r.protocolError(s, seq, proto.ErrCodeOverloaded, "server busy, retry later")
+	}
+	return gnet.None
+}
+
+// authResult carries what the workers learned back to the loop.
+type authResult struct {
+	seq        uint32
+	registered bool
+	msgs       []push.Message
+	err        error
+}
+
+// authTask runs on a worker.
+func (r *Room) authTask(s *connState, sess push.Session, seq uint32) {
+	res := &authResult{seq: seq}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	prev, err := r.deps.Registrar.Register(ctx, sess)
+	if err != nil {
+		res.err = fmt.Errorf("room register %s: %w", sess.UID, err)
+	} else {
+		res.registered = true
+		if prev != nil && (prev.Room != r.cfg.ID || prev.ConnID != sess.ConnID) {
+			if err := r.deps.Coordinator.Kick(ctx, *prev, push.KickLoginElsewhere, proto.KickReason(push.KickLoginElsewhere)); err != nil {
+				r.log.Warn("kick of the previous session failed", "uid", sess.UID, "room", prev.Room, "err", err)
+			}
+		}
+		r.status(ctx, sess.UID, sess.Apps[0], push.EventOnline)
+		if res.msgs, err = r.deps.Inbox.Load(ctx, sess.UID, sess.Apps); err != nil {
+			res.err = fmt.Errorf("room load %s: %w", sess.UID, err)
+		}
+	}
+	err = s.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer r.authing.Add(-1)
+		r.finishAuth(s, res)
+		return nil
+	}))
+	if err != nil { // the engine is stopping: the loop will never see this result
+		if res.registered {
+			r.unregister(sess.UID, sess.ConnID, sess.Apps)
+		}
+		r.authing.Add(-1)
+	}
+}
+
+// finishAuth completes an AUTH on the loop: AUTH_OK, stored messages,
+// pushes that arrived meanwhile, then the frames the client pipelined.
+func (r *Room) finishAuth(s *connState, res *authResult) {
+	if s.state == stClosed { // the client left (or was kicked) while registering
+		if res.registered {
+			r.unregisterAsync(s)
+		}
+		return
+	}
+	s.registered = res.registered
+	if res.err != nil {
+		r.log.Warn("auth failed", "uid", s.uid, "err", res.err)
+		mAuths.WithLabelValues("internal").Inc()
+		r.writeError(s, res.seq, proto.ErrCodeInternal, "session store unavailable")
+		r.closeConn(s, closeAuthFailed)
+		return
+	}
+	s.state = stAuthed
+	s.active = r.now()
+	r.onl.Add(1)
+	mOnline.Inc()
+	mAuths.WithLabelValues("ok").Inc()
+
+	l := s.loop
+	l.outBuf = proto.AppendJSON(l.outBuf[:0], proto.Header{Op: proto.OpAuthOK, Seq: res.seq},
+		proto.AuthOK{HB: int(s.hb), Room: r.cfg.ID, ServerTime: time.Now().Unix()})
+	l.outBuf = r.appendStored(s, l.outBuf, res.msgs)
+	for _, p := range s.pending {
+		l.outBuf = append(l.outBuf, p...)
+		mPushes.Inc()
+	}
+	s.pending = nil
+	if !r.write(s, l.outBuf) {
+		return
+	}
+	if r.drainFrames(s) == gnet.Close {
+		r.closeConn(s, closeProtocol)
+	}
+}
+
+// appendStored appends PUSH frames of stored messages, flushing to s every
+// 64 KiB so the loop's buffer stays small (loop only).
+func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) []byte {
+	now := time.Now().Unix()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Expired(now) {
+			continue
+		}
+		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
+		mPushes.Inc()
+		if len(buf) >= 64<<10 {
+			r.write(s, buf) // a closed s ignores the writes that follow
+			buf = buf[:0]
+		}
+	}
+	return buf
+}
+
+// bindTask registers a new app binding and loads its stored messages (worker).
+func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	err := r.setApps(ctx, s)
+	var msgs []push.Message
+	online := false
+	if err == nil {
+		r.status(ctx, s.uid, app, push.EventOnline)
+		online = true
+		msgs, err = r.deps.Inbox.Load(ctx, s.uid, []uint32{app})
+	}
+	r.onLoop(s, func() {
+		if err != nil {
+			r.log.Warn("bind failed", "uid", s.uid, "app", app, "err", err)
+			if s.removeApp(app) {
+				r.syncApps(s, app, online)
+			}
+			r.writeError(s, seq, proto.ErrCodeInternal, "bind failed")
+			return
+		}
+		l := s.loop
+		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpBindOK, Seq: seq}, 0)
+		l.outBuf = r.appendStored(s, l.outBuf, msgs)
+		r.write(s, l.outBuf)
+	})
+}

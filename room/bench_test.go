@@ -1,0 +1,109 @@
+package room
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// BenchmarkPushFanout measures one Push to n connected clients over real
+// loopback connections, until every frame has been read by the clients.
+func BenchmarkPushFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		for _, size := range []int{64, 1024} {
+			b.Run(fmt.Sprintf("conns=%d/payload=%d", n, size), func(b *testing.B) {
+				benchFanout(b, n, size)
+			})
+		}
+	}
+}
+
+func benchFanout(b *testing.B, n, size int) {
+	e := startEnv(b, envOpt{room: func(c *Config) { c.Queue = 4096 }})
+	var read atomic.Int64
+	var wg sync.WaitGroup
+	targets := make([]push.Target, n)
+	for i := range targets {
+		uid := fmt.Sprintf("bench-%d", i)
+		c, _ := e.login(1, uid)
+		targets[i] = push.Target{UID: uid}
+		_ = c.c.SetReadDeadline(time.Time{}) // login left one
+		wg.Add(1)
+		go func() { // the client: read and count bytes
+			defer wg.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				k, err := c.c.Read(buf)
+				read.Add(int64(k))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer func() { // stop the readers before the env's cleanup waits on them
+		for i := range targets {
+			if s := e.room.idx.get(targets[i].UID, 0); s != nil {
+				_, _ = e.room.Kick(b.Context(), targets[i].UID, 0, push.KickAdmin, "")
+			}
+		}
+	}()
+	msg := push.Message{ID: 1, App: 1, QoS: push.QoS1, Payload: make([]byte, size)}
+	frameLen := int64(len(proto.AppendPush(nil, 1, true, 1, msg.Payload)))
+	b.SetBytes(int64(size * n))
+	b.ReportAllocs()
+	var want int64
+	for b.Loop() {
+		found, err := e.room.Push(b.Context(), msg, targets)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want += int64(found) * frameLen
+		waitRead(b, &read, want-frameLen*int64(n)*64) // keep at most ~64 pushes in flight
+	}
+	waitRead(b, &read, want)
+}
+
+func waitRead(b *testing.B, read *atomic.Int64, want int64) {
+	deadline := time.Now().Add(20 * time.Second)
+	for read.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("clients read %d of %d bytes; slow-consumer closes: %v", read.Load(), want, counterValue(mCloses.WithLabelValues(closeSlow)))
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// BenchmarkIndexGet measures the lookup Push does per target, from many
+// goroutines at once, with 100k connections indexed.
+func BenchmarkIndexGet(b *testing.B) {
+	var x index
+	x.init()
+	const n = 100000
+	uids := make([]string, n)
+	for i := range uids {
+		uids[i] = fmt.Sprintf("user-%d", i)
+		s := &connState{id: uint64(i + 1), uid: uids[i]}
+		apps := []uint32{1}
+		s.apps.Store(&apps)
+		x.add(s)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			s := x.get(uids[i%n], 0)
+			if s == nil || !s.hasApp(1) {
+				b.Fatal("not found")
+			}
+			i += 7919
+		}
+	})
+}

@@ -1,0 +1,123 @@
+package room
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Session states of a connection. Loop-owned.
+const (
+	stNew     uint8 = iota // waiting for AUTH
+	stAuthing              // AUTH accepted offline, workers are registering it
+	stAuthed               // AUTH_OK sent
+	stClosed               // OnClose ran
+)
+
+// Per-connection limits.
+const (
+	maxApps         = 16      // apps bound on one connection
+	maxOutbound     = 1 << 20 // bytes queued towards a client before it is dropped as a slow consumer
+	upstreamRate    = 50      // UPSTREAM frames per second per connection
+	upstreamBurst   = 100     // token bucket size
+	maxUIDLen       = 128     // bytes
+	authInboundSlop = 4       // MaxFrames of pipelined input kept while an AUTH is pending
+)
+
+// connState is everything the room keeps per connection, set as the gnet
+// connection's context. It is kept small: ~1M of these per instance is the
+// design point.
+//
+// Ownership: the connection's loop owns every field, except that
+//   - c, loop, id and ip never change after OnOpen, and uid never changes
+//     after the state leaves stNew (it is set before the connection enters
+//     the index, under the shard lock), so any goroutine may read them;
+//   - apps is an atomic copy-on-write set, read by Push on any goroutine;
+//   - sameNext is guarded by the index shard lock;
+//   - setMu serialises this connection's Registrar.SetApps calls on workers.
+type connState struct {
+	c    gnet.Conn
+	loop *loopState
+	id   uint64
+	uid  string
+	ip   netip.Addr
+
+	apps     atomic.Pointer[[]uint32]
+	sameNext *connState // older connection of the same uid (index)
+	setMu    sync.Mutex
+
+	prev, next *connState // loop's list of connections
+
+	active     int64    // monotonic ns: open time while stNew, then last frame
+	pending    [][]byte // PUSH frames that arrived while stAuthing
+	upAt       int64    // upstream bucket: monotonic ms of the last refill
+	upTokens   int32    // upstream bucket: tokens left
+	hb         int32    // negotiated heartbeat, seconds
+	state      uint8
+	registered bool // Register succeeded: closing must unregister
+	byUs       bool // the room decided to close it (counted by reason)
+	cleaned    bool // Shutdown took over the unregister
+}
+
+// hasApp reports whether app is bound. Safe on any goroutine.
+func (s *connState) hasApp(app uint32) bool {
+	p := s.apps.Load()
+	return p != nil && slices.Contains(*p, app)
+}
+
+// appList returns the bound apps; the slice must not be modified.
+func (s *connState) appList() []uint32 {
+	if p := s.apps.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// addApp binds app (loop only); false when it was already bound.
+func (s *connState) addApp(app uint32) bool {
+	cur := s.appList()
+	if slices.Contains(cur, app) {
+		return false
+	}
+	next := make([]uint32, len(cur), len(cur)+1)
+	copy(next, cur)
+	next = append(next, app)
+	s.apps.Store(&next)
+	return true
+}
+
+// removeApp unbinds app (loop only); false when it was not bound.
+func (s *connState) removeApp(app uint32) bool {
+	cur := s.appList()
+	i := slices.Index(cur, app)
+	if i < 0 {
+		return false
+	}
+	next := make([]uint32, 0, len(cur)-1)
+	next = append(next, cur[:i]...)
+	next = append(next, cur[i+1:]...)
+	s.apps.Store(&next)
+	return true
+}
+
+// allowUpstream takes one token from the connection's upstream bucket, which
+// starts full at OnOpen (loop only). Refill is in whole tokens so that integer math never loses time.
+func (s *connState) allowUpstream(nowMS int64) bool {
+	const msPerToken = 1000 / upstreamRate
+	if add := (nowMS - s.upAt) / msPerToken; add > 0 {
+		if int64(s.upTokens)+add >= upstreamBurst {
+			s.upTokens, s.upAt = upstreamBurst, nowMS
+		} else {
+			s.upTokens += int32(add)
+			s.upAt += add * msPerToken
+		}
+	}
+	if s.upTokens <= 0 {
+		return false
+	}
+	s.upTokens--
+	return true
+}

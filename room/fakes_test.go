@@ -1,0 +1,210 @@
+package room
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// In-test fakes of the services the room calls. The real ones are wired in
+// the end-to-end tests of the module root.
+
+// fakeRegistrar behaves like register: one session per uid, replaced by a
+// newer login, removed or changed only by the connection that owns it.
+type fakeRegistrar struct {
+	mu       sync.Mutex
+	sessions map[string]push.Session
+	unregs   []push.Session // (UID, Room, ConnID) of every Unregister call
+	setApps  map[uint64][]uint32
+	err      error         // returned by Register when set
+	gate     chan struct{} // when set, Register waits for it
+	entered  atomic.Int32  // Register calls started
+}
+
+func newFakeRegistrar() *fakeRegistrar {
+	return &fakeRegistrar{sessions: map[string]push.Session{}, setApps: map[uint64][]uint32{}}
+}
+
+func (f *fakeRegistrar) Register(ctx context.Context, s push.Session) (*push.Session, error) {
+	f.entered.Add(1)
+	f.mu.Lock()
+	gate, err := f.gate, f.err
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, ok := f.sessions[s.UID]
+	s.Apps = slices.Clone(s.Apps)
+	f.sessions[s.UID] = s
+	if ok && (old.Room != s.Room || old.ConnID != s.ConnID) {
+		return &old, nil
+	}
+	return nil, nil
+}
+
+func (f *fakeRegistrar) Unregister(_ context.Context, uid, room string, connID uint64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unregs = append(f.unregs, push.Session{UID: uid, Room: room, ConnID: connID})
+	if s, ok := f.sessions[uid]; ok && s.Room == room && s.ConnID == connID {
+		delete(f.sessions, uid)
+		return true, nil
+	}
+	return false, nil
+}
+
+func (f *fakeRegistrar) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setApps[connID] = slices.Clone(apps)
+	if s, ok := f.sessions[uid]; ok && s.ConnID == connID {
+		s.Apps = slices.Clone(apps)
+		f.sessions[uid] = s
+		return true, nil
+	}
+	return false, nil
+}
+
+func (f *fakeRegistrar) session(uid string) (push.Session, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sessions[uid]
+	return s, ok
+}
+
+func (f *fakeRegistrar) unregistered(uid string, connID uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range f.unregs {
+		if u.UID == uid && u.ConnID == connID {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeRegistrar) appsOf(connID uint64) []uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.setApps[connID])
+}
+
+func (f *fakeRegistrar) setGate(g chan struct{}) {
+	f.mu.Lock()
+	f.gate = g
+	f.mu.Unlock()
+}
+
+// fakeInbox holds stored messages per uid and records ACKs.
+type fakeInbox struct {
+	mu     sync.Mutex
+	stored map[string][]push.Message
+	acks   map[string][]uint64
+	err    error
+}
+
+func newFakeInbox() *fakeInbox {
+	return &fakeInbox{stored: map[string][]push.Message{}, acks: map[string][]uint64{}}
+}
+
+func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []push.Message
+	for _, m := range f.stored[uid] {
+		if slices.Contains(apps, m.App) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeInbox) Ack(_ context.Context, uid string, ids []uint64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acks[uid] = append(f.acks[uid], ids...)
+	return len(ids), nil
+}
+
+func (f *fakeInbox) store(uid string, msgs ...push.Message) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stored[uid] = append(f.stored[uid], msgs...)
+}
+
+func (f *fakeInbox) acked(uid string) []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.acks[uid])
+}
+
+// fakeCoord records what the room sends to the coordinator. onKick, when
+// set, is called for each Kick (e.g. to route it back to a room).
+type fakeCoord struct {
+	mu        sync.Mutex
+	kicks     []push.Session
+	upstreams []push.Upstream
+	statuses  []push.StatusEvent
+	upErr     error
+	onKick    func(old push.Session, code int, reason string)
+}
+
+func (f *fakeCoord) Kick(_ context.Context, old push.Session, code int, reason string) error {
+	f.mu.Lock()
+	f.kicks = append(f.kicks, old)
+	hook := f.onKick
+	f.mu.Unlock()
+	if hook != nil {
+		hook(old, code, reason)
+	}
+	return nil
+}
+
+func (f *fakeCoord) Upstream(_ context.Context, up push.Upstream) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.upErr != nil {
+		return f.upErr
+	}
+	f.upstreams = append(f.upstreams, up)
+	return nil
+}
+
+func (f *fakeCoord) Status(_ context.Context, ev push.StatusEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statuses = append(f.statuses, ev)
+	return nil
+}
+
+func (f *fakeCoord) hasStatus(uid string, app uint32, event string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.statuses {
+		if e.UID == uid && e.App == app && e.Event == event {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeCoord) upstreamList() []push.Upstream {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.upstreams)
+}

@@ -1,0 +1,172 @@
+package room
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+)
+
+// maxLoopBacklog bounds the push batches queued for one loop; beyond it a
+// push is not delivered here (QoS 1 stays stored), so a stalled loop cannot
+// make Execute's queue grow without limit.
+const maxLoopBacklog = 16384
+
+// loopState is the room's state for one gnet event loop. Everything except
+// the atomics is touched only on that loop.
+type loopState struct {
+	el  gnet.EventLoop
+	idx int // position in Room.loopSeq
+
+	head   *connState // intrusive list of the loop's connections
+	n      int
+	outBuf []byte // frame building for writes on this loop
+	ackBuf []uint64
+
+	backlog  atomic.Int32 // push batches queued on the loop
+	sweeping atomic.Bool  // a sweep is queued or running
+}
+
+func (l *loopState) link(s *connState) {
+	s.next = l.head
+	if l.head != nil {
+		l.head.prev = s
+	}
+	l.head = s
+	l.n++
+}
+
+func (l *loopState) unlink(s *connState) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else if l.head == s {
+		l.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	}
+	s.prev, s.next = nil, nil
+	l.n--
+}
+
+// each calls f for every connection of the loop; f may close the one it is given.
+func (l *loopState) each(f func(*connState)) {
+	for s := l.head; s != nil; {
+		next := s.next
+		f(s)
+		s = next
+	}
+}
+
+// loopOf returns the state of el, creating it on first use (on el itself).
+func (r *Room) loopOf(el gnet.EventLoop) *loopState {
+	r.loopsMu.RLock()
+	l := r.loops[el]
+	r.loopsMu.RUnlock()
+	if l != nil {
+		return l
+	}
+	r.loopsMu.Lock()
+	defer r.loopsMu.Unlock()
+	if l = r.loops[el]; l == nil {
+		l = &loopState{el: el, idx: len(r.loopSeq)}
+		r.loops[el] = l
+		r.loopSeq = append(r.loopSeq, l)
+	}
+	return l
+}
+
+// allLoops returns a snapshot of the known loops.
+func (r *Room) allLoops() []*loopState {
+	r.loopsMu.RLock()
+	defer r.loopsMu.RUnlock()
+	return append([]*loopState(nil), r.loopSeq...)
+}
+
+// onLoops runs f once on every known loop and waits for all of them (or ctx).
+// It returns how many loops ran f.
+func (r *Room) onLoops(ctx context.Context, f func(*loopState)) int {
+	loops := r.allLoops()
+	done := make(chan struct{}, len(loops))
+	queued := 0
+	for _, l := range loops {
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			f(l)
+			done <- struct{}{}
+			return nil
+		}))
+		if err == nil {
+			queued++
+		}
+	}
+	ran := 0
+	for ; ran < queued; ran++ {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ran
+		}
+	}
+	return ran
+}
+
+// tickEvery is the housekeeping period: at most 1 s, shorter when deadlines
+// are configured short so that they are enforced with little slack.
+func tickEvery(authDeadline, grace time.Duration) time.Duration {
+	d := time.Second
+	if q := authDeadline / 4; q < d {
+		d = q
+	}
+	if q := grace / 2; q < d {
+		d = q
+	}
+	return max(d, 20*time.Millisecond)
+}
+
+// sweep enforces the auth deadline and the idle timeout on one loop's
+// connections. It runs on the loop, once per tick: no timer per connection.
+func (r *Room) sweep(l *loopState) {
+	cfg := r.deps.Config.Load().Room
+	now := r.now()
+	authDL := int64(cfg.AuthDeadline)
+	grace := int64(cfg.HeartbeatGrace)
+	l.each(func(s *connState) {
+		switch s.state {
+		case stNew:
+			if now-s.active <= authDL {
+				return
+			}
+			if s.c.InboundBuffered() > 0 { // something was sent, just not an AUTH in time
+				r.writeError(s, 0, proto.ErrCodeAuthRequired, "no AUTH within the deadline")
+			}
+			r.closeConn(s, closeAuthTimeout)
+		case stAuthed:
+			if now-s.active > 2*int64(s.hb)*int64(time.Second)+grace {
+				r.closeConn(s, closeIdle)
+			}
+		}
+	})
+}
+
+// tick queues one sweep per loop; a loop whose previous sweep has not run yet
+// is skipped rather than piling up work on it.
+func (r *Room) tick() time.Duration {
+	cfg := r.deps.Config.Load().Room
+	for _, l := range r.allLoops() {
+		if !l.sweeping.CompareAndSwap(false, true) {
+			continue
+		}
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer l.sweeping.Store(false)
+			r.sweep(l)
+			return nil
+		}))
+		if err != nil {
+			l.sweeping.Store(false)
+		}
+	}
+	return tickEvery(cfg.AuthDeadline, cfg.HeartbeatGrace)
+}

@@ -1,0 +1,88 @@
+package room
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+)
+
+// Metrics are process-wide: several rooms in one process (tests, the single
+// binary) add to the same series.
+var (
+	mConns = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_room_connections",
+		Help: "Open client connections (admitted), authenticated or not.",
+	})
+	mOnline = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_room_online",
+		Help: "Authenticated sessions.",
+	})
+	mAuths = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_auths_total",
+		Help: "AUTH attempts by result.",
+	}, []string{"result"})
+	mPushes = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_pushes_written_total",
+		Help: "PUSH frames written to clients (live and stored).",
+	})
+	mPushDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_push_dropped_total",
+		Help: "Push deliveries dropped in the room (QoS 1 ones stay stored).",
+	}, []string{"reason"})
+	mAcks = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_acked_ids_total",
+		Help: "Message ids received in ACK frames.",
+	})
+	mFramesIn = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_frames_in_total",
+		Help: "Whole frames received from clients, by op.",
+	}, []string{"op"})
+	mErrorsSent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_errors_sent_total",
+		Help: "ERROR frames sent, by code.",
+	}, []string{"code"})
+	mCloses = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_closes_total",
+		Help: "Connections closed by the room, by reason (peer closes are \"peer\").",
+	}, []string{"reason"})
+	mRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_refused_total",
+		Help: "Connections refused at accept, by reason.",
+	}, []string{"reason"})
+	mPoolDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_pool_rejected_total",
+		Help: "Tasks the full (or closed) worker pool refused, by task.",
+	}, []string{"task"})
+)
+
+// Close reasons.
+const (
+	closePeer        = "peer"
+	closeProtocol    = "protocol_error"
+	closeAuthTimeout = "auth_timeout"
+	closeIdle        = "idle"
+	closeKick        = "kick"
+	closeSlow        = "slow_consumer"
+	closeAuthFailed  = "auth_failed"
+	closeInbound     = "inbound_overflow"
+)
+
+// framesIn caches the per-op children so the hot path skips the label lookup.
+var framesIn = func() (out [256]prometheus.Counter) {
+	names := map[uint8]string{
+		proto.OpAuth: "auth", proto.OpPing: "ping", proto.OpAck: "ack",
+		proto.OpUpstream: "upstream", proto.OpBind: "bind", proto.OpUnbind: "unbind",
+	}
+	other := mFramesIn.WithLabelValues("other")
+	for i := range out {
+		if n, ok := names[uint8(i)]; ok {
+			out[i] = mFramesIn.WithLabelValues(n)
+		} else {
+			out[i] = other
+		}
+	}
+	return out
+}()
+
+var mClosePeer = mCloses.WithLabelValues(closePeer)

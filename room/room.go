@@ -1,0 +1,259 @@
+// Package room is the gateway: it holds the clients' TCP connections on gnet
+// v2 event loops and owns the whole client session state machine of the wire
+// protocol (docs/protocol.md): authentication with offline tokens, heartbeat
+// negotiation and idle timeouts, app bind/unbind, ACK and upstream hand-off,
+// delivery of pushes and kicks, connection admission (caps, per-IP limits,
+// allow/deny lists) and graceful drain and shutdown.
+//
+// Event loops never block. Work that waits on another service (register,
+// saver, coordinator) runs on a fixed pool of resident workers behind a
+// bounded queue; results come back to the connection's own loop through
+// EventLoop.Execute. Nothing outside a loop ever touches a gnet.Conn or the
+// per-connection state, except the few immutable or atomic fields documented
+// on connState.
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/workpool"
+)
+
+// Errors returned by the room.
+var (
+	// ErrConfig means New was given an unusable Config or Deps.
+	ErrConfig = errors.New("room: bad config")
+	// ErrStarted means Start was called twice.
+	ErrStarted = errors.New("room: already started")
+)
+
+// Config is the static configuration of one room instance. Settings that may
+// change at run time (limits, heartbeat bounds, deadlines) come from the
+// config.Holder in Deps and are read at use time.
+type Config struct {
+	ID         string // instance id, default "room-1"
+	Addr       string // listen host:port, e.g. "127.0.0.1:0" (tests) or ":7000"
+	PublicAddr string // address clients use (dispatcher), default = bound addr
+	NumLoops   int    // event loops, default runtime.NumCPU()
+	Workers    int    // blocking-work pool size, default 64
+	Queue      int    // pool queue length, default 8192
+	Logger     *slog.Logger
+}
+
+// Registrar is the session store (register service).
+type Registrar interface {
+	// Register stores s as the uid's session. prev is the uid's previous
+	// session when it was another connection (on this room or elsewhere).
+	Register(ctx context.Context, s push.Session) (prev *push.Session, err error)
+	// Unregister removes the uid's session only if it is still (room, connID).
+	Unregister(ctx context.Context, uid, room string, connID uint64) (bool, error)
+	// SetApps replaces the app set of the uid's session if it is still connID.
+	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error)
+}
+
+// Inbox is the store of QoS 1 messages (saver service).
+type Inbox interface {
+	// Load returns stored QoS 1 (and broadcast) messages in ID order.
+	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
+	// Ack deletes the uid's messages with these ids; unknown ids are ignored.
+	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+}
+
+// Coordinator routes kicks, upstream data and status events (coordinator service).
+type Coordinator interface {
+	// Kick kicks a session wherever it is (maybe on this room).
+	Kick(ctx context.Context, old push.Session, code int, reason string) error
+	// Upstream queues client data for the product; push.ErrOverloaded when full.
+	Upstream(ctx context.Context, up push.Upstream) error
+	// Status reports an online/offline event.
+	Status(ctx context.Context, ev push.StatusEvent) error
+}
+
+// Deps are the services the room calls.
+type Deps struct {
+	Config      *config.Holder
+	Registrar   Registrar
+	Inbox       Inbox
+	Coordinator Coordinator
+}
+
+// callTimeout bounds each blocking call a worker makes for a connection.
+const callTimeout = 5 * time.Second
+
+// Room is one gateway instance.
+type Room struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	epoch  time.Time     // base of the monotonic clock used for deadlines
+	nextID atomic.Uint64 // connection ids
+
+	idx   index
+	ips   ipCounter
+	conns atomic.Int64 // open connections (admitted)
+	onl   atomic.Int64 // authenticated sessions
+
+	loopsMu sync.RWMutex
+	loops   map[gnet.EventLoop]*loopState
+	loopSeq []*loopState // same loops, in creation order (index = loopState.idx)
+
+	// mu orders the start/stop state against auth hand-offs: an auth is only
+	// handed to the pool while !closing, so Shutdown can wait for all of them.
+	mu       sync.RWMutex
+	started  bool
+	closing  bool
+	closed   atomic.Bool  // = closing, for lock-free checks on hot paths
+	authing  atomic.Int64 // AUTHs handed to workers whose result has not reached the loop
+	pool     *workpool.Pool
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	runDone  chan struct{}
+	runErr   error
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// New validates cfg and deps and returns a room that is not yet listening.
+func New(cfg Config, deps Deps) (*Room, error) {
+	if cfg.ID == "" {
+		cfg.ID = "room-1"
+	}
+	if cfg.Addr == "" {
+		return nil, fmt.Errorf("%w: empty Addr", ErrConfig)
+	}
+	if cfg.NumLoops <= 0 {
+		cfg.NumLoops = runtime.NumCPU()
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 8192
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case deps.Config == nil || deps.Config.Load() == nil:
+		return nil, fmt.Errorf("%w: no config holder", ErrConfig)
+	case deps.Registrar == nil:
+		return nil, fmt.Errorf("%w: no Registrar", ErrConfig)
+	case deps.Inbox == nil:
+		return nil, fmt.Errorf("%w: no Inbox", ErrConfig)
+	case deps.Coordinator == nil:
+		return nil, fmt.Errorf("%w: no Coordinator", ErrConfig)
+	}
+	r := &Room{
+		cfg:     cfg,
+		deps:    deps,
+		log:     cfg.Logger,
+		epoch:   time.Now(),
+		loops:   make(map[gnet.EventLoop]*loopState),
+		booted:  make(chan struct{}),
+		runDone: make(chan struct{}),
+	}
+	r.idx.init()
+	r.ips.init()
+	// Connection ids start at the wall clock in nanoseconds: a restarted room
+	// starts far above every id its previous run handed out, so register never
+	// confuses a new connection with a stale session of the old process.
+	r.nextID.Store(uint64(time.Now().UnixNano()))
+	return r, nil
+}
+
+// Start listens and starts the event loops and workers. It returns once the
+// listener is bound (Addr is then valid) or on error.
+func (r *Room) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		return fmt.Errorf("room start: %w", push.ErrClosed)
+	}
+	if r.started {
+		r.mu.Unlock()
+		return ErrStarted
+	}
+	r.started = true
+	r.pool = workpool.New(r.cfg.Workers, r.cfg.Queue)
+	r.mu.Unlock()
+
+	h := &events{r: r}
+	go func() {
+		defer close(r.runDone)
+		err := gnet.Run(h, "tcp://"+r.cfg.Addr,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(r.cfg.NumLoops),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithTicker(true),
+			gnet.WithReuseAddr(true), // a restarted room binds its port at once, despite TIME_WAIT
+			gnet.WithLogger(gnetLogger{r.log}),
+		)
+		if err != nil {
+			r.log.Error("gnet engine stopped", "err", err)
+		}
+		r.runErr = err
+	}()
+	select {
+	case <-r.booted:
+		r.log.Info("listening", "addr", r.addr, "loops", r.cfg.NumLoops)
+		return nil
+	case <-r.runDone:
+		return fmt.Errorf("room listen %s: %w", r.cfg.Addr, r.runErr)
+	case <-ctx.Done():
+		return fmt.Errorf("room start: %w", ctx.Err())
+	}
+}
+
+// Addr returns the bound listen address (host:port), "" before Start.
+func (r *Room) Addr() string {
+	select {
+	case <-r.booted:
+		return r.addr
+	default:
+		return ""
+	}
+}
+
+// PublicAddr returns the address clients should use: Config.PublicAddr, or
+// the bound address when that is empty.
+func (r *Room) PublicAddr() string {
+	if r.cfg.PublicAddr != "" {
+		return r.cfg.PublicAddr
+	}
+	return r.Addr()
+}
+
+// ID returns the instance id.
+func (r *Room) ID() string { return r.cfg.ID }
+
+// Online returns the number of authenticated sessions held here.
+func (r *Room) Online() int { return int(r.onl.Load()) }
+
+// isClosing reports whether Shutdown has begun.
+func (r *Room) isClosing() bool { return r.closed.Load() }
+
+func nowMilli() int64 { return time.Now().UnixMilli() }
+
+// now is a monotonic clock in nanoseconds, immune to wall-clock steps.
+func (r *Room) now() int64 { return int64(time.Since(r.epoch)) }
+
+// submit hands f to the worker pool; false when the pool is full or closed.
+func (r *Room) submit(f func()) bool {
+	r.mu.RLock()
+	p := r.pool
+	r.mu.RUnlock()
+	return p != nil && p.TrySubmit(f)
+}

@@ -1,0 +1,127 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Shutdown kicks every session (KICK 4 server_shutdown), unregisters them,
+// stops the engine and the workers and waits for them. It is idempotent and
+// safe before Start; ctx bounds the waiting.
+func (r *Room) Shutdown(ctx context.Context) error {
+	r.shutOnce.Do(func() { r.shutErr = r.shutdown(ctx) })
+	return r.shutErr
+}
+
+// goneSession is a kicked session Shutdown unregisters itself, instead of
+// one pool task per connection that a full queue would drop.
+type goneSession struct {
+	uid  string
+	id   uint64
+	apps []uint32
+}
+
+func (r *Room) shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closing = true // refuses new connections and new AUTHs from now on
+	r.closed.Store(true)
+	started, pool := r.started, r.pool
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	defer pool.Close()
+	select {
+	case <-r.booted:
+	case <-r.runDone:
+		return nil // never listened
+	case <-ctx.Done():
+		return fmt.Errorf("room shutdown: %w", ctx.Err())
+	}
+
+	// Let the AUTHs already with the workers land, so that every registered
+	// session is known to its loop and gets kicked and unregistered below.
+	for r.authing.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("room shutdown: waiting for auths: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+
+	var mu sync.Mutex
+	var gone []goneSession
+	r.onLoops(ctx, func(l *loopState) {
+		var mine []goneSession
+		l.each(func(s *connState) {
+			if s.state == stAuthed {
+				r.writeKick(s, push.KickShutdown, proto.KickReason(push.KickShutdown))
+			}
+			if s.registered {
+				s.cleaned = true
+				mine = append(mine, goneSession{s.uid, s.id, s.appList()})
+			}
+			r.closeConn(s, closeKick)
+		})
+		mu.Lock()
+		gone = append(gone, mine...)
+		mu.Unlock()
+	})
+
+	err := r.stopEngine(ctx)
+
+	mu.Lock()
+	todo := append([]goneSession(nil), gone...)
+	mu.Unlock()
+	r.unregisterAll(ctx, todo)
+	return err
+}
+
+// stopEngine stops gnet and waits for its goroutine. Engine.Stop polls
+// every 500 ms; the end of our Run goroutine is the faster signal.
+func (r *Room) stopEngine(ctx context.Context) error {
+	stopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.runDone:
+			cancel()
+		case <-stopCtx.Done():
+		}
+	}()
+	err := r.eng.Stop(stopCtx)
+	select {
+	case <-r.runDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("room shutdown: stopping engine: %w (%v)", ctx.Err(), err)
+	}
+}
+
+// unregisterAll unregisters kicked sessions with bounded parallelism.
+func (r *Room) unregisterAll(ctx context.Context, gone []goneSession) {
+	ch := make(chan goneSession)
+	var wg sync.WaitGroup
+	for range min(r.cfg.Workers, len(gone)) {
+		wg.Go(func() {
+			for g := range ch {
+				r.unregister(g.uid, g.id, g.apps)
+			}
+		})
+	}
+feed:
+	for _, g := range gone {
+		select {
+		case ch <- g:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+}
