@@ -1,0 +1,115 @@
+// Command lcpush is the push platform in one binary. With no arguments it
+// runs every service in one process on the embedded demo configuration:
+//
+//	go run .
+//
+// -target picks the services a process runs; subcommands are tools:
+//
+//	lcpush [flags]                 run services (default -target=all)
+//	lcpush client [flags]          example SDK client: receive and ACK pushes
+//	lcpush keeper COMMAND          operator CLI for configuration in ZooKeeper
+//
+// The services live in their own packages; system.go assembles them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lcpush/lcpush/keeper"
+)
+
+func main() {
+	args := os.Args[1:]
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "client":
+		err = runClient(args[1:])
+	case len(args) > 0 && args[0] == "keeper":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		err = keeper.RunCLI(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
+	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+		usage()
+	default:
+		err = runServer(args)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "lcpush:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `lcpush: a long-connection push platform
+
+usage:
+  lcpush [server flags]      run services (lcpush -h for the flags)
+  lcpush client [flags]      example client: receive pushes and ACK them
+  lcpush keeper COMMAND      configuration and membership in ZooKeeper (lcpush keeper help)
+`)
+}
+
+func runServer(args []string) error {
+	fs := flag.NewFlagSet("lcpush", flag.ContinueOnError)
+	var o Options
+	target := fs.String("target", "all", "services to run: all, or a comma list of keeper,register,saver,coordinator,room,center,dispatcher")
+	fs.StringVar(&o.ConfigPath, "config", "", "configuration file (YAML); empty uses the embedded demo config (config.demo.yaml)")
+	fs.StringVar(&o.DataDir, "data", "data", "data directory of the embedded message store")
+	fs.StringVar(&o.Store, "store", "bolt", "message store: bolt (durable, embedded) or memory")
+	fs.StringVar(&o.RoomID, "room-id", "room-1", "room instance id")
+	fs.StringVar(&o.RoomAddr, "room-addr", ":7000", "room client TCP listen address")
+	fs.StringVar(&o.PublicAddr, "room-public", "", "room address handed to clients by the dispatcher (default: the bound address)")
+	fs.StringVar(&o.CenterAddr, "center-addr", ":8000", "Center API listen address")
+	fs.StringVar(&o.DispatchAddr, "dispatch-addr", ":8001", "dispatcher listen address")
+	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9000", "admin port: /healthz /readyz /metrics /debug/pprof")
+	fs.IntVar(&o.NodeID, "node", 0, "message-id node number, unique per center process (0..1023)")
+	fs.StringVar(&o.IDC, "idc", "", "data centre name of this process")
+	zkServers := fs.String("zk", "", "ZooKeeper servers (host:port,...): configuration and membership from ZooKeeper instead of -config")
+	fs.StringVar(&o.ZKRoot, "zk-root", "/lcpush", "root znode")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log JSON instead of text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	o.Targets = strings.Split(*target, ",")
+	if *zkServers != "" {
+		o.ZKServers = strings.Split(*zkServers, ",")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	if *logJSON {
+		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	} else {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	sys, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	if o.ConfigPath == "" {
+		o.Logger.Info("using the embedded demo config: apps 1 and 2, see README")
+	}
+	<-ctx.Done()
+	o.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return sys.Shutdown(sctx)
+}

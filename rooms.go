@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/room"
+)
+
+// roomDirectory routes calls addressed to a room instance id to that room.
+// In one process the rooms are local values; the RPC client of the next
+// stage is another implementation of the same interfaces (center.Rooms,
+// coordinator.Rooms).
+type roomDirectory struct {
+	mu    sync.RWMutex
+	rooms map[string]*room.Room
+}
+
+// errNoRoom: the session points at a room instance this process cannot reach.
+var errNoRoom = fmt.Errorf("room directory: %w", push.ErrUnavailable)
+
+func newRoomDirectory() *roomDirectory {
+	return &roomDirectory{rooms: make(map[string]*room.Room)}
+}
+
+func (d *roomDirectory) add(r *room.Room) {
+	d.mu.Lock()
+	d.rooms[r.ID()] = r
+	d.mu.Unlock()
+}
+
+func (d *roomDirectory) get(id string) (*room.Room, error) {
+	d.mu.RLock()
+	r := d.rooms[id]
+	d.mu.RUnlock()
+	if r == nil {
+		return nil, fmt.Errorf("%w: %s", errNoRoom, id)
+	}
+	return r, nil
+}
+
+func (d *roomDirectory) Push(ctx context.Context, id string, msg push.Message, targets []push.Target) (int, error) {
+	r, err := d.get(id)
+	if err != nil {
+		return 0, err
+	}
+	return r.Push(ctx, msg, targets)
+}
+
+func (d *roomDirectory) Kick(ctx context.Context, id, uid string, connID uint64, code int, reason string) (bool, error) {
+	r, err := d.get(id)
+	if err != nil {
+		return false, err
+	}
+	return r.Kick(ctx, uid, connID, code, reason)
+}

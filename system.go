@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lcpush/lcpush/center"
+	"github.com/lcpush/lcpush/coordinator"
+	"github.com/lcpush/lcpush/dispatcher"
+	"github.com/lcpush/lcpush/keeper"
+	"github.com/lcpush/lcpush/pkg/admin"
+	"github.com/lcpush/lcpush/pkg/idgen"
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/register"
+	"github.com/lcpush/lcpush/room"
+	"github.com/lcpush/lcpush/saver"
+)
+
+//go:embed config.demo.yaml
+var demoConfig []byte
+
+// Targets a process can run. "all" is every one of them.
+var allTargets = []string{"keeper", "register", "saver", "coordinator", "room", "center", "dispatcher"}
+
+// needs lists, per target, the services it calls. Until the RPC transport
+// lands, a target runs only when what it needs runs in the same process.
+var needs = map[string][]string{
+	"register":    {"keeper"},
+	"saver":       {"keeper"},
+	"coordinator": {"keeper", "room"},
+	"room":        {"keeper", "register", "saver", "coordinator"},
+	"center":      {"keeper", "register", "saver", "room"},
+	"dispatcher":  {"keeper", "room"},
+}
+
+// Options say what one process runs and where. Flags fill it (main.go); tests
+// build it directly with ":0"-style addresses.
+type Options struct {
+	Targets      []string // subset of allTargets, or "all"
+	ConfigPath   string   // YAML file; empty = the embedded demo config
+	DataDir      string   // saver's embedded store lives here
+	Store        string   // "bolt" (durable, default) or "memory"
+	RoomID       string
+	RoomAddr     string
+	PublicAddr   string // what the dispatcher hands to clients; default the bound room address
+	CenterAddr   string
+	DispatchAddr string
+	AdminAddr    string
+	NodeID       int // message-id node, 0..1023
+	IDC          string
+	ConfigPoll   time.Duration
+	// ZKServers, when set, takes configuration and membership from
+	// ZooKeeper under ZKRoot; ConfigPath (or the demo config) seeds an empty tree.
+	ZKServers []string
+	ZKRoot    string
+	Logger    *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if len(o.Targets) == 0 {
+		o.Targets = []string{"all"}
+	}
+	if o.DataDir == "" {
+		o.DataDir = "data"
+	}
+	if o.Store == "" {
+		o.Store = "bolt"
+	}
+	if o.RoomID == "" {
+		o.RoomID = "room-1"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// resolveTargets expands "all" and checks that every target's dependencies run here.
+func resolveTargets(in []string) (map[string]bool, error) {
+	run := make(map[string]bool)
+	for _, t := range in {
+		for _, t := range strings.Split(t, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "all":
+				for _, a := range allTargets {
+					run[a] = true
+				}
+			case slices.Contains(allTargets, t):
+				run[t] = true
+			default:
+				return nil, fmt.Errorf("unknown target %q (want all or a list of %s)", t, strings.Join(allTargets, ","))
+			}
+		}
+	}
+	run["keeper"] = true // every process reads configuration
+	for t := range run {
+		for _, dep := range needs[t] {
+			if !run[dep] {
+				return nil, fmt.Errorf("target %s needs %s in the same process: separate processes need the RPC transport, not built yet", t, dep)
+			}
+		}
+	}
+	return run, nil
+}
+
+// System is one process's set of services, wired for direct in-process calls.
+type System struct {
+	opts   Options
+	log    *slog.Logger
+	ready  atomic.Bool
+	closed atomic.Bool
+
+	Keeper      *keeper.Service
+	Register    *register.Service
+	Saver       *saver.Service
+	Coordinator *coordinator.Service
+	Room        *room.Room
+	Center      *center.Service
+	Dispatcher  *dispatcher.Service
+	Admin       *admin.Server
+
+	rooms    *roomDirectory
+	shutdown []func(context.Context) error // in start order; run in reverse
+}
+
+// Start builds and starts the services named in opts. On error everything
+// already started is shut down.
+func Start(ctx context.Context, opts Options) (_ *System, err error) {
+	opts.defaults()
+	run, err := resolveTargets(opts.Targets)
+	if err != nil {
+		return nil, err
+	}
+	s := &System{opts: opts, log: opts.Logger, rooms: newRoomDirectory()}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = s.Shutdown(sctx)
+		}
+	}()
+	log := opts.Logger
+
+	var src keeper.Source = &keeper.BytesSource{Name: "demo", Data: demoConfig}
+	if opts.ConfigPath != "" {
+		src = &keeper.FileSource{Path: opts.ConfigPath}
+	}
+	kcfg := keeper.Config{Source: src, PollEvery: opts.ConfigPoll, Logger: log.With("svc", "keeper")}
+	if len(opts.ZKServers) > 0 {
+		kcfg.Source = nil
+		kcfg.ZK = keeper.ZKConfig{Servers: opts.ZKServers, Root: opts.ZKRoot, Seed: src, Logger: kcfg.Logger}
+	}
+	if s.Keeper, err = keeper.New(kcfg); err != nil {
+		return nil, err
+	}
+	if err = s.start(ctx, s.Keeper.Start, s.Keeper.Shutdown); err != nil {
+		return nil, err
+	}
+	holder := s.Keeper.Holder()
+
+	s.Admin = admin.New(admin.Config{
+		Addr:     opts.AdminAddr,
+		Ready:    s.readyCheck,
+		AdminKey: func() string { return holder.Load().AdminKey },
+		Logger:   log.With("svc", "admin"),
+	})
+	if err = s.start(ctx, s.Admin.Start, s.Admin.Shutdown); err != nil {
+		return nil, err
+	}
+
+	if run["register"] {
+		if s.Register, err = register.New(register.Config{Logger: log.With("svc", "register")}); err != nil {
+			return nil, err
+		}
+		if err = s.start(ctx, s.Register.Start, s.Register.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+	if run["saver"] {
+		st, err := openStore(opts)
+		if err != nil {
+			return nil, err
+		}
+		if s.Saver, err = saver.New(saver.Config{Logger: log.With("svc", "saver"), ExpireEvery: holder.Load().Saver.ExpireEvery}, st); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		if err = s.start(ctx, s.Saver.Start, s.Saver.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+	if run["coordinator"] {
+		if s.Coordinator, err = coordinator.New(coordinator.Config{Logger: log.With("svc", "coordinator")},
+			coordinator.Deps{Config: holder, Rooms: s.rooms}); err != nil {
+			return nil, err
+		}
+		if err = s.start(ctx, s.Coordinator.Start, s.Coordinator.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+	if run["room"] {
+		if s.Room, err = room.New(room.Config{
+			ID: opts.RoomID, Addr: opts.RoomAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
+		}, room.Deps{Config: holder, Registrar: s.Register, Inbox: s.Saver, Coordinator: s.Coordinator}); err != nil {
+			return nil, err
+		}
+		if err = s.start(ctx, s.Room.Start, s.Room.Shutdown); err != nil {
+			return nil, err
+		}
+		s.rooms.add(s.Room)
+		pub := opts.PublicAddr
+		if pub == "" {
+			pub = s.Room.Addr()
+		}
+		s.Keeper.Directory().Join(push.Member{Role: "room", ID: s.Room.ID(), Addrs: []string{pub}, IDC: opts.IDC})
+	}
+	if run["center"] {
+		ids, err := idgen.New(opts.NodeID)
+		if err != nil {
+			return nil, err
+		}
+		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, Logger: log.With("svc", "center")}, center.Deps{
+			Config: holder, IDs: ids, Registry: s.Register, Storage: s.Saver, Rooms: s.rooms,
+		}); err != nil {
+			return nil, err
+		}
+		if err = s.start(ctx, s.Center.Start, s.Center.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+	if run["dispatcher"] {
+		if s.Dispatcher, err = dispatcher.New(dispatcher.Config{Addr: opts.DispatchAddr, Logger: log.With("svc", "dispatcher")},
+			s.Keeper.Directory()); err != nil {
+			return nil, err
+		}
+		if err = s.start(ctx, s.Dispatcher.Start, s.Dispatcher.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+	s.ready.Store(true)
+	log.Info("started", "targets", opts.Targets, "room", s.RoomAddr(), "center", s.CenterAddr(),
+		"dispatcher", s.DispatchAddr(), "admin", s.Admin.Addr())
+	return s, nil
+}
+
+func openStore(opts Options) (saver.Store, error) {
+	switch opts.Store {
+	case "memory":
+		return saver.NewMemory(), nil
+	case "bolt":
+		if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		return saver.OpenBolt(filepath.Join(opts.DataDir, "saver.db"))
+	}
+	return nil, fmt.Errorf("unknown store %q (want bolt or memory)", opts.Store)
+}
+
+func (s *System) start(ctx context.Context, start, stop func(context.Context) error) error {
+	if err := start(ctx); err != nil {
+		return err
+	}
+	s.shutdown = append(s.shutdown, stop)
+	return nil
+}
+
+func (s *System) readyCheck(context.Context) error {
+	if !s.ready.Load() || s.closed.Load() {
+		return errors.New("starting or stopping")
+	}
+	return nil
+}
+
+// Shutdown stops the services in reverse start order: the room first tells
+// its clients to go (KICK server_shutdown) while storage is still up. It is
+// idempotent.
+func (s *System) Shutdown(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for i := len(s.shutdown) - 1; i >= 0; i-- {
+		if err := s.shutdown[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RoomAddr is the room's bound client address ("" when not running here).
+func (s *System) RoomAddr() string {
+	if s.Room == nil {
+		return ""
+	}
+	return s.Room.Addr()
+}
+
+// CenterAddr is the Center API's bound address.
+func (s *System) CenterAddr() string {
+	if s.Center == nil {
+		return ""
+	}
+	return s.Center.Addr()
+}
+
+// DispatchAddr is the dispatcher's bound address.
+func (s *System) DispatchAddr() string {
+	if s.Dispatcher == nil {
+		return ""
+	}
+	return s.Dispatcher.Addr()
+}
