@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,9 +218,9 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 			return nil, err
 		}
 		s.rooms.add(s.Room)
-		pub := opts.PublicAddr
-		if pub == "" {
-			pub = s.Room.Addr()
+		pub := publicAddr(opts.PublicAddr, s.Room.Addr())
+		if opts.PublicAddr == "" && pub != s.Room.Addr() {
+			log.Warn("room bound to all interfaces: the dispatcher hands out "+pub+"; set -room-public for other hosts", "bound", s.Room.Addr())
 		}
 		s.Keeper.Directory().Join(push.Member{Role: "room", ID: s.Room.ID(), Addrs: []string{pub}, IDC: opts.IDC})
 	}
@@ -250,6 +251,22 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	log.Info("started", "targets", opts.Targets, "room", s.RoomAddr(), "center", s.CenterAddr(),
 		"dispatcher", s.DispatchAddr(), "admin", s.Admin.Addr())
 	return s, nil
+}
+
+// publicAddr is the address clients are told to use: the configured one, or
+// the bound one with a wildcard host replaced by loopback (good on one machine).
+func publicAddr(configured, bound string) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return bound
 }
 
 func openStore(opts Options) (saver.Store, error) {

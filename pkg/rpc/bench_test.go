@@ -29,6 +29,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const benchServerEnv = "LCPUSH_RPC_BENCH_SERVER"
@@ -214,6 +217,13 @@ func benchMux(b *testing.B, conns, callers int) {
 	for !c.Ready() || c.Call(ctx, mEcho, nil, nil) != nil {
 		time.Sleep(time.Millisecond)
 	}
+	w0 := counterValue(clientIO.writes)
+	defer func() {
+		// Batching: requests per client write syscall.
+		if w := counterValue(clientIO.writes) - w0; w > 0 {
+			b.ReportMetric(float64(b.N)/w, "calls/write")
+		}
+	}()
 	runCallers(b, callers, func() func() error {
 		req := Bytes(bytes.Clone(benchPayload))
 		resp := make(Bytes, 0, 64)
@@ -248,6 +258,12 @@ func benchNetRPC(b *testing.B, callers int) {
 			return nil
 		}
 	})
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 // poolConn is one connection of the old design, with its buffers.

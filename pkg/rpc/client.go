@@ -38,8 +38,8 @@ type ClientConfig struct {
 	// past it fails at once with ErrOverloaded. Default 1024.
 	MaxInFlight int
 	// MaxFrame is the largest request or reply frame, 20-byte header
-	// included. Default DefaultMaxFrame (4 MiB). It must not be larger than
-	// the server's.
+	// included. Default DefaultMaxFrame (4 MiB). Use the server's value: a
+	// reply over it breaks the connection (ErrConnLost for its calls).
 	MaxFrame int
 	// DialTimeout bounds one connection attempt. Default 2s.
 	DialTimeout time.Duration

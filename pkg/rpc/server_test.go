@@ -227,3 +227,42 @@ func TestServerMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A client that never reads its replies stalls only its own connection:
+// the writer's timeout closes it, and the server's other clients go on.
+func TestSlowReaderClosed(t *testing.T) {
+	checkGoroutines(t)
+	ts := startServer(t, ServerConfig{WriteTimeout: 200 * time.Millisecond, MaxFrame: 2 << 20, Workers: 2, QueueLen: 8})
+	c := newClient(t, ts.Addr(), func(cfg *ClientConfig) { cfg.MaxFrame = 2 << 20 })
+	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	conns := func() int {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return len(ts.conns)
+	}
+	before := conns()
+	nc, err := net.Dial("tcp", ts.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var batch []byte
+	for id := uint64(1); id <= 40; id++ {
+		b := appendHeader(nil, header{kind: kindRequest, method: mBig, id: id})
+		b = append(b, *bigReq(1 << 20)...)
+		binary.BigEndian.PutUint32(b, uint32(len(b)-lenSize))
+		batch = append(batch, b...)
+	}
+	if _, err := nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "the raw connection to be served", func() bool { return conns() == before+1 })
+	waitFor(t, 10*time.Second, "the stalled connection to be closed", func() bool { return conns() == before })
+	var got Bytes
+	want := []byte("others unaffected")
+	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, (*Bytes)(&want), &got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%q, %v", got, err)
+	}
+}
