@@ -21,10 +21,11 @@ type memberJSON struct {
 	Addrs   []string `json:"addrs,omitempty"`
 	IDC     string   `json:"idc,omitempty"`
 	Load    int      `json:"load"`
+	Epoch   int64    `json:"epoch,omitempty"`
 }
 
 func encodeMember(m push.Member) ([]byte, error) {
-	return json.Marshal(memberJSON{Role: m.Role, ID: m.ID, RPCAddr: m.RPCAddr, Addrs: m.Addrs, IDC: m.IDC, Load: m.Load})
+	return json.Marshal(memberJSON{Role: m.Role, ID: m.ID, RPCAddr: m.RPCAddr, Addrs: m.Addrs, IDC: m.IDC, Load: m.Load, Epoch: m.Epoch})
 }
 
 // decodeMember reads a member znode; role and id come from its path, which
@@ -34,7 +35,7 @@ func decodeMember(role, id string, data []byte) (push.Member, error) {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return push.Member{}, fmt.Errorf("keeper member %s/%s: %w", role, id, err)
 	}
-	return push.Member{Role: role, ID: id, RPCAddr: j.RPCAddr, Addrs: j.Addrs, IDC: j.IDC, Load: j.Load}, nil
+	return push.Member{Role: role, ID: id, RPCAddr: j.RPCAddr, Addrs: j.Addrs, IDC: j.IDC, Load: j.Load, Epoch: j.Epoch}, nil
 }
 
 func (c *ZKClient) memberPath(m push.Member) (string, error) {

@@ -125,4 +125,7 @@ type Member struct {
 	Addrs   []string // public addresses (rooms: client TCP host:port)
 	IDC     string   // data centre
 	Load    int      // e.g. connections held
+	// Epoch changes when the instance restarts (its start time, unix nanos):
+	// a register that restarted empty is told apart from one that stayed.
+	Epoch int64
 }
