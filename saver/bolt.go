@@ -19,6 +19,8 @@ import (
 )
 
 // Bolt is the durable embedded Store, one bbolt file (layout in codec.go).
+// Load counts and parking (Limits) are durable too: a Load that returns
+// messages commits their new counts through the same batching as Save.
 // Save and Ack go through db.Batch, so concurrent callers share one commit
 // and one fsync; nothing returns before its commit is on disk. Live
 // broadcasts (few) are also cached in memory, and the pending counters are
@@ -29,6 +31,7 @@ import (
 type Bolt struct {
 	db  *bolt.DB
 	log *slog.Logger
+	lim Limits
 
 	closed atomic.Bool
 
@@ -37,12 +40,13 @@ type Bolt struct {
 	// matches the file. They are rare; Save, Ack and Load never take it.
 	bmu sync.Mutex
 
-	mu      sync.RWMutex // guards the fields below
-	bcasts  map[uint64]push.Message
-	byApp   map[uint32][]push.Message // live broadcasts per app, ascending ID
+	bc *bcache // live broadcasts
+
+	mu      sync.RWMutex // guards pending
 	pending map[uint32]int64
 
 	saved, acked, expired atomic.Uint64
+	parked                atomic.Int64
 
 	chunk int // deletions per Expire transaction (expireChunk; tests lower it)
 }
@@ -60,6 +64,8 @@ type BoltOptions struct {
 	LockTimeout time.Duration
 	// Logger receives open-time reports (records skipped as corrupt); nil discards.
 	Logger *slog.Logger
+	// Limits are the per-user defences (parking, inbox cap).
+	Limits Limits
 }
 
 var (
@@ -68,8 +74,10 @@ var (
 	bucketBacks  = []byte("backs")
 	bucketExpiry = []byte("expiry")
 	bucketMeta   = []byte("meta")
+	bucketLoads  = []byte("loads")
+	bucketCount  = []byte("ucount")
 	keyVersion   = []byte("version")
-	fileVersion  = []byte{1}
+	fileVersion  = []byte{2}
 	empty        = []byte{}
 )
 
@@ -105,8 +113,8 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 	b := &Bolt{
 		db:      db,
 		log:     o.Logger,
-		bcasts:  make(map[uint64]push.Message),
-		byApp:   make(map[uint32][]push.Message),
+		lim:     o.Limits.withDefaults(),
+		bc:      newBcache(),
 		pending: make(map[uint32]int64),
 		chunk:   expireChunk,
 	}
@@ -117,11 +125,11 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 	return b, nil
 }
 
-// init creates the buckets, checks the layout version and rebuilds the
-// in-memory broadcast cache and pending counters from the file.
+// init creates the buckets, checks the layout version (migrating version 1
+// files) and rebuilds the in-memory broadcast cache and counters from the file.
 func (b *Bolt) init() error {
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta} {
+		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -129,6 +137,12 @@ func (b *Bolt) init() error {
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keyVersion); {
 		case v == nil:
+			return meta.Put(keyVersion, fileVersion)
+		case string(v) == "\x01":
+			b.log.Info("saver: migrating file layout 1 to 2 (per-user counts)")
+			if err := migrateBolt1(tx); err != nil {
+				return err
+			}
 			return meta.Put(keyVersion, fileVersion)
 		case string(v) != string(fileVersion):
 			return fmt.Errorf("file layout version %v, want %v: %w", v, fileVersion, ErrCorrupt)
@@ -140,6 +154,7 @@ func (b *Bolt) init() error {
 	}
 	var corrupt int
 	err = b.db.View(func(tx *bolt.Tx) error {
+		b.parked.Store(countParked(tx))
 		err := tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
 			app, _, err := decodeHeader(v)
 			if err != nil {
@@ -163,7 +178,7 @@ func (b *Bolt) init() error {
 				return nil
 			}
 			msg.Broadcast = true
-			b.cachePut(msg)
+			b.bc.put(msg)
 			return nil
 		})
 	})
@@ -171,35 +186,6 @@ func (b *Bolt) init() error {
 		b.log.Warn("saver: corrupt records skipped", "count", corrupt)
 	}
 	return err
-}
-
-// cachePut adds or replaces a live broadcast; b.mu is held or not yet shared.
-func (b *Bolt) cachePut(msg push.Message) {
-	if old, ok := b.bcasts[msg.ID]; ok {
-		b.cacheDrop(old.ID)
-	}
-	b.bcasts[msg.ID] = msg
-	list := b.byApp[msg.App]
-	i, _ := slices.BinarySearchFunc(list, msg.ID, cmpID)
-	b.byApp[msg.App] = slices.Insert(list, i, msg)
-}
-
-// cacheDrop removes a broadcast; b.mu is held.
-func (b *Bolt) cacheDrop(id uint64) {
-	msg, ok := b.bcasts[id]
-	if !ok {
-		return
-	}
-	delete(b.bcasts, id)
-	list := b.byApp[msg.App]
-	if i, found := slices.BinarySearchFunc(list, id, cmpID); found {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(b.byApp, msg.App)
-	} else {
-		b.byApp[msg.App] = list
-	}
 }
 
 // batch runs fn in a shared write transaction (db.Batch): fn may run more
@@ -255,12 +241,15 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 	}
 	var added int
 	var replaced []uint32 // apps of overwritten entries
+	var dropped dropResult
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
-		added, replaced = 0, replaced[:0]
+		added, replaced, dropped = 0, replaced[:0], dropResult{apps: dropped.apps[:0]}
 		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
 		for i, k := range keys {
+			isNew := false
 			if old := inbox.Get(k); old == nil {
 				added++
+				isNew = true
 			} else if app, oldExp, err := decodeHeader(old); err != nil {
 				added++ // a corrupt entry was not counted as pending
 			} else {
@@ -279,6 +268,11 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 					return err
 				}
 			}
+			if isNew { // after the Put: the new entry may be the oldest
+				if err := b.countNew(tx, uids[i], &dropped); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -290,8 +284,13 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 	for _, app := range replaced {
 		b.uncount(app)
 	}
+	for _, app := range dropped.apps {
+		b.uncount(app)
+	}
 	b.mu.Unlock()
 	b.saved.Add(uint64(added))
+	b.parked.Add(-int64(dropped.parked))
+	metricInboxDropped.Add(float64(dropped.n))
 	return nil
 }
 
@@ -341,9 +340,7 @@ func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	if err != nil {
 		return fmt.Errorf("saver save broadcast %d: %w", msg.ID, err)
 	}
-	b.mu.Lock()
-	b.cachePut(msg)
-	b.mu.Unlock()
+	b.bc.put(msg)
 	return nil
 }
 
@@ -367,10 +364,10 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 		buf = backsKey(buf, id, uid)
 		ks[i] = keys{inbox: buf[start:mid], bcast: buf[mid : mid+8], back: buf[mid:]}
 	}
-	var n int
+	var n, unparked int
 	var deleted []uint32 // apps of deleted unicast entries
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
-		n, deleted = 0, deleted[:0]
+		n, unparked, deleted = 0, 0, deleted[:0]
 		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
 		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
 		for _, k := range ks {
@@ -379,6 +376,11 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 				if err := inbox.Delete(k.inbox); err != nil {
 					return err
 				}
+				p, err := forgetEntry(tx, k.inbox)
+				if err != nil {
+					return err
+				}
+				unparked += p
 				n++
 				if herr != nil {
 					continue // corrupt: never counted as pending, no expiry record known
@@ -391,7 +393,11 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 				}
 				continue
 			}
-			if bc.Get(k.bcast) != nil && backs.Get(k.back) == nil {
+			if bc.Get(k.bcast) == nil {
+				continue
+			}
+			// No record, a load count or parked: not ACKed yet.
+			if v := backs.Get(k.back); v == nil || len(v) > 0 {
 				if err := backs.Put(k.back, empty); err != nil {
 					return err
 				}
@@ -411,6 +417,7 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 		b.mu.Unlock()
 		b.acked.Add(uint64(len(deleted)))
 	}
+	b.parked.Add(-int64(unparked))
 	return n, nil
 }
 
@@ -420,12 +427,13 @@ func (b *Bolt) Stats(ctx context.Context) (push.StoreStats, error) {
 		return push.StoreStats{}, fmt.Errorf("saver stats: %w", ErrClosed)
 	}
 	b.mu.RLock()
-	st := push.StoreStats{PendingPerApp: maps.Clone(b.pending), Broadcasts: int64(len(b.bcasts))}
+	st := push.StoreStats{PendingPerApp: maps.Clone(b.pending), Broadcasts: int64(b.bc.len())}
 	b.mu.RUnlock()
 	for _, n := range st.PendingPerApp {
 		st.Pending += n
 	}
 	st.Saved, st.Acked, st.Expired = b.saved.Load(), b.acked.Load(), b.expired.Load()
+	st.Parked = b.parked.Load()
 	return st, nil
 }
 

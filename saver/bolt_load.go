@@ -13,7 +13,9 @@ import (
 
 // Load implements Store. Unicast entries come from one cursor range over the
 // uid's inbox (already in ID order); broadcasts come from the cache, minus
-// the ones this uid has ACKed, looked up in the same read transaction.
+// the ones this uid has ACKed or parked, looked up in the same read
+// transaction. When it returns messages, a second (batched) write
+// transaction counts their loads.
 func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) ([]push.Message, error) {
 	if err := checkUID(uid); err != nil {
 		return nil, fmt.Errorf("saver load: %w", err)
@@ -30,29 +32,20 @@ func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) (
 	limit = loadLimit(limit)
 	now := time.Now().Unix()
 
-	var bc []push.Message
-	b.mu.RLock()
-	for _, app := range dedupApps(apps) {
-		for _, msg := range b.byApp[app] {
-			if !msg.Expired(now) {
-				bc = append(bc, msg)
-			}
-		}
-	}
-	b.mu.RUnlock()
-	sortByID(bc)
+	bc := b.bc.live(apps, now)
 
 	var uni []push.Message
 	err := b.db.View(func(tx *bolt.Tx) error {
 		uni = uni[:0]
 		prefix := inboxPrefix(nil, uid)
+		loads := tx.Bucket(bucketLoads)
 		c := tx.Bucket(bucketInbox).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(uni) < limit; k, v = c.Next() {
 			if len(k) != len(prefix)+8 {
 				continue
 			}
 			app, expire, err := decodeHeader(v)
-			if err != nil || !hasApp(apps, app) || (expire != 0 && now >= expire) {
+			if err != nil || !hasApp(apps, app) || (expire != 0 && now >= expire) || isParked(loads.Get(k)) {
 				continue
 			}
 			msg, err := decodeValue(inboxID(k), v)
@@ -68,7 +61,7 @@ func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) (
 		key := make([]byte, 0, 8+len(uid))
 		kept := bc[:0]
 		for _, msg := range bc {
-			if backs.Get(backsKey(key[:0], msg.ID, uid)) == nil {
+			if v := backs.Get(backsKey(key[:0], msg.ID, uid)); v == nil || (len(v) == 1 && v[0] != loadParked) {
 				kept = append(kept, msg)
 			}
 		}
@@ -78,7 +71,11 @@ func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("saver load %s: %w", uid, closedErr(err))
 	}
-	return mergeByID(uni, bc, limit), nil
+	out := mergeByID(uni, bc, limit)
+	if err := b.countLoads(ctx, uid, out); err != nil {
+		return nil, fmt.Errorf("saver load %s: %w", uid, err)
+	}
+	return out, nil
 }
 
 // dedupApps drops repeated apps so a broadcast is not listed twice.
@@ -124,11 +121,10 @@ func (b *Bolt) Expire(ctx context.Context, now time.Time) (int, error) {
 		for _, app := range r.apps {
 			b.uncount(app)
 		}
-		for _, id := range r.bcasts {
-			b.cacheDrop(id)
-		}
 		b.mu.Unlock()
+		b.bc.drop(r.bcasts...)
 		b.expired.Add(uint64(r.n))
+		b.parked.Add(-int64(r.parked))
 		total += r.n
 		if !r.more {
 			return total, nil
@@ -138,6 +134,7 @@ func (b *Bolt) Expire(ctx context.Context, now time.Time) (int, error) {
 
 type expireResult struct {
 	n      int      // unicast entries and broadcasts dropped
+	parked int      // of the unicast entries, how many were parked
 	apps   []uint32 // apps of the unicast entries dropped
 	bcasts []uint64 // broadcasts dropped
 	more   bool     // the budget ran out before the index did
@@ -174,6 +171,11 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 					if err := inbox.Delete(rest); err != nil {
 						return err
 					}
+					p, err := forgetEntry(tx, rest)
+					if err != nil {
+						return err
+					}
+					r.parked += p
 					r.n++
 					if herr == nil {
 						r.apps = append(r.apps, app)

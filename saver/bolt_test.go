@@ -1,6 +1,7 @@
 package saver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -211,5 +212,84 @@ func TestBoltBroadcastPayloadOwned(t *testing.T) {
 	got, err := b.Load(bg, "u", []uint32{1}, 0)
 	if err != nil || len(got) != 1 || string(got[0].Payload) != "abc" {
 		t.Fatalf("load %+v %v", got, err)
+	}
+}
+
+// Load counts, parking and the per-user counts survive a reopen.
+func TestBoltLimitsReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "saver.db")
+	lim := Limits{MaxLoads: 2, InboxCap: 3}
+	b, err := OpenBoltWith(path, BoltOptions{Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 4; id++ {
+		mustSave(t, b, msg(id, 1, 0), "u")
+	}
+	wantLoad(t, b, "u", 0, 2, 3, 4)
+	wantLoad(t, b, "u", 1, 2) // 2 is parked now; 3 and 4 were loaded once
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err = OpenBoltWith(path, BoltOptions{Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	mustUserStats(t, b, "u", 3, 1)
+	if s := mustStats(t, b); s.Parked != 1 || s.Pending != 3 {
+		t.Fatalf("stats after reopen: %+v", s)
+	}
+	wantLoad(t, b, "u", 0, 3, 4) // their second load: parked after it
+	wantLoad(t, b, "u", 0)
+	mustSave(t, b, msg(5, 1, 0), "u") // the cap still holds: 2 (parked) goes
+	mustUserStats(t, b, "u", 3, 2)
+	if s := mustStats(t, b); s.Parked != 2 {
+		t.Fatalf("stats at the end: %+v", s)
+	}
+}
+
+// A layout 1 file (before parking and the cap) opens as layout 2 with its
+// per-user counts rebuilt; its ACK records keep meaning "ACKed".
+func TestBoltMigratesLayout1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "saver.db")
+	b := openBolt(t, path)
+	mustSave(t, b, msg(1, 1, 0), "u", "v")
+	mustSave(t, b, msg(2, 1, 0), "u")
+	mustBroadcast(t, b, msg(3, 1, 0))
+	mustAck(t, b, "u", 1, 3)
+	// Turn the file back into layout 1.
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketLoads, bucketCount} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte{1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := OpenBoltWith(path, BoltOptions{Limits: Limits{InboxCap: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b2.Close() })
+	mustUserStats(t, b2, "u", 2, 0)
+	mustUserStats(t, b2, "v", 1, 0)
+	wantLoad(t, b2, "u", 0, 1, 2)
+	wantLoad(t, b2, "v", 0, 1, 3)
+	mustSave(t, b2, msg(4, 1, 0), "u") // counted right: the cap drops 1
+	wantLoad(t, b2, "u", 0, 2, 4)
+	var version []byte
+	_ = b2.db.View(func(tx *bolt.Tx) error {
+		version = bytes.Clone(tx.Bucket(bucketMeta).Get(keyVersion))
+		return nil
+	})
+	if !bytes.Equal(version, fileVersion) {
+		t.Fatalf("layout after migration %v, want %v", version, fileVersion)
 	}
 }

@@ -15,27 +15,46 @@ import (
 // single-process demos: nothing survives a restart. One mutex guards
 // everything and Expire scans every inbox, which is fine at test sizes.
 type Memory struct {
-	mu      sync.RWMutex
+	lim Limits
+
+	mu      sync.Mutex
 	closed  bool
-	inbox   map[string][]push.Message // per uid, ascending ID
+	inbox   map[string][]memEntry // per uid, ascending ID
 	bcasts  map[uint64]*memBroadcast
 	pending map[uint32]int64
+	parked  int64
 	saved   uint64
 	acked   uint64
 	expired uint64
 }
 
+type memEntry struct {
+	msg    push.Message
+	loads  int
+	parked bool
+}
+
+// States of a broadcast for one uid, beside a positive load count.
+const (
+	memAcked  = -1
+	memParked = -2
+)
+
 type memBroadcast struct {
 	msg   push.Message
-	acked map[string]struct{} // uids that have it
+	users map[string]int // uid -> loads so far, memAcked or memParked
 }
 
 var _ Store = (*Memory)(nil)
 
-// NewMemory returns an empty in-memory store.
-func NewMemory() *Memory {
+// NewMemory returns an empty in-memory store with the default Limits.
+func NewMemory() *Memory { return NewMemoryWith(Limits{}) }
+
+// NewMemoryWith returns an empty in-memory store enforcing lim.
+func NewMemoryWith(lim Limits) *Memory {
 	return &Memory{
-		inbox:   make(map[string][]push.Message),
+		lim:     lim.withDefaults(),
+		inbox:   make(map[string][]memEntry),
 		bcasts:  make(map[uint64]*memBroadcast),
 		pending: make(map[uint32]int64),
 	}
@@ -62,15 +81,23 @@ func (m *Memory) Save(ctx context.Context, msg push.Message, uids []string) erro
 	}
 	for _, uid := range uids {
 		box := m.inbox[uid]
-		i, found := slices.BinarySearchFunc(box, msg.ID, cmpID)
+		i, found := slices.BinarySearchFunc(box, msg.ID, cmpEntry)
 		if found {
-			m.uncount(box[i].App)
-			box[i] = msg
+			m.uncount(box[i].msg.App)
+			box[i].msg = msg
 		} else {
-			box = slices.Insert(box, i, msg)
+			box = slices.Insert(box, i, memEntry{msg: msg})
 			m.saved++
 		}
 		m.pending[msg.App]++
+		if cap := m.lim.InboxCap; cap > 0 && len(box) > cap {
+			drop := len(box) - cap
+			for _, e := range box[:drop] {
+				m.forget(e)
+			}
+			metricInboxDropped.Add(float64(drop))
+			box = slices.Delete(box, 0, drop)
+		}
 		m.inbox[uid] = box
 	}
 	return nil
@@ -86,9 +113,19 @@ func cmpID(m push.Message, id uint64) int {
 	return 0
 }
 
+func cmpEntry(e memEntry, id uint64) int { return cmpID(e.msg, id) }
+
 func (m *Memory) uncount(app uint32) {
 	if m.pending[app]--; m.pending[app] <= 0 {
 		delete(m.pending, app)
+	}
+}
+
+// forget uncounts an entry leaving the store; m.mu is held.
+func (m *Memory) forget(e memEntry) {
+	m.uncount(e.msg.App)
+	if e.parked {
+		m.parked--
 	}
 }
 
@@ -111,7 +148,7 @@ func (m *Memory) SaveBroadcast(ctx context.Context, msg push.Message) error {
 		b.msg = msg
 		return nil
 	}
-	m.bcasts[msg.ID] = &memBroadcast{msg: msg, acked: make(map[string]struct{})}
+	m.bcasts[msg.ID] = &memBroadcast{msg: msg, users: make(map[string]int)}
 	return nil
 }
 
@@ -128,27 +165,48 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 	}
 	limit = loadLimit(limit)
 	now := time.Now().Unix()
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
 		return nil, fmt.Errorf("saver load %s: %w", uid, ErrClosed)
 	}
 	var uni, bc []push.Message
-	for _, msg := range m.inbox[uid] {
+	box := m.inbox[uid]
+	for _, e := range box {
 		if len(uni) == limit {
 			break
 		}
-		if hasApp(apps, msg.App) && !msg.Expired(now) {
-			uni = append(uni, msg)
+		if !e.parked && hasApp(apps, e.msg.App) && !e.msg.Expired(now) {
+			uni = append(uni, e.msg)
 		}
 	}
 	for _, b := range m.bcasts {
-		if _, done := b.acked[uid]; !done && hasApp(apps, b.msg.App) && !b.msg.Expired(now) {
+		if b.users[uid] >= 0 && hasApp(apps, b.msg.App) && !b.msg.Expired(now) {
 			bc = append(bc, b.msg)
 		}
 	}
 	sortByID(bc)
-	return mergeByID(uni, bc, limit), nil
+	out := mergeByID(uni, bc, limit)
+	if max := m.lim.MaxLoads; max > 0 {
+		for _, msg := range out {
+			if msg.Broadcast {
+				b := m.bcasts[msg.ID]
+				if b.users[uid]++; b.users[uid] >= max {
+					b.users[uid] = memParked
+					metricParkedBroadcast.Inc()
+				}
+				continue
+			}
+			i, _ := slices.BinarySearchFunc(box, msg.ID, cmpEntry)
+			e := &box[i]
+			if e.loads++; e.loads >= max {
+				e.parked = true
+				m.parked++
+				metricParkedUnicast.Inc()
+			}
+		}
+	}
+	return out, nil
 }
 
 // Ack implements Store.
@@ -167,16 +225,16 @@ func (m *Memory) Ack(ctx context.Context, uid string, ids []uint64) (int, error)
 	n := 0
 	box := m.inbox[uid]
 	for _, id := range ids {
-		if i, found := slices.BinarySearchFunc(box, id, cmpID); found {
-			m.uncount(box[i].App)
+		if i, found := slices.BinarySearchFunc(box, id, cmpEntry); found {
+			m.forget(box[i])
 			box = slices.Delete(box, i, i+1)
 			m.acked++
 			n++
 			continue
 		}
 		if b := m.bcasts[id]; b != nil {
-			if _, done := b.acked[uid]; !done {
-				b.acked[uid] = struct{}{}
+			if b.users[uid] != memAcked {
+				b.users[uid] = memAcked
 				n++
 			}
 		}
@@ -203,13 +261,13 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for uid, box := range m.inbox {
 		kept := box[:0]
-		for _, msg := range box {
-			if msg.Expired(t) {
-				m.uncount(msg.App)
+		for _, e := range box {
+			if e.msg.Expired(t) {
+				m.forget(e)
 				n++
 				continue
 			}
-			kept = append(kept, msg)
+			kept = append(kept, e)
 		}
 		clear(box[len(kept):]) // release the dropped payloads
 		if len(kept) == 0 {
@@ -230,8 +288,8 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 
 // Stats implements Store.
 func (m *Memory) Stats(ctx context.Context) (push.StoreStats, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
 		return push.StoreStats{}, fmt.Errorf("saver stats: %w", ErrClosed)
 	}
@@ -241,11 +299,31 @@ func (m *Memory) Stats(ctx context.Context) (push.StoreStats, error) {
 		Saved:         m.saved,
 		Acked:         m.acked,
 		Expired:       m.expired,
+		Parked:        m.parked,
 	}
 	for _, n := range m.pending {
 		st.Pending += n
 	}
 	return st, nil
+}
+
+// UserStats implements Store.
+func (m *Memory) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+	if err := checkUID(uid); err != nil {
+		return 0, 0, fmt.Errorf("saver user stats: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, ErrClosed)
+	}
+	box := m.inbox[uid]
+	for _, e := range box {
+		if e.parked {
+			parked++
+		}
+	}
+	return len(box), parked, nil
 }
 
 // Close implements Store.

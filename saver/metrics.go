@@ -36,6 +36,20 @@ var (
 		Name: "lcpush_saver_pending",
 		Help: "Unicast entries stored and not yet ACKed or expired.",
 	})
+	metricParked = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_saver_parked",
+		Help: "Unicast entries parked (loaded MaxLoads times without ACK), as the store last reported.",
+	})
+	metricParkedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_saver_parked_total",
+		Help: "Messages parked after MaxLoads loads without ACK, by kind (unicast, broadcast).",
+	}, []string{"kind"})
+	metricParkedUnicast   = metricParkedTotal.WithLabelValues("unicast")
+	metricParkedBroadcast = metricParkedTotal.WithLabelValues("broadcast")
+	metricInboxDropped    = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_inbox_dropped_total",
+		Help: "Oldest entries dropped because an inbox went past InboxCap.",
+	})
 	metricDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "lcpush_saver_op_duration_seconds",
 		Help:    "Store operation latency by op (durable writes include the fsync).",
@@ -51,6 +65,7 @@ const (
 	opAck           = "ack"
 	opExpire        = "expire"
 	opStats         = "stats"
+	opUserStats     = "user_stats"
 )
 
 // opMetrics holds the label children of one op, resolved once.
@@ -61,8 +76,53 @@ type opMetrics struct {
 
 var ops = func() map[string]opMetrics {
 	m := map[string]opMetrics{}
-	for _, op := range []string{opSave, opSaveBroadcast, opLoad, opAck, opExpire, opStats} {
+	for _, op := range []string{opSave, opSaveBroadcast, opLoad, opAck, opExpire, opStats, opUserStats} {
 		m[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
 	}
 	return m
 }()
+
+// Metrics of RedisStore: its durable queue towards MySQL and its recovery
+// from a Redis that lost data.
+var (
+	metricDurableQueue = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_saver_durable_queue",
+		Help: "Rows waiting to be written to MySQL.",
+	})
+	metricDurableCommitted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_durable_committed_total",
+		Help: "Rows written to MySQL.",
+	})
+	metricDurableRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_durable_retries_total",
+		Help: "MySQL batch writes that failed and will be retried.",
+	})
+	metricDurableRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_saver_durable_refused_total",
+		Help: "Calls refused with ErrUnavailable because the durable queue was full, by op.",
+	}, []string{"op"})
+	metricDurableDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_saver_durable_dropped_total",
+		Help: "Rows never written to MySQL, by reason (rejected: MySQL refused the row itself; closed: still queued at close).",
+	}, []string{"reason"})
+	metricDurableHealthy = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lcpush_saver_durable_healthy",
+		Help: "1 while the last MySQL batch write succeeded, 0 while writes are failing.",
+	})
+	metricRecovered = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_recovered_total",
+		Help: "Entries copied back from MySQL into Redis after Redis lost them.",
+	})
+	metricReloads = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_saver_reloads_total",
+		Help: "Per-user reloads of an inbox from MySQL into Redis, by result (ok, failed).",
+	}, []string{"result"})
+	metricEpochChanges = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_epoch_changes_total",
+		Help: "Times the saver saw Redis wiped or replaced and started a new epoch.",
+	})
+	metricBroadcastsRestored = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_broadcasts_restored_total",
+		Help: "Broadcasts copied back from MySQL into Redis after Redis lost them.",
+	})
+)

@@ -132,6 +132,7 @@ func (s *Service) sweeper(ctx context.Context) {
 func (s *Service) refreshGauge(ctx context.Context) {
 	if st, err := s.Stats(ctx); err == nil {
 		metricPending.Set(float64(st.Pending))
+		metricParked.Set(float64(st.Parked))
 	}
 }
 
@@ -215,6 +216,19 @@ func (s *Service) Stats(ctx context.Context) (push.StoreStats, error) {
 		ops[opStats].errors.Inc()
 	}
 	return st, err
+}
+
+// UserStats describes one uid's inbox: entries stored (parked included) and
+// entries parked (see Store.UserStats).
+func (s *Service) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+	if err := s.check(opUserStats); err != nil {
+		return 0, 0, err
+	}
+	pending, parked, err = s.st.UserStats(ctx, uid)
+	if err != nil {
+		ops[opUserStats].errors.Inc()
+	}
+	return pending, parked, err
 }
 
 // Sweep drops what has expired now, as the sweeper does every ExpireEvery,

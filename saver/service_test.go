@@ -64,10 +64,10 @@ func TestNewService(t *testing.T) {
 func TestServiceFlow(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		st   func(t *testing.T) Store
-	}{{"memory", newMemoryStore}, {"bolt", newBoltStore}} {
+		st   func(t *testing.T, lim Limits) Store
+	}{{"memory", newMemoryStore}, {"bolt", newBoltStore}, {"redis", newRedisStore}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newService(t, Config{LoadLimit: 3}, tc.st(t))
+			s := newService(t, Config{LoadLimit: 3}, tc.st(t, Limits{}))
 			saved, acked, loaded := value(metricSaved), value(metricAcked), value(metricLoaded)
 			for id := uint64(1); id <= 4; id++ {
 				if err := s.Save(bg, msg(id, 1, future()), []string{"u", "v"}); err != nil {

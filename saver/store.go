@@ -4,10 +4,24 @@
 // binds an app. Broadcast messages are stored once per app and delivered once
 // to every user who logs in within their TTL.
 //
-// Store is the storage contract, with an in-memory implementation (Memory,
-// for tests) and a durable embedded one (Bolt, the default); a Redis+MySQL
-// implementation joins them behind the same interface. Service wraps a Store
-// with metrics, logging and the expiry sweeper.
+// Store is the storage contract, with three implementations: Memory (tests
+// and demos), Bolt (durable, embedded, one process) and RedisStore (Redis as
+// the shared hot store, MySQL as the durable copy, for a cluster). Service
+// wraps a Store with metrics, logging and the expiry sweeper.
+//
+// Every Store enforces the same per-user defences (Limits): a message that
+// Load returned MaxLoads times without an ACK is parked (kept and counted,
+// never delivered again), and an inbox holds at most InboxCap entries, the
+// oldest being dropped first when a new one arrives.
+//
+// RedisStore recovers from a Redis that lost data (restart without
+// persistence, FLUSHALL, failover to a lagging replica) lazily, per user: each
+// user's Redis hash carries the epoch it was last filled from MySQL in; a
+// global epoch changes when the saver sees Redis wiped or replaced, and a
+// user whose hash does not carry the current epoch is reloaded from MySQL on
+// its next Load (or Ack, UserStats). Logins spread the reload over time and
+// nobody waits for a bulk copy of every inbox; broadcasts, which are few, are
+// restored in bulk. docs/storage.md has the details and the reasons.
 package saver
 
 import (
@@ -36,7 +50,54 @@ const (
 	DefaultLoadLimit = 1000
 	// MaxUIDLen bounds a uid in bytes; stores key inboxes by uid.
 	MaxUIDLen = 255
+	// DefaultMaxLoads is Limits.MaxLoads when it is 0.
+	DefaultMaxLoads = 5
+	// DefaultInboxCap is Limits.InboxCap when it is 0.
+	DefaultInboxCap = 1000
+	// maxMaxLoads bounds Limits.MaxLoads: stores keep the count in a byte.
+	maxMaxLoads = 250
 )
+
+// Limits are the per-user defences every Store enforces.
+type Limits struct {
+	// MaxLoads parks a message once Load has returned it this many times
+	// to the same uid without an ACK: a parked unicast entry stays stored
+	// (counted in StoreStats.Parked and UserStats) until it is ACKed,
+	// expires or is pushed out by InboxCap, but Load never returns it
+	// again; a parked broadcast is recorded as done for that uid, as if
+	// ACKed. This is what stops a client that never ACKs from reloading
+	// the same messages forever. 0 means DefaultMaxLoads, negative never
+	// parks; at most 250.
+	MaxLoads int
+	// InboxCap bounds the unicast entries of one uid (all apps, parked and
+	// expired-but-unswept included). A Save that takes an inbox past it
+	// drops the inbox's oldest entries (lowest ids: possibly the new one
+	// itself) and counts them in lcpush_saver_inbox_dropped_total: the
+	// newest messages are the ones worth having, and refusing instead
+	// would let one user who never reads fail every multicast that names
+	// it. 0 means DefaultInboxCap, negative is unbounded.
+	InboxCap int
+}
+
+// withDefaults resolves zero values; maxLoads 0 and inboxCap 0 then mean
+// "never park" and "unbounded".
+func (l Limits) withDefaults() Limits {
+	switch {
+	case l.MaxLoads == 0:
+		l.MaxLoads = DefaultMaxLoads
+	case l.MaxLoads < 0:
+		l.MaxLoads = 0
+	case l.MaxLoads > maxMaxLoads:
+		l.MaxLoads = maxMaxLoads
+	}
+	switch {
+	case l.InboxCap == 0:
+		l.InboxCap = DefaultInboxCap
+	case l.InboxCap < 0:
+		l.InboxCap = 0
+	}
+	return l
+}
 
 // Store is the storage contract for QoS 1 messages. Every implementation is
 // safe for concurrent use and passes the shared contract suite
@@ -51,10 +112,15 @@ const (
 type Store interface {
 	// Save stores msg (QoS 1, msg.Broadcast false) in the inbox of every
 	// uid. When it returns nil the message is as durable as the
-	// implementation gets (Bolt: fsynced) for every uid. Idempotent per
-	// (uid, msg.ID): saving again overwrites and is not counted twice. A
-	// failed Save may have stored the message for some uids; the caller
-	// retries the whole call.
+	// implementation gets (Bolt: fsynced; RedisStore: in Redis and
+	// committed to MySQL, or queued for MySQL while MySQL is down) for
+	// every uid. Idempotent per (uid, msg.ID): saving again overwrites
+	// (keeping the entry's load count) and is not counted twice. An inbox
+	// taken past Limits.InboxCap loses its oldest entries. A failed Save
+	// may have stored the message for some uids; the caller retries the
+	// whole call. An error wrapping push.ErrUnavailable means the store
+	// cannot take writes now (RedisStore: Redis down, or MySQL down long
+	// enough to fill the durable queue).
 	Save(ctx context.Context, msg push.Message, uids []string) error
 	// SaveBroadcast stores a broadcast message once for msg.App; every uid
 	// that loads msg.App before the message expires gets it until it ACKs
@@ -66,13 +132,18 @@ type Store interface {
 	// ID order, at most limit of them (0 = DefaultLoadLimit): the oldest
 	// first, so a user with a backlog gets it in order over several loads.
 	// Broadcast messages carry Broadcast true. Loading does not consume:
-	// the same messages come back until they are ACKed or expire.
+	// the same messages come back until they are ACKed or expire, or
+	// until they were returned Limits.MaxLoads times and are parked. Each
+	// message returned counts one load (messages cut by limit do not).
 	Load(ctx context.Context, uid string, apps []uint32, limit int) ([]push.Message, error)
-	// Ack deletes the uid's messages with these ids; for a broadcast id it
-	// records that this uid has it, so it is never loaded again for this
-	// uid. Unknown ids are ignored and repeating an Ack is harmless. It
-	// returns how many ids took effect (deleted or newly recorded), and is
-	// durable on return like Save.
+	// Ack deletes the uid's messages with these ids (parked ones too); for
+	// a broadcast id it records that this uid has it, so it is never
+	// loaded again for this uid. Unknown ids are ignored and repeating an
+	// Ack is harmless. It returns how many ids took effect (deleted or
+	// newly recorded as ACKed). Bolt and Memory are durable on return;
+	// RedisStore deletes from Redis at once and from MySQL in the next
+	// batch (a crash in between can only bring a message back, never lose
+	// one: clients dedup by id).
 	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
 	// Expire drops every unicast entry and broadcast expired at now, with
 	// the broadcasts' ACK records, and returns how many entries and
@@ -80,9 +151,15 @@ type Store interface {
 	// reclaims their space.
 	Expire(ctx context.Context, now time.Time) (int, error)
 	// Stats describes what the store holds (expired but not yet swept
-	// entries included) and, since it was opened, what it did. It is cheap:
+	// entries included; Parked is part of Pending and counts unicast
+	// entries only) and, since it was opened, what it did. It is cheap:
 	// no scan.
 	Stats(ctx context.Context) (push.StoreStats, error)
+	// UserStats describes uid's inbox: pending counts every unicast entry
+	// stored for uid (parked and expired-but-unswept ones included, as in
+	// StoreStats.Pending), parked the part of them Load no longer
+	// returns. An unknown uid has none. It reads one inbox, no more.
+	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
 	// Close releases the store; later calls fail with ErrClosed. Idempotent.
 	Close() error
 }

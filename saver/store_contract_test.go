@@ -22,14 +22,14 @@ func TestMemoryStore(t *testing.T) { testStore(t, newMemoryStore) }
 
 func TestBoltStore(t *testing.T) { testStore(t, newBoltStore) }
 
-func newMemoryStore(t *testing.T) Store {
-	st := NewMemory()
+func newMemoryStore(t *testing.T, lim Limits) Store {
+	st := NewMemoryWith(lim)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
 
-func newBoltStore(t *testing.T) Store {
-	st, err := OpenBolt(filepath.Join(t.TempDir(), "saver.db"))
+func newBoltStore(t *testing.T, lim Limits) Store {
+	st, err := OpenBoltWith(filepath.Join(t.TempDir(), "saver.db"), BoltOptions{Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,28 +38,36 @@ func newBoltStore(t *testing.T) Store {
 }
 
 // testStore is the contract every Store must pass; newStore returns an
-// empty store that the test may Close.
-func testStore(t *testing.T, newStore func(t *testing.T) Store) {
+// empty store enforcing lim, that the test may Close.
+func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
+	noParking := Limits{MaxLoads: -1}
 	for _, tc := range []struct {
 		name string
+		lim  Limits
 		run  func(t *testing.T, st Store)
 	}{
-		{"LoadOrderAcrossApps", contractLoadOrder},
-		{"LoadLimit", contractLoadLimit},
-		{"MessageFieldsAndPayloadCopy", contractFields},
-		{"MultiUIDSave", contractMultiUID},
-		{"SaveIdempotent", contractSaveIdempotent},
-		{"AckDeletesIdempotent", contractAck},
-		{"Expiry", contractExpiry},
-		{"BroadcastOncePerUser", contractBroadcast},
-		{"BroadcastExpiry", contractBroadcastExpiry},
-		{"Stats", contractStats},
-		{"Invalid", contractInvalid},
-		{"CancelledContext", contractCancelled},
-		{"Closed", contractClosed},
-		{"ConcurrentSaveAck", contractConcurrent},
+		{"LoadOrderAcrossApps", Limits{}, contractLoadOrder},
+		{"LoadLimit", noParking, contractLoadLimit},
+		{"MessageFieldsAndPayloadCopy", Limits{}, contractFields},
+		{"MultiUIDSave", Limits{}, contractMultiUID},
+		{"SaveIdempotent", Limits{}, contractSaveIdempotent},
+		{"AckDeletesIdempotent", Limits{}, contractAck},
+		{"Expiry", Limits{}, contractExpiry},
+		{"BroadcastOncePerUser", Limits{}, contractBroadcast},
+		{"BroadcastExpiry", Limits{}, contractBroadcastExpiry},
+		{"Stats", Limits{}, contractStats},
+		{"Invalid", Limits{}, contractInvalid},
+		{"CancelledContext", Limits{}, contractCancelled},
+		{"Closed", Limits{}, contractClosed},
+		{"ConcurrentSaveAck", Limits{}, contractConcurrent},
+		{"ParkAfterMaxLoads", Limits{MaxLoads: 3}, contractParking},
+		{"ParkBroadcast", Limits{MaxLoads: 2}, contractParkBroadcast},
+		{"NoParking", noParking, contractNoParking},
+		{"InboxCapDropsOldest", Limits{InboxCap: 5, MaxLoads: 2}, contractInboxCap},
+		{"DefaultLimits", Limits{}, contractDefaultLimits},
+		{"UserStats", Limits{}, contractUserStats},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t, tc.lim)) })
 	}
 }
 
@@ -396,6 +404,7 @@ func contractInvalid(t *testing.T, st Store) {
 		{"broadcast id 0", func() error { return st.SaveBroadcast(bg, msg(0, 1, 0)) }},
 		{"load empty uid", func() error { _, err := st.Load(bg, "", []uint32{1}, 0); return err }},
 		{"ack uid with NUL", func() error { _, err := st.Ack(bg, "\x00", []uint64{1}); return err }},
+		{"user stats empty uid", func() error { _, _, err := st.UserStats(bg, ""); return err }},
 	} {
 		if err := tc.call(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", tc.name, err)
@@ -435,6 +444,7 @@ func contractClosed(t *testing.T, st Store) {
 	_, errs["ack"] = st.Ack(bg, "u", []uint64{1})
 	_, errs["expire"] = st.Expire(bg, time.Now())
 	_, errs["stats"] = st.Stats(bg)
+	_, _, errs["user stats"] = st.UserStats(bg, "u")
 	for op, err := range errs {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after close: %v, want ErrClosed", op, err)

@@ -1,0 +1,233 @@
+package saver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// The per-user defences of Bolt (Limits), in two buckets added by layout 2:
+//
+//	loads  uid 0x00 BE64(id) -> 1 byte: loads so far, or loadParked
+//	ucount uid               -> BE32: the uid's inbox entries
+//
+// and in the value of a backs record: empty when the uid ACKed the
+// broadcast, one byte (loads so far, or loadParked) while it has not.
+
+// loadParked marks a parked entry in loads, or a parked broadcast in backs.
+const loadParked = 0xff
+
+func isParked(v []byte) bool { return len(v) == 1 && v[0] == loadParked }
+
+// dropResult is what the inbox cap dropped in one Save.
+type dropResult struct {
+	n      int
+	parked int
+	apps   []uint32 // apps of the dropped entries that decoded
+}
+
+// countNew counts a new inbox entry of uid and, past the cap, drops the
+// uid's oldest entries.
+func (b *Bolt) countNew(tx *bolt.Tx, uid string, d *dropResult) error {
+	uc := tx.Bucket(bucketCount)
+	n := getCount(uc, uid) + 1
+	if cap := b.lim.InboxCap; cap > 0 && n > cap {
+		dropped, err := dropOldest(tx, uid, n-cap, d)
+		if err != nil {
+			return err
+		}
+		n -= dropped
+	}
+	return putCount(uc, uid, n)
+}
+
+// dropOldest deletes up to n of uid's oldest entries with their expiry and
+// load records, and reports how many it deleted (the count record is the
+// caller's).
+func dropOldest(tx *bolt.Tx, uid string, n int, d *dropResult) (int, error) {
+	inbox, exp, loads := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry), tx.Bucket(bucketLoads)
+	prefix := inboxPrefix(nil, uid)
+	var keys [][]byte
+	c := inbox.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) < n; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if app, expire, err := decodeHeader(inbox.Get(k)); err == nil {
+			d.apps = append(d.apps, app)
+			if expire != 0 {
+				if err := exp.Delete(expiryKey(nil, expire, kindInbox, k)); err != nil {
+					return 0, err
+				}
+			}
+		}
+		if err := inbox.Delete(k); err != nil {
+			return 0, err
+		}
+		if isParked(loads.Get(k)) {
+			d.parked++
+		}
+		if err := loads.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	d.n += len(keys)
+	return len(keys), nil
+}
+
+// forgetEntry drops the load record and one count of an inbox entry that
+// was just deleted, and reports 1 if the entry was parked.
+func forgetEntry(tx *bolt.Tx, inboxKey []byte) (int, error) {
+	if len(inboxKey) < 9 {
+		return 0, nil
+	}
+	loads := tx.Bucket(bucketLoads)
+	parked := 0
+	if isParked(loads.Get(inboxKey)) {
+		parked = 1
+	}
+	if err := loads.Delete(inboxKey); err != nil {
+		return 0, err
+	}
+	uc := tx.Bucket(bucketCount)
+	uid := string(inboxKey[:len(inboxKey)-9])
+	return parked, putCount(uc, uid, getCount(uc, uid)-1)
+}
+
+func getCount(uc *bolt.Bucket, uid string) int {
+	if v := uc.Get([]byte(uid)); len(v) == 4 {
+		return int(binary.BigEndian.Uint32(v))
+	}
+	return 0
+}
+
+func putCount(uc *bolt.Bucket, uid string, n int) error {
+	if n <= 0 {
+		return uc.Delete([]byte(uid))
+	}
+	return uc.Put([]byte(uid), binary.BigEndian.AppendUint32(nil, uint32(n)))
+}
+
+// countLoads records one more load of every message in msgs for uid,
+// parking those that reach MaxLoads. Messages ACKed or expired meanwhile
+// are skipped.
+func (b *Bolt) countLoads(ctx context.Context, uid string, msgs []push.Message) error {
+	max := b.lim.MaxLoads
+	if max == 0 || len(msgs) == 0 {
+		return nil
+	}
+	var parkedU, parkedB int
+	err := b.batch(ctx, func(tx *bolt.Tx) error {
+		parkedU, parkedB = 0, 0
+		inbox, loads := tx.Bucket(bucketInbox), tx.Bucket(bucketLoads)
+		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
+		for _, msg := range msgs {
+			var bk *bolt.Bucket
+			var key []byte
+			if msg.Broadcast {
+				if bc.Get(idKey(nil, msg.ID)) == nil {
+					continue
+				}
+				bk, key = backs, backsKey(nil, msg.ID, uid)
+			} else {
+				key = inboxKey(nil, uid, msg.ID)
+				if inbox.Get(key) == nil {
+					continue
+				}
+				bk = loads
+			}
+			v := bk.Get(key)
+			if v != nil && len(v) != 1 || isParked(v) {
+				continue // an ACKed broadcast, or parked already
+			}
+			c := 1
+			if v != nil {
+				c = int(v[0]) + 1
+			}
+			if c >= max {
+				c = loadParked
+				if msg.Broadcast {
+					parkedB++
+				} else {
+					parkedU++
+				}
+			}
+			if err := bk.Put(key, []byte{byte(c)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b.parked.Add(int64(parkedU))
+	metricParkedUnicast.Add(float64(parkedU))
+	metricParkedBroadcast.Add(float64(parkedB))
+	return nil
+}
+
+// UserStats implements Store.
+func (b *Bolt) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+	if err := checkUID(uid); err != nil {
+		return 0, 0, fmt.Errorf("saver user stats: %w", err)
+	}
+	if b.closed.Load() {
+		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, ErrClosed)
+	}
+	err = b.db.View(func(tx *bolt.Tx) error {
+		pending = getCount(tx.Bucket(bucketCount), uid)
+		prefix := inboxPrefix(nil, uid)
+		c := tx.Bucket(bucketLoads).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k) == len(prefix)+8 && isParked(v) {
+				parked++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, closedErr(err))
+	}
+	return pending, parked, nil
+}
+
+// countParked counts the parked entries of a file, at open.
+func countParked(tx *bolt.Tx) int64 {
+	var n int64
+	_ = tx.Bucket(bucketLoads).ForEach(func(k, v []byte) error {
+		if isParked(v) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// migrateBolt1 turns a layout 1 file into layout 2: the buckets exist
+// already; it fills the per-uid counts from the inbox. A layout 1 backs
+// record (always empty) already means "ACKed" in layout 2.
+func migrateBolt1(tx *bolt.Tx) error {
+	counts := map[string]int{}
+	err := tx.Bucket(bucketInbox).ForEach(func(k, _ []byte) error {
+		if len(k) >= 9 {
+			counts[string(k[:len(k)-9])]++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	uc := tx.Bucket(bucketCount)
+	for uid, n := range counts {
+		if err := putCount(uc, uid, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

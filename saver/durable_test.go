@@ -1,0 +1,128 @@
+package saver
+
+import (
+	"testing"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// fold must leave MySQL as applying the rows one by one would.
+func TestFold(t *testing.T) {
+	m1 := &push.Message{ID: 1, App: 1}
+	m2 := &push.Message{ID: 1, App: 2}
+	up := func(m *push.Message) drow { return drow{op: dUpsert, uid: "u", id: 1, msg: m} }
+	del := drow{op: dDelete, uid: "u", id: 1}
+	park := drow{op: dPark, uid: "u", id: 1}
+	for _, tc := range []struct {
+		name string
+		rows []drow
+		want inboxOp
+	}{
+		{"upsert", []drow{up(m1)}, inboxOp{up: m1}},
+		{"last upsert wins", []drow{up(m1), up(m2)}, inboxOp{up: m2}},
+		{"upsert then ack", []drow{up(m1), del}, inboxOp{del: true}},
+		{"ack then re-save", []drow{del, up(m2)}, inboxOp{del: true, up: m2}},
+		{"parked while stored", []drow{up(m1), park}, inboxOp{up: m1, parked: true}},
+		{"re-save keeps parked", []drow{park, up(m2)}, inboxOp{up: m2, parked: true}},
+		{"park after ack is nothing", []drow{del, park}, inboxOp{del: true}},
+		{"parked then acked", []drow{up(m1), park, del}, inboxOp{del: true}},
+		{"park alone", []drow{park}, inboxOp{parked: true}},
+	} {
+		inbox, _, _ := fold(tc.rows)
+		got := inbox[rowKey{"u", 1}]
+		if got == nil || *got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestFoldBroadcastsAndBacks(t *testing.T) {
+	b1 := &push.Message{ID: 9, Payload: []byte("a")}
+	b2 := &push.Message{ID: 9, Payload: []byte("b")}
+	_, bcasts, backs := fold([]drow{
+		{op: dBroadcast, id: 9, msg: b1},
+		{op: dBack, uid: "u", id: 9, state: backAcked},
+		{op: dBack, uid: "u", id: 9, state: backParked}, // ACKed stays ACKed
+		{op: dBack, uid: "v", id: 9, state: backParked},
+		{op: dBroadcast, id: 9, msg: b2},
+	})
+	if bcasts[9] != b2 || len(bcasts) != 1 {
+		t.Errorf("broadcasts %v", bcasts)
+	}
+	if backs[rowKey{"u", 9}] != backAcked || backs[rowKey{"v", 9}] != backParked {
+		t.Errorf("backs %v", backs)
+	}
+}
+
+func TestDurableReserve(t *testing.T) {
+	d := &durable{limit: 10}
+	for _, tc := range []struct {
+		n   int
+		ack bool
+		ok  bool
+	}{
+		{6, false, true},
+		{4, false, true},
+		{1, false, false}, // saves stop at the limit
+		{10, true, true},  // ACKs go on to twice it
+		{1, true, false},
+	} {
+		if got := d.reserve(tc.n, tc.ack); got != tc.ok {
+			t.Fatalf("reserve(%d, ack %v) = %v at depth %d", tc.n, tc.ack, got, d.depth.Load())
+		}
+	}
+	d.release(20)
+	if d.depth.Load() != 0 {
+		t.Fatalf("depth %d after release", d.depth.Load())
+	}
+}
+
+func TestParseUserHash(t *testing.T) {
+	v := string(appendValue(nil, &push.Message{App: 3, QoS: 1, Expire: 99, Payload: []byte("hi")}))
+	h, corrupt := parseUserHash(map[string]string{
+		"e":          "epoch1",
+		"n":          "2",
+		"x":          "99",
+		"m" + id8(7): v,
+		"m" + id8(5): v,
+		"l" + id8(5): "3",
+		"p" + id8(7): "1",
+		"b" + id8(9): "2:100",
+		"b" + id8(8): "a:0",
+		"b" + id8(6): "p:50",
+		"t" + id8(4): "1",
+		"m" + id8(3): "short",    // corrupt value
+		"b" + id8(2): "nonsense", // corrupt state
+		"mshort":     v,          // corrupt field name
+	})
+	if corrupt != 3 {
+		t.Errorf("corrupt %d, want 3", corrupt)
+	}
+	if h.epoch != "epoch1" || len(h.entries) != 2 || h.entries[0].ID != 5 || h.entries[1].ID != 7 {
+		t.Fatalf("hash %+v", h)
+	}
+	if e := h.entries[0]; e.App != 3 || e.QoS != 1 || e.Expire != 99 || string(e.Payload) != "hi" {
+		t.Errorf("entry %+v", e)
+	}
+	if !h.parked[7] || h.parked[5] {
+		t.Errorf("parked %v", h.parked)
+	}
+	for id, want := range map[uint64]bstate{9: {loads: 2, expire: 100}, 8: {acked: true}, 6: {parked: true, expire: 50}} {
+		if h.backs[id] != want {
+			t.Errorf("broadcast %d: %+v, want %+v", id, h.backs[id], want)
+		}
+	}
+}
+
+// Corrupt hashes are skipped, never a panic.
+func FuzzParseBState(f *testing.F) {
+	for _, s := range []string{"1:0", "a:17", "p:9", ":", "x:", "1:-5", "99999999999999999999:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, ok := parseBState(s)
+		if ok && b.acked && b.parked {
+			t.Fatalf("%q: acked and parked", s)
+		}
+	})
+}

@@ -1,0 +1,325 @@
+package saver
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 2 * time.Second
+)
+
+// run is a shard's writer: take a batch from the head of the queue, commit
+// it, drop it from the queue; on failure keep it and retry with backoff.
+func (s *dshard) run() {
+	d := s.d
+	backoff := retryMin
+	single := 0 // rows left to write one at a time, after a rejected batch
+	for {
+		s.mu.Lock()
+		for len(s.q) == 0 && !s.stopping {
+			s.mu.Unlock()
+			<-s.wake
+			s.mu.Lock()
+		}
+		if len(s.q) == 0 { // stopping and empty
+			s.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		limit := d.batchRows
+		if single > 0 {
+			limit = 1
+		}
+		for n < len(s.q) && n < limit && (n == 0 || size+s.q[n].size() <= d.batchBytes) {
+			size += s.q[n].size()
+			n++
+		}
+		batch := s.q[:n:n]
+		stopping, deadline := s.stopping, s.deadline
+		s.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), d.writeTimeout)
+		err := d.write(ctx, batch)
+		cancel()
+		switch {
+		case err == nil:
+		case rejected(err) && n > 1:
+			single = n // find the row MySQL refuses
+			continue
+		case rejected(err):
+			d.log.Error("saver: mysql refused a row; dropped", "op", batch[0].op, "uid", truncate(batch[0].uid),
+				"id", batch[0].id, "err", err)
+			metricDurableDropped.WithLabelValues("rejected").Inc()
+			err = nil
+		case stopping && time.Now().After(deadline):
+			s.dropAll(err)
+			return
+		default:
+			metricDurableRetries.Inc()
+			s.fail(err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, retryMax)
+			continue
+		}
+		backoff = retryMin
+		if single > 0 {
+			single--
+		}
+		s.committed(n)
+	}
+}
+
+// committed drops the first n rows of the queue after their commit.
+func (s *dshard) committed(n int) {
+	s.mu.Lock()
+	for _, r := range s.q[:n] {
+		if s.perUID[r.uid]--; s.perUID[r.uid] <= 0 {
+			delete(s.perUID, r.uid)
+		}
+	}
+	clear(s.q[:n]) // release the payloads
+	s.q = s.q[n:]
+	s.done += uint64(n)
+	if !s.healthy {
+		s.d.log.Info("saver: mysql writes recovered", "queued", len(s.q))
+	}
+	s.healthy = true
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	metricDurableCommitted.Add(float64(n))
+	metricDurableQueue.Set(float64(s.d.depth.Add(-int64(n))))
+	if s.d.healthy() {
+		metricDurableHealthy.Set(1)
+	}
+}
+
+func (s *dshard) fail(err error) {
+	s.mu.Lock()
+	if s.healthy {
+		s.d.log.Warn("saver: mysql writes failing; queueing", "queued", len(s.q), "err", err)
+		s.failing = time.Now()
+	}
+	s.healthy = false
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	metricDurableHealthy.Set(0)
+}
+
+// dropAll abandons the queue at close, after the deadline passed.
+func (s *dshard) dropAll(err error) {
+	s.mu.Lock()
+	n := len(s.q)
+	s.q, s.perUID = nil, map[string]int{}
+	s.done = s.seq
+	if s.healthy {
+		s.failing = time.Now()
+	}
+	s.healthy = false
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.d.depth.Add(-int64(n))
+	metricDurableDropped.WithLabelValues("closed").Add(float64(n))
+	s.d.log.Error("saver: closed with rows not written to mysql", "rows", n, "err", err)
+}
+
+// rejected reports a MySQL error about the data itself (retrying the same
+// row cannot succeed), as opposed to the server or the network failing.
+func rejected(err error) bool {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Number {
+	case 1048, 1153, 1264, 1292, 1366, 1406: // null, packet too large, out of range, bad value, too long
+		return true
+	}
+	return false
+}
+
+// rowKey is one inbox or broadcast_ack row: (uid, message or broadcast id).
+type rowKey struct {
+	uid string
+	id  uint64
+}
+
+func cmpRowKey(a, b rowKey) int {
+	if c := strings.Compare(a.uid, b.uid); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.id, b.id)
+}
+
+// inboxOp is what a batch does to one inbox row, its operations folded in
+// queue order: deleted first (del), then written (up), then parked.
+type inboxOp struct {
+	del    bool
+	up     *push.Message
+	parked bool
+}
+
+// fold reduces a batch to at most one operation per row, keeping the
+// outcome of applying the rows in order.
+func fold(rows []drow) (inbox map[rowKey]*inboxOp, bcasts map[uint64]*push.Message, backs map[rowKey]uint8) {
+	inbox = map[rowKey]*inboxOp{}
+	for i := range rows {
+		r := &rows[i]
+		switch r.op {
+		case dBroadcast:
+			if bcasts == nil {
+				bcasts = map[uint64]*push.Message{}
+			}
+			bcasts[r.id] = r.msg
+			continue
+		case dBack:
+			if backs == nil {
+				backs = map[rowKey]uint8{}
+			}
+			k := rowKey{r.uid, r.id}
+			backs[k] = max(backs[k], r.state)
+			continue
+		}
+		k := rowKey{r.uid, r.id}
+		o := inbox[k]
+		if o == nil {
+			o = &inboxOp{}
+			inbox[k] = o
+		}
+		switch r.op {
+		case dUpsert:
+			o.up = r.msg // a re-save keeps the parked mark, as Redis does
+		case dDelete:
+			*o = inboxOp{del: true}
+		case dPark:
+			if o.up != nil || !o.del {
+				o.parked = true
+			}
+		}
+	}
+	return inbox, bcasts, backs
+}
+
+// write commits one batch in one transaction.
+func (d *durable) write(ctx context.Context, rows []drow) error {
+	inbox, bcasts, backs := fold(rows)
+	var dels, parks []rowKey
+	var ups []rowKey
+	for k, o := range inbox {
+		if o.del {
+			dels = append(dels, k)
+		}
+		if o.up != nil {
+			ups = append(ups, k)
+		} else if o.parked && !o.del {
+			parks = append(parks, k)
+		}
+	}
+	// A fixed order of rows keeps concurrent transactions from deadlocking.
+	for _, l := range [][]rowKey{dels, ups, parks} {
+		slices.SortFunc(l, cmpRowKey)
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	t := d.t
+	if len(dels) > 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM `"+t.inbox+"` WHERE (uid, id) IN ("+tuples(len(dels), "(?,?)")+")",
+			keyArgs(dels)...); err != nil {
+			return err
+		}
+	}
+	if len(ups) > 0 {
+		args := make([]any, 0, 7*len(ups))
+		for _, k := range ups {
+			o := inbox[k]
+			args = append(args, []byte(k.uid), k.id, o.up.App, o.up.QoS, o.up.Expire, boolInt(o.parked), payloadArg(o.up.Payload))
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.inbox+"` (uid, id, app, qos, expire_at, parked, payload) VALUES "+
+			tuples(len(ups), "(?,?,?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE app = VALUES(app), qos = VALUES(qos), "+
+			"expire_at = VALUES(expire_at), payload = VALUES(payload), parked = GREATEST(parked, VALUES(parked))", args...); err != nil {
+			return err
+		}
+	}
+	if len(parks) > 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE `"+t.inbox+"` SET parked = 1 WHERE (uid, id) IN ("+tuples(len(parks), "(?,?)")+")",
+			keyArgs(parks)...); err != nil {
+			return err
+		}
+	}
+	if len(bcasts) > 0 {
+		ids := slices.Sorted(maps.Keys(bcasts))
+		args := make([]any, 0, 5*len(ids))
+		for _, id := range ids {
+			m := bcasts[id]
+			args = append(args, id, m.App, m.QoS, m.Expire, payloadArg(m.Payload))
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.broadcast+"` (id, app, qos, expire_at, payload) VALUES "+
+			tuples(len(ids), "(?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE app = VALUES(app), qos = VALUES(qos), "+
+			"expire_at = VALUES(expire_at), payload = VALUES(payload)", args...); err != nil {
+			return err
+		}
+	}
+	if len(backs) > 0 {
+		keys := slices.SortedFunc(maps.Keys(backs), cmpRowKey)
+		args := make([]any, 0, 3*len(keys))
+		for _, k := range keys {
+			args = append(args, []byte(k.uid), k.id, backs[k])
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.backs+"` (uid, bid, state) VALUES "+tuples(len(keys), "(?,?,?)")+
+			" ON DUPLICATE KEY UPDATE state = GREATEST(state, VALUES(state))", args...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// tuples is n copies of t, comma separated.
+func tuples(n int, t string) string {
+	var b strings.Builder
+	b.Grow(n * (len(t) + 1))
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(t)
+	}
+	return b.String()
+}
+
+func keyArgs(keys []rowKey) []any {
+	args := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, []byte(k.uid), k.id)
+	}
+	return args
+}
+
+// payloadArg never passes nil: the column is NOT NULL.
+func payloadArg(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,116 @@
+package saver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// tables names the MySQL tables of one store (RedisOptions.TablePrefix + name).
+type tables struct {
+	inbox, broadcast, backs, version string
+}
+
+func newTables(prefix string) tables {
+	return tables{
+		inbox:     prefix + "inbox",
+		broadcast: prefix + "broadcast",
+		backs:     prefix + "broadcast_ack",
+		version:   prefix + "schema_version",
+	}
+}
+
+var tablePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_]{0,40}$`)
+
+// migration is one schema version: statements that are each idempotent
+// (CREATE ... IF NOT EXISTS and the like), since MySQL DDL does not run in a
+// transaction and a saver may die half way through a version.
+type migration struct {
+	version int
+	stmts   []string // {inbox}, {broadcast}, {backs} are replaced by table names
+}
+
+// migrations is the schema history; append, never edit a released version.
+//
+//	inbox          one row per (uid, message): the durable copy of a Redis entry
+//	broadcast      one row per broadcast
+//	broadcast_ack  (uid, broadcast) ACKed (state 2) or parked (state 1)
+//
+// expire_at is unix seconds, 0 = never; its index drives the expiry sweep.
+// uid is VARBINARY: uids are bytes, compared byte by byte.
+var migrations = []migration{
+	{1, []string{
+		"CREATE TABLE IF NOT EXISTS `{inbox}` (" +
+			"uid VARBINARY(255) NOT NULL, id BIGINT UNSIGNED NOT NULL, app INT UNSIGNED NOT NULL, " +
+			"qos TINYINT UNSIGNED NOT NULL, expire_at BIGINT NOT NULL, parked TINYINT NOT NULL DEFAULT 0, " +
+			"payload MEDIUMBLOB NOT NULL, PRIMARY KEY (uid, id), KEY expire_at (expire_at)) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS `{broadcast}` (" +
+			"id BIGINT UNSIGNED NOT NULL PRIMARY KEY, app INT UNSIGNED NOT NULL, qos TINYINT UNSIGNED NOT NULL, " +
+			"expire_at BIGINT NOT NULL, payload MEDIUMBLOB NOT NULL, KEY expire_at (expire_at)) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS `{backs}` (" +
+			"uid VARBINARY(255) NOT NULL, bid BIGINT UNSIGNED NOT NULL, state TINYINT NOT NULL, " +
+			"PRIMARY KEY (uid, bid), KEY bid (bid)) ENGINE=InnoDB",
+	}},
+}
+
+// ErrSchema means the MySQL schema is newer than this binary knows.
+var ErrSchema = errors.New("saver: mysql schema is newer than this binary")
+
+// migrate brings the schema to the last version of ms. Concurrent savers
+// starting together serialize on a named lock; versions already applied
+// are skipped, and every statement is idempotent, so running it again (or
+// after a crash half way) is safe. It returns the versions it applied.
+func migrate(ctx context.Context, db *sql.DB, t tables, ms []migration) ([]int, error) {
+	conn, err := db.Conn(ctx) // GET_LOCK belongs to one connection
+	if err != nil {
+		return nil, fmt.Errorf("saver migrate: %w", err)
+	}
+	defer conn.Close()
+	lock := "lcpush_migrate_" + t.version
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", lock, 30).Scan(&got); err != nil {
+		return nil, fmt.Errorf("saver migrate: lock: %w", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return nil, fmt.Errorf("saver migrate: lock %s not granted in 30s", lock)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", lock)
+	}()
+
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS `"+t.version+"` ("+
+		"version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB"); err != nil {
+		return nil, fmt.Errorf("saver migrate: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM `"+t.version+"`").Scan(&current); err != nil {
+		return nil, fmt.Errorf("saver migrate: read version: %w", err)
+	}
+	if latest := ms[len(ms)-1].version; current > latest {
+		return nil, fmt.Errorf("saver migrate: schema version %d, this binary knows %d: %w", current, latest, ErrSchema)
+	}
+	repl := strings.NewReplacer("{inbox}", t.inbox, "{broadcast}", t.broadcast, "{backs}", t.backs)
+	var applied []int
+	for _, m := range ms {
+		if m.version <= current {
+			continue
+		}
+		for _, stmt := range m.stmts {
+			if _, err := conn.ExecContext(ctx, repl.Replace(stmt)); err != nil {
+				return applied, fmt.Errorf("saver migrate: version %d: %w", m.version, err)
+			}
+		}
+		if _, err := conn.ExecContext(ctx, "INSERT IGNORE INTO `"+t.version+"` (version, applied_at) VALUES (?, ?)",
+			m.version, time.Now().Unix()); err != nil {
+			return applied, fmt.Errorf("saver migrate: record version %d: %w", m.version, err)
+		}
+		applied = append(applied, m.version)
+	}
+	return applied, nil
+}

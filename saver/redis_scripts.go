@@ -1,0 +1,302 @@
+package saver
+
+import "github.com/redis/go-redis/v9"
+
+// Redis layout (P is RedisOptions.Prefix). Every per-user key holds its uid
+// in a hash tag, so in Redis Cluster a user's data is one slot and every
+// script below touches one key.
+//
+//	P u{uid}      HASH, one per user:
+//	  e           epoch the hash was last filled from MySQL in (absent: never)
+//	  n           number of m fields
+//	  x           latest expiry of the entries ("0": one never expires)
+//	  m<id8>      entry: the record value of codec.go (app, expire, qos, payload)
+//	  l<id8>      loads of the entry so far (absent: none)
+//	  p<id8>      "1": the entry is parked
+//	  b<id8>      the user's state of broadcast id: "<loads>:<expire>",
+//	              "a:<expire>" (ACKed) or "p:<expire>" (parked)
+//	  t<id8>      tombstone: id was ACKed while the hash was not of the
+//	              current epoch, so a reload running meanwhile must not bring
+//	              it back from MySQL (whose delete may still be queued)
+//	P {bc}        HASH: v (version, bumped on every change), m<id8> broadcasts
+//	P {meta}      HASH: epoch, fp (fingerprint of the Redis servers)
+//	P {meta}:sweep  lock of the expiry sweep (one saver at a time)
+//	P {stats:k}   HASH, k in 0..statShards-1: a<app> pending entries, parked
+//
+// id8 is the big-endian id, so fields sort like ids. One hash per user (not a
+// sorted set beside it) keeps a user's state in one key: a key evicted or
+// expired takes its epoch marker with it, which makes the next Load reload
+// the user from MySQL instead of trusting a half-empty inbox. The hash lives
+// until its last entry expires plus IdleTTL, and is touched on every write.
+
+// luaLib is prepended to every script.
+const luaLib = `
+local function app_of(v) return (struct.unpack('>I4', v, 2)) end
+local function exp_of(v) local hi, lo = struct.unpack('>I4I4', v, 6); return hi * 4294967296 + lo end
+local function touch(k, now, idle)
+  local x = redis.call('HGET', k, 'x')
+  if x == '0' then redis.call('PERSIST', k) return end
+  local t = tonumber(x or '0')
+  if t < now then t = now end
+  if t > 253402300799 then redis.call('PERSIST', k) return end
+  redis.call('EXPIREAT', k, t + idle)
+end
+local function widen(k, e)
+  local x = redis.call('HGET', k, 'x')
+  if e == '0' then x = '0' elseif x ~= '0' and (not x or tonumber(x) < tonumber(e)) then x = e end
+  redis.call('HSET', k, 'x', x)
+end
+local function forget(k, id, n)
+  redis.call('HDEL', k, 'm' .. id, 'l' .. id)
+  local p = redis.call('HDEL', k, 'p' .. id)
+  n = n - 1
+  if n <= 0 then redis.call('HDEL', k, 'n', 'x') else redis.call('HSET', k, 'n', n) end
+  return n, p
+end
+`
+
+func newScript(body string) *redis.Script { return redis.NewScript(luaLib + body) }
+
+// scriptSave stores one entry. ARGV: id8, value, expire, now, idle.
+// Returns {app of the entry it replaced or -1, entries now}.
+var scriptSave = newScript(`
+local k = KEYS[1]
+local f = 'm' .. ARGV[1]
+local old = redis.call('HGET', k, f)
+redis.call('HSET', k, f, ARGV[2])
+local oldapp, n = -1, 0
+if old then
+  oldapp = app_of(old)
+  n = tonumber(redis.call('HGET', k, 'n') or '0')
+else
+  n = redis.call('HINCRBY', k, 'n', 1)
+end
+widen(k, ARGV[3])
+touch(k, tonumber(ARGV[4]), tonumber(ARGV[5]))
+return {oldapp, n}
+`)
+
+// scriptTrim drops the given entries, oldest first, while the hash holds
+// more than cap. ARGV: cap, now, idle, id8... Returns {entries now, then
+// id8, app, parked (0/1) per dropped entry}.
+var scriptTrim = newScript(`
+local k = KEYS[1]
+local n = tonumber(redis.call('HGET', k, 'n') or '0')
+local cap = tonumber(ARGV[1])
+local out = {0}
+for i = 4, #ARGV do
+  if n <= cap then break end
+  local id = ARGV[i]
+  local v = redis.call('HGET', k, 'm' .. id)
+  if v then
+    local p
+    n, p = forget(k, id, n)
+    out[#out+1] = id; out[#out+1] = app_of(v); out[#out+1] = p
+  end
+end
+out[1] = n
+touch(k, tonumber(ARGV[2]), tonumber(ARGV[3]))
+return out
+`)
+
+// scriptMark counts one load of what a Load returned and drops the records
+// of expired broadcasts. ARGV: maxLoads, now, idle, then triples kind
+// ('u' entry, 'b' broadcast, 'x' drop record), id8, broadcast expiry.
+// Returns the kind..id8 of what it parked.
+var scriptMark = newScript(`
+local k = KEYS[1]
+local max = tonumber(ARGV[1])
+local out = {}
+for i = 4, #ARGV, 3 do
+  local kind, id, e = ARGV[i], ARGV[i+1], ARGV[i+2]
+  if kind == 'u' then
+    if max > 0 and redis.call('HEXISTS', k, 'm' .. id) == 1 and redis.call('HEXISTS', k, 'p' .. id) == 0 then
+      if redis.call('HINCRBY', k, 'l' .. id, 1) >= max then
+        redis.call('HDEL', k, 'l' .. id)
+        redis.call('HSET', k, 'p' .. id, '1')
+        out[#out+1] = 'u' .. id
+      end
+    end
+  elseif kind == 'b' then
+    local v = redis.call('HGET', k, 'b' .. id)
+    local c = 0
+    if v then
+      local s = string.match(v, '^(%w+):')
+      c = s and tonumber(s)
+    end
+    if c and max > 0 then
+      c = c + 1
+      if c >= max then
+        redis.call('HSET', k, 'b' .. id, 'p:' .. e)
+        out[#out+1] = 'b' .. id
+      else
+        redis.call('HSET', k, 'b' .. id, c .. ':' .. e)
+      end
+    end
+  else
+    redis.call('HDEL', k, 'b' .. id)
+  end
+end
+touch(k, tonumber(ARGV[2]), tonumber(ARGV[3]))
+return out
+`)
+
+// scriptAck deletes entries and records broadcast ACKs; on a hash not of
+// the current epoch it also leaves tombstones. ARGV: epoch, now, idle, then
+// pairs id8, broadcast expiry (empty when id is no known broadcast). Returns
+// {1 if the hash carries epoch else 0, then kind..id8, app, parked per id
+// that took effect}.
+var scriptAck = newScript(`
+local k = KEYS[1]
+local out = {0}
+if redis.call('HGET', k, 'e') == ARGV[1] then out[1] = 1 end
+local n = tonumber(redis.call('HGET', k, 'n') or '0')
+local wrote = false
+for i = 4, #ARGV, 2 do
+  local id, e = ARGV[i], ARGV[i+1]
+  local v = redis.call('HGET', k, 'm' .. id)
+  if out[1] == 0 and (v or e == '') then
+    redis.call('HSET', k, 't' .. id, '1')
+    wrote = true
+  end
+  if v then
+    local p
+    n, p = forget(k, id, n)
+    wrote = true
+    out[#out+1] = 'u' .. id; out[#out+1] = app_of(v); out[#out+1] = p
+  elseif e ~= '' then
+    local s = redis.call('HGET', k, 'b' .. id)
+    if not s or string.sub(s, 1, 2) ~= 'a:' then
+      redis.call('HSET', k, 'b' .. id, 'a:' .. e)
+      wrote = true
+      out[#out+1] = 'b' .. id; out[#out+1] = 0; out[#out+1] = 0
+    end
+  end
+end
+if wrote then touch(k, tonumber(ARGV[2]), tonumber(ARGV[3])) end
+return out
+`)
+
+// scriptReload merges what MySQL holds for a user into its hash and stamps
+// the epoch. ARGV: epoch, now, idle, E, then E triples id8, value, parked
+// ('0'/'1'), then pairs id8, broadcast state ('a:<exp>' or 'p:<exp>').
+// Entries the hash has are kept as they are, tombstoned ones are not
+// added, and the tombstones go. A hash already of this epoch was reloaded
+// by a concurrent call, whose MySQL read may be the more recent: it is left
+// alone. Returns {entries now, then app, parked per entry added}.
+var scriptReload = newScript(`
+local k = KEYS[1]
+local n = tonumber(redis.call('HGET', k, 'n') or '0')
+local out = {n}
+if redis.call('HGET', k, 'e') == ARGV[1] then return out end
+local i = 5
+for j = 1, tonumber(ARGV[4]) do
+  local id, v, p = ARGV[i], ARGV[i+1], ARGV[i+2]
+  i = i + 3
+  if redis.call('HEXISTS', k, 't' .. id) == 0 and redis.call('HSETNX', k, 'm' .. id, v) == 1 then
+    n = n + 1
+    local pk = 0
+    if p == '1' and redis.call('HSETNX', k, 'p' .. id, '1') == 1 then pk = 1 end
+    out[#out+1] = app_of(v); out[#out+1] = pk
+    local e = exp_of(v)
+    widen(k, string.format('%d', e))
+  end
+end
+while i <= #ARGV do
+  local id, s = ARGV[i], ARGV[i+1]
+  i = i + 2
+  local cur = redis.call('HGET', k, 'b' .. id)
+  if not cur or string.match(cur, '^%d') then redis.call('HSET', k, 'b' .. id, s) end
+end
+for _, f in ipairs(redis.call('HKEYS', k)) do
+  if string.sub(f, 1, 1) == 't' then redis.call('HDEL', k, f) end
+end
+redis.call('HSET', k, 'e', ARGV[1], 'n', n)
+out[1] = n
+touch(k, tonumber(ARGV[2]), tonumber(ARGV[3]))
+return out
+`)
+
+// scriptExpire drops the given entries if they expired at now. ARGV: now,
+// idle, id8... Returns {app, parked} per entry dropped.
+var scriptExpire = newScript(`
+local k = KEYS[1]
+local now = tonumber(ARGV[1])
+local n = tonumber(redis.call('HGET', k, 'n') or '0')
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local v = redis.call('HGET', k, 'm' .. id)
+  if v then
+    local e = exp_of(v)
+    if e ~= 0 and e <= now then
+      local p
+      n, p = forget(k, id, n)
+      out[#out+1] = app_of(v); out[#out+1] = p
+    end
+  end
+end
+if #out > 0 then touch(k, now, tonumber(ARGV[2])) end
+return out
+`)
+
+// scriptBroadcastSave stores a broadcast. ARGV: id8, value. Returns the new version.
+var scriptBroadcastSave = newScript(`
+redis.call('HSET', KEYS[1], 'm' .. ARGV[1], ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'v', 1)
+`)
+
+// scriptBroadcastRestore adds the broadcasts the hash lacks. ARGV: pairs
+// id8, value. Returns {version, added}.
+var scriptBroadcastRestore = newScript(`
+local added = 0
+for i = 1, #ARGV, 2 do
+  added = added + redis.call('HSETNX', KEYS[1], 'm' .. ARGV[i], ARGV[i+1])
+end
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+return {v, added}
+`)
+
+// scriptBroadcastExpire drops the broadcasts expired at now. ARGV: now.
+// Returns {version, id8...}.
+var scriptBroadcastExpire = newScript(`
+local k = KEYS[1]
+local now = tonumber(ARGV[1])
+local all = redis.call('HGETALL', k)
+local out = {0}
+for i = 1, #all, 2 do
+  local f, v = all[i], all[i+1]
+  if string.sub(f, 1, 1) == 'm' and #v >= 14 then
+    local e = exp_of(v)
+    if e ~= 0 and e <= now then
+      redis.call('HDEL', k, f)
+      out[#out+1] = string.sub(f, 2)
+    end
+  end
+end
+if #out > 1 then out[1] = redis.call('HINCRBY', k, 'v', 1)
+else out[1] = tonumber(redis.call('HGET', k, 'v') or '0') end
+return out
+`)
+
+// scriptEpoch returns the current epoch, starting a new one (ARGV[2]) when
+// there is none or the servers' fingerprint changed. ARGV: fingerprint (empty
+// when unknown: not compared), candidate epoch. Returns {epoch, 1 if new}.
+var scriptEpoch = redis.NewScript(`
+local e = redis.call('HGET', KEYS[1], 'epoch')
+local fp = redis.call('HGET', KEYS[1], 'fp')
+if e and (ARGV[1] == '' or fp == ARGV[1]) then return {e, 0} end
+if e and not fp then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1])
+  return {e, 0}
+end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[2])
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'fp', ARGV[1]) end
+return {ARGV[2], 1}
+`)
+
+// scriptUnlock releases a lock if it still holds our token.
+var scriptUnlock = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
