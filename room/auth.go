@@ -119,7 +119,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 		r.log.Warn("auth failed", "uid", s.uid, "err", res.err)
 		mAuths.WithLabelValues("internal").Inc()
 		r.writeError(s, res.seq, proto.ErrCodeInternal, "session store unavailable")
-		r.closeConn(s, closeAuthFailed)
+		r.lingerClose(s, closeAuthFailed)
 		return
 	}
 	s.state = stAuthed

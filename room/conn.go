@@ -14,7 +14,7 @@ const (
 	stNew     uint8 = iota // waiting for AUTH
 	stAuthing              // AUTH accepted offline, workers are registering it
 	stAuthed               // AUTH_OK sent
-	stClosed               // OnClose ran
+	stClosed               // OnClose ran, or the connection lingers (lingerClose)
 )
 
 // Per-connection limits.
@@ -59,7 +59,9 @@ type connState struct {
 	state      uint8
 	registered bool // Register succeeded: closing must unregister
 	byUs       bool // the room decided to close it (counted by reason)
-	cleaned    bool // Shutdown took over the unregister
+	cleaned    bool // its unregister is queued, or Shutdown took it over
+	lingering  bool // session over, socket kept until the client closes (linger.go)
+	finSent    bool // lingering and shutdown(SHUT_WR) done
 }
 
 // hasApp reports whether app is bound. Safe on any goroutine.

@@ -98,16 +98,29 @@ func remoteIP(a net.Addr) netip.Addr {
 
 func (h *events) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s, _ := c.Context().(*connState)
-	if s == nil || s.state == stClosed { // refused in OnOpen
+	if s == nil { // refused in OnOpen
 		return gnet.None
 	}
-	h.r.onClosed(s)
+	switch {
+	case s.lingering:
+		s.lingering = false
+		h.r.releaseConn(s)
+	case s.state != stClosed:
+		h.r.endSession(s)
+		h.r.releaseConn(s)
+	}
 	return gnet.None
 }
 
 func (h *events) OnTraffic(c gnet.Conn) gnet.Action {
 	s, _ := c.Context().(*connState)
-	if s == nil || s.state == stClosed {
+	switch {
+	case s == nil:
+		return gnet.Close
+	case s.lingering:
+		h.r.lingerTraffic(s)
+		return gnet.None
+	case s.state == stClosed:
 		return gnet.Close
 	}
 	return h.r.drainFrames(s)
@@ -117,18 +130,12 @@ func (h *events) OnTick() (time.Duration, gnet.Action) {
 	return h.r.tick(), gnet.None
 }
 
-// onClosed forgets a connection that gnet closed (loop only).
-func (r *Room) onClosed(s *connState) {
+// endSession ends the session of a connection that gnet closed or that
+// lingers before its close (loop only): nothing is delivered to it any more.
+func (r *Room) endSession(s *connState) {
 	was := s.state
 	s.state = stClosed
 	s.pending = nil
-	s.loop.unlink(s)
-	r.conns.Add(-1)
-	r.ips.release(s.ip)
-	mConns.Dec()
-	if !s.byUs {
-		mClosePeer.Inc()
-	}
 	if was == stAuthing || was == stAuthed {
 		r.idx.remove(s)
 	}
@@ -139,14 +146,28 @@ func (r *Room) onClosed(s *connState) {
 	// An auth still in flight (stAuthing) cleans up after itself when its
 	// result comes back to the loop and finds the connection closed.
 	if s.registered && !s.cleaned {
+		s.cleaned = true // a lingering connection must not be unregistered twice
 		r.unregisterAsync(s)
 	}
 }
 
+// releaseConn gives back what an open connection holds: its place on the
+// loop and in the connection caps (loop only, from OnClose).
+func (r *Room) releaseConn(s *connState) {
+	s.loop.unlink(s)
+	r.conns.Add(-1)
+	r.ips.release(s.ip)
+	mConns.Dec()
+	if !s.byUs {
+		mClosePeer.Inc()
+	}
+}
+
 // closeConn closes s from a runnable or sweep on its loop (not from
-// OnTraffic, which returns gnet.Close instead). OnClose runs before it returns.
+// OnTraffic, which returns gnet.Close instead). OnClose runs before it
+// returns. A lingering connection is closed for good.
 func (r *Room) closeConn(s *connState, reason string) {
-	if s.state == stClosed {
+	if s.state == stClosed && !s.lingering {
 		return
 	}
 	r.markClose(s, reason)

@@ -57,11 +57,13 @@ func (r *Room) drainFrames(s *connState) gnet.Action {
 	return gnet.None
 }
 
-// protocolError answers a malformed or illegal frame and closes the connection.
+// protocolError answers a malformed or illegal frame and closes the
+// connection once the client had a chance to read the ERROR (lingerClose).
+// It returns gnet.None: the connection lingers rather than closing now.
 func (r *Room) protocolError(s *connState, seq uint32, code, msg string) gnet.Action {
 	r.writeError(s, seq, code, msg)
-	r.markClose(s, closeProtocol)
-	return gnet.Close
+	r.lingerClose(s, closeProtocol)
+	return gnet.None
 }
 
 // handleFrame applies one frame to the session state machine (loop only).

@@ -3,17 +3,30 @@ package room
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
+// fuzzExchange bounds one fuzz input's whole exchange with the room. Every
+// blocking step runs under a socket deadline, so a room that stops answering
+// fails the input with a message instead of stalling the fuzzer.
+const fuzzExchange = 5 * time.Second
+
 // FuzzClientInput sends arbitrary bytes to a live room, before or after a
 // valid AUTH, and checks that the room never dies and keeps serving a
 // bystander: whatever a client sends costs only its own connection.
+//
+// Each input is one deterministic exchange, with no fixed wait: the client
+// writes its bytes, half-closes, and reads every frame the room answers until
+// the room closes (gnet closes a connection on the peer's FIN once its bytes
+// are handled). So an input costs a round trip or two, not a read timeout,
+// and the fuzzer runs hundreds of inputs per second and worker.
 func FuzzClientInput(f *testing.F) {
 	seeds := [][]byte{
 		nil,
@@ -34,37 +47,62 @@ func FuzzClientInput(f *testing.F) {
 		f.Add(false, s)
 		f.Add(true, s)
 	}
+	// Every fuzz worker process runs this once and gets its own room, so uids
+	// never collide across workers. The bystander's PING each input keeps it
+	// far from its idle timeout (2 x 30 s + grace) however long the run.
 	e := startEnv(f, envOpt{})
-	byConn, _ := e.login(1, "bystander")
+	by, _ := e.login(1, "bystander")
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, authed bool, data []byte) {
-		c, err := net.DialTimeout("tcp", e.room.Addr(), 3*time.Second)
+		c, err := net.DialTimeout("tcp", e.room.Addr(), fuzzExchange)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("dial: %v", err)
 		}
-		defer c.Close()
+		tc := c.(*net.TCPConn)
+		// Abortive close at the end: no TIME_WAIT per input, so a long run
+		// does not eat the loopback's ephemeral ports.
+		defer func() { _ = tc.SetLinger(0); tc.Close() }()
+		_ = c.SetDeadline(time.Now().Add(fuzzExchange))
 		cl := &client{t: t, c: c, dec: proto.NewDecoder(c, 16<<20)}
 		if authed {
 			uid := fmt.Sprintf("fz-%d", n.Add(1))
 			cl.auth(1, uid, tokenFor(1, uid), 0)
-			cl.expect(proto.OpAuthOK)
+			if f, err := cl.dec.Next(); err != nil || f.Op != proto.OpAuthOK {
+				t.Fatalf("AUTH before the fuzz bytes: op %#x, %v", f.Op, err)
+			}
 		}
-		if _, err := c.Write(data); err != nil {
-			t.Fatal(err)
+		// The room may close (and reset) the connection part way through
+		// the bytes; only a stuck write is a failure.
+		if _, err := c.Write(data); isTimeout(err) {
+			t.Fatalf("room stopped reading: write of %d bytes stuck for %s", len(data), fuzzExchange)
 		}
-		// Read whatever comes back for a moment; every frame must parse.
+		_ = tc.CloseWrite()
 		for {
-			_, err := cl.next(20 * time.Millisecond)
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				break
+			_, err := cl.dec.Next() // every frame must parse
+			if err == nil {
+				continue
 			}
-			if err != nil {
-				break // closed by the server
+			if isTimeout(err) {
+				t.Fatalf("room neither answered nor closed the connection within %s of the client's EOF", fuzzExchange)
 			}
+			if !isClosedErr(err) {
+				t.Fatalf("bad frame from the room: %v", err)
+			}
+			break
 		}
-		by := &client{t: t, c: byConn.c, dec: byConn.dec, seq: byConn.seq}
+		by.t = t
 		by.expectQuiet()
-		byConn.seq = by.seq
 	})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isClosedErr reports whether err is the room closing the connection: EOF,
+// possibly mid-frame, or a reset.
+func isClosedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -126,8 +126,9 @@ func tickEvery(authDeadline, grace time.Duration) time.Duration {
 	return max(d, 20*time.Millisecond)
 }
 
-// sweep enforces the auth deadline and the idle timeout on one loop's
-// connections. It runs on the loop, once per tick: no timer per connection.
+// sweep enforces the auth deadline, the idle timeout and the end of lingering
+// on one loop's connections. It runs on the loop, once per tick: no timer
+// per connection.
 func (r *Room) sweep(l *loopState) {
 	cfg := r.deps.Config.Load().Room
 	now := r.now()
@@ -141,11 +142,17 @@ func (r *Room) sweep(l *loopState) {
 			}
 			if s.c.InboundBuffered() > 0 { // something was sent, just not an AUTH in time
 				r.writeError(s, 0, proto.ErrCodeAuthRequired, "no AUTH within the deadline")
+				r.lingerClose(s, closeAuthTimeout)
+				return
 			}
 			r.closeConn(s, closeAuthTimeout)
 		case stAuthed:
 			if now-s.active > 2*int64(s.hb)*int64(time.Second)+grace {
 				r.closeConn(s, closeIdle)
+			}
+		case stClosed:
+			if s.lingering {
+				r.sweepLinger(s, now)
 			}
 		}
 	})

@@ -131,7 +131,7 @@ func (r *Room) Kick(_ context.Context, uid string, connID uint64, code int, reas
 	}
 	err := r.onLoop(s, func() {
 		r.writeKick(s, code, reason)
-		r.closeConn(s, closeKick)
+		r.lingerClose(s, closeKick)
 	})
 	if err != nil {
 		return false, fmt.Errorf("room kick: %w", push.ErrClosed)

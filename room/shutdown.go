@@ -62,7 +62,7 @@ func (r *Room) shutdown(ctx context.Context) error {
 			if s.state == stAuthed {
 				r.writeKick(s, push.KickShutdown, proto.KickReason(push.KickShutdown))
 			}
-			if s.registered {
+			if s.registered && !s.cleaned {
 				s.cleaned = true
 				mine = append(mine, goneSession{s.uid, s.id, s.appList()})
 			}
