@@ -42,9 +42,10 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	// Indexed before registering: a push that the register already routes
 	// here while AUTH_OK is not written yet is queued on the connection.
 	r.idx.add(s)
+	s.since = time.Now().Unix()
 	sess := push.Session{
 		UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: []uint32{f.App},
-		Since: time.Now().Unix(), IP: s.ip.String(),
+		Since: s.since, IP: s.ip.String(),
 	}
 	seq := f.Seq
 	r.mu.RLock()

@@ -52,6 +52,7 @@ type connState struct {
 	prev, next *connState // loop's list of connections
 
 	active     int64    // monotonic ns: open time while stNew, then last frame
+	since      int64    // login time, unix seconds (the session's Since)
 	pending    [][]byte // PUSH frames that arrived while stAuthing
 	upAt       int64    // upstream bucket: monotonic ms of the last refill
 	upTokens   int32    // upstream bucket: tokens left
