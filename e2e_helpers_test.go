@@ -127,11 +127,17 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // api calls the Center API and decodes the JSON answer into a map.
 func api(t *testing.T, sys *System, method, path, key, body string) (int, map[string]any, http.Header) {
 	t.Helper()
+	return apiAt(t, sys.CenterAddr(), method, path, key, body)
+}
+
+// apiAt calls the Center API listening at hostport.
+func apiAt(t *testing.T, hostport, method, path, key, body string) (int, map[string]any, http.Header) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, "http://"+sys.CenterAddr()+path, rd)
+	req, err := http.NewRequest(method, "http://"+hostport+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}

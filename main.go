@@ -64,7 +64,10 @@ func runServer(args []string) error {
 	target := fs.String("target", "all", "services to run: all, or a comma list of keeper,register,saver,coordinator,room,center,dispatcher")
 	fs.StringVar(&o.ConfigPath, "config", "", "configuration file (YAML); empty uses the embedded demo config (config.demo.yaml)")
 	fs.StringVar(&o.DataDir, "data", "data", "data directory of the embedded message store")
-	fs.StringVar(&o.Store, "store", "bolt", "message store: bolt (durable, embedded) or memory")
+	fs.StringVar(&o.Store, "store", "bolt", "message store: bolt (durable, embedded), memory, or redis (Redis hot store + MySQL durable copy)")
+	redisAddrs := fs.String("redis", "", "Redis address(es) for -store=redis, comma separated")
+	fs.BoolVar(&o.RedisCluster, "redis-cluster", false, "the -redis addresses are a Redis Cluster")
+	fs.StringVar(&o.MySQLDSN, "mysql", "", "MySQL/MariaDB DSN for -store=redis, e.g. user:pass@tcp(127.0.0.1:3306)/lcpush")
 	fs.StringVar(&o.RoomID, "room-id", "room-1", "room instance id")
 	fs.StringVar(&o.RoomAddr, "room-addr", ":7000", "room client TCP listen address")
 	fs.StringVar(&o.PublicAddr, "room-public", "", "room address handed to clients by the dispatcher (default: the bound address)")
@@ -75,6 +78,9 @@ func runServer(args []string) error {
 	fs.StringVar(&o.IDC, "idc", "", "data centre name of this process")
 	zkServers := fs.String("zk", "", "ZooKeeper servers (host:port,...): configuration and membership from ZooKeeper instead of -config")
 	fs.StringVar(&o.ZKRoot, "zk-root", "/lcpush", "root znode")
+	fs.StringVar(&o.ID, "id", "", "instance id of this process's services in membership (default ROLE-1; rooms use -room-id)")
+	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:0", "internal RPC listen address (cluster mode)")
+	fs.StringVar(&o.RPCAdvertise, "rpc-advertise", "", "internal RPC address other processes dial (default: the bound one)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON instead of text")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +90,9 @@ func runServer(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	o.Targets = strings.Split(*target, ",")
+	if *redisAddrs != "" {
+		o.RedisAddrs = strings.Split(*redisAddrs, ",")
+	}
 	if *zkServers != "" {
 		o.ZKServers = strings.Split(*zkServers, ",")
 	}

@@ -16,6 +16,14 @@ import (
 type roomDirectory struct {
 	mu    sync.RWMutex
 	rooms map[string]*room.Room
+	// remote reaches rooms of other processes (cluster mode); nil alone.
+	remote remoteRooms
+}
+
+// remoteRooms is the RPC side of the directory (pkg/remote.Rooms).
+type remoteRooms interface {
+	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
+	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
 }
 
 // errNoRoom: the session points at a room instance this process cannot reach.
@@ -43,6 +51,9 @@ func (d *roomDirectory) get(id string) (*room.Room, error) {
 
 func (d *roomDirectory) Push(ctx context.Context, id string, msg push.Message, targets []push.Target) (int, error) {
 	r, err := d.get(id)
+	if err != nil && d.remote != nil {
+		return d.remote.Push(ctx, id, msg, targets)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -51,6 +62,9 @@ func (d *roomDirectory) Push(ctx context.Context, id string, msg push.Message, t
 
 func (d *roomDirectory) Kick(ctx context.Context, id, uid string, connID uint64, code int, reason string) (bool, error) {
 	r, err := d.get(id)
+	if err != nil && d.remote != nil {
+		return d.remote.Kick(ctx, id, uid, connID, code, reason)
+	}
 	if err != nil {
 		return false, err
 	}

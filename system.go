@@ -14,13 +14,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lcpush/lcpush/center"
 	"github.com/lcpush/lcpush/coordinator"
 	"github.com/lcpush/lcpush/dispatcher"
 	"github.com/lcpush/lcpush/keeper"
 	"github.com/lcpush/lcpush/pkg/admin"
+	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/remote"
+	"github.com/lcpush/lcpush/pkg/rpc"
 	"github.com/lcpush/lcpush/register"
 	"github.com/lcpush/lcpush/room"
 	"github.com/lcpush/lcpush/saver"
@@ -32,8 +37,8 @@ var demoConfig []byte
 // Targets a process can run. "all" is every one of them.
 var allTargets = []string{"keeper", "register", "saver", "coordinator", "room", "center", "dispatcher"}
 
-// needs lists, per target, the services it calls. Until the RPC transport
-// lands, a target runs only when what it needs runs in the same process.
+// needs lists, per target, the services it calls. Without ZooKeeper (no
+// cluster) a target runs only when what it needs runs in the same process.
 var needs = map[string][]string{
 	"register":    {"keeper"},
 	"saver":       {"keeper"},
@@ -49,7 +54,7 @@ type Options struct {
 	Targets      []string // subset of allTargets, or "all"
 	ConfigPath   string   // YAML file; empty = the embedded demo config
 	DataDir      string   // saver's embedded store lives here
-	Store        string   // "bolt" (durable, default) or "memory"
+	Store        string   // "bolt" (durable, default), "memory" or "redis" (Redis + MySQL)
 	RoomID       string
 	RoomAddr     string
 	PublicAddr   string // what the dispatcher hands to clients; default the bound room address
@@ -63,7 +68,19 @@ type Options struct {
 	// ZooKeeper under ZKRoot; ConfigPath (or the demo config) seeds an empty tree.
 	ZKServers []string
 	ZKRoot    string
-	Logger    *slog.Logger
+	// ID names this process's instances in membership (default ROLE-1);
+	// rooms use RoomID.
+	ID string
+	// RPCAddr is where a cluster process serves internal RPC; RPCAdvertise
+	// is the address others dial (default: the bound one, loopback for a
+	// wildcard bind).
+	RPCAddr      string
+	RPCAdvertise string
+	// RedisAddrs, RedisCluster and MySQLDSN configure Store "redis".
+	RedisAddrs   []string
+	RedisCluster bool
+	MySQLDSN     string
+	Logger       *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -79,13 +96,16 @@ func (o *Options) defaults() {
 	if o.RoomID == "" {
 		o.RoomID = "room-1"
 	}
+	if o.RPCAddr == "" {
+		o.RPCAddr = "127.0.0.1:0"
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
 // resolveTargets expands "all" and checks that every target's dependencies run here.
-func resolveTargets(in []string) (map[string]bool, error) {
+func resolveTargets(in []string, cluster bool) (map[string]bool, error) {
 	run := make(map[string]bool)
 	for _, t := range in {
 		for _, t := range strings.Split(t, ",") {
@@ -103,10 +123,13 @@ func resolveTargets(in []string) (map[string]bool, error) {
 		}
 	}
 	run["keeper"] = true // every process reads configuration
+	if cluster {
+		return run, nil // the others are reached over RPC
+	}
 	for t := range run {
 		for _, dep := range needs[t] {
 			if !run[dep] {
-				return nil, fmt.Errorf("target %s needs %s in the same process: separate processes need the RPC transport, not built yet", t, dep)
+				return nil, fmt.Errorf("target %s needs %s in the same process, or -zk for a cluster where it runs elsewhere", t, dep)
 			}
 		}
 	}
@@ -130,6 +153,10 @@ type System struct {
 	Admin       *admin.Server
 
 	rooms    *roomDirectory
+	pool     *remote.Pool
+	joined   [][2]string // (role, id) joined in membership
+	stopLoad chan struct{}
+	loadDone chan struct{}
 	shutdown []func(context.Context) error // in start order; run in reverse
 }
 
@@ -137,7 +164,7 @@ type System struct {
 // already started is shut down.
 func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	opts.defaults()
-	run, err := resolveTargets(opts.Targets)
+	run, err := resolveTargets(opts.Targets, len(opts.ZKServers) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +205,36 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		return nil, err
 	}
 
+	cluster := len(opts.ZKServers) > 0
+	dir := s.Keeper.Directory()
+	epoch := time.Now().UnixNano()
+	memberID := func(role string) string {
+		if opts.ID != "" {
+			return opts.ID
+		}
+		return role + "-1"
+	}
+
+	// The dependencies each service calls: local services in one process;
+	// in a cluster, RPC clients that route by ZooKeeper membership.
+	var (
+		registrar room.Registrar
+		registry  center.Registry
+		inbox     room.Inbox
+		storage   center.Storage
+		coord     room.Coordinator
+		regs      *remote.Registers
+	)
+	if cluster {
+		s.pool = remote.NewPool(rpc.ClientConfig{Logger: log.With("svc", "rpc-client")})
+		regs = remote.NewRegisters(dir, s.pool, remote.RegistersConfig{Logger: log.With("svc", "registers")})
+		registrar, registry = regs, regs
+		rs := remote.NewSaver(dir, s.pool)
+		inbox, storage = rs, rs
+		coord = remote.NewCoordinator(dir, s.pool)
+		s.rooms.remote = remote.NewRooms(dir, s.pool)
+	}
+
 	if run["register"] {
 		if s.Register, err = register.New(register.Config{Logger: log.With("svc", "register")}); err != nil {
 			return nil, err
@@ -185,9 +242,12 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if err = s.start(ctx, s.Register.Start, s.Register.Shutdown); err != nil {
 			return nil, err
 		}
+		if !cluster {
+			registrar, registry = s.Register, s.Register
+		}
 	}
 	if run["saver"] {
-		st, err := openStore(opts)
+		st, err := openStore(ctx, opts, holder.Load().Saver)
 		if err != nil {
 			return nil, err
 		}
@@ -198,6 +258,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if err = s.start(ctx, s.Saver.Start, s.Saver.Shutdown); err != nil {
 			return nil, err
 		}
+		inbox, storage = s.Saver, s.Saver
 	}
 	if run["coordinator"] {
 		if s.Coordinator, err = coordinator.New(coordinator.Config{Logger: log.With("svc", "coordinator")},
@@ -207,45 +268,94 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if err = s.start(ctx, s.Coordinator.Start, s.Coordinator.Shutdown); err != nil {
 			return nil, err
 		}
+		coord = s.Coordinator
 	}
 	if run["room"] {
 		if s.Room, err = room.New(room.Config{
 			ID: opts.RoomID, Addr: opts.RoomAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
-		}, room.Deps{Config: holder, Registrar: s.Register, Inbox: s.Saver, Coordinator: s.Coordinator}); err != nil {
+		}, room.Deps{Config: holder, Registrar: registrar, Inbox: inbox, Coordinator: coord}); err != nil {
 			return nil, err
 		}
 		if err = s.start(ctx, s.Room.Start, s.Room.Shutdown); err != nil {
 			return nil, err
 		}
 		s.rooms.add(s.Room)
+		if regs != nil {
+			regs.SetSource(s.Room.Sessions) // re-fill a register that restarted empty
+		}
+	}
+	if regs != nil {
+		if err = s.start(ctx, regs.Start, regs.Shutdown); err != nil {
+			return nil, err
+		}
+	}
+
+	// Internal RPC: the services other processes call.
+	var rpcAddr string
+	if cluster && (run["register"] || run["saver"] || run["coordinator"] || run["room"]) {
+		srv, err := rpc.NewServer(rpc.ServerConfig{Addr: opts.RPCAddr, Logger: log.With("svc", "rpc-server")})
+		if err != nil {
+			return nil, err
+		}
+		if s.Register != nil {
+			remote.ServeRegister(srv, s.Register, remote.MapError(register.ErrInvalid, remote.ErrInvalid))
+		}
+		if s.Saver != nil {
+			remote.ServeSaver(srv, s.Saver)
+		}
+		if s.Coordinator != nil {
+			remote.ServeCoordinator(srv, s.Coordinator, remote.MapError(coordinator.ErrNoCallback, remote.ErrNoCallback))
+		}
+		if s.Room != nil {
+			remote.ServeRoom(srv, s.Room)
+		}
+		if err = s.start(ctx, srv.Start, srv.Shutdown); err != nil {
+			return nil, err
+		}
+		rpcAddr = publicAddr(opts.RPCAdvertise, srv.Addr())
+	}
+	join := func(role, id string, addrs ...string) {
+		dir.Join(push.Member{Role: role, ID: id, RPCAddr: rpcAddr, Addrs: addrs, IDC: opts.IDC, Epoch: epoch})
+		s.joined = append(s.joined, [2]string{role, id})
+	}
+	for _, role := range []string{"register", "saver", "coordinator"} {
+		if run[role] {
+			join(role, memberID(role))
+		}
+	}
+	if s.Room != nil {
 		pub := publicAddr(opts.PublicAddr, s.Room.Addr())
 		if opts.PublicAddr == "" && pub != s.Room.Addr() {
 			log.Warn("room bound to all interfaces: the dispatcher hands out "+pub+"; set -room-public for other hosts", "bound", s.Room.Addr())
 		}
-		s.Keeper.Directory().Join(push.Member{Role: "room", ID: s.Room.ID(), Addrs: []string{pub}, IDC: opts.IDC})
+		join("room", s.Room.ID(), pub)
+		s.startLoadReports(dir, s.Room)
 	}
+
 	if run["center"] {
 		ids, err := idgen.New(opts.NodeID)
 		if err != nil {
 			return nil, err
 		}
 		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, Logger: log.With("svc", "center")}, center.Deps{
-			Config: holder, IDs: ids, Registry: s.Register, Storage: s.Saver, Rooms: s.rooms,
+			Config: holder, IDs: ids, Registry: registry, Storage: storage, Rooms: s.rooms,
 		}); err != nil {
 			return nil, err
 		}
 		if err = s.start(ctx, s.Center.Start, s.Center.Shutdown); err != nil {
 			return nil, err
 		}
+		join("center", memberID("center"))
 	}
 	if run["dispatcher"] {
 		if s.Dispatcher, err = dispatcher.New(dispatcher.Config{Addr: opts.DispatchAddr, Logger: log.With("svc", "dispatcher")},
-			s.Keeper.Directory()); err != nil {
+			dir); err != nil {
 			return nil, err
 		}
 		if err = s.start(ctx, s.Dispatcher.Start, s.Dispatcher.Shutdown); err != nil {
 			return nil, err
 		}
+		join("dispatcher", memberID("dispatcher"))
 	}
 	s.ready.Store(true)
 	log.Info("started", "targets", opts.Targets, "room", s.RoomAddr(), "center", s.CenterAddr(),
@@ -269,17 +379,24 @@ func publicAddr(configured, bound string) string {
 	return bound
 }
 
-func openStore(opts Options) (saver.Store, error) {
+func openStore(ctx context.Context, opts Options, cfg config.Saver) (saver.Store, error) {
+	lim := saver.Limits{MaxLoads: cfg.MaxLoads, InboxCap: cfg.InboxCap}
 	switch opts.Store {
 	case "memory":
-		return saver.NewMemory(), nil
+		return saver.NewMemoryWith(lim), nil
 	case "bolt":
 		if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		return saver.OpenBolt(filepath.Join(opts.DataDir, "saver.db"))
+		return saver.OpenBoltWith(filepath.Join(opts.DataDir, "saver.db"), saver.BoltOptions{Limits: lim, Logger: opts.Logger})
+	case "redis":
+		if len(opts.RedisAddrs) == 0 || opts.MySQLDSN == "" {
+			return nil, errors.New("-store=redis needs -redis and -mysql")
+		}
+		return saver.DialRedis(ctx, &redis.UniversalOptions{Addrs: opts.RedisAddrs, IsClusterMode: opts.RedisCluster},
+			opts.MySQLDSN, saver.RedisOptions{Limits: lim, DurableQueue: cfg.DurableQueue, Logger: opts.Logger})
 	}
-	return nil, fmt.Errorf("unknown store %q (want bolt or memory)", opts.Store)
+	return nil, fmt.Errorf("unknown store %q (want bolt, memory or redis)", opts.Store)
 }
 
 func (s *System) start(ctx context.Context, start, stop func(context.Context) error) error {
@@ -304,9 +421,23 @@ func (s *System) Shutdown(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	if s.Keeper != nil { // others stop routing here before the services go
+		for _, m := range s.joined {
+			s.Keeper.Directory().Leave(m[0], m[1])
+		}
+	}
+	if s.stopLoad != nil {
+		close(s.stopLoad)
+		<-s.loadDone
+	}
 	var errs []error
 	for i := len(s.shutdown) - 1; i >= 0; i-- {
 		if err := s.shutdown[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.pool != nil {
+		if err := s.pool.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -335,4 +466,23 @@ func (s *System) DispatchAddr() string {
 		return ""
 	}
 	return s.Dispatcher.Addr()
+}
+
+// startLoadReports publishes the room's connection count in membership every
+// few seconds (each change is one ZooKeeper write, so not per connection).
+func (s *System) startLoadReports(dir *keeper.Directory, r *room.Room) {
+	s.stopLoad, s.loadDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.loadDone)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopLoad:
+				return
+			case <-t.C:
+				dir.SetLoad("room", r.ID(), r.Online())
+			}
+		}
+	}()
 }

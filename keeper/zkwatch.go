@@ -3,6 +3,7 @@ package keeper
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -306,7 +307,7 @@ func (b *zkBackend) writeOwn(ctx context.Context, p string, data []byte) error {
 		return err
 	})
 	if errors.Is(err, zk.ErrNodeExists) {
-		err = b.claim(ctx, p, set)
+		err = b.claim(ctx, p, data, set)
 	}
 	if errors.Is(err, zk.ErrNoNode) {
 		delete(b.parents, parent)
@@ -320,18 +321,41 @@ func (b *zkBackend) writeOwn(ctx context.Context, p string, data []byte) error {
 }
 
 // claim handles a member znode that exists already. Ours (a create whose
-// answer was lost) is updated. Another session's (this instance before a
-// restart, whose session has not expired yet, or a duplicate id) is left
-// alone: it disappears when that session ends, and a later pass joins then.
-func (b *zkBackend) claim(ctx context.Context, p string, set func() error) error {
-	ok, st, err := b.cli.exists(ctx, p)
+// answer was lost) is updated. Another session's that announces the same
+// RPC address as ours is this instance before a restart (kill -9): we hold
+// that address now, so the old process is gone and its node is taken over at
+// once, instead of after its session times out, so that clients see the new
+// Epoch (a register restarted empty) within a poll. Any other (a duplicate
+// id) is left alone: it disappears when that session ends, and a later pass
+// joins then.
+func (b *zkBackend) claim(ctx context.Context, p string, data []byte, set func() error) error {
+	var (
+		old []byte
+		st  *zk.Stat
+	)
+	err := do(ctx, func() (err error) {
+		old, st, err = b.cli.conn.Get(p)
+		return err
+	})
 	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("removed while joining: %w", zk.ErrNoNode)
 	case err != nil:
 		return err
-	case !ok:
-		return fmt.Errorf("removed while joining: %w", zk.ErrNoNode)
 	case st.EphemeralOwner == b.session:
 		return set()
+	}
+	if sameRPCAddr(old, data) {
+		err := do(ctx, func() error { return b.cli.conn.Delete(p, st.Version) })
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+		b.log.Info("took over the member znode of this instance's previous run", "path", p,
+			"owner", fmt.Sprintf("%#x", st.EphemeralOwner))
+		return do(ctx, func() error {
+			_, err := b.cli.conn.Create(p, data, zk.FlagEphemeral, b.cli.acl)
+			return err
+		})
 	}
 	if !b.held[p] {
 		b.held[p] = true
@@ -339,6 +363,16 @@ func (b *zkBackend) claim(ctx context.Context, p string, set func() error) error
 			"owner", fmt.Sprintf("%#x", st.EphemeralOwner))
 	}
 	return errHeld
+}
+
+// sameRPCAddr reports whether two member znodes announce the same, non-empty
+// RPC address.
+func sameRPCAddr(a, b []byte) bool {
+	var ma, mb memberJSON
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return false
+	}
+	return ma.RPCAddr != "" && ma.RPCAddr == mb.RPCAddr
 }
 
 // syncMirror re-reads what fired since the last pass: the roles, the ids of

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): vet, the whole test suite with
-# the race detector, then every fuzz target for a bounded time.
+# The project's test command (README, .ci/run): installs (if missing) and
+# starts real Redis, MariaDB and ZooKeeper on free loopback ports
+# (scripts/services.sh), runs vet and the whole test suite with the race
+# detector against them (LCPUSH_INTEGRATION=1: an integration test whose
+# server is missing fails, never skips), then every fuzz target for a bounded
+# time, and stops the servers.
 #   FUZZTIME=10s   time per fuzz target (0 skips fuzzing)
 #   TEST_TIMEOUT=20m
+#   NO_SERVICES=1  use servers already named by REDIS_ADDR, MYSQL_DSN, ZK_ADDR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +16,18 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-20m}
 export GOFLAGS=${GOFLAGS:--mod=mod}
 
 step() { printf '\n== %s\n' "$*"; }
+
+if [ "${NO_SERVICES:-0}" != 1 ]; then
+  step "real servers (scripts/services.sh)"
+  SVC_DIR=${SVC_DIR:-$(mktemp -d /tmp/lcpush-test-svc.XXXXXX)}
+  export SVC_DIR
+  trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+  bash scripts/services.sh start >/dev/null
+  # shellcheck disable=SC1091
+  . "$SVC_DIR/env"
+  echo "REDIS_ADDR=$REDIS_ADDR ZK_ADDR=$ZK_ADDR MYSQL_DSN=$MYSQL_DSN"
+fi
+export LCPUSH_INTEGRATION=1
 
 step "go vet"
 go vet ./...

@@ -102,6 +102,14 @@ type Coordinator struct {
 type Saver struct {
 	// ExpireEvery is how often expired messages are swept.
 	ExpireEvery time.Duration `yaml:"expire_every"`
+	// MaxLoads parks a message loaded this many times without ACK (a client
+	// that never ACKs); InboxCap bounds a user's stored messages, dropping
+	// the oldest. 0 takes the saver's default, negative turns it off. Read at start.
+	MaxLoads int `yaml:"max_loads"`
+	InboxCap int `yaml:"inbox_cap"`
+	// DurableQueue bounds rows waiting for MySQL (Redis store); past it QoS 1
+	// sends are refused with 503. 0 takes the default.
+	DurableQueue int `yaml:"durable_queue"`
 }
 
 // Defaults returns a configuration with every setting at its default and no apps.

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+)
+
+// zkForTest returns the ZooKeeper address for integration tests. Without
+// ZK_ADDR the test is skipped, unless LCPUSH_INTEGRATION=1 (the test command
+// and CI) demands the real server: then a missing one is a failure.
+func zkForTest(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("ZK_ADDR")
+	if addr == "" {
+		if os.Getenv("LCPUSH_INTEGRATION") == "1" {
+			t.Fatal("LCPUSH_INTEGRATION=1 but ZK_ADDR is not set: start servers with scripts/services.sh")
+		}
+		t.Skip("ZK_ADDR not set (scripts/test.sh starts a real ZooKeeper)")
+	}
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		t.Fatalf("ZooKeeper at %s unreachable: %v", addr, err)
+	}
+	c.Close()
+	return addr
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one lcpush process of the test cluster.
+type proc struct {
+	name  string
+	args  []string
+	admin string
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+}
+
+type cluster struct {
+	t       *testing.T
+	bin     string
+	zk      string
+	root    string
+	cfgPath string
+	dir     string
+	procs   map[string]*proc
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lcpush")
+	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func (c *cluster) start(name string, args ...string) *proc {
+	c.t.Helper()
+	p := c.procs[name]
+	if p == nil {
+		p = &proc{name: name, admin: freePort(c.t), args: args}
+		c.procs[name] = p
+	}
+	all := append([]string{
+		"-zk", c.zk, "-zk-root", c.root, "-config", c.cfgPath,
+		"-admin-addr", p.admin, "-log-level", "debug",
+	}, p.args...)
+	p.cmd = exec.Command(c.bin, all...)
+	p.log = &bytes.Buffer{}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	c.waitReady(p)
+	return p
+}
+
+func (c *cluster) waitReady(p *proc) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if p.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("%s not ready; log:\n%s", p.name, p.log.String())
+}
+
+func (c *cluster) kill9(name string) {
+	c.t.Helper()
+	p := c.procs[name]
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+func (c *cluster) stopAll() {
+	for _, p := range c.procs {
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for name, p := range c.procs {
+		if p.cmd == nil || p.cmd.ProcessState != nil {
+			continue
+		}
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+			c.t.Errorf("%s ignored SIGTERM for 15 s", name)
+		}
+		if c.t.Failed() || os.Getenv("LCPUSH_TEST_LOG") != "" {
+			c.t.Logf("---- %s log:\n%s", name, p.log.String())
+		}
+	}
+}
+
+// keeperCLI runs the operator CLI against the cluster's tree.
+func (c *cluster) keeperCLI(args ...string) (string, error) {
+	all := append([]string{"keeper", "-zk", c.zk, "-root", c.root}, args...)
+	out, err := exec.Command(c.bin, all...).CombinedOutput()
+	return string(out), err
+}
+
+// TestClusterOfProcesses is issue 3's acceptance test: separate processes
+// (2 room, 2 register, 2 center, saver, coordinator, dispatcher) find each
+// other through a real ZooKeeper and talk over the RPC library.
+func TestClusterOfProcesses(t *testing.T) {
+	zkAddr := zkForTest(t)
+	dir := t.TempDir()
+	c := &cluster{t: t, bin: buildBinary(t), zk: zkAddr, dir: dir, procs: map[string]*proc{},
+		root: fmt.Sprintf("/lcpush-cluster-%d", time.Now().UnixNano())}
+	c.cfgPath = filepath.Join(dir, "seed.yaml")
+	if err := os.WriteFile(c.cfgPath, []byte(testConfig("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stopAll)
+
+	reg1RPC, reg2RPC := freePort(t), freePort(t)
+	c.start("register-1", "-target", "register", "-id", "register-1", "-rpc-addr", reg1RPC)
+	c.start("register-2", "-target", "register", "-id", "register-2", "-rpc-addr", reg2RPC)
+	c.start("saver", "-target", "saver", "-id", "saver-1", "-rpc-addr", freePort(t), "-data", filepath.Join(dir, "saver"))
+	c.start("coordinator", "-target", "coordinator", "-id", "coordinator-1", "-rpc-addr", freePort(t))
+	roomA, roomB := freePort(t), freePort(t)
+	c.start("room-a", "-target", "room", "-room-id", "room-a", "-room-addr", roomA, "-rpc-addr", freePort(t))
+	c.start("room-b", "-target", "room", "-room-id", "room-b", "-room-addr", roomB, "-rpc-addr", freePort(t))
+	center1, center2 := freePort(t), freePort(t)
+	c.start("center-1", "-target", "center", "-id", "center-1", "-center-addr", center1, "-node", "1")
+	c.start("center-2", "-target", "center", "-id", "center-2", "-center-addr", center2, "-node", "2")
+	dispatch := freePort(t)
+	c.start("dispatcher", "-target", "dispatcher", "-id", "dispatcher-1", "-dispatch-addr", dispatch)
+
+	online := func(center, uid string) bool {
+		_, out, _ := apiAt(t, center, "GET", "/v1/apps/1/users/"+uid, key1, "")
+		return out["online"] == true
+	}
+	pushVia := func(center, uid, text string) map[string]any {
+		body, _ := json.Marshal(map[string]any{"uids": []string{uid}, "text": text})
+		code, out, _ := apiAt(t, center, "POST", "/v1/apps/1/push", key1, string(body))
+		if code != 200 {
+			t.Fatalf("push via %s: %d %v", center, code, out)
+		}
+		return out
+	}
+
+	t.Run("push through either center reaches room A", func(t *testing.T) {
+		a := dialRaw(t, roomA)
+		a.auth(1, "walker", tokenFor(1, "walker"), 30)
+		a.expect(proto.OpAuthOK)
+		waitFor(t, 5*time.Second, "walker online", func() bool { return online(center2, "walker") })
+		for i, center := range []string{center1, center2} {
+			pushVia(center, "walker", fmt.Sprintf("via center %d", i+1))
+			if _, p, _ := a.expectPush(); string(p) != fmt.Sprintf("via center %d", i+1) {
+				t.Fatalf("got %q", p)
+			}
+		}
+
+		// Second login on room B kicks the session on room A.
+		b := dialRaw(t, roomB)
+		b.auth(1, "walker", tokenFor(1, "walker"), 30)
+		b.expect(proto.OpAuthOK)
+		f := a.expect(proto.OpKick)
+		var k proto.Kick
+		if err := json.Unmarshal(f.Body, &k); err != nil || k.Code != 1 {
+			t.Fatalf("KICK %q", f.Body)
+		}
+		a.expectClosed(5 * time.Second)
+		pushVia(center1, "walker", "on room b")
+		// The two pushes above were not ACKed, so room B delivers them again
+		// first (stored QoS 1), then the new one.
+		for _, want := range []string{"via center 1", "via center 2", "on room b"} {
+			if _, p, _ := b.expectPush(); string(p) != want {
+				t.Fatalf("room b got %q, want %q", p, want)
+			}
+		}
+	})
+
+	t.Run("dispatcher lists both rooms", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "both rooms in dispatch", func() bool {
+			resp, err := http.Get("http://" + dispatch + "/v1/dispatch?uid=someone&app=1")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var out struct{ Addrs []string }
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			s := strings.Join(out.Addrs, ",")
+			return strings.Contains(s, roomA) && strings.Contains(s, roomB)
+		})
+	})
+
+	t.Run("register killed and restarted is refilled", func(t *testing.T) {
+		var conns []*rawConn
+		var uids []string
+		for i := 0; i < 16; i++ {
+			uid := fmt.Sprintf("refill-%d", i)
+			addr := roomA
+			if i%2 == 1 {
+				addr = roomB
+			}
+			r := dialRaw(t, addr)
+			r.auth(1, uid, tokenFor(1, uid), 60)
+			r.expect(proto.OpAuthOK)
+			conns, uids = append(conns, r), append(uids, uid)
+		}
+		waitFor(t, 5*time.Second, "all online", func() bool {
+			for _, u := range uids {
+				if !online(center1, u) {
+					return false
+				}
+			}
+			return true
+		})
+		c.kill9("register-1")
+		c.start("register-1") // same id and RPC port, empty
+		start := time.Now()
+		waitFor(t, 15*time.Second, "sessions re-filled", func() bool {
+			for _, u := range uids {
+				if !online(center1, u) {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("re-filled in %s", time.Since(start))
+		for i, u := range uids {
+			pushVia(center2, u, "after refill")
+			if _, p, _ := conns[i].expectPush(); string(p) != "after refill" {
+				t.Fatalf("%s got %q", u, p)
+			}
+		}
+	})
+
+	t.Run("config change through the CLI reaches a running room", func(t *testing.T) {
+		cur, err := c.keeperCLI("get")
+		if err != nil {
+			t.Fatalf("keeper get: %v\n%s", err, cur)
+		}
+		changed := strings.Replace(cur, "heartbeat_max: 300", "heartbeat_max: 45", 1)
+		if changed == cur {
+			t.Fatalf("heartbeat_max: 300 not in the stored config:\n%s", cur)
+		}
+		f := filepath.Join(dir, "changed.yaml")
+		if err := os.WriteFile(f, []byte(changed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.keeperCLI("put", f); err != nil {
+			t.Fatalf("keeper put: %v\n%s", err, out)
+		}
+		hbOnRoomA := func() int {
+			r := dialRaw(t, roomA)
+			defer r.c.Close()
+			r.auth(1, "hb-probe", tokenFor(1, "hb-probe"), 100)
+			var ok proto.AuthOK
+			_ = json.Unmarshal(r.expect(proto.OpAuthOK).Body, &ok)
+			return ok.HB
+		}
+		waitFor(t, 10*time.Second, "room A to clamp hb to 45", func() bool { return hbOnRoomA() == 45 })
+
+		bad := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(bad, []byte(strings.Replace(changed, "heartbeat_max: 45", "heartbeat_max: -1", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.keeperCLI("put", bad); err == nil {
+			t.Fatalf("a malformed config was accepted:\n%s", out)
+		}
+		if hb := hbOnRoomA(); hb != 45 {
+			t.Fatalf("hb %d after a refused config, want 45", hb)
+		}
+	})
+	_ = context.Background
+}

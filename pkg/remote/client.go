@@ -1,0 +1,203 @@
+package remote
+
+import (
+	"context"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+)
+
+// DefaultTimeout bounds a call whose ctx has no deadline.
+const DefaultTimeout = 3 * time.Second
+
+// withTimeout returns ctx bounded by d (DefaultTimeout if d <= 0) when it has
+// no deadline yet.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	if d <= 0 {
+		d = DefaultTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// call makes one call with the default timeout and maps its error.
+func call(ctx context.Context, c *rpc.Client, timeout time.Duration, method uint16, req rpc.Message, resp rpc.Unmarshaler) error {
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	return callErr(c.Call(ctx, method, req, resp))
+}
+
+// RegisterClient calls one register instance. The zero Timeout means
+// DefaultTimeout for calls whose ctx has no deadline. It is a small value:
+// copy it freely.
+type RegisterClient struct {
+	C       *rpc.Client
+	Timeout time.Duration
+}
+
+var _ RegisterAPI = RegisterClient{}
+
+// Register implements RegisterAPI.
+func (c RegisterClient) Register(ctx context.Context, sess push.Session) (*push.Session, error) {
+	var out prevMsg
+	if err := call(ctx, c.C, c.Timeout, MethodRegister, &sessionMsg{S: sess}, &out); err != nil {
+		return nil, err
+	}
+	return out.Prev, nil
+}
+
+// Unregister implements RegisterAPI.
+func (c RegisterClient) Unregister(ctx context.Context, uid, room string, connID uint64) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodUnregister, &connReq{UID: uid, Room: room, ConnID: connID}, &out)
+	return out.V, err
+}
+
+// SetApps implements RegisterAPI.
+func (c RegisterClient) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodSetApps, &setAppsReq{UID: uid, ConnID: connID, Apps: apps}, &out)
+	return out.V, err
+}
+
+// Get implements RegisterAPI.
+func (c RegisterClient) Get(ctx context.Context, uid string) (push.Session, bool, error) {
+	var out getResp
+	if err := call(ctx, c.C, c.Timeout, MethodGet, &stringMsg{S: uid}, &out); err != nil {
+		return push.Session{}, false, err
+	}
+	return out.S, out.OK, nil
+}
+
+// Lookup implements RegisterAPI.
+func (c RegisterClient) Lookup(ctx context.Context, uids []string) ([]push.Session, error) {
+	var out sessionsMsg
+	err := call(ctx, c.C, c.Timeout, MethodLookup, &stringsMsg{S: uids}, &out)
+	return out.S, err
+}
+
+// Scan implements RegisterAPI.
+func (c RegisterClient) Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error) {
+	var out scanResp
+	if err := call(ctx, c.C, c.Timeout, MethodScan, &scanReq{App: app, Cursor: cursor, Limit: limit}, &out); err != nil {
+		return nil, 0, err
+	}
+	return out.S, out.Next, nil
+}
+
+// Counts implements RegisterAPI.
+func (c RegisterClient) Counts(ctx context.Context) (push.Counts, error) {
+	var out countsMsg
+	if err := call(ctx, c.C, c.Timeout, MethodCounts, nil, &out); err != nil {
+		return push.Counts{}, err
+	}
+	return out.C, nil
+}
+
+// DropRoom implements RegisterAPI.
+func (c RegisterClient) DropRoom(ctx context.Context, room string) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodDropRoom, &stringMsg{S: room}, &out)
+	return out.N, err
+}
+
+// Restore implements RegisterAPI.
+func (c RegisterClient) Restore(ctx context.Context, sessions []push.Session) error {
+	return call(ctx, c.C, c.Timeout, MethodRestore, &sessionsMsg{S: sessions}, nil)
+}
+
+// SaverClient calls one saver instance (see RegisterClient).
+type SaverClient struct {
+	C       *rpc.Client
+	Timeout time.Duration
+}
+
+var _ SaverAPI = SaverClient{}
+
+// Save implements SaverAPI.
+func (c SaverClient) Save(ctx context.Context, msg push.Message, uids []string) error {
+	return call(ctx, c.C, c.Timeout, MethodSave, &saveReq{Msg: msg, UIDs: uids}, nil)
+}
+
+// SaveBroadcast implements SaverAPI.
+func (c SaverClient) SaveBroadcast(ctx context.Context, msg push.Message) error {
+	return call(ctx, c.C, c.Timeout, MethodSaveBroadcast, &messageMsg{M: msg}, nil)
+}
+
+// Load implements SaverAPI.
+func (c SaverClient) Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error) {
+	var out messagesMsg
+	err := call(ctx, c.C, c.Timeout, MethodLoad, &loadReq{UID: uid, Apps: apps}, &out)
+	return out.M, err
+}
+
+// Ack implements SaverAPI.
+func (c SaverClient) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodAck, &ackReq{UID: uid, IDs: ids}, &out)
+	return out.N, err
+}
+
+// Stats implements SaverAPI.
+func (c SaverClient) Stats(ctx context.Context) (push.StoreStats, error) {
+	var out statsMsg
+	if err := call(ctx, c.C, c.Timeout, MethodStats, nil, &out); err != nil {
+		return push.StoreStats{}, err
+	}
+	return out.S, nil
+}
+
+// CoordinatorClient calls one coordinator instance (see RegisterClient).
+type CoordinatorClient struct {
+	C       *rpc.Client
+	Timeout time.Duration
+}
+
+var _ CoordinatorAPI = CoordinatorClient{}
+
+// Kick implements CoordinatorAPI.
+func (c CoordinatorClient) Kick(ctx context.Context, old push.Session, code int, reason string) error {
+	return call(ctx, c.C, c.Timeout, MethodCoordKick, &coordKickReq{Old: old, Code: code, Reason: reason}, nil)
+}
+
+// Upstream implements CoordinatorAPI.
+func (c CoordinatorClient) Upstream(ctx context.Context, up push.Upstream) error {
+	return call(ctx, c.C, c.Timeout, MethodCoordUpstream, &upstreamMsg{U: up}, nil)
+}
+
+// Status implements CoordinatorAPI.
+func (c CoordinatorClient) Status(ctx context.Context, ev push.StatusEvent) error {
+	return call(ctx, c.C, c.Timeout, MethodCoordStatus, &statusMsg{E: ev}, nil)
+}
+
+// RoomClient calls one room instance (see RegisterClient).
+type RoomClient struct {
+	C       *rpc.Client
+	Timeout time.Duration
+}
+
+var _ RoomAPI = RoomClient{}
+
+// Push implements RoomAPI.
+func (c RoomClient) Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodRoomPush, &pushReq{Msg: msg, Targets: targets}, &out)
+	return out.N, err
+}
+
+// Kick implements RoomAPI.
+func (c RoomClient) Kick(ctx context.Context, uid string, connID uint64, code int, reason string) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodRoomKick, &roomKickReq{UID: uid, ConnID: connID, Code: code, Reason: reason}, &out)
+	return out.V, err
+}
+
+// Sessions implements RoomAPI.
+func (c RoomClient) Sessions(ctx context.Context) ([]push.Session, error) {
+	var out sessionsMsg
+	err := call(ctx, c.C, c.Timeout, MethodRoomSessions, nil, &out)
+	return out.S, err
+}

@@ -1,0 +1,247 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+)
+
+// router sends a call about a key to the rendezvous owner of the key among
+// the live members of a role, and once more to the runner-up if the owner
+// was unavailable (for roles whose instances are interchangeable: savers
+// over one shared store, coordinators). An idempotent call is also retried
+// when the connection broke with it in flight (rpc.ErrConnLost: the owner
+// may have run it).
+type router struct {
+	m    Members
+	pool *Pool
+	role string
+}
+
+func (r router) call(ctx context.Context, key string, idempotent bool, f func(ctx context.Context, c *rpc.Client) error) error {
+	ms := live(r.m, r.role)
+	first, second := owners(ms, key)
+	if first < 0 {
+		return noMember(r.role)
+	}
+	ctx, cancel := withTimeout(ctx, DefaultTimeout) // both tries together
+	defer cancel()
+	err := r.try(ctx, ms[first], f)
+	if err != nil && second >= 0 && ctx.Err() == nil && (failover(err) || idempotent && errors.Is(err, rpc.ErrConnLost)) {
+		mFailover.WithLabelValues(r.role).Inc()
+		err = r.try(ctx, ms[second], f)
+	}
+	return err
+}
+
+func (r router) try(ctx context.Context, m push.Member, f func(ctx context.Context, c *rpc.Client) error) error {
+	c, err := r.pool.Get(m.RPCAddr)
+	if err == nil {
+		err = f(ctx, c)
+	}
+	if err != nil {
+		return fmt.Errorf("remote %s %s: %w", r.role, m.ID, err)
+	}
+	return nil
+}
+
+// Saver is the saver service of a cluster. The savers are expected to share
+// one store (RedisStore): Load and Ack go to the rendezvous owner of the uid
+// (its cache stays warm), a Save goes to one saver (the owner of its first
+// uid), and a call is tried once more on another saver when the first is
+// unavailable or its connection broke (every saver call is idempotent: a
+// message is stored by id). No live saver: ErrNoMember (push.ErrUnavailable).
+type Saver struct{ r router }
+
+// NewSaver returns a client of the "saver" members of m; it does no I/O.
+func NewSaver(m Members, p *Pool) *Saver {
+	return &Saver{r: router{m: m, pool: p, role: RoleSaver}}
+}
+
+// Save stores msg for every uid (see saver.Service.Save).
+func (s *Saver) Save(ctx context.Context, msg push.Message, uids []string) error {
+	key := ""
+	if len(uids) > 0 {
+		key = uids[0]
+	}
+	return s.r.call(ctx, key, true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.Save(ctx, msg, uids)
+	})
+}
+
+// SaveBroadcast stores a broadcast once.
+func (s *Saver) SaveBroadcast(ctx context.Context, msg push.Message) error {
+	return s.r.call(ctx, "app:"+strconv.FormatUint(uint64(msg.App), 10), true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.SaveBroadcast(ctx, msg)
+	})
+}
+
+// Load returns the uid's stored messages of apps.
+func (s *Saver) Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error) {
+	var out []push.Message
+	err := s.r.call(ctx, uid, true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		out, err = SaverClient{C: c}.Load(ctx, uid, apps)
+		return err
+	})
+	return out, err
+}
+
+// Ack deletes the uid's messages ids and returns how many took effect.
+func (s *Saver) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+	var n int
+	err := s.r.call(ctx, uid, true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		n, err = SaverClient{C: c}.Ack(ctx, uid, ids)
+		return err
+	})
+	return n, err
+}
+
+// Stats asks every live saver. The counters of what a process did since it
+// started (Saved, Acked, Expired) are summed; what the store holds (Pending,
+// PendingPerApp, Broadcasts, Parked) is taken from the saver reporting the
+// most, since savers share one store and each reports all of it. Savers that
+// are down are skipped; if every saver fails, so does Stats.
+func (s *Saver) Stats(ctx context.Context) (push.StoreStats, error) {
+	ms := live(s.r.m, RoleSaver)
+	if len(ms) == 0 {
+		return push.StoreStats{}, noMember(RoleSaver)
+	}
+	ctx, cancel := withTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	sum := push.StoreStats{PendingPerApp: make(map[uint32]int64)}
+	var errs []error
+	for _, m := range ms {
+		var st push.StoreStats
+		err := s.r.try(ctx, m, func(ctx context.Context, c *rpc.Client) error {
+			var err error
+			st, err = SaverClient{C: c}.Stats(ctx)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sum.Saved += st.Saved
+		sum.Acked += st.Acked
+		sum.Expired += st.Expired
+		if st.Pending > sum.Pending || (st.Pending == sum.Pending && len(st.PendingPerApp) > len(sum.PendingPerApp)) {
+			sum.Pending = st.Pending
+			clear(sum.PendingPerApp)
+			for k, v := range st.PendingPerApp {
+				sum.PendingPerApp[k] = v
+			}
+		}
+		sum.Broadcasts = max(sum.Broadcasts, st.Broadcasts)
+		sum.Parked = max(sum.Parked, st.Parked)
+	}
+	if len(errs) == len(ms) {
+		return push.StoreStats{}, errors.Join(errs...)
+	}
+	return sum, nil
+}
+
+// Coordinator is the coordinator service of a cluster: each call goes to the
+// rendezvous owner of its uid among the live "coordinator" members (so one
+// user's events keep their order), and once more to another coordinator when
+// that one is unavailable (and, for Kick only, when the connection broke: a
+// second Upstream or Status could post a callback twice). No live
+// coordinator: ErrNoMember.
+type Coordinator struct{ r router }
+
+// NewCoordinator returns a client of the "coordinator" members of m; it
+// does no I/O.
+func NewCoordinator(m Members, p *Pool) *Coordinator {
+	return &Coordinator{r: router{m: m, pool: p, role: RoleCoordinator}}
+}
+
+// Kick kicks old wherever it is.
+func (c *Coordinator) Kick(ctx context.Context, old push.Session, code int, reason string) error {
+	return c.r.call(ctx, old.UID, true, func(ctx context.Context, cl *rpc.Client) error {
+		return CoordinatorClient{C: cl}.Kick(ctx, old, code, reason)
+	})
+}
+
+// Upstream queues client data for the app's callback.
+func (c *Coordinator) Upstream(ctx context.Context, up push.Upstream) error {
+	return c.r.call(ctx, up.UID, false, func(ctx context.Context, cl *rpc.Client) error {
+		return CoordinatorClient{C: cl}.Upstream(ctx, up)
+	})
+}
+
+// Status reports an online/offline event.
+func (c *Coordinator) Status(ctx context.Context, ev push.StatusEvent) error {
+	return c.r.call(ctx, ev.UID, false, func(ctx context.Context, cl *rpc.Client) error {
+		return CoordinatorClient{C: cl}.Status(ctx, ev)
+	})
+}
+
+// Rooms reaches room instances by id: the "room" member with that ID, at its
+// RPC address (center.Rooms, coordinator.Rooms). An unknown room fails with
+// ErrNoMember (push.ErrUnavailable).
+type Rooms struct {
+	m    Members
+	pool *Pool
+}
+
+// NewRooms returns a client of the "room" members of m; it does no I/O.
+func NewRooms(m Members, p *Pool) *Rooms { return &Rooms{m: m, pool: p} }
+
+func (r *Rooms) client(room string) (RoomClient, error) {
+	for _, m := range r.m.Members(RoleRoom) {
+		if m.ID != room || m.RPCAddr == "" {
+			continue
+		}
+		c, err := r.pool.Get(m.RPCAddr)
+		if err != nil {
+			return RoomClient{}, fmt.Errorf("remote room %s: %w", room, err)
+		}
+		return RoomClient{C: c}, nil
+	}
+	return RoomClient{}, fmt.Errorf("%w %s", noMember(RoleRoom), room)
+}
+
+// Push delivers msg to targets on room and returns how many are connected
+// there.
+func (r *Rooms) Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error) {
+	c, err := r.client(room)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.Push(ctx, msg, targets)
+	if err != nil {
+		return 0, fmt.Errorf("remote push on room %s: %w", room, err)
+	}
+	return n, nil
+}
+
+// Kick closes connID of uid on room; false when it is no longer there.
+func (r *Rooms) Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error) {
+	c, err := r.client(room)
+	if err != nil {
+		return false, err
+	}
+	ok, err := c.Kick(ctx, uid, connID, code, reason)
+	if err != nil {
+		return false, fmt.Errorf("remote kick %s on room %s: %w", uid, room, err)
+	}
+	return ok, nil
+}
+
+// Sessions returns the authenticated sessions of room.
+func (r *Rooms) Sessions(ctx context.Context, room string) ([]push.Session, error) {
+	c, err := r.client(room)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := c.Sessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("remote sessions of room %s: %w", room, err)
+	}
+	return ss, nil
+}

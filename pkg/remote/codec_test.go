@@ -1,0 +1,230 @@
+package remote
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+	"github.com/lcpush/lcpush/pkg/rpc/wire"
+)
+
+type codec interface {
+	rpc.Message
+	rpc.Unmarshaler
+}
+
+var (
+	tSess  = push.Session{UID: "u1", Room: "room-a", ConnID: 1<<63 | 7, Apps: []uint32{1, 2, 1 << 31}, Since: 1700000000, IP: "10.0.0.1"}
+	tSess2 = push.Session{UID: "用户", Room: "r", ConnID: 1, Since: -5}
+	tMsg   = push.Message{ID: 1<<62 + 3, App: 7, QoS: push.QoS1, Expire: 1700003600, Payload: []byte("hello")}
+	tBcast = push.Message{ID: 9, App: 1<<32 - 1, Broadcast: true}
+)
+
+// codecCases lists every request and reply body with a sample value and a
+// constructor of the empty value to decode into.
+var codecCases = []struct {
+	name string
+	in   codec
+	out  func() codec
+}{
+	{"session", &sessionMsg{S: tSess}, func() codec { return new(sessionMsg) }},
+	{"session/zero", &sessionMsg{}, func() codec { return new(sessionMsg) }},
+	{"prev/nil", &prevMsg{}, func() codec { return new(prevMsg) }},
+	{"prev", &prevMsg{Prev: &tSess2}, func() codec { return new(prevMsg) }},
+	{"conn", &connReq{UID: "u", Room: "r", ConnID: 42}, func() codec { return new(connReq) }},
+	{"setApps", &setAppsReq{UID: "u", ConnID: 3, Apps: []uint32{5, 6}}, func() codec { return new(setAppsReq) }},
+	{"setApps/none", &setAppsReq{UID: "u", ConnID: 3}, func() codec { return new(setAppsReq) }},
+	{"bool", &boolMsg{V: true}, func() codec { return new(boolMsg) }},
+	{"int", &intMsg{N: -12345}, func() codec { return new(intMsg) }},
+	{"string", &stringMsg{S: "room-x"}, func() codec { return new(stringMsg) }},
+	{"get", &getResp{S: tSess, OK: true}, func() codec { return new(getResp) }},
+	{"get/miss", &getResp{}, func() codec { return new(getResp) }},
+	{"strings", &stringsMsg{S: []string{"a", "", "ccc"}}, func() codec { return new(stringsMsg) }},
+	{"sessions", &sessionsMsg{S: []push.Session{tSess, tSess2, tSess}}, func() codec { return new(sessionsMsg) }},
+	{"sessions/none", &sessionsMsg{}, func() codec { return new(sessionsMsg) }},
+	{"scanReq", &scanReq{App: 9, Cursor: 1<<56 | 77, Limit: 500}, func() codec { return new(scanReq) }},
+	{"scanResp", &scanResp{S: []push.Session{tSess}, Next: 99}, func() codec { return new(scanResp) }},
+	{"counts", &countsMsg{C: push.Counts{Total: 3, PerApp: map[uint32]int{1: 2, 7: 1}, PerRoom: map[string]int{"a": 1, "b": 2}}}, func() codec { return new(countsMsg) }},
+	{"counts/empty", &countsMsg{C: push.Counts{PerApp: map[uint32]int{}, PerRoom: map[string]int{}}}, func() codec { return new(countsMsg) }},
+	{"save", &saveReq{Msg: tMsg, UIDs: []string{"u1", "u2"}}, func() codec { return new(saveReq) }},
+	{"message", &messageMsg{M: tBcast}, func() codec { return new(messageMsg) }},
+	{"load", &loadReq{UID: "u", Apps: []uint32{1}}, func() codec { return new(loadReq) }},
+	{"messages", &messagesMsg{M: []push.Message{tMsg, tBcast}}, func() codec { return new(messagesMsg) }},
+	{"ack", &ackReq{UID: "u", IDs: []uint64{1, 1 << 63}}, func() codec { return new(ackReq) }},
+	{"stats", &statsMsg{S: push.StoreStats{Pending: 5, PendingPerApp: map[uint32]int64{1: 5}, Broadcasts: 2, Saved: 10, Acked: 4, Expired: 1, Parked: 1}}, func() codec { return new(statsMsg) }},
+	{"coordKick", &coordKickReq{Old: tSess, Code: push.KickLoginElsewhere, Reason: "elsewhere"}, func() codec { return new(coordKickReq) }},
+	{"upstream", &upstreamMsg{U: push.Upstream{App: 3, UID: "u", Type: 65535, Data: []byte{0, 1, 2}, TS: 1700000000123}}, func() codec { return new(upstreamMsg) }},
+	{"status", &statusMsg{E: push.StatusEvent{App: 3, UID: "u", Event: push.EventOnline, Room: "r", TS: 1}}, func() codec { return new(statusMsg) }},
+	{"push", &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u1", ConnID: 1}, {UID: "u2"}}}, func() codec { return new(pushReq) }},
+	{"roomKick", &roomKickReq{UID: "u", ConnID: 8, Code: push.KickAdmin, Reason: ""}, func() codec { return new(roomKickReq) }},
+	{"empty", &empty{}, func() codec { return new(empty) }},
+}
+
+func encode(t testing.TB, m rpc.Message) []byte {
+	t.Helper()
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	for _, tc := range codecCases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := encode(t, tc.in)
+			out := tc.out()
+			if err := out.UnmarshalBinary(b); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !reflect.DeepEqual(tc.in, out) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", out, tc.in)
+			}
+			// Trailing bytes are a later version's fields: ignored.
+			out = tc.out()
+			if err := out.UnmarshalBinary(append(b, 0xff, 0x01)); err != nil {
+				t.Fatalf("decode with trailing bytes: %v", err)
+			}
+			// Every strict prefix is refused (a message with no field
+			// decodes from nothing and has no prefix to test).
+			for n := 0; n < len(b); n++ {
+				if err := tc.out().UnmarshalBinary(b[:n]); !errors.Is(err, wire.ErrMalformed) {
+					t.Fatalf("prefix %d/%d: err %v, want ErrMalformed", n, len(b), err)
+				}
+			}
+		})
+	}
+}
+
+func TestCodecCopiesInput(t *testing.T) {
+	b := encode(t, &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u1", ConnID: 1}}})
+	var out pushReq
+	if err := out.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	clear(b) // rpc reuses its buffers once the handler returns
+	if !bytes.Equal(out.Msg.Payload, tMsg.Payload) || out.Targets[0].UID != "u1" {
+		t.Fatalf("decoded values alias the input: %+v", out)
+	}
+}
+
+func TestCodecRefusesForgedCounts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body []byte
+		out  codec
+	}{
+		{"sessions", wire.AppendUvarint(nil, 1<<40), new(sessionsMsg)},
+		{"strings", wire.AppendUvarint(nil, 1<<40), new(stringsMsg)},
+		{"apps", wire.AppendUvarint(wire.AppendUint64(wire.AppendString(nil, "u"), 1), 3), new(setAppsReq)},
+		{"counts", wire.AppendUvarint(wire.AppendVarint(nil, 1), 1<<30), new(countsMsg)},
+		{"bool", []byte{2}, new(boolMsg)},
+	} {
+		if err := tc.out.UnmarshalBinary(tc.body); !errors.Is(err, wire.ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", tc.name, err)
+		}
+	}
+}
+
+// FuzzDecodeMessages decodes arbitrary bytes as every body type (the first
+// byte picks it): no panic, and what decodes re-encodes to an equal value.
+func FuzzDecodeMessages(f *testing.F) {
+	for i, tc := range codecCases {
+		f.Add(append([]byte{byte(i)}, encode(f, tc.in)...))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		tc := codecCases[int(data[0])%len(codecCases)]
+		checkRedecode(t, tc.out, data[1:])
+	})
+}
+
+// FuzzDecodeSessions targets the session list, the largest reply.
+func FuzzDecodeSessions(f *testing.F) {
+	f.Add(encode(f, &sessionsMsg{S: []push.Session{tSess, tSess2}}))
+	f.Add([]byte{0x05, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkRedecode(t, func() codec { return new(sessionsMsg) }, data)
+	})
+}
+
+// FuzzDecodeMessage targets the push request (message and targets).
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add(encode(f, &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u", ConnID: 2}}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkRedecode(t, func() codec { return new(pushReq) }, data)
+	})
+}
+
+func checkRedecode(t *testing.T, mk func() codec, data []byte) {
+	m := mk()
+	if err := m.UnmarshalBinary(data); err != nil {
+		if !errors.Is(err, wire.ErrMalformed) {
+			t.Fatalf("error %v is not ErrMalformed", err)
+		}
+		return
+	}
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := mk()
+	if err := m2.UnmarshalBinary(b); err != nil {
+		t.Fatalf("re-decode: %v", err)
+	}
+	if !reflect.DeepEqual(m, m2) {
+		t.Fatalf("re-decode differs:\n%+v\n%+v", m, m2)
+	}
+}
+
+func BenchmarkCodec(b *testing.B) {
+	sessions := make([]push.Session, 100)
+	for i := range sessions {
+		sessions[i] = tSess
+		sessions[i].UID = fmt.Sprintf("user-%06d", i)
+	}
+	for _, size := range []int{64, 1024, 16384} {
+		m := tMsg
+		m.Payload = make([]byte, size)
+		req := &pushReq{Msg: m, Targets: []push.Target{{UID: "u1", ConnID: 1}}}
+		b.Run(fmt.Sprintf("push/encode/%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			buf := make([]byte, 0, size+256)
+			for b.Loop() {
+				buf, _ = req.AppendBinary(buf[:0])
+			}
+		})
+		enc := encode(b, req)
+		b.Run(fmt.Sprintf("push/decode/%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			var out pushReq
+			for b.Loop() {
+				_ = out.UnmarshalBinary(enc)
+			}
+		})
+	}
+	b.Run("sessions100/encode", func(b *testing.B) {
+		b.ReportAllocs()
+		m := &sessionsMsg{S: sessions}
+		buf := make([]byte, 0, 8192)
+		for b.Loop() {
+			buf, _ = m.AppendBinary(buf[:0])
+		}
+	})
+	enc := encode(b, &sessionsMsg{S: sessions})
+	b.Run("sessions100/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		var out sessionsMsg
+		for b.Loop() {
+			_ = out.UnmarshalBinary(enc)
+		}
+	})
+}

@@ -1,0 +1,54 @@
+// Package remote owns the RPC bindings of the service APIs, for when the
+// services run as separate processes: the message codecs of every method
+// (pkg/rpc/wire, no reflection), the method ids, server bindings that serve
+// any value implementing an API on a *rpc.Server (ServeRegister, ServeSaver,
+// ServeCoordinator, ServeRoom), single-target clients implementing the same
+// method sets over one *rpc.Client, and cluster clients that route by
+// membership (Registers, Saver, Coordinator, Rooms).
+//
+// It imports no service: the API interfaces below repeat the services'
+// method signatures, and the assembly passes the services themselves.
+//
+// # Method ids
+//
+// Ids are part of the wire contract between processes of different
+// versions: they never change meaning and are never reused.
+//
+//	register    0x0101 Register  0x0102 Unregister  0x0103 SetApps  0x0104 Get
+//	            0x0105 Lookup    0x0106 Scan        0x0107 Counts   0x0108 DropRoom
+//	            0x0109 Restore
+//	saver       0x0201 Save      0x0202 SaveBroadcast 0x0203 Load   0x0204 Ack
+//	            0x0205 Stats
+//	coordinator 0x0301 Kick      0x0302 Upstream    0x0303 Status
+//	room        0x0401 Push      0x0402 Kick        0x0403 Sessions
+//
+// # Errors
+//
+// pkg/rpc carries push.ErrOverloaded and push.ErrUnavailable by itself. This
+// package adds the codes below (from rpc.CodeUser), so that errors.Is holds
+// on the calling side for:
+//
+//   - push.ErrClosed (CodeClosed): the remote service was shut down. The
+//     error also matches push.ErrUnavailable: for the caller the dependency
+//     is down, and another instance may be tried.
+//   - ErrNoCallback (CodeNoCallback): coordinator.ErrNoCallback.
+//   - ErrInvalid (CodeInvalid): a service's invalid-argument error
+//     (register.ErrInvalid, saver.ErrInvalid).
+//
+// A service sentinel this package cannot import is mapped with a
+// ServeOption, e.g.
+//
+//	remote.ServeCoordinator(srv, c, remote.MapError(coordinator.ErrNoCallback, remote.ErrNoCallback))
+//
+// Any other handler error reaches the caller as an *rpc.Error with
+// rpc.CodeInternal and the error's text.
+//
+// # Codecs
+//
+// Integers of fixed meaning and width (ids, connection ids, app ids) are
+// fixed-size big-endian; counts and signed values are varints; strings and
+// payloads are length-prefixed. Decoders read with a bounds check on every
+// field, check every element count against the bytes left before they
+// allocate, copy what they keep (request buffers are reused), and ignore
+// trailing bytes so that a later version may append fields.
+package remote

@@ -1,0 +1,335 @@
+package remote
+
+import (
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc/wire"
+)
+
+// Request and reply bodies. Each encodes itself (rpc.Message) and decodes
+// itself (rpc.Unmarshaler); decoders allow trailing bytes (see the package
+// doc).
+
+// decode runs f over a Reader of b and returns its error.
+func decode(b []byte, f func(r *wire.Reader)) error {
+	r := wire.NewReader(b)
+	f(&r)
+	return r.Err()
+}
+
+// sessionMsg: Register request.
+type sessionMsg struct{ S push.Session }
+
+func (m *sessionMsg) AppendBinary(b []byte) ([]byte, error) { return appendSession(b, &m.S), nil }
+func (m *sessionMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readSession(r, &m.S, nil) })
+}
+
+// prevMsg: Register reply, the replaced session if any (bool, then session).
+type prevMsg struct{ Prev *push.Session }
+
+func (m *prevMsg) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendBool(b, m.Prev != nil)
+	if m.Prev != nil {
+		b = appendSession(b, m.Prev)
+	}
+	return b, nil
+}
+
+func (m *prevMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.Prev = nil
+		if r.Bool() {
+			m.Prev = new(push.Session)
+			readSession(r, m.Prev, nil)
+		}
+	})
+}
+
+// connReq: Unregister request.
+type connReq struct {
+	UID, Room string
+	ConnID    uint64
+}
+
+func (m *connReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	b = wire.AppendString(b, m.Room)
+	return wire.AppendUint64(b, m.ConnID), nil
+}
+
+func (m *connReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.UID, m.Room, m.ConnID = r.String(), r.String(), r.Uint64()
+	})
+}
+
+// setAppsReq: SetApps request.
+type setAppsReq struct {
+	UID    string
+	ConnID uint64
+	Apps   []uint32
+}
+
+func (m *setAppsReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	b = wire.AppendUint64(b, m.ConnID)
+	return appendApps(b, m.Apps), nil
+}
+
+func (m *setAppsReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.UID, m.ConnID, m.Apps = r.String(), r.Uint64(), readApps(r)
+	})
+}
+
+// boolMsg: a bool reply.
+type boolMsg struct{ V bool }
+
+func (m *boolMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendBool(b, m.V), nil }
+func (m *boolMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.V = r.Bool() })
+}
+
+// intMsg: an int reply (varint).
+type intMsg struct{ N int }
+
+func (m *intMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendVarint(b, int64(m.N)), nil }
+func (m *intMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.N = int(r.Varint()) })
+}
+
+// stringMsg: a uid or room id request.
+type stringMsg struct{ S string }
+
+func (m *stringMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendString(b, m.S), nil }
+func (m *stringMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.S = r.String() })
+}
+
+// getResp: Get reply (found, then the session).
+type getResp struct {
+	S  push.Session
+	OK bool
+}
+
+func (m *getResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendBool(b, m.OK)
+	if m.OK {
+		b = appendSession(b, &m.S)
+	}
+	return b, nil
+}
+
+func (m *getResp) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.S = push.Session{}
+		if m.OK = r.Bool(); m.OK {
+			readSession(r, &m.S, nil)
+		}
+	})
+}
+
+// stringsMsg: Lookup request.
+type stringsMsg struct{ S []string }
+
+func (m *stringsMsg) AppendBinary(b []byte) ([]byte, error) { return appendStrings(b, m.S), nil }
+func (m *stringsMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.S = readStrings(r) })
+}
+
+// sessionsMsg: Lookup and Sessions reply, Restore request.
+type sessionsMsg struct{ S []push.Session }
+
+func (m *sessionsMsg) AppendBinary(b []byte) ([]byte, error) { return appendSessions(b, m.S), nil }
+func (m *sessionsMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.S = readSessions(r) })
+}
+
+// scanReq: Scan request.
+type scanReq struct {
+	App    uint32
+	Cursor uint64
+	Limit  int
+}
+
+func (m *scanReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint32(b, m.App)
+	b = wire.AppendUint64(b, m.Cursor)
+	return wire.AppendVarint(b, int64(m.Limit)), nil
+}
+
+func (m *scanReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.App, m.Cursor, m.Limit = r.Uint32(), r.Uint64(), int(r.Varint())
+	})
+}
+
+// scanResp: Scan reply (next cursor, then the page).
+type scanResp struct {
+	S    []push.Session
+	Next uint64
+}
+
+func (m *scanResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint64(b, m.Next)
+	return appendSessions(b, m.S), nil
+}
+
+func (m *scanResp) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.Next, m.S = r.Uint64(), readSessions(r) })
+}
+
+// countsMsg: Counts reply.
+type countsMsg struct{ C push.Counts }
+
+func (m *countsMsg) AppendBinary(b []byte) ([]byte, error) { return appendCounts(b, &m.C), nil }
+func (m *countsMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readCounts(r, &m.C) })
+}
+
+// saveReq: Save request.
+type saveReq struct {
+	Msg  push.Message
+	UIDs []string
+}
+
+func (m *saveReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendMessage(b, &m.Msg)
+	return appendStrings(b, m.UIDs), nil
+}
+
+func (m *saveReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		readMessage(r, &m.Msg)
+		m.UIDs = readStrings(r)
+	})
+}
+
+// messageMsg: SaveBroadcast request.
+type messageMsg struct{ M push.Message }
+
+func (m *messageMsg) AppendBinary(b []byte) ([]byte, error) { return appendMessage(b, &m.M), nil }
+func (m *messageMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readMessage(r, &m.M) })
+}
+
+// loadReq: Load request.
+type loadReq struct {
+	UID  string
+	Apps []uint32
+}
+
+func (m *loadReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	return appendApps(b, m.Apps), nil
+}
+
+func (m *loadReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.UID, m.Apps = r.String(), readApps(r) })
+}
+
+// messagesMsg: Load reply.
+type messagesMsg struct{ M []push.Message }
+
+func (m *messagesMsg) AppendBinary(b []byte) ([]byte, error) { return appendMessages(b, m.M), nil }
+func (m *messagesMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.M = readMessages(r) })
+}
+
+// ackReq: Ack request.
+type ackReq struct {
+	UID string
+	IDs []uint64
+}
+
+func (m *ackReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	return appendIDs(b, m.IDs), nil
+}
+
+func (m *ackReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.UID, m.IDs = r.String(), readIDs(r) })
+}
+
+// statsMsg: Stats reply.
+type statsMsg struct{ S push.StoreStats }
+
+func (m *statsMsg) AppendBinary(b []byte) ([]byte, error) { return appendStoreStats(b, &m.S), nil }
+func (m *statsMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readStoreStats(r, &m.S) })
+}
+
+// coordKickReq: coordinator Kick request.
+type coordKickReq struct {
+	Old    push.Session
+	Code   int
+	Reason string
+}
+
+func (m *coordKickReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendSession(b, &m.Old)
+	b = wire.AppendVarint(b, int64(m.Code))
+	return wire.AppendString(b, m.Reason), nil
+}
+
+func (m *coordKickReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		readSession(r, &m.Old, nil)
+		m.Code, m.Reason = int(r.Varint()), r.String()
+	})
+}
+
+// upstreamMsg: Upstream request.
+type upstreamMsg struct{ U push.Upstream }
+
+func (m *upstreamMsg) AppendBinary(b []byte) ([]byte, error) { return appendUpstream(b, &m.U), nil }
+func (m *upstreamMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readUpstream(r, &m.U) })
+}
+
+// statusMsg: Status request.
+type statusMsg struct{ E push.StatusEvent }
+
+func (m *statusMsg) AppendBinary(b []byte) ([]byte, error) { return appendStatus(b, &m.E), nil }
+func (m *statusMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readStatus(r, &m.E) })
+}
+
+// pushReq: room Push request.
+type pushReq struct {
+	Msg     push.Message
+	Targets []push.Target
+}
+
+func (m *pushReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendMessage(b, &m.Msg)
+	return appendTargets(b, m.Targets), nil
+}
+
+func (m *pushReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		readMessage(r, &m.Msg)
+		m.Targets = readTargets(r)
+	})
+}
+
+// roomKickReq: room Kick request.
+type roomKickReq struct {
+	UID    string
+	ConnID uint64
+	Code   int
+	Reason string
+}
+
+func (m *roomKickReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	b = wire.AppendUint64(b, m.ConnID)
+	b = wire.AppendVarint(b, int64(m.Code))
+	return wire.AppendString(b, m.Reason), nil
+}
+
+func (m *roomKickReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.UID, m.ConnID, m.Code, m.Reason = r.String(), r.Uint64(), int(r.Varint()), r.String()
+	})
+}

@@ -1,0 +1,70 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+)
+
+// Method ids of the register API.
+const (
+	MethodRegister   uint16 = 0x0101
+	MethodUnregister uint16 = 0x0102
+	MethodSetApps    uint16 = 0x0103
+	MethodGet        uint16 = 0x0104
+	MethodLookup     uint16 = 0x0105
+	MethodScan       uint16 = 0x0106
+	MethodCounts     uint16 = 0x0107
+	MethodDropRoom   uint16 = 0x0108
+	MethodRestore    uint16 = 0x0109
+)
+
+// Method ids of the saver API.
+const (
+	MethodSave          uint16 = 0x0201
+	MethodSaveBroadcast uint16 = 0x0202
+	MethodLoad          uint16 = 0x0203
+	MethodAck           uint16 = 0x0204
+	MethodStats         uint16 = 0x0205
+)
+
+// Method ids of the coordinator API.
+const (
+	MethodCoordKick     uint16 = 0x0301
+	MethodCoordUpstream uint16 = 0x0302
+	MethodCoordStatus   uint16 = 0x0303
+)
+
+// Method ids of the room API.
+const (
+	MethodRoomPush     uint16 = 0x0401
+	MethodRoomKick     uint16 = 0x0402
+	MethodRoomSessions uint16 = 0x0403
+)
+
+// Error codes of this package's error replies (see the package doc).
+const (
+	CodeClosed     = rpc.CodeUser + 1
+	CodeNoCallback = rpc.CodeUser + 2
+	CodeInvalid    = rpc.CodeUser + 3
+)
+
+// Errors a caller can test with errors.Is. ErrNoCallback and ErrInvalid are
+// *rpc.Error values: they match any error reply with their code.
+var (
+	// ErrNoCallback is coordinator.ErrNoCallback across RPC: the app is
+	// unknown or has no callback URL. The coordinator binding needs
+	// MapError(coordinator.ErrNoCallback, ErrNoCallback) to send it.
+	ErrNoCallback = rpc.NewError(CodeNoCallback, "app has no callback")
+	// ErrInvalid is a service's invalid-argument error across RPC
+	// (MapError(register.ErrInvalid, ErrInvalid), ...).
+	ErrInvalid = rpc.NewError(CodeInvalid, "invalid argument")
+	// ErrNoMember: no live member of the role can serve the call. It wraps
+	// push.ErrUnavailable.
+	ErrNoMember = fmt.Errorf("remote: no live member: %w", push.ErrUnavailable)
+	// ErrCursor: a Registers scan cursor cannot be encoded (a register
+	// answered a cursor above 56 bits: more than 256 register shards).
+	ErrCursor = errors.New("remote: scan cursor out of range")
+)

@@ -1,0 +1,217 @@
+package remote
+
+import (
+	"context"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+)
+
+// RegisterAPI is the register service as other processes call it
+// (register.Service).
+type RegisterAPI interface {
+	Register(ctx context.Context, sess push.Session) (*push.Session, error)
+	Unregister(ctx context.Context, uid, room string, connID uint64) (bool, error)
+	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error)
+	Get(ctx context.Context, uid string) (push.Session, bool, error)
+	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
+	Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error)
+	Counts(ctx context.Context) (push.Counts, error)
+	DropRoom(ctx context.Context, room string) (int, error)
+	// Restore stores sessions re-announced by a room after the register
+	// restarted or took over their uids. It never reports a replaced
+	// session (nothing is kicked); a uid whose stored session is another
+	// connection that logged in no earlier is left alone.
+	Restore(ctx context.Context, sessions []push.Session) error
+}
+
+// SaverAPI is the saver service as other processes call it (saver.Service).
+type SaverAPI interface {
+	Save(ctx context.Context, msg push.Message, uids []string) error
+	SaveBroadcast(ctx context.Context, msg push.Message) error
+	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
+	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+	Stats(ctx context.Context) (push.StoreStats, error)
+}
+
+// CoordinatorAPI is the coordinator as other processes call it
+// (coordinator.Service; room.Coordinator).
+type CoordinatorAPI interface {
+	Kick(ctx context.Context, old push.Session, code int, reason string) error
+	Upstream(ctx context.Context, up push.Upstream) error
+	Status(ctx context.Context, ev push.StatusEvent) error
+}
+
+// RoomAPI is one room instance as other processes call it (room.Room).
+type RoomAPI interface {
+	Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error)
+	Kick(ctx context.Context, uid string, connID uint64, code int, reason string) (bool, error)
+	// Sessions returns a snapshot of the room's authenticated sessions.
+	Sessions(ctx context.Context) ([]push.Session, error)
+}
+
+// handle registers a handler that decodes the request into a fresh Req,
+// bounds ctx by the caller's deadline, runs f and maps its error.
+func handle[Req any, PReq interface {
+	*Req
+	rpc.Unmarshaler
+}](s *rpc.Server, o *serveOpts, method uint16, f func(ctx context.Context, req PReq, rep *rpc.Reply) error) {
+	s.Handle(method, func(ctx context.Context, body []byte, rep *rpc.Reply) error {
+		req := PReq(new(Req))
+		if err := req.UnmarshalBinary(body); err != nil {
+			return err // wire.ErrMalformed: CodeBadRequest
+		}
+		if dl, ok := rep.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl)
+			defer cancel()
+		}
+		return o.wireErr(f(ctx, req, rep))
+	})
+}
+
+// empty is the request of methods that take no argument.
+type empty struct{}
+
+func (*empty) AppendBinary(b []byte) ([]byte, error) { return b, nil }
+func (*empty) UnmarshalBinary([]byte) error          { return nil }
+
+// ServeRegister serves api's methods on s. Call it before s.Start.
+func ServeRegister(s *rpc.Server, api RegisterAPI, opts ...ServeOption) {
+	o := newServeOpts(opts)
+	handle(s, o, MethodRegister, func(ctx context.Context, req *sessionMsg, rep *rpc.Reply) error {
+		prev, err := api.Register(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&prevMsg{Prev: prev})
+	})
+	handle(s, o, MethodUnregister, func(ctx context.Context, req *connReq, rep *rpc.Reply) error {
+		ok, err := api.Unregister(ctx, req.UID, req.Room, req.ConnID)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodSetApps, func(ctx context.Context, req *setAppsReq, rep *rpc.Reply) error {
+		ok, err := api.SetApps(ctx, req.UID, req.ConnID, req.Apps)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodGet, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
+		sess, ok, err := api.Get(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&getResp{S: sess, OK: ok})
+	})
+	handle(s, o, MethodLookup, func(ctx context.Context, req *stringsMsg, rep *rpc.Reply) error {
+		ss, err := api.Lookup(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&sessionsMsg{S: ss})
+	})
+	handle(s, o, MethodScan, func(ctx context.Context, req *scanReq, rep *rpc.Reply) error {
+		ss, next, err := api.Scan(ctx, req.App, req.Cursor, req.Limit)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&scanResp{S: ss, Next: next})
+	})
+	handle(s, o, MethodCounts, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
+		c, err := api.Counts(ctx)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&countsMsg{C: c})
+	})
+	handle(s, o, MethodDropRoom, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
+		n, err := api.DropRoom(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
+	})
+	handle(s, o, MethodRestore, func(ctx context.Context, req *sessionsMsg, _ *rpc.Reply) error {
+		return api.Restore(ctx, req.S)
+	})
+}
+
+// ServeSaver serves api's methods on s. Call it before s.Start.
+func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
+	o := newServeOpts(opts)
+	handle(s, o, MethodSave, func(ctx context.Context, req *saveReq, _ *rpc.Reply) error {
+		return api.Save(ctx, req.Msg, req.UIDs)
+	})
+	handle(s, o, MethodSaveBroadcast, func(ctx context.Context, req *messageMsg, _ *rpc.Reply) error {
+		return api.SaveBroadcast(ctx, req.M)
+	})
+	handle(s, o, MethodLoad, func(ctx context.Context, req *loadReq, rep *rpc.Reply) error {
+		msgs, err := api.Load(ctx, req.UID, req.Apps)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&messagesMsg{M: msgs})
+	})
+	handle(s, o, MethodAck, func(ctx context.Context, req *ackReq, rep *rpc.Reply) error {
+		n, err := api.Ack(ctx, req.UID, req.IDs)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
+	})
+	handle(s, o, MethodStats, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
+		st, err := api.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&statsMsg{S: st})
+	})
+}
+
+// ServeCoordinator serves api's methods on s. Call it before s.Start. Pass
+// MapError(coordinator.ErrNoCallback, ErrNoCallback) to keep that error
+// testable by callers.
+func ServeCoordinator(s *rpc.Server, api CoordinatorAPI, opts ...ServeOption) {
+	o := newServeOpts(opts)
+	handle(s, o, MethodCoordKick, func(ctx context.Context, req *coordKickReq, _ *rpc.Reply) error {
+		return api.Kick(ctx, req.Old, req.Code, req.Reason)
+	})
+	handle(s, o, MethodCoordUpstream, func(ctx context.Context, req *upstreamMsg, _ *rpc.Reply) error {
+		return api.Upstream(ctx, req.U)
+	})
+	handle(s, o, MethodCoordStatus, func(ctx context.Context, req *statusMsg, _ *rpc.Reply) error {
+		return api.Status(ctx, req.E)
+	})
+}
+
+// ServeRoom serves api's methods on s. Call it before s.Start. A Sessions
+// reply must fit in the server's MaxFrame (4 MiB: some 50 000 sessions);
+// past it the caller gets rpc.ErrTooLarge.
+func ServeRoom(s *rpc.Server, api RoomAPI, opts ...ServeOption) {
+	o := newServeOpts(opts)
+	handle(s, o, MethodRoomPush, func(ctx context.Context, req *pushReq, rep *rpc.Reply) error {
+		n, err := api.Push(ctx, req.Msg, req.Targets)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
+	})
+	handle(s, o, MethodRoomKick, func(ctx context.Context, req *roomKickReq, rep *rpc.Reply) error {
+		ok, err := api.Kick(ctx, req.UID, req.ConnID, req.Code, req.Reason)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodRoomSessions, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
+		ss, err := api.Sessions(ctx)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&sessionsMsg{S: ss})
+	})
+}

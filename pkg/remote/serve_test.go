@@ -1,0 +1,368 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
+)
+
+func dial(t testing.TB, srv *rpc.Server) *rpc.Client {
+	t.Helper()
+	c, err := rpc.NewClient(rpc.ClientConfig{Addr: srv.Addr(), Conns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestServeRegister(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeRegister()
+	c := RegisterClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeRegister(s, api) }))}
+
+	s1 := push.Session{UID: "u1", Room: "r1", ConnID: 1, Apps: []uint32{1, 2}, Since: 100, IP: "1.2.3.4"}
+	if prev, err := c.Register(ctx, s1); err != nil || prev != nil {
+		t.Fatalf("Register new: %v %v", prev, err)
+	}
+	s1b := s1
+	s1b.Room, s1b.ConnID = "r2", 2
+	prev, err := c.Register(ctx, s1b)
+	if err != nil || prev == nil || !reflect.DeepEqual(*prev, s1) {
+		t.Fatalf("Register replace: prev %+v err %v", prev, err)
+	}
+	if ok, err := c.SetApps(ctx, "u1", 2, []uint32{9}); err != nil || !ok {
+		t.Fatalf("SetApps: %v %v", ok, err)
+	}
+	got, ok, err := c.Get(ctx, "u1")
+	if err != nil || !ok || got.Room != "r2" || !reflect.DeepEqual(got.Apps, []uint32{9}) {
+		t.Fatalf("Get: %+v %v %v", got, ok, err)
+	}
+	if _, ok, err := c.Get(ctx, "nobody"); err != nil || ok {
+		t.Fatalf("Get missing: %v %v", ok, err)
+	}
+	if err := c.Restore(ctx, []push.Session{{UID: "u2", Room: "r1", ConnID: 5, Since: 1}, {UID: "u3", Room: "r1", ConnID: 6}}); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := c.Lookup(ctx, []string{"u1", "u2", "ghost"})
+	if err != nil || len(ss) != 2 {
+		t.Fatalf("Lookup: %+v %v", ss, err)
+	}
+	page, next, err := c.Scan(ctx, 0, 0, 2)
+	if err != nil || len(page) != 2 || next != 2 {
+		t.Fatalf("Scan: %d sessions next %d err %v", len(page), next, err)
+	}
+	page, next, err = c.Scan(ctx, 0, next, 2)
+	if err != nil || len(page) != 1 || next != 0 {
+		t.Fatalf("Scan page 2: %d sessions next %d err %v", len(page), next, err)
+	}
+	cnt, err := c.Counts(ctx)
+	want := push.Counts{Total: 3, PerApp: map[uint32]int{9: 1}, PerRoom: map[string]int{"r1": 2, "r2": 1}}
+	if err != nil || !reflect.DeepEqual(cnt, want) {
+		t.Fatalf("Counts: %+v %v", cnt, err)
+	}
+	if n, err := c.DropRoom(ctx, "r1"); err != nil || n != 2 {
+		t.Fatalf("DropRoom: %d %v", n, err)
+	}
+	if ok, err := c.Unregister(ctx, "u1", "r2", 1); err != nil || ok {
+		t.Fatalf("Unregister stale: %v %v", ok, err)
+	}
+	if ok, err := c.Unregister(ctx, "u1", "r2", 2); err != nil || !ok {
+		t.Fatalf("Unregister: %v %v", ok, err)
+	}
+}
+
+// fakeSaver records its calls.
+type fakeSaver struct {
+	mu    sync.Mutex
+	saved map[uint64][]string
+	bcast []push.Message
+	acks  []uint64
+	stats push.StoreStats
+	calls int
+	err   error
+}
+
+func newFakeSaver() *fakeSaver { return &fakeSaver{saved: make(map[uint64][]string)} }
+
+func (f *fakeSaver) enter() error {
+	f.mu.Lock()
+	f.calls++
+	return f.err
+}
+
+func (f *fakeSaver) Save(_ context.Context, msg push.Message, uids []string) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if err == nil {
+		f.saved[msg.ID] = uids
+	}
+	return err
+}
+
+func (f *fakeSaver) SaveBroadcast(_ context.Context, msg push.Message) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.bcast = append(f.bcast, msg)
+	return err
+}
+
+func (f *fakeSaver) Load(_ context.Context, uid string, apps []uint32) ([]push.Message, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	var out []push.Message
+	for id, uids := range f.saved {
+		for _, u := range uids {
+			if u == uid {
+				out = append(out, push.Message{ID: id, App: apps[0], QoS: push.QoS1, Payload: []byte(uid)})
+			}
+		}
+	}
+	return out, err
+}
+
+func (f *fakeSaver) Ack(_ context.Context, uid string, ids []uint64) (int, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.acks = append(f.acks, ids...)
+	return len(ids), err
+}
+
+func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	return f.stats, err
+}
+
+func (f *fakeSaver) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+func TestServeSaver(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeSaver()
+	api.stats = push.StoreStats{Pending: 2, PendingPerApp: map[uint32]int64{1: 2}, Broadcasts: 1, Saved: 3, Acked: 1, Expired: 0, Parked: 0}
+	c := SaverClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeSaver(s, api) }))}
+
+	msg := push.Message{ID: 11, App: 1, QoS: push.QoS1, Expire: 2000000000, Payload: []byte("hi")}
+	if err := c.Save(ctx, msg, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SaveBroadcast(ctx, push.Message{ID: 12, App: 1, Broadcast: true}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Load(ctx, "b", []uint32{1})
+	if err != nil || len(msgs) != 1 || msgs[0].ID != 11 || string(msgs[0].Payload) != "b" {
+		t.Fatalf("Load: %+v %v", msgs, err)
+	}
+	if n, err := c.Ack(ctx, "b", []uint64{11, 12}); err != nil || n != 2 {
+		t.Fatalf("Ack: %d %v", n, err)
+	}
+	st, err := c.Stats(ctx)
+	if err != nil || !reflect.DeepEqual(st, api.stats) {
+		t.Fatalf("Stats: %+v %v", st, err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.bcast) != 1 || !api.bcast[0].Broadcast || !reflect.DeepEqual(api.acks, []uint64{11, 12}) {
+		t.Fatalf("saver saw %+v %+v", api.bcast, api.acks)
+	}
+}
+
+// fakeCoord records its calls and returns err.
+type fakeCoord struct {
+	mu     sync.Mutex
+	kicks  []push.Session
+	ups    []push.Upstream
+	events []push.StatusEvent
+	err    error
+}
+
+func (f *fakeCoord) Kick(_ context.Context, old push.Session, code int, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old.IP = fmt.Sprintf("%d:%s", code, reason) // fold the arguments into what the test reads
+	f.kicks = append(f.kicks, old)
+	return f.err
+}
+
+func (f *fakeCoord) Upstream(_ context.Context, up push.Upstream) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ups = append(f.ups, up)
+	return f.err
+}
+
+func (f *fakeCoord) Status(_ context.Context, ev push.StatusEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, ev)
+	return f.err
+}
+
+func (f *fakeCoord) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.kicks) + len(f.ups) + len(f.events)
+}
+
+func TestServeCoordinator(t *testing.T) {
+	ctx := context.Background()
+	api := &fakeCoord{}
+	c := CoordinatorClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeCoordinator(s, api) }))}
+	old := push.Session{UID: "u", Room: "r", ConnID: 3}
+	up := push.Upstream{App: 1, UID: "u", Type: 7, Data: []byte("x"), TS: 5}
+	ev := push.StatusEvent{App: 1, UID: "u", Event: push.EventOffline, Room: "r", TS: 6}
+	if err := c.Kick(ctx, old, push.KickLoginElsewhere, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Upstream(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Status(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	old.IP = "1:again"
+	if !reflect.DeepEqual(api.kicks, []push.Session{old}) || !reflect.DeepEqual(api.ups, []push.Upstream{up}) ||
+		!reflect.DeepEqual(api.events, []push.StatusEvent{ev}) {
+		t.Fatalf("coordinator saw %+v %+v %+v", api.kicks, api.ups, api.events)
+	}
+}
+
+// fakeRoom records pushes and holds sessions.
+type fakeRoom struct {
+	mu       sync.Mutex
+	pushes   []push.Message
+	targets  int
+	kicked   []string
+	sessions []push.Session
+	deadline bool // the last Push had a ctx deadline
+}
+
+func (f *fakeRoom) Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, f.deadline = ctx.Deadline()
+	f.pushes = append(f.pushes, msg)
+	f.targets += len(targets)
+	return len(targets), nil
+}
+
+func (f *fakeRoom) Kick(_ context.Context, uid string, connID uint64, code int, reason string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kicked = append(f.kicked, fmt.Sprintf("%s/%d/%d/%s", uid, connID, code, reason))
+	return connID != 0, nil
+}
+
+func (f *fakeRoom) Sessions(context.Context) ([]push.Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions, nil
+}
+
+func TestServeRoom(t *testing.T) {
+	ctx := context.Background()
+	api := &fakeRoom{sessions: []push.Session{{UID: "a", Room: "r", ConnID: 1}, {UID: "b", Room: "r", ConnID: 2, Apps: []uint32{4}}}}
+	c := RoomClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeRoom(s, api) }))}
+	msg := push.Message{ID: 1, App: 4, Payload: []byte("p")}
+	if n, err := c.Push(ctx, msg, []push.Target{{UID: "a", ConnID: 1}, {UID: "b", ConnID: 2}}); err != nil || n != 2 {
+		t.Fatalf("Push: %d %v", n, err)
+	}
+	if ok, err := c.Kick(ctx, "a", 1, push.KickAdmin, "bye"); err != nil || !ok {
+		t.Fatalf("Kick: %v %v", ok, err)
+	}
+	ss, err := c.Sessions(ctx)
+	if err != nil || !reflect.DeepEqual(ss, api.sessions) {
+		t.Fatalf("Sessions: %+v %v", ss, err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if !api.deadline {
+		t.Error("the handler's ctx did not carry the caller's deadline (DefaultTimeout)")
+	}
+	if len(api.pushes) != 1 || string(api.pushes[0].Payload) != "p" || api.kicked[0] != "a/1/2/bye" {
+		t.Fatalf("room saw %+v %v", api.pushes, api.kicked)
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	localNoCallback := errors.New("coordinator: app has no callback")
+	localInvalid := errors.New("register: invalid argument")
+	api := &fakeCoord{}
+	c := CoordinatorClient{C: dial(t, startRPC(t, func(s *rpc.Server) {
+		ServeCoordinator(s, api, MapError(localNoCallback, ErrNoCallback), MapError(localInvalid, ErrInvalid))
+	}))}
+	downstream := rpc.NewError(rpc.CodeUser+77, "from further away")
+	for _, tc := range []struct {
+		name string
+		err  error
+		is   []error
+		not  []error
+	}{
+		{"overloaded", fmt.Errorf("queue full: %w", push.ErrOverloaded), []error{push.ErrOverloaded, rpc.ErrOverloaded}, []error{push.ErrUnavailable}},
+		{"unavailable", fmt.Errorf("redis: %w", push.ErrUnavailable), []error{push.ErrUnavailable}, []error{push.ErrClosed}},
+		{"closed", fmt.Errorf("coordinator: %w", push.ErrClosed), []error{push.ErrClosed, push.ErrUnavailable}, []error{push.ErrOverloaded}},
+		{"no callback", localNoCallback, []error{ErrNoCallback}, []error{ErrInvalid, push.ErrUnavailable}},
+		{"invalid", fmt.Errorf("bad uid: %w", localInvalid), []error{ErrInvalid}, []error{ErrNoCallback}},
+		{"downstream code kept", fmt.Errorf("kick: %w", downstream), []error{downstream}, []error{push.ErrUnavailable}},
+		{"internal", errors.New("boom"), nil, []error{push.ErrUnavailable, push.ErrOverloaded, push.ErrClosed, ErrNoCallback}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api.mu.Lock()
+			api.err = tc.err
+			api.mu.Unlock()
+			err := c.Upstream(context.Background(), push.Upstream{UID: "u"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var re *rpc.Error
+			if !errors.As(err, &re) {
+				t.Fatalf("%v (%T) is not an *rpc.Error", err, err)
+			}
+			if !strings.Contains(err.Error(), tc.err.Error()) {
+				t.Errorf("message %q lost %q", err, tc.err)
+			}
+			for _, want := range tc.is {
+				if !errors.Is(err, want) {
+					t.Errorf("errors.Is(%v, %v) = false", err, want)
+				}
+			}
+			for _, not := range tc.not {
+				if errors.Is(err, not) {
+					t.Errorf("errors.Is(%v, %v) = true", err, not)
+				}
+			}
+			if tc.is == nil && re.Code != rpc.CodeInternal {
+				t.Errorf("code %d, want CodeInternal", re.Code)
+			}
+		})
+	}
+}
+
+func TestServeBadRequest(t *testing.T) {
+	c := dial(t, startRPC(t, func(s *rpc.Server) { ServeRegister(s, newFakeRegister()) }))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, m := range []uint16{MethodGet, MethodRegister, MethodLookup, MethodRestore, MethodScan} {
+		body := rpc.Bytes{0xff, 0xff, 0xff} // a length past the end
+		if err := c.Call(ctx, m, &body, nil); !errors.Is(err, rpc.ErrBadRequest) {
+			t.Errorf("method %#x: err %v, want ErrBadRequest", m, err)
+		}
+	}
+	if err := c.Call(ctx, MethodSave, nil, nil); !errors.Is(err, rpc.ErrUnknownMethod) {
+		t.Errorf("saver method on a register: err %v, want ErrUnknownMethod", err)
+	}
+}

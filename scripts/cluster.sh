@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# cluster.sh: run lcpush as a cluster of separate processes on this machine,
+# found by each other through ZooKeeper: 2 rooms, 2 registers, 2 centers,
+# 1 saver, 1 coordinator, 1 dispatcher, all on loopback.
+#
+#   scripts/cluster.sh start    build, start ZooKeeper if ZK_ADDR is unset, start the processes
+#   scripts/cluster.sh status   list the processes and their ports
+#   scripts/cluster.sh stop     SIGTERM every process (and the ZooKeeper it started)
+#
+# Environment: CLUSTER_DIR (default /tmp/lcpush-cluster) holds logs, pids and
+# data; ZK_ADDR uses an existing ZooKeeper; CONFIG seeds the configuration
+# (default: the embedded demo config, written to CLUSTER_DIR); BASE_PORT (7100).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLUSTER_DIR=${CLUSTER_DIR:-/tmp/lcpush-cluster}
+BASE_PORT=${BASE_PORT:-7100}
+BIN=$CLUSTER_DIR/lcpush
+log() { printf '[cluster] %s\n' "$*" >&2; }
+
+# name target extra-args...: one process; ports are BASE_PORT + offsets.
+PROCS=(
+  "register-1 register -id register-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 1))"
+  "register-2 register -id register-2 -rpc-addr 127.0.0.1:$((BASE_PORT + 2))"
+  "saver-1 saver -id saver-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 3)) -data $CLUSTER_DIR/saver-1"
+  "coordinator-1 coordinator -id coordinator-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 4))"
+  "room-a room -room-id room-a -room-addr 127.0.0.1:$((BASE_PORT + 10)) -rpc-addr 127.0.0.1:$((BASE_PORT + 5))"
+  "room-b room -room-id room-b -room-addr 127.0.0.1:$((BASE_PORT + 11)) -rpc-addr 127.0.0.1:$((BASE_PORT + 6))"
+  "center-1 center -id center-1 -node 1 -center-addr 127.0.0.1:$((BASE_PORT + 20))"
+  "center-2 center -id center-2 -node 2 -center-addr 127.0.0.1:$((BASE_PORT + 21))"
+  "dispatcher-1 dispatcher -id dispatcher-1 -dispatch-addr 127.0.0.1:$((BASE_PORT + 30))"
+)
+
+alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1; [ -n "$st" ] && [ "$st" != Z ]; }
+
+cmd_start() {
+  if [ -f "$CLUSTER_DIR/pids" ]; then log "$CLUSTER_DIR/pids exists: run stop first"; exit 1; fi
+  mkdir -p "$CLUSTER_DIR"
+  if [ -z "${ZK_ADDR:-}" ]; then
+    log "ZK_ADDR unset: starting a ZooKeeper (scripts/services.sh)"
+    SVC_DIR=$CLUSTER_DIR/services SERVICES=zookeeper bash scripts/services.sh start >/dev/null
+    # shellcheck disable=SC1091
+    . "$CLUSTER_DIR/services/env"
+    echo "$CLUSTER_DIR/services" > "$CLUSTER_DIR/own-services"
+  fi
+  local cfg=${CONFIG:-$CLUSTER_DIR/seed.yaml}
+  [ -n "${CONFIG:-}" ] || cp config.demo.yaml "$cfg"
+  go build -o "$BIN" .
+  local root="/lcpush-cluster"
+  : > "$CLUSTER_DIR/pids"
+  local i=0 p name target
+  for p in "${PROCS[@]}"; do
+    # shellcheck disable=SC2086
+    set -- $p
+    name=$1 target=$2; shift 2
+    "$BIN" -zk "$ZK_ADDR" -zk-root "$root" -config "$cfg" -target "$target" \
+      -admin-addr "127.0.0.1:$((BASE_PORT + 40 + i))" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
+    echo "$! $name 127.0.0.1:$((BASE_PORT + 40 + i))" >> "$CLUSTER_DIR/pids"
+    i=$((i + 1))
+  done
+  local pid admin
+  while read -r pid name admin; do
+    for _ in $(seq 600); do
+      curl -fsS "http://$admin/readyz" >/dev/null 2>&1 && break
+      alive "$pid" || { log "$name exited; see $CLUSTER_DIR/$name.log"; cmd_stop; exit 1; }
+      sleep 0.05
+    done
+  done < "$CLUSTER_DIR/pids"
+  log "cluster up (ZooKeeper $ZK_ADDR, root $root); logs in $CLUSTER_DIR"
+  cat <<TXT
+rooms (device TCP):   127.0.0.1:$((BASE_PORT + 10)), 127.0.0.1:$((BASE_PORT + 11))
+centers (HTTP API):   http://127.0.0.1:$((BASE_PORT + 20)), http://127.0.0.1:$((BASE_PORT + 21))
+dispatcher:           http://127.0.0.1:$((BASE_PORT + 30))
+operator CLI:         $BIN keeper -zk $ZK_ADDR -root $root members
+TXT
+}
+
+cmd_status() {
+  [ -f "$CLUSTER_DIR/pids" ] || { log "not running"; return 0; }
+  local pid name admin
+  while read -r pid name admin; do
+    if alive "$pid"; then echo "up    $name pid=$pid admin=$admin"; else echo "down  $name pid=$pid"; fi
+  done < "$CLUSTER_DIR/pids"
+}
+
+cmd_stop() {
+  if [ -f "$CLUSTER_DIR/pids" ]; then
+    local pid name admin
+    while read -r pid name admin; do alive "$pid" && kill -TERM "$pid" 2>/dev/null || true; done < "$CLUSTER_DIR/pids"
+    while read -r pid name admin; do
+      for _ in $(seq 300); do alive "$pid" || break; sleep 0.05; done
+      if alive "$pid"; then log "$name ignored SIGTERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+    done < "$CLUSTER_DIR/pids"
+    rm -f "$CLUSTER_DIR/pids"
+  fi
+  if [ -f "$CLUSTER_DIR/own-services" ]; then
+    SVC_DIR=$(cat "$CLUSTER_DIR/own-services") bash scripts/services.sh stop >/dev/null 2>&1 || true
+    rm -f "$CLUSTER_DIR/own-services"
+  fi
+  log "stopped"
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  status) cmd_status ;;
+  stop) cmd_stop ;;
+  *) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+esac
