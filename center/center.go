@@ -51,6 +51,9 @@ type Storage interface {
 	SaveBroadcast(ctx context.Context, msg push.Message) error
 	// Stats describes what the store holds.
 	Stats(ctx context.Context) (push.StoreStats, error)
+	// UserStats counts the uid's stored messages (all apps) and, of them,
+	// those parked after too many loads without ACK.
+	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
 }
 
 // Rooms routes by room instance id (a directory of rooms, local or RPC).

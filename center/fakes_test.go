@@ -166,6 +166,19 @@ func (f *fakeStorage) Stats(context.Context) (push.StoreStats, error) {
 	return f.stats, f.err
 }
 
+// UserStats counts the messages saved for uid; none are parked.
+func (f *fakeStorage) UserStats(_ context.Context, uid string) (int, int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, uids := range f.savedUIDs {
+		if slices.Contains(uids, uid) {
+			n++
+		}
+	}
+	return n, 0, f.err
+}
+
 type roomPush struct {
 	room    string
 	msg     push.Message

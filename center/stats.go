@@ -28,6 +28,7 @@ type messageStats struct {
 	Saved         uint64           `json:"saved"`
 	Acked         uint64           `json:"acked"`
 	Expired       uint64           `json:"expired"`
+	Parked        int64            `json:"parked"`
 }
 
 // apiStats count requests this center accepted since it started.
@@ -68,7 +69,7 @@ func buildStats(c push.Counts, ss push.StoreStats, pushes, broadcasts uint64) st
 		Online: onlineStats{Total: c.Total, Apps: c.PerApp, Rooms: c.PerRoom},
 		Messages: messageStats{
 			Pending: ss.Pending, PendingPerApp: ss.PendingPerApp, Broadcasts: ss.Broadcasts,
-			Saved: ss.Saved, Acked: ss.Acked, Expired: ss.Expired,
+			Saved: ss.Saved, Acked: ss.Acked, Expired: ss.Expired, Parked: ss.Parked,
 		},
 		API: apiStats{Pushes: pushes, Broadcasts: broadcasts},
 	}

@@ -20,6 +20,10 @@ type userAnswer struct {
 	Room   string   `json:"room,omitempty"`
 	Since  int64    `json:"since,omitempty"`
 	Apps   []uint32 `json:"apps,omitempty"`
+	// Pending counts the uid's stored messages (every app); Parked, those of
+	// them no longer delivered because they were loaded too often without ACK.
+	Pending *int `json:"pending,omitempty"`
+	Parked  *int `json:"parked,omitempty"`
 }
 
 // pathUID returns the {uid} of the path if it is 1..128 bytes.
@@ -66,6 +70,16 @@ func (s *Service) handleUser(w http.ResponseWriter, r *http.Request) *apiError {
 	ans := userAnswer{Online: online}
 	if online {
 		ans.Room, ans.Since, ans.Apps = sess.Room, sess.Since, sess.Apps
+	}
+	ctx, cancel := s.callCtx(r.Context())
+	defer cancel()
+	// The store's counts are extra information: without the store the
+	// online status is still answered, without them.
+	if pending, parked, err := s.store.UserStats(ctx, uid); err == nil {
+		ans.Pending, ans.Parked = &pending, &parked
+	} else {
+		depErrors.WithLabelValues("user_stats").Inc()
+		s.log.Warn("center: store user stats", "uid", uid, "err", err)
 	}
 	writeJSON(w, http.StatusOK, ans)
 	return nil

@@ -19,11 +19,11 @@ func TestUserStatus(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"online", "/v1/apps/1/users/u1", nil, 200, `{"online":true,"room":"room-a","since":1700000000,"apps":[1,2]}`},
-		{"offline", "/v1/apps/1/users/u2", nil, 200, `{"online":false}`},
-		{"online with other apps only", "/v1/apps/1/users/u3", nil, 200, `{"online":false}`},
+		{"online", "/v1/apps/1/users/u1", nil, 200, `{"online":true,"room":"room-a","since":1700000000,"apps":[1,2],"pending":0,"parked":0}`},
+		{"offline", "/v1/apps/1/users/u2", nil, 200, `{"online":false,"pending":0,"parked":0}`},
+		{"online with other apps only", "/v1/apps/1/users/u3", nil, 200, `{"online":false,"pending":0,"parked":0}`},
 		{"uid too long", "/v1/apps/1/users/" + strings.Repeat("x", 129), nil, 400, ""},
-		{"escaped uid", "/v1/apps/1/users/a%2Fb", nil, 200, `{"online":false}`},
+		{"escaped uid", "/v1/apps/1/users/a%2Fb", nil, 200, `{"online":false,"pending":0,"parked":0}`},
 		{"registry down", "/v1/apps/1/users/u1", func() { e.reg.errGet = errDown }, 503, ""},
 	}
 	for _, tc := range tests {
@@ -145,7 +145,7 @@ func TestStats(t *testing.T) {
 	waitJob(t, e, job, key1)
 	a := e.do(t, "GET", "/v1/stats", adminKey, "")
 	want := `{"online":{"total":3,"apps":{"1":2,"2":1},"rooms":{"room-1":3}},` +
-		`"messages":{"pending":5,"pending_per_app":{"1":5},"broadcasts":1,"saved":9,"acked":3,"expired":1},` +
+		`"messages":{"pending":5,"pending_per_app":{"1":5},"broadcasts":1,"saved":9,"acked":3,"expired":1,"parked":0},` +
 		`"api":{"pushes":2,"broadcasts":1}}`
 	if a.status != 200 || strings.TrimSpace(string(a.body)) != want {
 		t.Fatalf("stats %d\n%s\nwant\n%s", a.status, a.body, want)
@@ -154,7 +154,7 @@ func TestStats(t *testing.T) {
 	empty := newEnv(t, Config{}, nil)
 	a = empty.do(t, "GET", "/v1/stats", adminKey, "")
 	want = `{"online":{"total":0,"apps":{},"rooms":{}},` +
-		`"messages":{"pending":0,"pending_per_app":{},"broadcasts":0,"saved":0,"acked":0,"expired":0},` +
+		`"messages":{"pending":0,"pending_per_app":{},"broadcasts":0,"saved":0,"acked":0,"expired":0,"parked":0},` +
 		`"api":{"pushes":0,"broadcasts":0}}`
 	if strings.TrimSpace(string(a.body)) != want {
 		t.Fatalf("empty stats %s", a.body)

@@ -150,6 +150,13 @@ func (c SaverClient) Stats(ctx context.Context) (push.StoreStats, error) {
 	return out.S, nil
 }
 
+// UserStats implements SaverAPI.
+func (c SaverClient) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+	var out pairMsg
+	err = call(ctx, c.C, c.Timeout, MethodUserStats, &stringMsg{S: uid}, &out)
+	return out.A, out.B, err
+}
+
 // CoordinatorClient calls one coordinator instance (see RegisterClient).
 type CoordinatorClient struct {
 	C       *rpc.Client

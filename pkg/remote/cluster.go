@@ -102,6 +102,16 @@ func (s *Saver) Ack(ctx context.Context, uid string, ids []uint64) (int, error) 
 	return n, err
 }
 
+// UserStats returns the uid's stored and parked message counts.
+func (s *Saver) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+	err = s.r.call(ctx, uid, true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		pending, parked, err = SaverClient{C: c}.UserStats(ctx, uid)
+		return err
+	})
+	return pending, parked, err
+}
+
 // Stats asks every live saver. The counters of what a process did since it
 // started (Saved, Acked, Expired) are summed; what the store holds (Pending,
 // PendingPerApp, Broadcasts, Parked) is taken from the saver reporting the

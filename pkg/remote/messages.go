@@ -98,6 +98,16 @@ func (m *intMsg) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.N = int(r.Varint()) })
 }
 
+// pairMsg: a reply of two ints (UserStats: pending, parked).
+type pairMsg struct{ A, B int }
+
+func (m *pairMsg) AppendBinary(b []byte) ([]byte, error) {
+	return wire.AppendVarint(wire.AppendVarint(b, int64(m.A)), int64(m.B)), nil
+}
+func (m *pairMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.A, m.B = int(r.Varint()), int(r.Varint()) })
+}
+
 // stringMsg: a uid or room id request.
 type stringMsg struct{ S string }
 

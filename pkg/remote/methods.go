@@ -28,6 +28,7 @@ const (
 	MethodLoad          uint16 = 0x0203
 	MethodAck           uint16 = 0x0204
 	MethodStats         uint16 = 0x0205
+	MethodUserStats     uint16 = 0x0206
 )
 
 // Method ids of the coordinator API.

@@ -32,6 +32,7 @@ type SaverAPI interface {
 	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
 	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
 	Stats(ctx context.Context) (push.StoreStats, error)
+	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
 }
 
 // CoordinatorAPI is the coordinator as other processes call it
@@ -169,6 +170,13 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&statsMsg{S: st})
+	})
+	handle(s, o, MethodUserStats, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
+		pending, parked, err := api.UserStats(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&pairMsg{A: pending, B: parked})
 	})
 }
 

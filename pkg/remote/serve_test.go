@@ -142,6 +142,13 @@ func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
 	return f.stats, err
 }
 
+// UserStats answers len(uid) pending and 1 parked, so a test can tell uids apart.
+func (f *fakeSaver) UserStats(_ context.Context, uid string) (int, int, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	return len(uid), 1, err
+}
+
 func (f *fakeSaver) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -171,6 +178,9 @@ func TestServeSaver(t *testing.T) {
 	st, err := c.Stats(ctx)
 	if err != nil || !reflect.DeepEqual(st, api.stats) {
 		t.Fatalf("Stats: %+v %v", st, err)
+	}
+	if pending, parked, err := c.UserStats(ctx, "abc"); err != nil || pending != 3 || parked != 1 {
+		t.Fatalf("UserStats: %d %d %v", pending, parked, err)
 	}
 	api.mu.Lock()
 	defer api.mu.Unlock()
