@@ -241,6 +241,19 @@ func (r *rawConn) expect(op uint8) proto.Frame {
 	}
 }
 
+// expect2 reads the next frame that is one of two ops (nothing else may come).
+func (r *rawConn) expect2(a, b uint8) proto.Frame {
+	r.t.Helper()
+	f, err := r.next(5 * time.Second)
+	if err != nil {
+		r.t.Fatalf("waiting for op 0x%02x or 0x%02x: %v", a, b, err)
+	}
+	if f.Op != a && f.Op != b {
+		r.t.Fatalf("waiting for op 0x%02x or 0x%02x, got 0x%02x body %q", a, b, f.Op, f.Body)
+	}
+	return f
+}
+
 func (r *rawConn) expectError(code string) {
 	r.t.Helper()
 	f := r.expect(proto.OpError)

@@ -542,3 +542,36 @@ func TestE2ERestartKeepsStoredMessages(t *testing.T) {
 		t.Fatalf("ACKed message came back after restart: op 0x%02x err %v", f.Op, err)
 	}
 }
+
+// Issue 4: a client that never ACKs stops getting a message after it was
+// loaded max_loads times (default 5); the user's status and the stats show it.
+func TestE2ENeverAckingClientIsParked(t *testing.T) {
+	sys := startSystem(t, testConfig(""), "")
+	pushText(t, sys, 1, key1, []string{"sloth"}, "ack me", 1)
+	loads := 0
+	for i := 0; i < 7; i++ {
+		r := login(t, sys, 1, "sloth")
+		r.send(proto.OpPing, 0, 0, nil)
+		f := r.expect2(proto.OpPush, proto.OpPong)
+		if f.Op == proto.OpPush {
+			loads++
+			r.expect(proto.OpPong)
+		}
+		r.c.Close()
+		waitFor(t, 5*time.Second, "sloth offline", func() bool {
+			_, out, _ := api(t, sys, "GET", "/v1/apps/1/users/sloth", key1, "")
+			return out["online"] == false
+		})
+	}
+	if loads != 5 {
+		t.Fatalf("delivered %d times, want 5 (then parked)", loads)
+	}
+	_, out, _ := api(t, sys, "GET", "/v1/apps/1/users/sloth", key1, "")
+	if out["parked"] != float64(1) || out["pending"] != float64(1) {
+		t.Fatalf("user status %v, want pending 1 parked 1", out)
+	}
+	_, st, _ := api(t, sys, "GET", "/v1/stats", adminK, "")
+	if m, _ := st["messages"].(map[string]any); m["parked"] != float64(1) {
+		t.Fatalf("stats %v, want messages.parked 1", st)
+	}
+}
