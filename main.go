@@ -8,6 +8,7 @@
 //	lcpush [flags]                 run services (default -target=all)
 //	lcpush client [flags]          example SDK client: receive and ACK pushes
 //	lcpush keeper COMMAND          operator CLI for configuration in ZooKeeper
+//	lcpush bench SCENARIO          load generator (idle, fanout, smoke)
 //
 // The services live in their own packages; system.go assembles them.
 package main
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/lcpush/lcpush/keeper"
+	"github.com/lcpush/lcpush/pkg/loadgen"
 )
 
 func main() {
@@ -33,6 +35,10 @@ func main() {
 	switch {
 	case len(args) > 0 && args[0] == "client":
 		err = runClient(args[1:])
+	case len(args) > 0 && args[0] == "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		err = loadgen.Main(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
 	case len(args) > 0 && args[0] == "keeper":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		err = keeper.RunCLI(ctx, args[1:], os.Stdout, os.Stderr)
@@ -55,6 +61,7 @@ usage:
   lcpush [server flags]      run services (lcpush -h for the flags)
   lcpush client [flags]      example client: receive pushes and ACK them
   lcpush keeper COMMAND      configuration and membership in ZooKeeper (lcpush keeper help)
+  lcpush bench SCENARIO      load generator: idle, fanout, smoke (lcpush bench -h)
 `)
 }
 

@@ -14,13 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/httpserve"
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -111,11 +111,10 @@ type Service struct {
 	jobCancel context.CancelFunc
 	jobWG     sync.WaitGroup
 
+	srv *httpserve.Server
+
 	mu     sync.Mutex
-	closed bool
-	ln     net.Listener
-	srv    *http.Server
-	done   chan struct{}
+	closed bool // refuses new broadcast jobs
 	once   sync.Once
 }
 
@@ -153,6 +152,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		jobs:  newJobStore(cfg.KeepJobs),
 		slots: make(chan struct{}, cfg.MaxJobs),
 	}
+	s.srv = &httpserve.Server{
+		Name:              "center",
+		Logger:            cfg.Logger,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 	s.jobCtx, s.jobCancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s, nil
@@ -164,42 +171,17 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 // Start listens on cfg.Addr and serves in a goroutine owned by the service.
 func (s *Service) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.srv != nil || s.closed {
-		return errors.New("center: already started or shut down")
+	if err := s.srv.Start(ctx, s.cfg.Addr, s.handler); err != nil {
+		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("center listen %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.done = make(chan struct{})
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("center serve", "err", err)
-		}
-	}()
-	s.log.Info("center listening", "addr", ln.Addr().String())
+	s.log.Info("center listening", "addr", s.srv.Addr())
 	return nil
 }
 
 // Addr returns the bound address once started, else the configured one.
 func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return s.ln.Addr().String()
+	if a := s.srv.Addr(); a != "" {
+		return a
 	}
 	return s.cfg.Addr
 }
@@ -213,14 +195,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		srv, done := s.srv, s.done
 		s.mu.Unlock()
-		if srv != nil {
-			if err = srv.Shutdown(ctx); err != nil {
-				srv.Close()
-			}
-			<-done
-		}
+		err = s.srv.Shutdown(ctx)
 		s.jobCancel()
 		s.jobWG.Wait()
 	})

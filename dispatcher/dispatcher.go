@@ -14,11 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/lcpush/lcpush/pkg/httpserve"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -50,13 +49,7 @@ type Service struct {
 	log     *slog.Logger
 	members Members
 	handler http.Handler
-
-	mu     sync.Mutex
-	ln     net.Listener
-	srv    *http.Server
-	done   chan struct{} // closed when Serve returns
-	closed bool
-	once   sync.Once
+	srv     *httpserve.Server
 }
 
 // New validates cfg and returns a service; it does no I/O.
@@ -81,6 +74,14 @@ func New(cfg Config, m Members) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, members: m}
 	s.handler = s.routes()
+	s.srv = &httpserve.Server{
+		Name:              "dispatcher",
+		Logger:            cfg.Logger,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 	return s, nil
 }
 
@@ -89,62 +90,21 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 // Start listens on cfg.Addr and serves in a goroutine owned by the service.
 func (s *Service) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.srv != nil || s.closed {
-		return errors.New("dispatcher: already started or shut down")
+	if err := s.srv.Start(ctx, s.cfg.Addr, s.handler); err != nil {
+		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("dispatcher listen %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.done = make(chan struct{})
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("dispatcher serve", "err", err)
-		}
-	}()
-	s.log.Info("dispatcher listening", "addr", ln.Addr().String())
+	s.log.Info("dispatcher listening", "addr", s.srv.Addr())
 	return nil
 }
 
 // Addr returns the bound address once started, else the configured one.
 func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return s.ln.Addr().String()
+	if a := s.srv.Addr(); a != "" {
+		return a
 	}
 	return s.cfg.Addr
 }
 
 // Shutdown stops the listener, lets in-flight requests finish within ctx and
 // waits for the serve goroutine. It is idempotent.
-func (s *Service) Shutdown(ctx context.Context) error {
-	var err error
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		srv, done := s.srv, s.done
-		s.mu.Unlock()
-		if srv == nil {
-			return
-		}
-		if err = srv.Shutdown(ctx); err != nil {
-			srv.Close()
-		}
-		<-done
-	})
-	return err
-}
+func (s *Service) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

@@ -7,16 +7,15 @@ package admin
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/lcpush/lcpush/pkg/httpserve"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -32,12 +31,8 @@ type Config struct {
 
 // Server is the admin HTTP server.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	ln   net.Listener
-	srv  *http.Server
-	done chan struct{}
-	once sync.Once
+	cfg Config
+	srv *httpserve.Server
 }
 
 // New returns an admin server; Start listens.
@@ -45,11 +40,10 @@ func New(cfg Config) *Server {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:9000"
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Server{cfg: cfg, log: log, done: make(chan struct{})}
+	// Only a header timeout: pprof profile and trace stream for as long as
+	// the operator asks (?seconds=), so no read/write deadline.
+	srv := &httpserve.Server{Name: "admin", Logger: cfg.Logger, ReadHeaderTimeout: 5 * time.Second}
+	return &Server{cfg: cfg, srv: srv}
 }
 
 // Handler returns the admin mux; loopback tells whether pprof may skip the key.
@@ -97,45 +91,18 @@ func (s *Server) guard(loopback bool, next http.Handler) http.Handler {
 	})
 }
 
-// Start listens and serves in the background.
-func (s *Server) Start(_ context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("admin listen %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
-	loopback := false
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		loopback = ta.IP.IsLoopback()
-	}
-	s.srv = &http.Server{Handler: s.Handler(loopback), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return nil
+// Start listens and serves in the background. pprof skips the admin key
+// when the bound address is loopback.
+func (s *Server) Start(ctx context.Context) error {
+	return s.srv.StartFunc(ctx, s.cfg.Addr, func(bound net.Addr) http.Handler {
+		ta, ok := bound.(*net.TCPAddr)
+		return s.Handler(ok && ta.IP.IsLoopback())
+	})
 }
 
-// Addr returns the bound address.
-func (s *Server) Addr() string {
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+// Addr returns the bound address, or "" before Start.
+func (s *Server) Addr() string { return s.srv.Addr() }
 
-// Shutdown stops the server; it is idempotent.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
-		return nil
-	}
-	var err error
-	s.once.Do(func() { err = s.srv.Shutdown(ctx) })
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-	}
-	return err
-}
+// Shutdown stops the server, lets in-flight requests finish within ctx and
+// waits for the serve goroutine; it is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

@@ -1,0 +1,43 @@
+// Package loadgen is the load tool (issue 5): it opens many authenticated
+// client connections to rooms on this machine, measures what they cost the
+// server and how fast pushes reach them, and writes the figures the
+// benchmarks document is made of. The lead's binary mounts it as a
+// subcommand (lcpush bench ...); Main parses the rest.
+//
+// Client side it is event-driven: connections are dialed by a few goroutines
+// paced by a rate limiter (bound to a loopback source address), then handed
+// to a gnet client whose event loops multiplex all of them — no goroutine per
+// connection. Each connection sends AUTH with a token signed locally from the
+// app secret, PINGs at the negotiated heartbeat (one Execute per loop per
+// second walks that loop's connections), counts pushes, measures delivery
+// latency from the unix-nanosecond timestamp in the first 8 bytes of the
+// payload (the next 8 bytes carry the fan-out round), and ACKs QoS 1 pushes
+// with one ACK frame per read. Above -per-proc connections (18,000: the hard
+// open-files limit is 20,000 per process) the tool re-runs itself as worker
+// processes ("worker -config JSON"), each with a slice of N and its own
+// source address 127.0.0.x, and merges the Stats they print as JSON lines.
+// Only loopback addresses are accepted, and every run is bounded by -timeout.
+//
+// Scenarios (each starts the server itself unless -room names a running one):
+//
+//	lcpush bench idle -n 5000                 # (a) memory per idle connection
+//	lcpush bench idle -n 5000 -target naive   # the same against the baseline
+//	lcpush bench fanout -n 1000 -rounds 20 -stream 5s -stream-rate 20
+//	lcpush bench smoke                        # both, N=50, a few seconds
+//	lcpush bench naive-server -addr 127.0.0.1:7100 -http 127.0.0.1:7101
+//
+// idle reads the server's RSS (/proc/PID/status), its Go heap in use after a
+// forced GC (/debug/pprof/heap?gc=1, then go_memstats_heap_inuse_bytes from
+// /metrics) and the kernel's TCP memory (/proc/net/sockstat, both ends of
+// every loopback connection, reported apart) before and after connecting.
+// fanout posts 256-byte broadcasts through the push API and records, per
+// round, the time until the last client had it; then it pushes an open-loop
+// stream and reports delivered messages per second, the backlog each second
+// and whether it drained. The started lcpush runs with the demo apps and
+// its API throttles opened (see benchConfig), -store memory.
+//
+// Results go to -out/<scenario>-<target>-<N>-<time>/: result.json,
+// report.md and SVG charts; the summary is printed too. The naive baseline
+// (package naive) speaks the same protocol with a goroutine pair per
+// connection, so the same commands measure both.
+package loadgen

@@ -1,0 +1,192 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lcpush/lcpush/pkg/loadgen/naive"
+)
+
+const usageText = `load tool: loopback only, every run bounded in time and count
+
+usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
+  lcpush bench idle   [flags]   (a) N idle authenticated connections: memory per connection
+  lcpush bench fanout [flags]   (c) broadcast rounds to N connections, then a sustained stream
+  lcpush bench smoke  [flags]   idle + fanout with N=50 for a few seconds (CI)
+  lcpush bench naive-server [flags]   the goroutine-per-connection baseline server
+  lcpush bench worker -config JSON    (internal) one client process of a large N
+
+run "lcpush bench idle -h" for the flags.
+`
+
+// Main runs the load tool. args are the arguments after the subcommand
+// that selected the tool; results go under -out, the summary to stdout,
+// progress bars to stderr.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usageText)
+		return nil
+	}
+	switch args[0] {
+	case "worker":
+		return runWorker(ctx, args[1:], os.Stdin, stdout)
+	case "naive-server":
+		return runNaive(ctx, args[1:], stderr)
+	case "idle", "fanout", "smoke":
+		return runCommand(ctx, args[0], args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usageText)
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+}
+
+func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o runOpts
+	fs.StringVar(&o.TargetKind, "target", "lcpush", "server to start and measure: lcpush or naive (ignored with -room)")
+	fs.StringVar(&o.Bin, "bin", selfExe(), "binary holding the server and this tool (re-run for targets and workers)")
+	selfArgs := fs.String("self-args", "bench", "arguments of -bin that reach the load tool (space separated)")
+	rooms := fs.String("room", "", "measure a running server: room address(es), comma separated (loopback)")
+	api := fs.String("api", "", "with -room: push API base URL, e.g. http://127.0.0.1:8000")
+	adminURL := fs.String("admin", "", "with -room: admin base URL (/metrics, /debug/pprof), e.g. http://127.0.0.1:9000")
+	pid := fs.Int("pid", 0, "with -room: server process id, for its RSS")
+	apiKey := fs.String("api-key", demoAPIKey, "with -room: API key of -app")
+	secret := fs.String("secret", demoSecret, "with -room: secret of -app (tokens are signed locally)")
+	app := fs.Uint("app", 1, "with -room: app id")
+	fs.IntVar(&o.Load.N, "n", 1000, "connections")
+	fs.Float64Var(&o.Load.Rate, "rate", 5000, "authentications started per second")
+	fs.IntVar(&o.Load.HB, "hb", 60, "heartbeat seconds asked for")
+	fs.IntVar(&o.Load.Loops, "loops", 2, "client event loops per process")
+	sources := fs.String("src", "", "loopback source addresses, comma separated (default 127.0.0.1, one per worker process)")
+	fs.IntVar(&o.PerProc, "per-proc", 18000, "connections per client process; more spawn worker processes")
+	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "the whole run stops after this long")
+	fs.StringVar(&o.Out, "out", "results", "results folder (a <scenario>-<timestamp> folder is made inside)")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bars")
+	fs.IntVar(&o.Rounds, "rounds", 20, "fanout: broadcast rounds")
+	fs.IntVar(&o.QoS, "qos", 0, "fanout: QoS of the pushes (1 = stored and ACKed)")
+	fs.DurationVar(&o.Gap, "gap", 200*time.Millisecond, "fanout: pause between rounds")
+	fs.DurationVar(&o.RoundTO, "round-timeout", 10*time.Second, "fanout: give up on a round after this long")
+	fs.DurationVar(&o.StreamDur, "stream", 5*time.Second, "fanout: sustained stream duration (0: none)")
+	fs.Float64Var(&o.StreamRate, "stream-rate", 20, "fanout: broadcasts per second during the stream")
+	fs.IntVar(&o.PayloadLen, "payload", 256, "payload bytes (first 8: send time, next 8: round)")
+	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle: wait before each memory reading")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	o.SelfArgs = strings.Fields(*selfArgs)
+	if *sources != "" {
+		o.Load.Sources = strings.Split(*sources, ",")
+	}
+	if o.Load.N <= 0 || o.Load.N > 200000 {
+		return fmt.Errorf("%w: -n must be in 1..200000", ErrUsage)
+	}
+	if o.Rounds < 0 || o.Rounds >= maxRounds || o.StreamRate <= 0 {
+		return fmt.Errorf("%w: -rounds in 0..%d, -stream-rate > 0", ErrUsage, maxRounds-1)
+	}
+	if *rooms != "" {
+		t := &Target{Kind: "external", Rooms: strings.Split(*rooms, ","), API: *api, Admin: *adminURL,
+			PID: *pid, App: uint32(*app), Secret: *secret, APIKey: *apiKey}
+		if err := checkLoopback(t.Rooms...); err != nil {
+			return err
+		}
+		for _, u := range []string{t.API, t.Admin} {
+			if u != "" {
+				if err := checkLoopbackURL(u); err != nil {
+					return err
+				}
+			}
+		}
+		o.External = t
+	}
+	full := append([]string{cmd}, args...)
+	if cmd != "smoke" {
+		o.Scenario = cmd
+		return runOne(ctx, o, full, stdout, stderr)
+	}
+	o.Load.N = min(o.Load.N, 50)
+	if !flagSet(fs, "n") {
+		o.Load.N = 50
+	}
+	o.Rounds, o.StreamDur, o.Settle = min(o.Rounds, 3), min(o.StreamDur, time.Second), min(o.Settle, 200*time.Millisecond)
+	o.Timeout = min(o.Timeout, time.Minute)
+	for _, sc := range []string{"idle", "fanout"} {
+		o.Scenario = sc
+		if err := runOne(ctx, o, full, stdout, stderr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func runOne(ctx context.Context, o runOpts, args []string, stdout, stderr io.Writer) error {
+	res, err := run(ctx, o, stderr)
+	if res == nil {
+		return err
+	}
+	res.Args = args
+	if res.Seconds == 0 {
+		res.Seconds = time.Since(res.Started).Seconds()
+	}
+	kind := o.TargetKind
+	if o.External != nil {
+		kind = "external"
+	}
+	dir := filepath.Join(o.Out, fmt.Sprintf("%s-%s-%d-%s", o.Scenario, kind, o.Load.N, res.Started.Format("20060102-150405")))
+	if werr := writeResults(dir, res); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(stdout, "\n%s against %s, N=%d\n\n", o.Scenario, kind, o.Load.N)
+	summary(stdout, res)
+	fmt.Fprintf(stdout, "results: %s\n", dir)
+	return err
+}
+
+// runNaive is the naive-server subcommand; it serves until ctx ends.
+func runNaive(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("naive-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:7100", "client TCP address")
+	httpAddr := fs.String("http", "127.0.0.1:7101", "push trigger, /metrics and pprof address")
+	app := fs.Uint("app", 1, "app id")
+	secret := fs.String("secret", demoSecret, "app secret")
+	hb := fs.Int("hb", 60, "heartbeat seconds granted")
+	maxDur := fs.Duration("max", 2*time.Hour, "stop by itself after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkLoopback(*addr, *httpAddr); err != nil {
+		return err
+	}
+	s, err := naive.New(naive.Config{Addr: *addr, HTTPAddr: *httpAddr, HB: *hb,
+		Secrets: map[uint32][]byte{uint32(*app): []byte(*secret)}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *maxDur)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "naive-server on "+s.Addr()+", http "+s.HTTPAddr()+", pid "+strconv.Itoa(os.Getpid()))
+	<-ctx.Done()
+	sctx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer c2()
+	return s.Shutdown(sctx)
+}

@@ -1,0 +1,136 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// writeResults writes result.json, report.md and the SVG charts into dir.
+func writeResults(dir string, r *Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), js, 0o644); err != nil {
+		return err
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "# %s: %s, N = %d\n\n", r.Scenario, r.Target.Kind, r.N)
+	fmt.Fprintf(&md, "Run %s, %.1f s, %d CPUs, %s, %d client process(es).\n\n",
+		r.Started.Format(time.RFC3339), r.Seconds, r.Machine.CPUs, r.Machine.Go, r.Processes)
+	fmt.Fprintf(&md, "Command: `%s`\n\n", strings.Join(r.Args, " "))
+	summary(&md, r)
+	if r.Idle != nil {
+		bars := []bar{
+			{"RSS", r.Idle.RSSPerConn}, {"Go heap", r.Idle.HeapPerConn}, {"kernel TCP (both ends)", r.Idle.KernelPerConn},
+		}
+		if err := os.WriteFile(filepath.Join(dir, "memory.svg"), barChart("bytes per idle connection", "bytes", bars), 0o644); err != nil {
+			return err
+		}
+		md.WriteString("\n![memory per connection](memory.svg)\n")
+	}
+	if r.Fanout != nil && len(r.Fanout.Rounds) > 0 {
+		var bs []bar
+		for _, rd := range r.Fanout.Rounds {
+			bs = append(bs, bar{fmt.Sprint(rd.ID), rd.LastMs})
+		}
+		if err := os.WriteFile(filepath.Join(dir, "fanout.svg"), barChart("time until the last client has it, per round", "ms", bs), 0o644); err != nil {
+			return err
+		}
+		md.WriteString("\n![fan-out per round](fanout.svg)\n")
+	}
+	if r.Stream != nil && len(r.Stream.Samples) > 0 {
+		var bs []bar
+		for _, s := range r.Stream.Samples {
+			bs = append(bs, bar{fmt.Sprintf("%.0fs", s.T), s.PerSec})
+		}
+		if err := os.WriteFile(filepath.Join(dir, "stream.svg"), barChart("delivered messages per second", "msg/s", bs), 0o644); err != nil {
+			return err
+		}
+		md.WriteString("\n![stream](stream.svg)\n")
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o644)
+}
+
+// summary prints the Markdown tables (also what the terminal shows).
+func summary(w io.Writer, r *Result) {
+	c := r.Connect
+	fmt.Fprintf(w, "| connect | value |\n|---|---|\n")
+	fmt.Fprintf(w, "| authenticated | %d of %d |\n| dial / auth errors | %d / %d |\n", c.Authed, r.N, c.DialErrors, c.AuthErrors)
+	fmt.Fprintf(w, "| authenticated per second | %.0f |\n| handshake p50 / p99 | %.2f / %.2f ms |\n", c.PerSec, c.Handshake.P50ms, c.Handshake.P99ms)
+	fmt.Fprintf(w, "| dropped by server / kicks / errors | %d / %d / %d |\n\n", r.Final.Dropped, r.Final.Kicks, r.Final.Errors)
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(w, "| idle memory | before | after | per connection |\n|---|---|---|---|\n")
+		fmt.Fprintf(w, "| RSS | %s | %s | %.0f B |\n", mib(i.Before.RSS), mib(i.After.RSS), i.RSSPerConn)
+		fmt.Fprintf(w, "| Go heap in use (after GC) | %s | %s | %.0f B |\n", mib(i.Before.HeapInuse), mib(i.After.HeapInuse), i.HeapPerConn)
+		fmt.Fprintf(w, "| goroutines | %d | %d | %.2f |\n", i.Before.Goroutine, i.After.Goroutine, i.GoroutinesPerConn)
+		fmt.Fprintf(w, "| kernel TCP memory (machine, both ends) | %s | %s | %.0f B |\n\n", mib(i.Before.SockMem), mib(i.After.SockMem), i.KernelPerConn)
+	}
+	if f := r.Fanout; f != nil {
+		fmt.Fprintf(w, "| fan-out (%d rounds, %d complete) | value |\n|---|---|\n", len(f.Rounds), f.Complete)
+		fmt.Fprintf(w, "| last client has it p50 / p99 / max | %.2f / %.2f / %.2f ms |\n", f.P50LastMs, f.P99LastMs, f.MaxLastMs)
+		fmt.Fprintf(w, "| per delivery p50 / p99 / p999 | %.2f / %.2f / %.2f ms |\n\n", f.Latency.P50ms, f.Latency.P99ms, f.Latency.P999)
+	}
+	if s := r.Stream; s != nil {
+		fmt.Fprintf(w, "| stream (%.0f broadcasts/s for %.1f s) | value |\n|---|---|\n", s.Rate, s.Seconds)
+		fmt.Fprintf(w, "| sent / rate limited / failed / skipped (API saturated) | %d / %d / %d / %d |\n", s.Sent, s.RateLimited, s.Failed, s.Skipped)
+		fmt.Fprintf(w, "| delivered / expected | %d / %d |\n", s.Delivered, s.Expected)
+		fmt.Fprintf(w, "| delivered per second (during the stream) | %.0f |\n", s.DeliveredPerSec)
+		fmt.Fprintf(w, "| drained after the stream | %v in %.0f ms |\n", s.Drained, s.DrainMs)
+		fmt.Fprintf(w, "| latency p50 / p99 / p999 (from scheduled send) | %.2f / %.2f / %.2f ms |\n\n", s.Latency.P50ms, s.Latency.P99ms, s.Latency.P999)
+	}
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+type bar struct {
+	label string
+	v     float64
+}
+
+// barChart draws a small self-contained SVG bar chart.
+func barChart(title, unit string, bars []bar) []byte {
+	const w, h, left, bottom, top = 720, 360, 70, 40, 40
+	maxV := 0.0
+	for _, b := range bars {
+		maxV = max(maxV, b.v)
+	}
+	if maxV <= 0 {
+		maxV = 1
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", w, h)
+	fmt.Fprintf(&s, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="20" font-size="14">%s</text>`+"\n", left, esc(title))
+	plotH := float64(h - top - bottom)
+	for i := 0; i <= 4; i++ {
+		y := float64(h-bottom) - plotH*float64(i)/4
+		fmt.Fprintf(&s, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.4g %s</text>`+"\n",
+			left, w-10, y, y, left-4, y+4, maxV*float64(i)/4, esc(unit))
+	}
+	n := max(len(bars), 1)
+	slot := float64(w-left-10) / float64(n)
+	every := max(1, n/20)
+	for i, b := range bars {
+		bh := plotH * b.v / maxV
+		x := float64(left) + slot*float64(i)
+		fmt.Fprintf(&s, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4C78A8"><title>%s: %.4g %s</title></rect>`+"\n",
+			x+slot*0.1, float64(h-bottom)-bh, slot*0.8, bh, esc(b.label), b.v, esc(unit))
+		if i%every == 0 {
+			fmt.Fprintf(&s, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+slot/2, h-bottom+14, esc(b.label))
+		}
+	}
+	s.WriteString("</svg>\n")
+	return []byte(s.String())
+}
+
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}

@@ -1,0 +1,300 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Target is the server under test: a process the tool started (lcpush or
+// the naive baseline) or one given by address.
+type Target struct {
+	Kind   string   `json:"kind"` // lcpush, naive or external
+	Rooms  []string `json:"rooms"`
+	API    string   `json:"api"`   // base URL of the push API
+	Admin  string   `json:"admin"` // base URL of /metrics and /debug/pprof
+	PID    int      `json:"pid"`
+	App    uint32   `json:"app"`
+	Secret string   `json:"-"`
+	APIKey string   `json:"-"`
+
+	cmd  *exec.Cmd
+	dir  string
+	done chan struct{}
+}
+
+// Demo credentials of app 1 (config.demo.yaml), the default of every run.
+const (
+	demoSecret = "demo-secret-app-1-change-me"
+	demoAPIKey = "demo-key-app-1"
+)
+
+// benchConfig is the demo configuration with the API throttles opened: the
+// bench measures the gateway, not the per-app limits.
+const benchConfig = `admin_key: demo-admin-key
+apps:
+  - id: 1
+    name: demo-chat
+    secret: demo-secret-app-1-change-me
+    api_key: demo-key-app-1
+    push_rate: 1000000
+    broadcast_rate: 100000000
+room:
+  heartbeat_min: 10
+  heartbeat_max: 600
+  heartbeat_default: 60
+  heartbeat_grace: 10s
+  auth_deadline: 10s
+  max_conns: 18000
+  max_conns_per_ip: 20000
+`
+
+// freePorts reserves n loopback ports by binding and releasing them.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startTarget starts kind ("lcpush" or "naive") from bin and waits until it
+// answers. selfArgs reach loadgen's Main inside bin (for naive-server).
+func startTarget(ctx context.Context, kind, bin string, selfArgs []string, stderr io.Writer) (*Target, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "loadgen-target-")
+	if err != nil {
+		return nil, err
+	}
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	t := &Target{Kind: kind, App: 1, Secret: demoSecret, APIKey: demoAPIKey, dir: dir, done: make(chan struct{})}
+	var args []string
+	switch kind {
+	case "lcpush":
+		cfgPath := filepath.Join(dir, "bench.yaml")
+		if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o600); err != nil {
+			return nil, err
+		}
+		args = []string{"-config", cfgPath, "-store", "memory", "-data", filepath.Join(dir, "data"),
+			"-room-addr", addr(0), "-center-addr", addr(1), "-dispatch-addr", addr(2),
+			"-admin-addr", addr(3), "-log-level", "warn"}
+		t.Rooms, t.API, t.Admin = []string{addr(0)}, "http://"+addr(1), "http://"+addr(3)
+	case "naive":
+		args = append(append([]string{}, selfArgs...), "naive-server", "-addr", addr(0), "-http", addr(1),
+			"-app", "1", "-secret", demoSecret)
+		t.Rooms, t.API, t.Admin = []string{addr(0)}, "http://"+addr(1), "http://"+addr(1)
+	default:
+		return nil, fmt.Errorf("%w: unknown target %q (lcpush or naive)", ErrUsage, kind)
+	}
+	t.cmd = exec.Command(bin, args...)
+	t.cmd.Stdout, t.cmd.Stderr = stderr, stderr
+	if err := t.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%w: start %s: %v", ErrTarget, bin, err)
+	}
+	t.PID = t.cmd.Process.Pid
+	go func() { _ = t.cmd.Wait(); close(t.done) }()
+	if err := t.waitReady(ctx, 60*time.Second); err != nil {
+		t.Stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Target) waitReady(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		select {
+		case <-t.done:
+			return fmt.Errorf("%w: %s exited before it was ready", ErrTarget, t.Kind)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if t.get(ctx, t.Admin+"/healthz", io.Discard) != nil {
+			continue
+		}
+		if c, err := net.DialTimeout("tcp", t.Rooms[0], time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s not ready after %s", ErrTimeout, t.Kind, within)
+}
+
+// Stop ends a process the tool started (SIGTERM, then SIGKILL).
+func (t *Target) Stop() {
+	if t.cmd == nil || t.cmd.Process == nil {
+		return
+	}
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-t.done:
+	case <-time.After(15 * time.Second):
+		_ = t.cmd.Process.Kill()
+		<-t.done
+	}
+	os.RemoveAll(t.dir)
+}
+
+var httpc = &http.Client{Timeout: 10 * time.Second}
+
+func (t *Target) get(ctx context.Context, url string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: GET %s: %s", ErrTarget, url, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// Mem is a memory reading of the target.
+type Mem struct {
+	RSS       int64 `json:"rss_bytes"`        // VmRSS of the process (0 when unknown)
+	HeapInuse int64 `json:"heap_inuse"`       // go_memstats_heap_inuse_bytes after a GC
+	Goroutine int64 `json:"goroutines"`       // go_goroutines
+	SockMem   int64 `json:"kernel_tcp_mem"`   // /proc/net/sockstat TCP mem, bytes, whole machine
+	SockInuse int64 `json:"kernel_tcp_inuse"` // TCP sockets in use, whole machine
+}
+
+// Memory forces a GC in the target (pprof heap?gc=1), then reads its
+// metrics, its RSS and the kernel's TCP memory.
+func (t *Target) Memory(ctx context.Context) (Mem, error) {
+	var m Mem
+	if t.Admin != "" {
+		_ = t.get(ctx, t.Admin+"/debug/pprof/heap?gc=1", io.Discard)
+		var buf bytes.Buffer
+		if err := t.get(ctx, t.Admin+"/metrics", &buf); err != nil {
+			return m, err
+		}
+		m.HeapInuse = int64(metricValue(buf.Bytes(), "go_memstats_heap_inuse_bytes"))
+		m.Goroutine = int64(metricValue(buf.Bytes(), "go_goroutines"))
+	}
+	if t.PID > 0 {
+		m.RSS = procRSS(t.PID)
+	}
+	m.SockInuse, m.SockMem = sockstat()
+	return m, nil
+}
+
+// metricValue finds an unlabelled sample in Prometheus text format.
+func metricValue(text []byte, name string) float64 {
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// sockstat reads "TCP: inuse X ... mem M" (M in pages) of /proc/net/sockstat.
+func sockstat() (inuse, memBytes int64) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TCP:" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseInt(f[i+1], 10, 64)
+			switch f[i] {
+			case "inuse":
+				inuse = v
+			case "mem":
+				memBytes = v * int64(os.Getpagesize())
+			}
+		}
+	}
+	return inuse, memBytes
+}
+
+// ErrRateLimited is a 429 from the push API.
+var ErrRateLimited = errors.New("loadgen: push API rate limited")
+
+// Broadcast sends payload to every connection of the app through the push
+// API (Center's POST /v1/apps/{app}/broadcast, or the naive server's).
+func (t *Target) Broadcast(ctx context.Context, payload []byte, qos int) error {
+	body, _ := json.Marshal(map[string]any{
+		"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60,
+	})
+	url := fmt.Sprintf("%s/v1/apps/%d/broadcast", t.API, t.App)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: broadcast: %v", ErrTarget, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return ErrRateLimited
+	case resp.StatusCode/100 != 2:
+		return fmt.Errorf("%w: broadcast: %s %s", ErrTarget, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
