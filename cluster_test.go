@@ -322,5 +322,36 @@ func TestClusterOfProcesses(t *testing.T) {
 			t.Fatalf("hb %d after a refused config, want 45", hb)
 		}
 	})
+
+	t.Run("a room stopping redirects its clients to the other room", func(t *testing.T) {
+		r := dialRaw(t, roomA)
+		r.auth(1, "mover", tokenFor(1, "mover"), 60)
+		r.expect(proto.OpAuthOK)
+		p := c.procs["room-a"]
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		var red proto.Redirect
+		if err := json.Unmarshal(r.expect(proto.OpRedirect).Body, &red); err != nil {
+			t.Fatal(err)
+		}
+		if len(red.Addrs) != 1 || red.Addrs[0] != roomB || red.AfterMS <= 0 {
+			t.Fatalf("REDIRECT %+v, want room B %s with a spread", red, roomB)
+		}
+		r.c.Close() // the client moves: the room can finish its shutdown
+		done := make(chan error, 1)
+		go func() { done <- p.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("room A exited with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("room A still running 10 s after SIGTERM and its last client left")
+		}
+		m := dialRaw(t, roomB)
+		m.auth(1, "mover", tokenFor(1, "mover"), 60)
+		m.expect(proto.OpAuthOK)
+	})
 	_ = context.Background
 }

@@ -88,6 +88,8 @@ func runServer(args []string) error {
 	fs.StringVar(&o.ID, "id", "", "instance id of this process's services in membership (default ROLE-1; rooms use -room-id)")
 	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:0", "internal RPC listen address (cluster mode)")
 	fs.StringVar(&o.RPCAdvertise, "rpc-advertise", "", "internal RPC address other processes dial (default: the bound one)")
+	fs.DurationVar(&o.DrainSpread, "drain-spread", 5*time.Second, "on shutdown in a cluster, clients are redirected to other rooms over this long")
+	fs.DurationVar(&o.DrainWait, "drain-wait", 8*time.Second, "on shutdown in a cluster, wait this long for redirected clients to leave (0: no drain)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON instead of text")
 	if err := fs.Parse(args); err != nil {

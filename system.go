@@ -76,6 +76,13 @@ type Options struct {
 	// wildcard bind).
 	RPCAddr      string
 	RPCAdvertise string
+	// DrainSpread and DrainWait shape a room's shutdown in a cluster: its
+	// clients are told (REDIRECT) to reconnect to the other rooms after a
+	// random delay of up to DrainSpread, and the room waits up to DrainWait
+	// for them to leave before it kicks the rest (KICK server_shutdown).
+	// DrainWait 0 skips the drain.
+	DrainSpread time.Duration
+	DrainWait   time.Duration
 	// RedisAddrs, RedisCluster and MySQLDSN configure Store "redis".
 	RedisAddrs   []string
 	RedisCluster bool
@@ -430,6 +437,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 		close(s.stopLoad)
 		<-s.loadDone
 	}
+	s.drain(ctx)
 	var errs []error
 	for i := len(s.shutdown) - 1; i >= 0; i-- {
 		if err := s.shutdown[i](ctx); err != nil {
@@ -485,4 +493,38 @@ func (s *System) startLoadReports(dir *keeper.Directory, r *room.Room) {
 			}
 		}
 	}()
+}
+
+// drain tells the room's clients to move to the other live rooms, spread
+// over DrainSpread so they do not all land at once, and waits (up to
+// DrainWait) for them to go: a restart without dropping everyone at once.
+func (s *System) drain(ctx context.Context) {
+	if s.Room == nil || s.Keeper == nil || s.opts.DrainWait <= 0 {
+		return
+	}
+	var addrs []string
+	for _, m := range s.Keeper.Directory().Members("room") {
+		if m.ID != s.Room.ID() {
+			addrs = append(addrs, m.Addrs...)
+		}
+	}
+	if len(addrs) == 0 {
+		return // nowhere to send them: Shutdown kicks with server_shutdown
+	}
+	told := s.Room.Drain(ctx, addrs, int(s.opts.DrainSpread/time.Millisecond))
+	s.log.Info("draining: clients redirected", "clients", told, "to", addrs, "wait", s.opts.DrainWait)
+	deadline := time.NewTimer(s.opts.DrainWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.Room.Online() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			s.log.Info("drain time over", "still_connected", s.Room.Online())
+			return
+		case <-tick.C:
+		}
+	}
 }

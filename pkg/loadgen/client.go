@@ -75,6 +75,7 @@ type Stats struct {
 	DialErrors int64    `json:"dial_errors"`
 	AuthErrors int64    `json:"auth_errors"`
 	Dropped    int64    `json:"dropped"` // closed by the server after AUTH_OK
+	Refused    int64    `json:"refused"` // closed by the server before AUTH_OK (e.g. over its cap)
 	Open       int64    `json:"open"`
 	Pushes     int64    `json:"pushes"`
 	Acked      int64    `json:"acked"`
@@ -104,6 +105,7 @@ func (s Stats) Merge(o Stats) Stats {
 	s.DialErrors += o.DialErrors
 	s.AuthErrors += o.AuthErrors
 	s.Dropped += o.Dropped
+	s.Refused += o.Refused
 	s.Open += o.Open
 	s.Pushes += o.Pushes
 	s.Acked += o.Acked
@@ -159,7 +161,7 @@ type Load struct {
 
 	dialed, connected, authed, dialErr, authErr atomic.Int64
 	dropped, open, pushes, acked, pings, pongs  atomic.Int64
-	kicks, errs                                 atomic.Int64
+	kicks, errs, refused                        atomic.Int64
 	handshake, latency                          Hist
 	roundCount                                  [maxRounds]atomic.Int64
 	roundMax                                    [maxRounds]atomic.Int64
@@ -350,8 +352,12 @@ func (l *Load) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	l.open.Add(-1)
-	if st.authed && !l.stop.Load() {
+	switch {
+	case l.stop.Load():
+	case st.authed:
 		l.dropped.Add(1)
+	default:
+		l.refused.Add(1)
 	}
 	if ls := st.ls; ls != nil && st.slot >= 0 {
 		last := len(ls.conns) - 1
@@ -472,6 +478,7 @@ func (l *Load) Stats() Stats {
 		DialErrors: l.dialErr.Load(),
 		AuthErrors: l.authErr.Load(),
 		Dropped:    l.dropped.Load(),
+		Refused:    l.refused.Load(),
 		Open:       l.open.Load(),
 		Pushes:     l.pushes.Load(),
 		Acked:      l.acked.Load(),

@@ -19,7 +19,9 @@ const usageText = `load tool: loopback only, every run bounded in time and count
 
 usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
   lcpush bench idle   [flags]   (a) N idle authenticated connections: memory per connection
+  lcpush bench storm  [flags]   (b) connect storm past the room's cap (-max-conns), then a health check
   lcpush bench fanout [flags]   (c) broadcast rounds to N connections, then a sustained stream
+  lcpush bench unicast [flags]  (d) open-loop pushes to one uid each at -rates, N connections online
   lcpush bench smoke  [flags]   idle + fanout with N=50 for a few seconds (CI)
   lcpush bench naive-server [flags]   the goroutine-per-connection baseline server
   lcpush bench worker -config JSON    (internal) one client process of a large N
@@ -40,7 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, args[1:], os.Stdin, stdout)
 	case "naive-server":
 		return runNaive(ctx, args[1:], stderr)
-	case "idle", "fanout", "smoke":
+	case "idle", "fanout", "storm", "unicast", "smoke":
 		return runCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usageText)
@@ -78,6 +80,11 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.Float64Var(&o.StreamRate, "stream-rate", 20, "fanout: broadcasts per second during the stream")
 	fs.IntVar(&o.PayloadLen, "payload", 256, "payload bytes (first 8: send time, next 8: round)")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle: wait before each memory reading")
+	fs.IntVar(&o.Load.Dialers, "dialers", 8, "goroutines that connect, per client process")
+	fs.IntVar(&o.MaxConns, "max-conns", 0, "room.max_conns of the started lcpush (0: 18000)")
+	rates := fs.String("rates", "1000,5000", "unicast: pushes per second, one step each, comma separated")
+	fs.DurationVar(&o.StepDur, "step", 10*time.Second, "unicast: duration of each rate step")
+	fs.IntVar(&o.Senders, "senders", 64, "unicast: concurrent push API requests at most")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -85,6 +92,16 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 		return err
 	}
 	o.SelfArgs = strings.Fields(*selfArgs)
+	for _, r := range strings.Split(*rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || v <= 0 || v > 1e6 {
+			return fmt.Errorf("%w: -rates: %q", ErrUsage, r)
+		}
+		o.Rates = append(o.Rates, v)
+	}
+	if o.StepDur <= 0 || o.StepDur > time.Hour {
+		return fmt.Errorf("%w: -step in (0, 1h]", ErrUsage)
+	}
 	if *sources != "" {
 		o.Load.Sources = strings.Split(*sources, ",")
 	}

@@ -57,6 +57,17 @@ func writeResults(dir string, r *Result) error {
 		}
 		md.WriteString("\n![stream](stream.svg)\n")
 	}
+	if len(r.Unicast) > 0 {
+		var bs []bar
+		for _, u := range r.Unicast {
+			l := fmt.Sprintf("%.0f/s ", u.Rate)
+			bs = append(bs, bar{l + "p50", u.Latency.P50ms}, bar{l + "p99", u.Latency.P99ms}, bar{l + "p999", u.Latency.P999})
+		}
+		if err := os.WriteFile(filepath.Join(dir, "unicast.svg"), barChart("unicast latency, scheduled send to client", "ms", bs), 0o644); err != nil {
+			return err
+		}
+		md.WriteString("\n![unicast latency](unicast.svg)\n")
+	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o644)
 }
 
@@ -66,7 +77,25 @@ func summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "| connect | value |\n|---|---|\n")
 	fmt.Fprintf(w, "| authenticated | %d of %d |\n| dial / auth errors | %d / %d |\n", c.Authed, r.N, c.DialErrors, c.AuthErrors)
 	fmt.Fprintf(w, "| authenticated per second | %.0f |\n| handshake p50 / p99 | %.2f / %.2f ms |\n", c.PerSec, c.Handshake.P50ms, c.Handshake.P99ms)
+	fmt.Fprintf(w, "| refused before AUTH_OK | %d |\n", c.Refused)
 	fmt.Fprintf(w, "| dropped by server / kicks / errors | %d / %d / %d |\n\n", r.Final.Dropped, r.Final.Kicks, r.Final.Errors)
+	if s := r.Storm; s != nil {
+		fmt.Fprintf(w, "| storm (cap %d, %d tried) | value |\n|---|---|\n", s.Cap, s.Tried)
+		fmt.Fprintf(w, "| authenticated / refused (clients) / refused max_conns (room metric) | %d / %d / %.0f |\n", s.Authed, s.Refused, s.ServerRefused)
+		fmt.Fprintf(w, "| authenticated per second / handshake p99 | %.0f / %.2f ms |\n", s.AuthedPerSec, s.HandshakeP99)
+		fmt.Fprintf(w, "| /readyz after the storm | %v (%.1f ms) |\n", s.Ready, s.ReadyMs)
+		fmt.Fprintf(w, "| PONGs within %.0f s / online | %d / %d |\n", s.PongWaitSec, s.Pongs, s.Online)
+		fmt.Fprintf(w, "| authenticated connections dropped | %d |\n\n", s.DroppedAfter)
+	}
+	if len(r.Unicast) > 0 {
+		fmt.Fprintf(w, "| unicast rate | QoS | s | ok / failed / offline | achieved/s | delivered / lost | p50 / p99 / p999 / max ms (scheduled -> client) | API answer p99 ms |\n|---|---|---|---|---|---|---|---|\n")
+		for _, u := range r.Unicast {
+			fmt.Fprintf(w, "| %.0f/s | %d | %.1f | %d / %d / %d | %.0f | %d / %d | %.3f / %.3f / %.3f / %.3f | %.3f |\n",
+				u.Rate, u.QoS, u.Seconds, u.OK, u.Failed, u.Offline, u.Achieved, u.Delivered, u.Lost,
+				u.Latency.P50ms, u.Latency.P99ms, u.Latency.P999, u.Latency.Maxms, u.API.P99ms)
+		}
+		fmt.Fprintln(w)
+	}
 	if i := r.Idle; i != nil {
 		fmt.Fprintf(w, "| idle memory | before | after | per connection |\n|---|---|---|---|\n")
 		fmt.Fprintf(w, "| RSS | %s | %s | %.0f B |\n", mib(i.Before.RSS), mib(i.After.RSS), i.RSSPerConn)

@@ -29,6 +29,8 @@ type Result struct {
 	Idle      *IdleResult   `json:"idle,omitempty"`
 	Fanout    *FanoutResult `json:"fanout,omitempty"`
 	Stream    *StreamResult `json:"stream,omitempty"`
+	Storm     *StormResult  `json:"storm,omitempty"`
+	Unicast   []UnicastStep `json:"unicast,omitempty"`
 	Final     Stats         `json:"final"`
 }
 
@@ -45,7 +47,9 @@ type ConnectResult struct {
 	DialErrors int64   `json:"dial_errors"`
 	AuthErrors int64   `json:"auth_errors"`
 	Seconds    float64 `json:"seconds"`
-	PerSec     float64 `json:"authed_per_sec"`
+	Refused    int64   `json:"refused"`        // closed by the server before AUTH_OK
+	AuthedSec  float64 `json:"authed_seconds"` // until the last AUTH_OK
+	PerSec     float64 `json:"authed_per_sec"` // Authed / AuthedSec
 	Handshake  Summary `json:"handshake"`
 }
 
@@ -122,6 +126,10 @@ type runOpts struct {
 	StreamRate float64
 	PayloadLen int
 	Settle     time.Duration
+	MaxConns   int           // room cap of a started lcpush
+	Rates      []float64     // unicast: pushes per second, one step each
+	StepDur    time.Duration // unicast: duration of each rate step
+	Senders    int           // unicast: concurrent API requests at most
 }
 
 // run executes one scenario and returns its result.
@@ -133,7 +141,7 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 	t := o.External
 	if t == nil {
 		var err error
-		if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, stderr); err != nil {
+		if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, o.MaxConns, stderr); err != nil {
 			return nil, err
 		}
 		defer t.Stop()
@@ -175,6 +183,14 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 			idle.KernelPerConn = float64(m.SockMem-idle.Before.SockMem) / n
 			idle.GoroutinesPerConn = float64(m.Goroutine-idle.Before.Goroutine) / n
 		}
+	case "storm":
+		if err := stormCheck(ctx, t, fleet, o, res, stderr); err != nil {
+			return res, err
+		}
+	case "unicast":
+		if err := unicast(ctx, t, fleet, o, res, stderr); err != nil {
+			return res, err
+		}
 	case "fanout":
 		if err := fanoutRounds(ctx, t, fleet, o, res, stderr); err != nil {
 			return res, err
@@ -213,11 +229,16 @@ func connectPhase(ctx context.Context, f Fleet, o runOpts, res *Result, stderr i
 	bar := newBar(int64(o.Load.N), "connect", stderr, o.Quiet)
 	var last int64 = -1
 	lastMove := time.Now()
+	var lastAuthed int64
+	authedAt := start
 	var s Stats
 	for {
 		s = f.Stats()
 		_ = bar.Set64(s.Authed)
-		done := s.Authed + s.DialErrors + s.AuthErrors
+		done := s.Authed + s.DialErrors + s.AuthErrors + s.Refused
+		if s.Authed != lastAuthed {
+			lastAuthed, authedAt = s.Authed, time.Now()
+		}
 		if done >= int64(o.Load.N) {
 			break
 		}
@@ -234,8 +255,10 @@ func connectPhase(ctx context.Context, f Fleet, o runOpts, res *Result, stderr i
 	}
 	_ = bar.Finish()
 	sec := time.Since(start).Seconds()
+	asec := max(authedAt.Sub(start).Seconds(), 1e-3)
 	res.Connect = ConnectResult{Authed: s.Authed, DialErrors: s.DialErrors, AuthErrors: s.AuthErrors,
-		Seconds: sec, PerSec: float64(s.Authed) / sec, Handshake: s.Handshake.Summarize()}
+		Refused: s.Refused, Seconds: sec, AuthedSec: asec, PerSec: float64(s.Authed) / asec,
+		Handshake: s.Handshake.Summarize()}
 	if s.Authed == 0 {
 		return fmt.Errorf("%w: no connection authenticated (%s)", ErrTarget, s.LastError)
 	}

@@ -59,9 +59,13 @@ room:
   heartbeat_default: 60
   heartbeat_grace: 10s
   auth_deadline: 10s
-  max_conns: 18000
-  max_conns_per_ip: 20000
+  max_conns: %d
+  max_conns_per_ip: 200000
 `
+
+// defaultMaxConns is the room cap of a started lcpush unless -max-conns
+// says otherwise: below the 20,000 open-files limit of the process.
+const defaultMaxConns = 18000
 
 // freePorts reserves n loopback ports by binding and releasing them.
 func freePorts(n int) ([]int, error) {
@@ -85,7 +89,11 @@ func freePorts(n int) ([]int, error) {
 
 // startTarget starts kind ("lcpush" or "naive") from bin and waits until it
 // answers. selfArgs reach loadgen's Main inside bin (for naive-server).
-func startTarget(ctx context.Context, kind, bin string, selfArgs []string, stderr io.Writer) (*Target, error) {
+// maxConns is the room cap written into the lcpush configuration (0: the default).
+func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxConns int, stderr io.Writer) (*Target, error) {
+	if maxConns <= 0 {
+		maxConns = defaultMaxConns
+	}
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -100,7 +108,7 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, stder
 	switch kind {
 	case "lcpush":
 		cfgPath := filepath.Join(dir, "bench.yaml")
-		if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(benchConfig, maxConns)), 0o600); err != nil {
 			return nil, err
 		}
 		args = []string{"-config", cfgPath, "-store", "memory", "-data", filepath.Join(dir, "data"),
