@@ -262,6 +262,7 @@ func (l *Load) dial(ctx context.Context, i int) {
 	d := net.Dialer{
 		Timeout:   time.Duration(cfg.DialTOms) * time.Millisecond,
 		LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
+		Control:   bindNoPort,
 	}
 	l.dialed.Add(1)
 	c, err := d.DialContext(ctx, "tcp", room)

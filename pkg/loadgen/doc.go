@@ -22,9 +22,24 @@
 //
 //	lcpush bench idle -n 5000                 # (a) memory per idle connection
 //	lcpush bench idle -n 5000 -target naive   # the same against the baseline
+//	lcpush bench storm -n 17000 -max-conns 15000 -hb 10   # (b) connect storm past the cap
 //	lcpush bench fanout -n 1000 -rounds 20 -stream 5s -stream-rate 20
-//	lcpush bench smoke                        # both, N=50, a few seconds
+//	lcpush bench fanout -n 1000 -target nats  # (c) against nats-server (or mqtt: mosquitto)
+//	lcpush bench unicast -n 10000 -rates 1000,5000 -qos 1   # (d) open-loop unicast
+//	lcpush bench smoke                        # idle, fanout, unicast; N=50, a few seconds
 //	lcpush bench naive-server -addr 127.0.0.1:7100 -http 127.0.0.1:7101
+//
+// scripts/bench.sh runs each scenario with the figures' settings, the
+// server pinned on CPU 0 (-server-cpu, taskset) and the tool on CPU 1.
+//
+// storm counts connections the room closed before AUTH_OK (refused over
+// room.max_conns, also read from lcpush_room_refused_total), then asks
+// /readyz and waits one heartbeat for every PING to be answered. unicast
+// schedules pushes to one random uid each on a fixed timeline and queues
+// them to -senders goroutines, so a late API shows as latency from the
+// scheduled time (no coordinated omission). The peers (peer.go) are
+// started by the tool too (nats-server, mosquitto on a free loopback
+// port); their minimal clients use a reader goroutine per connection.
 //
 // idle reads the server's RSS (/proc/PID/status), its Go heap in use after a
 // forced GC (/debug/pprof/heap?gc=1, then go_memstats_heap_inuse_bytes from

@@ -22,7 +22,7 @@ usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
   lcpush bench storm  [flags]   (b) connect storm past the room's cap (-max-conns), then a health check
   lcpush bench fanout [flags]   (c) broadcast rounds to N connections, then a sustained stream
   lcpush bench unicast [flags]  (d) open-loop pushes to one uid each at -rates, N connections online
-  lcpush bench smoke  [flags]   idle + fanout with N=50 for a few seconds (CI)
+  lcpush bench smoke  [flags]   idle + fanout (+ unicast at 50/s against lcpush) with N=50 for a few seconds (CI)
   lcpush bench naive-server [flags]   the goroutine-per-connection baseline server
   lcpush bench worker -config JSON    (internal) one client process of a large N
 
@@ -53,13 +53,13 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o runOpts
-	fs.StringVar(&o.TargetKind, "target", "lcpush", "server to start and measure: lcpush or naive (ignored with -room)")
+	fs.StringVar(&o.TargetKind, "target", "lcpush", "server to start and measure: lcpush, naive, nats (nats-server) or mqtt (mosquitto) (ignored with -room)")
 	fs.StringVar(&o.Bin, "bin", selfExe(), "binary holding the server and this tool (re-run for targets and workers)")
 	selfArgs := fs.String("self-args", "bench", "arguments of -bin that reach the load tool (space separated)")
 	rooms := fs.String("room", "", "measure a running server: room address(es), comma separated (loopback)")
 	api := fs.String("api", "", "with -room: push API base URL, e.g. http://127.0.0.1:8000")
 	adminURL := fs.String("admin", "", "with -room: admin base URL (/metrics, /debug/pprof), e.g. http://127.0.0.1:9000")
-	pid := fs.Int("pid", 0, "with -room: server process id, for its RSS")
+	pids := fs.String("pid", "", "with -room: server process id(s), comma separated, for their RSS (summed)")
 	apiKey := fs.String("api-key", demoAPIKey, "with -room: API key of -app")
 	secret := fs.String("secret", demoSecret, "with -room: secret of -app (tokens are signed locally)")
 	app := fs.Uint("app", 1, "with -room: app id")
@@ -81,6 +81,8 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.IntVar(&o.PayloadLen, "payload", 256, "payload bytes (first 8: send time, next 8: round)")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle: wait before each memory reading")
 	fs.IntVar(&o.Load.Dialers, "dialers", 8, "goroutines that connect, per client process")
+	fs.StringVar(&o.ServerCPU, "server-cpu", "", "pin the started server with taskset -c (e.g. 0; run the tool itself under taskset -c 1)")
+	fs.StringVar(&o.Store, "store", "memory", "message store of the started lcpush: memory or bolt (embedded, fsync per commit)")
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "room.max_conns of the started lcpush (0: 18000)")
 	rates := fs.String("rates", "1000,5000", "unicast: pushes per second, one step each, comma separated")
 	fs.DurationVar(&o.StepDur, "step", 10*time.Second, "unicast: duration of each rate step")
@@ -113,9 +115,23 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	}
 	if *rooms != "" {
 		t := &Target{Kind: "external", Rooms: strings.Split(*rooms, ","), API: *api, Admin: *adminURL,
-			PID: *pid, App: uint32(*app), Secret: *secret, APIKey: *apiKey}
+			App: uint32(*app), Secret: *secret, APIKey: *apiKey}
 		if err := checkLoopback(t.Rooms...); err != nil {
 			return err
+		}
+		for i, p := range strings.Split(*pids, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			v, err := strconv.Atoi(p)
+			if err != nil || v <= 0 {
+				return fmt.Errorf("%w: -pid %q", ErrUsage, p)
+			}
+			if i == 0 {
+				t.PID = v
+			} else {
+				t.PIDs = append(t.PIDs, v)
+			}
 		}
 		for _, u := range []string{t.API, t.Admin} {
 			if u != "" {
@@ -137,7 +153,11 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	}
 	o.Rounds, o.StreamDur, o.Settle = min(o.Rounds, 3), min(o.StreamDur, time.Second), min(o.Settle, 200*time.Millisecond)
 	o.Timeout = min(o.Timeout, time.Minute)
-	for _, sc := range []string{"idle", "fanout"} {
+	o.Rates, o.StepDur = []float64{50}, time.Second
+	for _, sc := range []string{"idle", "fanout", "unicast"} {
+		if sc == "unicast" && (o.TargetKind == "naive" || o.External != nil) {
+			continue // the naive server has no unicast; an external one may not either
+		}
 		o.Scenario = sc
 		if err := runOne(ctx, o, full, stdout, stderr); err != nil {
 			return err

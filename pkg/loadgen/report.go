@@ -27,10 +27,13 @@ func writeResults(dir string, r *Result) error {
 	fmt.Fprintf(&md, "Run %s, %.1f s, %d CPUs, %s, %d client process(es).\n\n",
 		r.Started.Format(time.RFC3339), r.Seconds, r.Machine.CPUs, r.Machine.Go, r.Processes)
 	fmt.Fprintf(&md, "Command: `%s`\n\n", strings.Join(r.Args, " "))
+	if r.Target.Store != "" {
+		fmt.Fprintf(&md, "Store: %s.\n\n", r.Target.Store)
+	}
 	summary(&md, r)
 	if r.Idle != nil {
 		bars := []bar{
-			{"RSS", r.Idle.RSSPerConn}, {"Go heap", r.Idle.HeapPerConn}, {"kernel TCP (both ends)", r.Idle.KernelPerConn},
+			{"RSS", r.Idle.RSSPerConn}, {"Go heap", r.Idle.HeapPerConn}, {"kernel TCP buffers (both ends)", r.Idle.KernelPerConn}, {"kernel slab (both ends)", r.Idle.SlabPerConn},
 		}
 		if err := os.WriteFile(filepath.Join(dir, "memory.svg"), barChart("bytes per idle connection", "bytes", bars), 0o644); err != nil {
 			return err
@@ -101,7 +104,8 @@ func summary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| RSS | %s | %s | %.0f B |\n", mib(i.Before.RSS), mib(i.After.RSS), i.RSSPerConn)
 		fmt.Fprintf(w, "| Go heap in use (after GC) | %s | %s | %.0f B |\n", mib(i.Before.HeapInuse), mib(i.After.HeapInuse), i.HeapPerConn)
 		fmt.Fprintf(w, "| goroutines | %d | %d | %.2f |\n", i.Before.Goroutine, i.After.Goroutine, i.GoroutinesPerConn)
-		fmt.Fprintf(w, "| kernel TCP memory (machine, both ends) | %s | %s | %.0f B |\n\n", mib(i.Before.SockMem), mib(i.After.SockMem), i.KernelPerConn)
+		fmt.Fprintf(w, "| kernel TCP buffers (machine, both ends) | %s | %s | %.0f B |\n", mib(i.Before.SockMem), mib(i.After.SockMem), i.KernelPerConn)
+		fmt.Fprintf(w, "| kernel slab (machine, both ends) | %s | %s | %.0f B |\n\n", mib(i.Before.Slab), mib(i.After.Slab), i.SlabPerConn)
 	}
 	if f := r.Fanout; f != nil {
 		fmt.Fprintf(w, "| fan-out (%d rounds, %d complete) | value |\n|---|---|\n", len(f.Rounds), f.Complete)

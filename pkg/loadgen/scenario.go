@@ -59,7 +59,8 @@ type IdleResult struct {
 	After             Mem     `json:"after"`
 	RSSPerConn        float64 `json:"rss_per_conn_bytes"`
 	HeapPerConn       float64 `json:"heap_per_conn_bytes"`
-	KernelPerConn     float64 `json:"kernel_tcp_per_conn_bytes"` // both ends of each loopback connection
+	KernelPerConn     float64 `json:"kernel_tcp_per_conn_bytes"`  // both ends of each loopback connection
+	SlabPerConn       float64 `json:"kernel_slab_per_conn_bytes"` // machine Slab delta: both ends, clients' epoll too
 	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
 }
 
@@ -127,6 +128,8 @@ type runOpts struct {
 	PayloadLen int
 	Settle     time.Duration
 	MaxConns   int           // room cap of a started lcpush
+	ServerCPU  string        // taskset -c list for a started server ("": not pinned)
+	Store      string        // -store of a started lcpush: memory or bolt
 	Rates      []float64     // unicast: pushes per second, one step each
 	StepDur    time.Duration // unicast: duration of each rate step
 	Senders    int           // unicast: concurrent API requests at most
@@ -141,7 +144,12 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 	t := o.External
 	if t == nil {
 		var err error
-		if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, o.MaxConns, stderr); err != nil {
+		if o.TargetKind == "nats" || o.TargetKind == "mqtt" {
+			t, err = startPeer(ctx, o.TargetKind, o.ServerCPU, stderr)
+			if err != nil {
+				return nil, err
+			}
+		} else if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, o.MaxConns, o.ServerCPU, o.Store, stderr); err != nil {
 			return nil, err
 		}
 		defer t.Stop()
@@ -156,8 +164,11 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 		}
 		res.Idle = &IdleResult{Before: m}
 	}
-	fleet, err := startFleet(ctx, o.Load, fleetOpts{PerProc: o.PerProc, Self: o.Bin, SelfArgs: o.SelfArgs, Stderr: stderr})
-	if err != nil {
+	var fleet Fleet
+	var err error
+	if t.publish != nil {
+		fleet = startPeerLoad(ctx, t.Kind, o.Load)
+	} else if fleet, err = startFleet(ctx, o.Load, fleetOpts{PerProc: o.PerProc, Self: o.Bin, SelfArgs: o.SelfArgs, Stderr: stderr}); err != nil {
 		return nil, err
 	}
 	defer fleet.Close()
@@ -181,6 +192,7 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 			idle.RSSPerConn = float64(m.RSS-idle.Before.RSS) / n
 			idle.HeapPerConn = float64(m.HeapInuse-idle.Before.HeapInuse) / n
 			idle.KernelPerConn = float64(m.SockMem-idle.Before.SockMem) / n
+			idle.SlabPerConn = float64(m.Slab-idle.Before.Slab) / n
 			idle.GoroutinesPerConn = float64(m.Goroutine-idle.Before.Goroutine) / n
 		}
 	case "storm":

@@ -50,6 +50,8 @@ func stormCheck(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result,
 		sr.ReadyMs = float64(time.Since(start)) / 1e6
 	}
 	sr.Online = s.Authed - s.Dropped
+	// The interval asked (-hb); a server granting a longer one fails the
+	// check, which is why the bench asks for the room's heartbeat_min.
 	hb := o.Load.HB
 	if hb <= 0 {
 		hb = 30

@@ -23,18 +23,22 @@ import (
 // Target is the server under test: a process the tool started (lcpush or
 // the naive baseline) or one given by address.
 type Target struct {
-	Kind   string   `json:"kind"` // lcpush, naive or external
+	Kind   string   `json:"kind"`            // lcpush, naive, nats, mqtt or external
+	Store  string   `json:"store,omitempty"` // lcpush's -store when the tool started it
 	Rooms  []string `json:"rooms"`
 	API    string   `json:"api"`   // base URL of the push API
 	Admin  string   `json:"admin"` // base URL of /metrics and /debug/pprof
 	PID    int      `json:"pid"`
+	PIDs   []int    `json:"pids,omitempty"` // more server processes (several rooms): RSS is their sum
 	App    uint32   `json:"app"`
 	Secret string   `json:"-"`
 	APIKey string   `json:"-"`
 
-	cmd  *exec.Cmd
-	dir  string
-	done chan struct{}
+	cmd      *exec.Cmd
+	dir      string
+	done     chan struct{}
+	publish  func(context.Context, []byte) error // peers: Broadcast publishes on this connection
+	closePub func()
 }
 
 // Demo credentials of app 1 (config.demo.yaml), the default of every run.
@@ -90,7 +94,13 @@ func freePorts(n int) ([]int, error) {
 // startTarget starts kind ("lcpush" or "naive") from bin and waits until it
 // answers. selfArgs reach loadgen's Main inside bin (for naive-server).
 // maxConns is the room cap written into the lcpush configuration (0: the default).
-func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxConns int, stderr io.Writer) (*Target, error) {
+// cpus, when set, pins the server with taskset (e.g. "0"), so the clients
+// (pinned by the caller) and the server do not share a core.
+// store is lcpush's -store (memory when empty).
+func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxConns int, cpus, store string, stderr io.Writer) (*Target, error) {
+	if store == "" {
+		store = "memory"
+	}
 	if maxConns <= 0 {
 		maxConns = defaultMaxConns
 	}
@@ -111,10 +121,10 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxCo
 		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(benchConfig, maxConns)), 0o600); err != nil {
 			return nil, err
 		}
-		args = []string{"-config", cfgPath, "-store", "memory", "-data", filepath.Join(dir, "data"),
+		args = []string{"-config", cfgPath, "-store", store, "-data", filepath.Join(dir, "data"),
 			"-room-addr", addr(0), "-center-addr", addr(1), "-dispatch-addr", addr(2),
 			"-admin-addr", addr(3), "-log-level", "warn"}
-		t.Rooms, t.API, t.Admin = []string{addr(0)}, "http://"+addr(1), "http://"+addr(3)
+		t.Rooms, t.API, t.Admin, t.Store = []string{addr(0)}, "http://"+addr(1), "http://"+addr(3), store
 	case "naive":
 		args = append(append([]string{}, selfArgs...), "naive-server", "-addr", addr(0), "-http", addr(1),
 			"-app", "1", "-secret", demoSecret)
@@ -123,6 +133,10 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxCo
 		return nil, fmt.Errorf("%w: unknown target %q (lcpush or naive)", ErrUsage, kind)
 	}
 	t.cmd = exec.Command(bin, args...)
+	if cpus != "" {
+		// taskset execs the server: the process id stays the server's.
+		t.cmd = exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
+	}
 	t.cmd.Stdout, t.cmd.Stderr = stderr, stderr
 	if err := t.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -160,6 +174,9 @@ func (t *Target) waitReady(ctx context.Context, within time.Duration) error {
 
 // Stop ends a process the tool started (SIGTERM, then SIGKILL).
 func (t *Target) Stop() {
+	if t.closePub != nil {
+		t.closePub()
+	}
 	if t.cmd == nil || t.cmd.Process == nil {
 		return
 	}
@@ -199,6 +216,7 @@ type Mem struct {
 	Goroutine int64 `json:"goroutines"`       // go_goroutines
 	SockMem   int64 `json:"kernel_tcp_mem"`   // /proc/net/sockstat TCP mem, bytes, whole machine
 	SockInuse int64 `json:"kernel_tcp_inuse"` // TCP sockets in use, whole machine
+	Slab      int64 `json:"kernel_slab"`      // /proc/meminfo Slab, whole machine: socket, file and epoll structures
 }
 
 // Memory forces a GC in the target (pprof heap?gc=1), then reads its
@@ -214,10 +232,13 @@ func (t *Target) Memory(ctx context.Context) (Mem, error) {
 		m.HeapInuse = int64(metricValue(buf.Bytes(), "go_memstats_heap_inuse_bytes"))
 		m.Goroutine = int64(metricValue(buf.Bytes(), "go_goroutines"))
 	}
-	if t.PID > 0 {
-		m.RSS = procRSS(t.PID)
+	for _, pid := range append([]int{t.PID}, t.PIDs...) {
+		if pid > 0 {
+			m.RSS += procRSS(pid)
+		}
 	}
 	m.SockInuse, m.SockMem = sockstat()
+	m.Slab = meminfoKB("Slab:") * 1024
 	return m, nil
 }
 
@@ -246,6 +267,23 @@ func procRSS(pid int) int64 {
 			if len(f) > 0 {
 				kb, _ := strconv.ParseInt(f[0], 10, 64)
 				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// meminfoKB reads one "Name: N kB" line of /proc/meminfo.
+func meminfoKB(name string) int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				v, _ := strconv.ParseInt(f[0], 10, 64)
+				return v
 			}
 		}
 	}
@@ -282,6 +320,9 @@ var ErrRateLimited = errors.New("loadgen: push API rate limited")
 // Broadcast sends payload to every connection of the app through the push
 // API (Center's POST /v1/apps/{app}/broadcast, or the naive server's).
 func (t *Target) Broadcast(ctx context.Context, payload []byte, qos int) error {
+	if t.publish != nil {
+		return t.publish(ctx, payload)
+	}
 	body, _ := json.Marshal(map[string]any{
 		"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60,
 	})
