@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,6 +78,28 @@ func waitRead(b *testing.B, read *atomic.Int64, want int64) {
 			b.Fatalf("clients read %d of %d bytes; slow-consumer closes: %v", read.Load(), want, counterValue(mCloses.WithLabelValues(closeSlow)))
 		}
 		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// BenchmarkPushLone measures a lone push: Push to one client, then wait
+// until the client has read it, so that nothing queues behind it. It is the
+// latency a push gets when the room is not busy.
+func BenchmarkPushLone(b *testing.B) {
+	e := startEnv(b, envOpt{})
+	c, _ := e.login(1, "lone")
+	_ = c.c.SetReadDeadline(time.Time{})
+	msg := push.Message{ID: 1, App: 1, Payload: make([]byte, 64)}
+	frame := proto.AppendPush(nil, 1, false, 1, msg.Payload)
+	buf := make([]byte, len(frame))
+	targets := []push.Target{{UID: "lone"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := e.room.Push(b.Context(), msg, targets); n != 1 || err != nil {
+			b.Fatalf("Push = %d, %v", n, err)
+		}
+		if _, err := io.ReadFull(c.c, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

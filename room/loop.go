@@ -26,6 +26,9 @@ type loopState struct {
 	outBuf []byte // frame building for writes on this loop
 	ackBuf []uint64
 
+	push    pushQueue  // pushes waiting for the loop's flush (flush.go)
+	flusher *pushFlush // the flush task, allocated once
+
 	backlog  atomic.Int32 // push batches queued on the loop
 	sweeping atomic.Bool  // a sweep is queued or running
 }
@@ -73,6 +76,7 @@ func (r *Room) loopOf(el gnet.EventLoop) *loopState {
 	defer r.loopsMu.Unlock()
 	if l = r.loops[el]; l == nil {
 		l = &loopState{el: el, idx: len(r.loopSeq)}
+		l.flusher = &pushFlush{r: r, l: l}
 		r.loops[el] = l
 		r.loopSeq = append(r.loopSeq, l)
 	}

@@ -1,7 +1,6 @@
 package room
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -11,11 +10,10 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// pushBatch is one message for the connections of one loop: a push costs one
-// Execute per loop, however many targets it has there.
+// pushBatch is one message for the connections of one loop. Push queues it
+// on the loop (pushQueue); the loop's flush writes every batch queued since
+// its previous flush with one write per connection.
 type pushBatch struct {
-	r     *Room
-	l     *loopState
 	msg   push.Message
 	conns []*connState
 }
@@ -25,7 +23,7 @@ var batchPool = sync.Pool{New: func() any { return &pushBatch{conns: make([]*con
 func (b *pushBatch) release() {
 	clear(b.conns)
 	b.conns = b.conns[:0]
-	b.r, b.l, b.msg = nil, nil, push.Message{}
+	b.msg = push.Message{}
 	batchPool.Put(b)
 }
 
@@ -37,7 +35,11 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 	if r.isClosing() {
 		return 0, fmt.Errorf("room push: %w", push.ErrClosed)
 	}
-	var local [8]*pushBatch
+	type loopBatch struct {
+		l *loopState
+		b *pushBatch
+	}
+	var local [8]loopBatch
 	batches := local[:0]
 	for _, t := range targets {
 		s := r.idx.get(t.UID, t.ConnID)
@@ -47,72 +49,31 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 		var b *pushBatch
 		for _, x := range batches {
 			if x.l == s.loop {
-				b = x
+				b = x.b
 				break
 			}
 		}
 		if b == nil {
 			b = batchPool.Get().(*pushBatch)
-			b.r, b.l, b.msg = r, s.loop, msg
-			batches = append(batches, b)
+			b.msg = msg
+			batches = append(batches, loopBatch{s.loop, b})
 		}
 		b.conns = append(b.conns, s)
 	}
 	found := 0
-	for _, b := range batches {
-		n := len(b.conns)
-		if b.l.backlog.Add(1) > maxLoopBacklog {
-			b.l.backlog.Add(-1)
+	for _, x := range batches {
+		n := len(x.b.conns)
+		if x.l.backlog.Add(1) > maxLoopBacklog {
+			x.l.backlog.Add(-1)
 			mPushDropped.WithLabelValues("loop_backlog").Add(float64(n))
-			b.release()
+			x.b.release()
 			continue
 		}
-		if err := b.l.el.Execute(context.Background(), b); err != nil {
-			b.l.backlog.Add(-1)
-			b.release()
-			continue
+		if r.enqueue(x.l, x.b) {
+			found += n
 		}
-		found += n
 	}
 	return found, nil
-}
-
-// Run writes the batch on its loop (gnet.Runnable).
-func (b *pushBatch) Run(context.Context) error {
-	r, l := b.r, b.l
-	l.backlog.Add(-1)
-	app := b.msg.App
-	l.outBuf = proto.AppendPush(l.outBuf[:0], app, b.msg.QoS == push.QoS1, b.msg.ID, b.msg.Payload)
-	frame := l.outBuf
-	written := 0
-	for _, s := range b.conns {
-		if !s.hasApp(app) { // unbound since Push looked
-			continue
-		}
-		switch s.state {
-		case stAuthed:
-			if !r.write(s, frame) {
-				continue
-			}
-			written++
-			if s.c.OutboundBuffered() > maxOutbound {
-				// QoS 1 messages stay stored; the client gets them at its
-				// next login, from a room that is not drowning in its backlog.
-				r.closeConn(s, closeSlow)
-			}
-		case stAuthing:
-			if len(s.pending) < r.deps.Config.Load().Room.MaxPending {
-				s.pending = append(s.pending, bytes.Clone(frame))
-			} else {
-				mPushDropped.WithLabelValues("pending_full").Inc()
-			}
-		}
-	}
-	if written > 0 {
-		mPushes.Add(float64(written))
-	}
-	b.release()
-	return nil
 }
 
 // Kick sends KICK {code, reason} to the uid's connection with connID (0 =

@@ -1,0 +1,282 @@
+package room
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// maxIOV bounds the frames given to one writev(2): Linux refuses more than
+// IOV_MAX (1024) with EINVAL, which gnet would turn into a close.
+const maxIOV = 1024
+
+// maxCopyWrite is the most bytes of frames for one connection that a flush
+// copies into one buffer for a plain write(2); larger lists go by writev,
+// whose iovec array x/sys allocates on every call.
+const maxCopyWrite = 64 << 10
+
+// A flush writes the queue in segments of at most maxFlushRefs (batch,
+// connection) pairs and about maxFlushBytes of frames, so that a full
+// backlog (maxLoopBacklog broadcasts to every connection of the loop) needs
+// bounded scratch memory; order is kept, each segment being written in turn.
+const (
+	maxFlushRefs  = 1 << 19
+	maxFlushBytes = 1 << 20
+)
+
+// maxArenaKeep is the largest frame arena a loop keeps between flushes; a
+// burst that needed more gives its memory back.
+const maxArenaKeep = 4 << 20
+
+// pushQueue coalesces the pushes for one loop. Push appends batches under mu
+// and schedules one flush on the loop unless one is already scheduled; the
+// flush takes everything queued so far, so under a stream each connection
+// gets one write per loop wake-up carrying all its frames, while a lone push
+// still goes out at once (no timer).
+type pushQueue struct {
+	mu        sync.Mutex
+	q         []*pushBatch // guarded by mu
+	scheduled atomic.Bool  // a flush is queued on the loop and has not started yet
+
+	// Loop-only scratch of the flush, reused from one flush to the next.
+	spare  []*pushBatch
+	arena  []byte
+	frames [][]byte
+	slot   map[*connState]int32 // connection -> index in groups
+	groups []connFrames
+	refs   []frameRef
+	sel    []int32
+	iov    [][]byte
+	wbuf   []byte // one connection's frames, copied for a single write
+}
+
+// connFrames is one connection touched by a flush: a linked list in refs of
+// the frames it gets, in queue order.
+type connFrames struct {
+	s          *connState
+	head, tail int32
+}
+
+type frameRef struct {
+	frame, next int32
+}
+
+// pushFlush is the loop's flush task (gnet.Runnable), one per loop.
+type pushFlush struct {
+	r *Room
+	l *loopState
+}
+
+// enqueue queues b on l and makes sure a flush will run after it. It
+// reports false when the loop no longer runs tasks (b is dropped then).
+func (r *Room) enqueue(l *loopState, b *pushBatch) bool {
+	pq := &l.push
+	pq.mu.Lock()
+	pq.q = append(pq.q, b)
+	pq.mu.Unlock()
+	// A failed CAS means a flush is scheduled and has not cleared the flag
+	// yet: it clears it before taking the queue, so it will see b.
+	if !pq.scheduled.CompareAndSwap(false, true) {
+		return true
+	}
+	if err := l.el.Execute(context.Background(), l.flusher); err != nil {
+		pq.scheduled.Store(false)
+		pq.mu.Lock()
+		q := pq.q
+		pq.q = nil
+		pq.mu.Unlock()
+		l.backlog.Add(-int32(len(q)))
+		for _, x := range q {
+			x.release()
+		}
+		return false
+	}
+	return true
+}
+
+// Run takes the loop's queued batches and writes them.
+func (f *pushFlush) Run(context.Context) error {
+	r, l := f.r, f.l
+	pq := &l.push
+	pq.scheduled.Store(false) // before the swap: see enqueue
+	pq.mu.Lock()
+	q := pq.q
+	pq.q = pq.spare[:0]
+	pq.mu.Unlock()
+	if len(q) == 0 {
+		pq.spare = q
+		return nil
+	}
+	l.backlog.Add(-int32(len(q)))
+	for rest := q; len(rest) > 0; {
+		k := segment(rest)
+		r.flushBatches(l, rest[:k])
+		rest = rest[k:]
+	}
+	for i, b := range q {
+		b.release()
+		q[i] = nil
+	}
+	pq.spare = q[:0]
+	return nil
+}
+
+// segment returns how many batches at the head of q one flushBatches takes:
+// at least one, and no more than the flush bounds allow.
+func segment(q []*pushBatch) int {
+	refs, size := 0, 0
+	for i, b := range q {
+		refs += len(b.conns)
+		size += len(b.msg.Payload) + proto.HeaderSize + 8
+		if i > 0 && (refs > maxFlushRefs || size > maxFlushBytes) {
+			return i
+		}
+	}
+	return len(q)
+}
+
+// flushBatches builds each batch's frame once and gives every connection
+// all of its frames in one write, in queue order (loop only).
+func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
+	pq := &l.push
+	pq.arena = pq.arena[:0]
+	pq.frames = pq.frames[:0]
+	start := 0
+	ends := pq.sel[:0] // frame ends first, then reused for selections
+	for _, b := range q {
+		pq.arena = proto.AppendPush(pq.arena, b.msg.App, b.msg.QoS == push.QoS1, b.msg.ID, b.msg.Payload)
+		ends = append(ends, int32(len(pq.arena)))
+	}
+	for _, e := range ends {
+		pq.frames = append(pq.frames, pq.arena[start:e:e])
+		start = int(e)
+	}
+	pq.sel = ends[:0]
+
+	written := 0
+	if len(q) == 1 { // the lone push: no grouping needed
+		pq.sel = append(pq.sel, 0)
+		for _, s := range q[0].conns {
+			written += r.deliver(s, q, pq.sel)
+		}
+	} else {
+		written = r.deliverGrouped(l, q)
+	}
+	if written > 0 {
+		mPushes.Add(float64(written))
+	}
+	clear(pq.frames)
+	pq.frames = pq.frames[:0]
+	if cap(pq.arena) > maxArenaKeep {
+		pq.arena = nil
+	}
+}
+
+// deliverGrouped collects, per connection, the frames of every batch that
+// targets it, then delivers each connection's list (loop only).
+func (r *Room) deliverGrouped(l *loopState, q []*pushBatch) int {
+	pq := &l.push
+	if pq.slot == nil {
+		pq.slot = make(map[*connState]int32)
+	}
+	for i, b := range q {
+		for _, s := range b.conns {
+			ref := int32(len(pq.refs))
+			pq.refs = append(pq.refs, frameRef{frame: int32(i), next: -1})
+			g, ok := pq.slot[s]
+			if !ok {
+				pq.slot[s] = int32(len(pq.groups))
+				pq.groups = append(pq.groups, connFrames{s: s, head: ref, tail: ref})
+				continue
+			}
+			pq.refs[pq.groups[g].tail].next = ref
+			pq.groups[g].tail = ref
+		}
+	}
+	written := 0
+	for _, g := range pq.groups {
+		pq.sel = pq.sel[:0]
+		for i := g.head; i >= 0; i = pq.refs[i].next {
+			pq.sel = append(pq.sel, pq.refs[i].frame)
+		}
+		written += r.deliver(g.s, q, pq.sel)
+	}
+	clear(pq.slot)
+	clear(pq.groups)
+	pq.groups = pq.groups[:0]
+	pq.refs = pq.refs[:0]
+	return written
+}
+
+// deliver writes to s the frames sel (indices into q and the flush's
+// frames) whose app s still has bound, with one write or writev, and
+// returns how many it wrote (loop only).
+func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
+	pq := &s.loop.push
+	switch s.state {
+	case stAuthed:
+		pq.iov = pq.iov[:0]
+		for _, i := range sel {
+			if s.hasApp(q[i].msg.App) { // unbound since Push looked
+				pq.iov = append(pq.iov, pq.frames[i])
+			}
+		}
+		n := len(pq.iov)
+		if n == 0 || !r.writeFrames(s, pq.iov) {
+			clear(pq.iov)
+			return 0
+		}
+		clear(pq.iov)
+		if s.c.OutboundBuffered() > maxOutbound {
+			// QoS 1 messages stay stored; the client gets them at its
+			// next login, from a room that is not drowning in its backlog.
+			r.closeConn(s, closeSlow)
+		}
+		return n
+	case stAuthing:
+		maxPending := r.deps.Config.Load().Room.MaxPending
+		for _, i := range sel {
+			if !s.hasApp(q[i].msg.App) {
+				continue
+			}
+			if len(s.pending) < maxPending {
+				s.pending = append(s.pending, bytes.Clone(pq.frames[i]))
+			} else {
+				mPushDropped.WithLabelValues("pending_full").Inc()
+			}
+		}
+	}
+	return 0
+}
+
+// writeFrames writes frames to s with one syscall where it can: a single
+// frame as is, a few small ones copied into one buffer, large lists by
+// writev in chunks of at most maxIOV. gnet keeps what the socket does not
+// take in the outbound buffer. It reports whether s is still open (loop only).
+func (r *Room) writeFrames(s *connState, frames [][]byte) bool {
+	if len(frames) == 1 {
+		return r.write(s, frames[0])
+	}
+	total := 0
+	for _, f := range frames {
+		total += len(f)
+	}
+	if total <= maxCopyWrite {
+		pq := &s.loop.push
+		pq.wbuf = pq.wbuf[:0]
+		for _, f := range frames {
+			pq.wbuf = append(pq.wbuf, f...)
+		}
+		return r.write(s, pq.wbuf)
+	}
+	for len(frames) > 0 && s.state != stClosed {
+		k := min(len(frames), maxIOV)
+		_, _ = s.c.Writev(frames[:k])
+		frames = frames[k:]
+	}
+	return s.state != stClosed
+}
