@@ -22,6 +22,8 @@ if [ "${NO_SERVICES:-0}" != 1 ]; then
   SVC_DIR=${SVC_DIR:-$(mktemp -d /tmp/lcpush-test-svc.XXXXXX)}
   export SVC_DIR
   trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+  # Benchmark peers (nats-server, mosquitto): the load tool's peer clients are tested against them.
+  bash scripts/services.sh install mosquitto nats >/dev/null
   bash scripts/services.sh start >/dev/null
   # shellcheck disable=SC1091
   . "$SVC_DIR/env"
@@ -37,6 +39,9 @@ go build -o /dev/null .
 
 step "go test -race"
 go test -race -count=1 -timeout "$TEST_TIMEOUT" ./...
+
+step "allocation tests without -race (sync.Pool is randomised under -race)"
+go test -count=1 -run 'Alloc' ./...
 
 if [ "$FUZZTIME" != "0" ]; then
   step "fuzz targets, $FUZZTIME each"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -75,6 +76,9 @@ func TestPeersFanout(t *testing.T) {
 	for _, tc := range []struct{ target, bin string }{{"nats", "nats-server"}, {"mqtt", "mosquitto"}} {
 		t.Run(tc.target, func(t *testing.T) {
 			if _, err := exec.LookPath(tc.bin); err != nil {
+				if os.Getenv("LCPUSH_INTEGRATION") == "1" {
+					t.Fatalf("%s not installed (scripts/test.sh installs it)", tc.bin)
+				}
 				t.Skip(tc.bin + " not installed")
 			}
 			out := t.TempDir()
