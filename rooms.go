@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -24,6 +25,8 @@ type roomDirectory struct {
 type remoteRooms interface {
 	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
 	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+	Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error)
+	IDs() []string
 }
 
 // errNoRoom: the session points at a room instance this process cannot reach.
@@ -69,4 +72,35 @@ func (d *roomDirectory) Kick(ctx context.Context, id, uid string, connID uint64,
 		return false, err
 	}
 	return r.Kick(ctx, uid, connID, code, reason)
+}
+
+func (d *roomDirectory) Broadcast(ctx context.Context, id string, msg push.Message, perSec float64) (int, error) {
+	r, err := d.get(id)
+	if err != nil && d.remote != nil {
+		return d.remote.Broadcast(ctx, id, msg, perSec)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return r.Broadcast(ctx, msg, perSec)
+}
+
+// IDs lists the rooms of this process and, in a cluster, the live room
+// members (this process's own room is one of them too).
+func (d *roomDirectory) IDs(context.Context) ([]string, error) {
+	d.mu.RLock()
+	ids := make([]string, 0, len(d.rooms))
+	for id := range d.rooms {
+		ids = append(ids, id)
+	}
+	d.mu.RUnlock()
+	if d.remote != nil {
+		for _, id := range d.remote.IDs() {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

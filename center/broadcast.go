@@ -6,18 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
-
-// errScanStalled means the registry returned the cursor it was given.
-var errScanStalled = errors.New("center: registry scan made no progress")
-
-// scanAttempts is how many times one page is tried before the task fails.
-const scanAttempts = 3
 
 type broadcastRequest struct {
 	messageFields
@@ -68,7 +61,6 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		App:     app.ID,
 		Msg:     msg,
 		Rate:    pace,
-		Tasks:   []*Task{{Shard: -1}},
 		started: now.Unix(),
 		state:   JobRunning,
 	}
@@ -98,18 +90,20 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 	return nil
 }
 
-// runJob runs the tasks of job one after the other and records the outcome.
+// maxRoomCalls bounds the rooms one job reaches at the same time.
+const maxRoomCalls = 16
+
+// runJob lists the rooms, gives each of them one task (the room delivers the
+// message to its own connections of the app, paced to its share of
+// job.Rate) and records the outcome: failed when the rooms cannot be listed
+// or any room failed (a stored message still reaches those users at their
+// next login).
 func (s *Service) runJob(job *Job) {
 	defer func() { <-s.slots }()
 	jobsRunning.Inc()
 	defer jobsRunning.Dec()
 	jobEvents.WithLabelValues("started").Inc()
-	var err error
-	for _, t := range job.Tasks {
-		if err = s.runTask(s.jobCtx, job, t); err != nil {
-			break
-		}
-	}
+	err := s.runTasks(s.jobCtx, job)
 	job.finish(time.Now().Unix(), err)
 	if err != nil {
 		jobEvents.WithLabelValues("failed").Inc()
@@ -119,78 +113,51 @@ func (s *Service) runJob(job *Job) {
 	jobEvents.WithLabelValues("done").Inc()
 }
 
-// runTask pages through the app's sessions and pushes each page to its
-// rooms, paced to job.Rate deliveries per second. Room errors are counted and
-// skipped (a stored message still reaches those users at next login); a
-// registry that keeps failing ends the task.
-func (s *Service) runTask(ctx context.Context, job *Job, t *Task) error {
-	batch := max(s.conf.Load().Center.BroadcastBatch, 1)
-	// The burst is also the largest room call, so slow rates go out in
-	// small pieces instead of a page at once.
-	burst := batch
-	if job.Rate < float64(batch) {
-		burst = max(1, int(job.Rate))
+func (s *Service) runTasks(ctx context.Context, job *Job) error {
+	cctx, cancel := s.callCtx(ctx)
+	rooms, err := s.rooms.IDs(cctx)
+	cancel()
+	if err != nil {
+		depErrors.WithLabelValues("room_list").Inc()
+		return fmt.Errorf("center job %d: list rooms: %w", job.ID, err)
 	}
-	pace := rate.NewLimiter(rate.Limit(job.Rate), burst)
-	var cursor uint64
-	for {
-		sessions, next, err := s.scan(ctx, job.App, cursor, batch)
-		if err != nil {
-			return err
-		}
-		groups := groupByRoom(sessions, job.App)
-		for _, g := range groups {
-			t.targets.Add(int64(len(g.targets)))
-		}
-		for _, g := range groups {
-			for len(g.targets) > 0 {
-				n := min(len(g.targets), burst)
-				if err := pace.WaitN(ctx, n); err != nil {
-					return fmt.Errorf("center job %d: %w", job.ID, err)
-				}
-				chunk := []roomTargets{{room: g.room, targets: g.targets[:n]}}
-				cctx, cancel := s.callCtx(ctx)
-				t.pushed.Add(int64(s.deliver(cctx, job.Msg, chunk, "broadcast")))
-				cancel()
-				if ctx.Err() != nil { // stopped while the room call was cut short
-					return fmt.Errorf("center job %d: %w", job.ID, ctx.Err())
-				}
-				g.targets = g.targets[n:]
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		if next == cursor {
-			return errScanStalled
-		}
-		cursor = next
+	if len(rooms) == 0 {
+		return nil
 	}
+	tasks := make([]*Task, len(rooms))
+	for i, id := range rooms {
+		tasks[i] = &Task{Room: id}
+	}
+	job.setTasks(tasks)
+	share := job.Rate / float64(len(rooms))
+	sem := make(chan struct{}, maxRoomCalls)
+	errs := make([]error, len(tasks))
+	var wg sync.WaitGroup
+	for i, t := range tasks {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = s.runTask(ctx, job, t, share)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// scan reads one page, retrying a failing registry a few times.
-func (s *Service) scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error) {
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		cctx, cancel := s.callCtx(ctx)
-		sessions, next, err := s.reg.Scan(cctx, app, cursor, limit)
-		cancel()
-		if err == nil {
-			return sessions, next, nil
-		}
-		depErrors.WithLabelValues("scan").Inc()
-		if attempt == scanAttempts || ctx.Err() != nil {
-			return nil, 0, fmt.Errorf("center scan app %d at %d: %w", app, cursor, err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, fmt.Errorf("center scan app %d: %w", app, ctx.Err())
-		case <-t.C:
-		}
-		delay *= 2
+// runTask has one room deliver the job's message. The call lasts as long as
+// the room's pacing needs, so it is bounded by the job (Shutdown), not by
+// the per-call timeout.
+func (s *Service) runTask(ctx context.Context, job *Job, t *Task, perSec float64) error {
+	n, err := s.rooms.Broadcast(ctx, t.Room, job.Msg, perSec)
+	t.targets.Add(int64(n))
+	t.pushed.Add(int64(n))
+	deliveries.WithLabelValues("broadcast").Add(float64(n))
+	if err != nil {
+		roomErrors.WithLabelValues("broadcast").Inc()
+		s.log.Warn("center: room broadcast", "room", t.Room, "job", job.ID, "msg", job.Msg.ID, "reached", n, "err", err)
+		return fmt.Errorf("room %s: %w", t.Room, err)
 	}
+	return nil
 }
 
 // handleJob serves GET /v1/jobs/{job}: the admin key or the api key of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,11 +60,11 @@ func TestBroadcastJob(t *testing.T) {
 		calls0 string
 	}{
 		{"qos 1 is stored first", `{"text":"news"}`, 1, "save_broadcast"},
-		{"qos 0 is not stored", `{"text":"news","qos":0,"ttl":30}`, 0, "scan"},
+		{"qos 0 is not stored", `{"text":"news","qos":0,"ttl":30}`, 0, "rooms"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Config{}, nil)
+			e := newEnv(t, Config{}, func(c *config.Config) { c.Apps[0].BroadcastRate = 3000 })
 			addUsers(e, "u", 25, 3, 1)
 			addUsers(e, "other", 3, 3, 2)
 			before := time.Now().Unix()
@@ -86,23 +87,22 @@ func TestBroadcastJob(t *testing.T) {
 			if log[0] != tc.calls0 {
 				t.Fatalf("first call %s, want %s (calls %v)", log[0], tc.calls0, log)
 			}
-			if e.reg.scans != 3 {
-				t.Fatalf("%d scans, want 3 pages of at most 10", e.reg.scans)
+			// One call per room, each with its share of the app's rate.
+			rooms := make(map[string]bool)
+			for _, b := range e.rooms.broadcasted() {
+				if !b.msg.Broadcast || strconv.FormatUint(b.msg.ID, 10) != msgID || string(b.msg.Payload) != "news" {
+					t.Fatalf("broadcast message %+v", b.msg)
+				}
+				if b.perSec != 1000 {
+					t.Fatalf("room %s paced at %v/s, want 3000/3", b.room, b.perSec)
+				}
+				if rooms[b.room] {
+					t.Fatalf("room %s called twice", b.room)
+				}
+				rooms[b.room] = true
 			}
-			seen := make(map[string]int)
-			for _, p := range e.rooms.pushed() {
-				if !p.msg.Broadcast || strconv.FormatUint(p.msg.ID, 10) != msgID || string(p.msg.Payload) != "news" {
-					t.Fatalf("pushed message %+v", p.msg)
-				}
-				if len(p.targets) > 10 {
-					t.Fatalf("room call with %d targets, over the batch", len(p.targets))
-				}
-				for _, tg := range p.targets {
-					seen[tg.UID]++
-				}
-			}
-			if len(seen) != 25 {
-				t.Fatalf("%d users reached, want 25", len(seen))
+			if len(rooms) != 3 || len(e.rooms.pushed()) != 0 {
+				t.Fatalf("rooms called %v and %d targeted pushes; want 3 rooms, no push", rooms, len(e.rooms.pushed()))
 			}
 		})
 	}
@@ -125,21 +125,31 @@ func TestBroadcastFailures(t *testing.T) {
 		job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`) // the slot was given back
 		waitJob(t, e, job, key1)
 	})
-	t.Run("scan fails once", func(t *testing.T) {
+	t.Run("room list fails", func(t *testing.T) {
 		e := newEnv(t, Config{}, nil)
 		addUsers(e, "u", 5, 2, 1)
-		e.reg.scanFails = 1
+		e.rooms.errIDs = errDown
 		job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
-		if m := waitJob(t, e, job, key1); m["state"] != JobDone || m["pushed"] != 5.0 {
+		m := waitJob(t, e, job, key1)
+		if m["state"] != JobFailed || m["error"] == "" || m["pushed"] != 0.0 || m["stored"] != 1.0 {
 			t.Fatalf("job %v", m)
 		}
 	})
-	t.Run("scan keeps failing", func(t *testing.T) {
+	t.Run("one room fails", func(t *testing.T) {
 		e := newEnv(t, Config{}, nil)
-		e.reg.scanFails = 100
+		addUsers(e, "u", 6, 2, 1) // 3 on room-0, 3 on room-1
+		e.rooms.down = map[string]bool{"room-1": true}
 		job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
 		m := waitJob(t, e, job, key1)
-		if m["state"] != JobFailed || m["finished"] == nil || m["error"] == "" || m["stored"] != 1.0 {
+		errText, _ := m["error"].(string)
+		if m["state"] != JobFailed || !strings.Contains(errText, "room-1") || m["pushed"] != 3.0 {
+			t.Fatalf("job %v: want failed naming room-1, the other room's 3 pushed", m)
+		}
+	})
+	t.Run("no rooms", func(t *testing.T) {
+		e := newEnv(t, Config{}, nil)
+		job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
+		if m := waitJob(t, e, job, key1); m["state"] != JobDone || m["pushed"] != 0.0 {
 			t.Fatalf("job %v", m)
 		}
 	})
@@ -210,22 +220,27 @@ func TestBroadcastShutdownStopsJobs(t *testing.T) {
 }
 
 func TestBroadcastPacing(t *testing.T) {
-	e := newEnv(t, Config{}, func(c *config.Config) {
-		c.Center.BroadcastBatch = 100
-		c.Apps[1].BroadcastRate = 20
-	})
+	e := newEnv(t, Config{}, func(c *config.Config) { c.Apps[1].BroadcastRate = 20 })
 	addUsers(e, "u", 30, 2, 2)
-	t0 := time.Now()
-	// The request asks for more than the app allows: 20/s holds.
+	// The request asks for more than the app allows: 20/s holds, split
+	// over the two rooms.
 	job, _ := startBroadcast(t, e, "2", key2, `{"text":"x","rate":1000}`)
-	m := waitJob(t, e, job, key2)
-	// A burst of 20, then 10 more at 20/s.
-	if d := time.Since(t0); d < 400*time.Millisecond || m["pushed"] != 30.0 {
-		t.Fatalf("30 deliveries at 20/s took %v (job %v)", d, m)
+	waitJob(t, e, job, key2)
+	job2, _ := startBroadcast(t, e, "2", key2, `{"text":"x","rate":8}`)
+	if m := waitJob(t, e, job2, key2); m["pushed"] != 30.0 {
+		t.Fatalf("job %v", m)
 	}
-	for _, p := range e.rooms.pushed() {
-		if len(p.targets) > 20 {
-			t.Fatalf("room call of %d targets, over the burst of 20", len(p.targets))
+	got := e.rooms.broadcasted()
+	if len(got) != 4 {
+		t.Fatalf("%d room calls, want 4", len(got))
+	}
+	for i, b := range got {
+		want := 10.0
+		if i >= 2 {
+			want = 4
+		}
+		if b.perSec != want {
+			t.Fatalf("call %d: room %s paced at %v/s, want %v", i, b.room, b.perSec, want)
 		}
 	}
 }

@@ -35,9 +35,6 @@ type Registry interface {
 	// Lookup returns the sessions of those uids that are online, in no
 	// particular order.
 	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
-	// Scan pages through the sessions with app bound: start at cursor 0 and
-	// pass the returned cursor back; a returned cursor of 0 means done.
-	Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error)
 	// Counts returns online totals.
 	Counts(ctx context.Context) (push.Counts, error)
 }
@@ -63,14 +60,20 @@ type Rooms interface {
 	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
 	// Kick closes connID of uid on room; false when it is no longer there.
 	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+	// Broadcast has room deliver msg to all of its connections with msg.App
+	// bound, at most perSec per second (<= 0: unpaced), and returns how many
+	// got it. It lasts as long as the pacing needs.
+	Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error)
+	// IDs lists the rooms of the platform (every room a broadcast must reach).
+	IDs(ctx context.Context) ([]string, error)
 }
 
 // Config configures a center.
 type Config struct {
 	Addr   string // listen address, default ":8000"
 	Logger *slog.Logger
-	// MaxJobs bounds the broadcast jobs running at once (default 4); more are
-	// refused with 429.
+	// MaxJobs bounds the broadcast jobs running at once (default 64); more
+	// are refused with 429. A job holds a goroutine and one call per room.
 	MaxJobs int
 	// CallTimeout bounds each call to a dependency (default 5s).
 	CallTimeout time.Duration
@@ -130,7 +133,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.Addr = ":8000"
 	}
 	if cfg.MaxJobs <= 0 {
-		cfg.MaxJobs = 4
+		cfg.MaxJobs = 64
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second

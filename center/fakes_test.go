@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -45,8 +46,6 @@ type fakeRegistry struct {
 	sessions  map[string]push.Session
 	errGet    error
 	errLookup error
-	scanFails int // the next scanFails Scan calls fail
-	scans     int
 	counts    push.Counts
 }
 
@@ -86,36 +85,6 @@ func (f *fakeRegistry) Lookup(_ context.Context, uids []string) ([]push.Session,
 		}
 	}
 	return out, nil
-}
-
-// Scan pages through the app's sessions sorted by uid; the cursor is the
-// index of the next one plus one.
-func (f *fakeRegistry) Scan(_ context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ev.add("scan")
-	f.scans++
-	if f.scanFails > 0 {
-		f.scanFails--
-		return nil, 0, errDown
-	}
-	var all []push.Session
-	for _, s := range f.sessions {
-		if s.HasApp(app) {
-			all = append(all, s)
-		}
-	}
-	slices.SortFunc(all, func(a, b push.Session) int { return strings.Compare(a.UID, b.UID) })
-	from := 0
-	if cursor > 0 {
-		from = int(cursor - 1)
-	}
-	to := min(from+limit, len(all))
-	next := uint64(0)
-	if to < len(all) {
-		next = uint64(to + 1)
-	}
-	return all[from:to], next, nil
 }
 
 func (f *fakeRegistry) Counts(context.Context) (push.Counts, error) {
@@ -192,13 +161,75 @@ type kickCall struct {
 }
 
 type fakeRooms struct {
-	ev      *events
-	mu      sync.Mutex
-	pushes  []roomPush
-	kicks   []kickCall
-	down    map[string]bool // rooms that fail
-	offline map[string]bool // uids that are not really connected
-	block   chan struct{}   // when set, Push waits on it or on ctx
+	ev         *events
+	reg        *fakeRegistry // who is connected where, for Broadcast
+	mu         sync.Mutex
+	pushes     []roomPush
+	kicks      []kickCall
+	broadcasts []roomBroadcast
+	down       map[string]bool // rooms that fail
+	offline    map[string]bool // uids that are not really connected
+	block      chan struct{}   // when set, Push and Broadcast wait on it or on ctx
+	errIDs     error
+}
+
+type roomBroadcast struct {
+	room   string
+	msg    push.Message
+	perSec float64
+}
+
+// Broadcast reaches the registry's sessions on room that have msg.App.
+func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error) {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("broadcast:" + room)
+	if f.down[room] {
+		return 0, errDown
+	}
+	f.broadcasts = append(f.broadcasts, roomBroadcast{room, msg, perSec})
+	n := 0
+	f.reg.mu.Lock()
+	for _, s := range f.reg.sessions {
+		if s.Room == room && s.HasApp(msg.App) && !f.offline[s.UID] {
+			n++
+		}
+	}
+	f.reg.mu.Unlock()
+	return n, nil
+}
+
+// IDs lists the rooms of the registry's sessions, and the down ones.
+func (f *fakeRooms) IDs(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ev.add("rooms")
+	if f.errIDs != nil {
+		return nil, f.errIDs
+	}
+	set := make(map[string]bool)
+	for r := range f.down {
+		set[r] = true
+	}
+	f.reg.mu.Lock()
+	for _, s := range f.reg.sessions {
+		set[s.Room] = true
+	}
+	f.reg.mu.Unlock()
+	return slices.Sorted(maps.Keys(set)), nil
+}
+
+func (f *fakeRooms) broadcasted() []roomBroadcast {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.broadcasts)
 }
 
 func (f *fakeRooms) Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error) {
@@ -270,7 +301,6 @@ func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
 			{ID: 3, Secret: "secret-of-app-three", APIKey: key3, PushRate: 1, PushBurst: 2},
 		},
 	}
-	c.Center.BroadcastBatch = 10
 	if mutate != nil {
 		mutate(c)
 	}
@@ -283,12 +313,13 @@ func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
 func newEnv(t testing.TB, cfg Config, mutate func(*config.Config)) *env {
 	t.Helper()
 	ev := &events{}
+	reg := &fakeRegistry{ev: ev}
 	e := &env{
 		conf:  config.NewHolder(testConfig(t, mutate)),
 		ev:    ev,
-		reg:   &fakeRegistry{ev: ev},
+		reg:   reg,
 		store: &fakeStorage{ev: ev},
-		rooms: &fakeRooms{ev: ev},
+		rooms: &fakeRooms{ev: ev, reg: reg},
 	}
 	ids, err := idgen.New(1)
 	if err != nil {

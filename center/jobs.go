@@ -16,33 +16,32 @@ const (
 )
 
 // Job is one broadcast: a stored (QoS 1) or fire-and-forget (QoS 0) message
-// and the tasks that reach the app's online users. Its progress is the sum
-// of its tasks'. Today a job has one task that scans the whole registry; the
-// next step splits it into one task per register shard (or room) and spreads
-// the tasks over all centers, which report back into the same Job.
+// and the tasks that reach the app's online users, one per room: each room
+// walks its own connections, so a broadcast needs no registry scan and the
+// center's share of the work is one call per room. Its progress is the sum
+// of its tasks'.
 type Job struct {
 	ID     uint64
 	App    uint32
 	Msg    push.Message
 	Rate   float64 // deliveries per second, all tasks together
 	Stored bool    // the message was stored for users offline now
-	Tasks  []*Task
 
 	started int64 // unix seconds
 
 	mu       sync.Mutex
+	tasks    []*Task
 	state    string
 	finished int64
 	err      string
 }
 
-// Task is the unit of work of a job that one center runs: page through a
-// part of the registry and push each page to its rooms.
+// Task is the unit of work of a job: one room delivers the message to its
+// connections of the app.
 type Task struct {
-	// Shard is the register shard to scan; -1 scans all of them.
-	Shard   int
-	targets atomic.Int64 // sessions scanned
-	pushed  atomic.Int64 // targets the rooms reported connected
+	Room    string
+	targets atomic.Int64 // connections of the app the room reached
+	pushed  atomic.Int64 // frames written (the same: the room counts on write)
 }
 
 // jobStatus is the answer of GET /v1/jobs/{id}. stored is 1 when the message
@@ -68,17 +67,23 @@ func (j *Job) status() jobStatus {
 		App:     j.App,
 		Started: j.started,
 	}
-	for _, t := range j.Tasks {
-		st.Targets += t.targets.Load()
-		st.Pushed += t.pushed.Load()
-	}
 	if j.Stored {
 		st.Stored = 1
 	}
 	j.mu.Lock()
+	for _, t := range j.tasks {
+		st.Targets += t.targets.Load()
+		st.Pushed += t.pushed.Load()
+	}
 	st.State, st.Finished, st.Error = j.state, j.finished, j.err
 	j.mu.Unlock()
 	return st
+}
+
+func (j *Job) setTasks(ts []*Task) {
+	j.mu.Lock()
+	j.tasks = ts
+	j.mu.Unlock()
 }
 
 func (j *Job) running() bool {

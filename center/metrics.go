@@ -25,11 +25,11 @@ var (
 	}, []string{"kind"})
 	roomErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_room_errors_total",
-		Help: "Failed room calls by operation (push, kick).",
+		Help: "Failed room calls by operation (push, kick, broadcast).",
 	}, []string{"op"})
 	depErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_dependency_errors_total",
-		Help: "Failed calls to register or saver by operation.",
+		Help: "Failed calls to register, saver or the room list, by operation.",
 	}, []string{"op"})
 	rateLimitedTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "lcpush_center_rate_limited_total",

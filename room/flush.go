@@ -50,6 +50,7 @@ type pushQueue struct {
 	groups []connFrames
 	refs   []frameRef
 	sel    []int32
+	hit    []int32 // frames of sel one connection gets (deliver)
 	iov    [][]byte
 	wbuf   []byte // one connection's frames, copied for a single write
 }
@@ -89,8 +90,8 @@ func (r *Room) enqueue(l *loopState, b *pushBatch) bool {
 		q := pq.q
 		pq.q = nil
 		pq.mu.Unlock()
-		l.backlog.Add(-int32(len(q)))
 		for _, x := range q {
+			l.backlog.Add(-x.cost)
 			x.release()
 		}
 		return false
@@ -111,9 +112,11 @@ func (f *pushFlush) Run(context.Context) error {
 		pq.spare = q
 		return nil
 	}
-	l.backlog.Add(-int32(len(q)))
+	for _, b := range q {
+		l.backlog.Add(-b.cost)
+	}
 	for rest := q; len(rest) > 0; {
-		k := segment(rest)
+		k := segment(rest, l.n)
 		r.flushBatches(l, rest[:k])
 		rest = rest[k:]
 	}
@@ -126,11 +129,16 @@ func (f *pushFlush) Run(context.Context) error {
 }
 
 // segment returns how many batches at the head of q one flushBatches takes:
-// at least one, and no more than the flush bounds allow.
-func segment(q []*pushBatch) int {
+// at least one, and no more than the flush bounds allow; an app-wide batch
+// counts as conns references (the loop's connections).
+func segment(q []*pushBatch, conns int) int {
 	refs, size := 0, 0
 	for i, b := range q {
-		refs += len(b.conns)
+		if b.all {
+			refs += conns
+		} else {
+			refs += len(b.conns)
+		}
 		size += len(b.msg.Payload) + proto.HeaderSize + 8
 		if i > 0 && (refs > maxFlushRefs || size > maxFlushBytes) {
 			return i
@@ -158,7 +166,9 @@ func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
 	pq.sel = ends[:0]
 
 	written := 0
-	if len(q) == 1 { // the lone push: no grouping needed
+	if allWide(q) {
+		written = r.deliverAll(l, q)
+	} else if len(q) == 1 { // the lone push: no grouping needed
 		pq.sel = append(pq.sel, 0)
 		for _, s := range q[0].conns {
 			written += r.deliver(s, q, pq.sel)
@@ -176,6 +186,52 @@ func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
 	}
 }
 
+// allWide reports whether every batch of q is app-wide.
+func allWide(q []*pushBatch) bool {
+	for _, b := range q {
+		if !b.all {
+			return false
+		}
+	}
+	return true
+}
+
+// deliverAll writes app-wide batches: one walk over the loop's connections,
+// each authenticated one getting the frames of the apps it has bound with
+// one write (loop only). Connections still authenticating are skipped: they
+// load stored (QoS 1) broadcasts when their AUTH completes.
+func (r *Room) deliverAll(l *loopState, q []*pushBatch) int {
+	pq := &l.push
+	pq.sel = pq.sel[:0]
+	for i := range q {
+		pq.sel = append(pq.sel, int32(i))
+	}
+	written := 0
+	l.each(func(s *connState) {
+		if s.state == stAuthed {
+			written += r.deliver(s, q, pq.sel)
+		}
+	})
+	return written
+}
+
+// expandAll turns the app-wide batches of q into lists of the loop's
+// connections that have the app bound, for a flush that mixes them with
+// targeted pushes (loop only).
+func expandAll(l *loopState, q []*pushBatch) {
+	for _, b := range q {
+		if !b.all {
+			continue
+		}
+		b.all = false
+		l.each(func(s *connState) {
+			if s.state == stAuthed && s.hasApp(b.msg.App) {
+				b.conns = append(b.conns, s)
+			}
+		})
+	}
+}
+
 // deliverGrouped collects, per connection, the frames of every batch that
 // targets it, then delivers each connection's list (loop only).
 func (r *Room) deliverGrouped(l *loopState, q []*pushBatch) int {
@@ -183,6 +239,7 @@ func (r *Room) deliverGrouped(l *loopState, q []*pushBatch) int {
 	if pq.slot == nil {
 		pq.slot = make(map[*connState]int32)
 	}
+	expandAll(l, q)
 	for i, b := range q {
 		for _, s := range b.conns {
 			ref := int32(len(pq.refs))
@@ -220,9 +277,11 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 	switch s.state {
 	case stAuthed:
 		pq.iov = pq.iov[:0]
+		pq.hit = pq.hit[:0]
 		for _, i := range sel {
 			if s.hasApp(q[i].msg.App) { // unbound since Push looked
 				pq.iov = append(pq.iov, pq.frames[i])
+				pq.hit = append(pq.hit, i)
 			}
 		}
 		n := len(pq.iov)
@@ -231,6 +290,9 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 			return 0
 		}
 		clear(pq.iov)
+		for _, i := range pq.hit {
+			q[i].sent++
+		}
 		if s.c.OutboundBuffered() > maxOutbound {
 			// QoS 1 messages stay stored; the client gets them at its
 			// next login, from a room that is not drowning in its backlog.

@@ -113,6 +113,7 @@ func TestFlushSegment(t *testing.T) {
 	batch := func(conns, payload int) *pushBatch {
 		return &pushBatch{conns: make([]*connState, conns), msg: push.Message{Payload: make([]byte, payload)}}
 	}
+	wide := &pushBatch{all: true, msg: push.Message{Payload: make([]byte, 10)}}
 	cases := []struct {
 		name string
 		q    []*pushBatch
@@ -124,10 +125,11 @@ func TestFlushSegment(t *testing.T) {
 		{"refs bound", []*pushBatch{batch(maxFlushRefs/2, 10), batch(maxFlushRefs/2, 10), batch(1, 10)}, 2},
 		{"bytes bound", []*pushBatch{batch(1, maxFlushBytes/2), batch(1, maxFlushBytes/2), batch(1, 10)}, 1},
 		{"one too big alone", []*pushBatch{batch(1, 2*maxFlushBytes), batch(1, 10)}, 1},
+		{"app-wide counts the loop's conns", []*pushBatch{wide, wide, wide}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := segment(tc.q); got != tc.want {
+			if got := segment(tc.q, maxFlushRefs/2); got != tc.want {
 				t.Fatalf("segment = %d, want %d", got, tc.want)
 			}
 		})

@@ -10,10 +10,11 @@ import (
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
-// maxLoopBacklog bounds the push batches queued for one loop; beyond it a
-// push is not delivered here (QoS 1 stays stored), so a stalled loop cannot
-// make Execute's queue grow without limit.
-const maxLoopBacklog = 16384
+// maxLoopBacklog bounds the bytes of push work (payloads and connection
+// lists) queued for one loop; beyond it a push is not delivered here (QoS 1
+// stays stored), so a stalled loop cannot make the room's memory grow
+// without limit.
+const maxLoopBacklog = 32 << 20
 
 // loopState is the room's state for one gnet event loop. Everything except
 // the atomics is touched only on that loop.
@@ -29,7 +30,7 @@ type loopState struct {
 	push    pushQueue  // pushes waiting for the loop's flush (flush.go)
 	flusher *pushFlush // the flush task, allocated once
 
-	backlog  atomic.Int32 // push batches queued on the loop
+	backlog  atomic.Int64 // bytes of push batches queued on the loop (admit)
 	sweeping atomic.Bool  // a sweep is queued or running
 }
 

@@ -28,7 +28,7 @@ var (
 	})
 	mPushDropped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_room_push_dropped_total",
-		Help: "Push deliveries dropped in the room (QoS 1 ones stay stored).",
+		Help: "Push deliveries dropped in the room (QoS 1 ones stay stored); reason loop_backlog_broadcast counts app-wide broadcasts to a whole event loop.",
 	}, []string{"reason"})
 	mAcks = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "lcpush_room_acked_ids_total",

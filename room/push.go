@@ -16,15 +16,51 @@ import (
 type pushBatch struct {
 	msg   push.Message
 	conns []*connState
+	// all: the batch is for every authenticated connection of the loop that
+	// has msg.App bound when the flush runs (conns is unused): an app-wide
+	// broadcast costs no per-connection bookkeeping until it is written.
+	all  bool
+	cost int64 // bytes charged to the loop's backlog
+	// wait, when set, is told how many frames of the batch were written
+	// (sent, loop only) once the batch is released.
+	wait *bcastWait
+	sent int
 }
 
 var batchPool = sync.Pool{New: func() any { return &pushBatch{conns: make([]*connState, 0, 8)} }}
 
 func (b *pushBatch) release() {
+	if b.wait != nil {
+		b.wait.done(b.sent)
+	}
 	clear(b.conns)
 	b.conns = b.conns[:0]
 	b.msg = push.Message{}
+	b.all, b.cost, b.wait, b.sent = false, 0, nil, 0
 	batchPool.Put(b)
+}
+
+// batchOverhead is what a queued batch costs besides its payload and
+// connection list: the struct, its queue slot and the frame header.
+const batchOverhead = 96 + proto.HeaderSize
+
+// admit charges b to l's backlog, or drops it (released, counted) when the
+// loop already has maxLoopBacklog bytes of work queued: a loop that cannot
+// keep up must not make the room's memory grow without limit. QoS 1
+// messages stay stored and reach their users at the next login.
+func (l *loopState) admit(b *pushBatch) bool {
+	b.cost = int64(len(b.msg.Payload) + batchOverhead + 8*len(b.conns))
+	if l.backlog.Add(b.cost) > maxLoopBacklog {
+		l.backlog.Add(-b.cost)
+		if b.all {
+			mPushDropped.WithLabelValues("loop_backlog_broadcast").Inc()
+		} else {
+			mPushDropped.WithLabelValues("loop_backlog").Add(float64(len(b.conns)))
+		}
+		b.release()
+		return false
+	}
+	return true
 }
 
 // Push delivers msg to the targets connected here and returns how many of
@@ -63,10 +99,7 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 	found := 0
 	for _, x := range batches {
 		n := len(x.b.conns)
-		if x.l.backlog.Add(1) > maxLoopBacklog {
-			x.l.backlog.Add(-1)
-			mPushDropped.WithLabelValues("loop_backlog").Add(float64(n))
-			x.b.release()
+		if !x.l.admit(x.b) {
 			continue
 		}
 		if r.enqueue(x.l, x.b) {

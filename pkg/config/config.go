@@ -85,9 +85,8 @@ type Room struct {
 
 // Center holds API settings.
 type Center struct {
-	BroadcastBatch int `yaml:"broadcast_batch"` // sessions per register page and room push
-	DefaultTTL     int `yaml:"default_ttl"`     // seconds
-	MaxTTL         int `yaml:"max_ttl"`         // seconds
+	DefaultTTL int `yaml:"default_ttl"` // seconds
+	MaxTTL     int `yaml:"max_ttl"`     // seconds
 }
 
 // Coordinator holds callback settings.
@@ -131,7 +130,6 @@ func (c *Config) fillDefaults() {
 	setInt(&r.MaxConnsPerIP, 20000)
 	setInt(&r.MaxFrame, 65536+12)
 	setInt(&r.MaxPending, 64)
-	setInt(&c.Center.BroadcastBatch, 500)
 	setInt(&c.Center.DefaultTTL, 86400)
 	setInt(&c.Center.MaxTTL, 7*86400)
 	setInt(&c.Coordinator.Workers, 16)

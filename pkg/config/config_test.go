@@ -61,7 +61,6 @@ func TestParseValid(t *testing.T) {
 		{"max conns", c.Room.MaxConns, 18000},
 		{"max frame", c.Room.MaxFrame, 65536 + 12},
 		{"max pending", c.Room.MaxPending, 64},
-		{"broadcast batch", c.Center.BroadcastBatch, 500},
 		{"default ttl", c.Center.DefaultTTL, 86400},
 		{"max ttl", c.Center.MaxTTL, 7 * 86400},
 		{"workers", c.Coordinator.Workers, 16},

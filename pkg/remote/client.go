@@ -202,6 +202,17 @@ func (c RoomClient) Kick(ctx context.Context, uid string, connID uint64, code in
 	return out.V, err
 }
 
+// MaxBroadcastCall bounds a room Broadcast call whose ctx has no deadline:
+// a paced broadcast lasts as long as its rate needs, not DefaultTimeout.
+const MaxBroadcastCall = time.Hour
+
+// Broadcast implements RoomAPI.
+func (c RoomClient) Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, MaxBroadcastCall, MethodRoomBcast, &broadcastReq{Msg: msg, PerSec: perSec}, &out)
+	return out.N, err
+}
+
 // Sessions implements RoomAPI.
 func (c RoomClient) Sessions(ctx context.Context) ([]push.Session, error) {
 	var out sessionsMsg

@@ -243,6 +243,32 @@ func (r *Rooms) Kick(ctx context.Context, room, uid string, connID uint64, code 
 	return ok, nil
 }
 
+// Broadcast has room deliver msg to its connections with msg.App bound, at
+// most perSec per second; see RoomClient.Broadcast for its deadline.
+func (r *Rooms) Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error) {
+	c, err := r.client(room)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.Broadcast(ctx, msg, perSec)
+	if err != nil {
+		return 0, fmt.Errorf("remote broadcast on room %s: %w", room, err)
+	}
+	return n, nil
+}
+
+// IDs lists the live room members.
+func (r *Rooms) IDs() []string {
+	ms := r.m.Members(RoleRoom)
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.RPCAddr != "" {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
 // Sessions returns the authenticated sessions of room.
 func (r *Rooms) Sessions(ctx context.Context, room string) ([]push.Session, error) {
 	c, err := r.client(room)

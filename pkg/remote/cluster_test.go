@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -35,12 +36,29 @@ func TestRoomsRouting(t *testing.T) {
 	if err != nil || len(ss) != 1 || ss[0].UID != "u-room-b" {
 		t.Fatalf("Sessions: %+v %v", ss, err)
 	}
+	if n, err := r.Broadcast(ctx, "room-a", push.Message{ID: 2, App: 3, Payload: []byte("all")}, 2.5); err != nil || n != 1 {
+		t.Fatalf("Broadcast: %d %v", n, err)
+	}
+	if got := rooms["room-a"].bcasts; !reflect.DeepEqual(got, []string{`2/3/"all"/2.5`}) || len(rooms["room-b"].bcasts) != 0 {
+		t.Fatalf("broadcasts %v / %v", got, rooms["room-b"].bcasts)
+	}
+	// A paced broadcast outlives DefaultTimeout: without a deadline of its
+	// own the call gets MaxBroadcastCall.
+	if dl := rooms["room-a"].bcastDL; dl <= DefaultTimeout || dl > MaxBroadcastCall {
+		t.Fatalf("broadcast deadline %v away, want above %v", dl, DefaultTimeout)
+	}
+	if ids := r.IDs(); !reflect.DeepEqual(sorted(ids), []string{"room-a", "room-b"}) {
+		t.Fatalf("IDs %v, want the rooms with an RPC address", ids)
+	}
 	if len(rooms["room-a"].pushes) != 0 || len(rooms["room-b"].pushes) != 1 || len(rooms["room-a"].kicked) != 1 || len(rooms["room-b"].kicked) != 0 {
 		t.Fatal("calls reached the wrong room")
 	}
 	for _, id := range []string{"room-z", "room-local", ""} {
 		if _, err := r.Push(ctx, id, push.Message{}, nil); !errors.Is(err, push.ErrUnavailable) || !errors.Is(err, ErrNoMember) {
 			t.Errorf("Push to %q: %v, want ErrNoMember", id, err)
+		}
+		if _, err := r.Broadcast(ctx, id, push.Message{}, 0); !errors.Is(err, ErrNoMember) {
+			t.Errorf("Broadcast on %q: %v, want ErrNoMember", id, err)
 		}
 		if _, err := r.Kick(ctx, id, "u", 1, 1, ""); !errors.Is(err, push.ErrUnavailable) {
 			t.Errorf("Kick on %q: %v, want ErrUnavailable", id, err)
@@ -247,3 +265,5 @@ func TestPool(t *testing.T) {
 		t.Fatalf("call on a closed pool's client: %v", err)
 	}
 }
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }

@@ -60,6 +60,7 @@ var codecCases = []struct {
 	{"upstream", &upstreamMsg{U: push.Upstream{App: 3, UID: "u", Type: 65535, Data: []byte{0, 1, 2}, TS: 1700000000123}}, func() codec { return new(upstreamMsg) }},
 	{"status", &statusMsg{E: push.StatusEvent{App: 3, UID: "u", Event: push.EventOnline, Room: "r", TS: 1}}, func() codec { return new(statusMsg) }},
 	{"push", &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u1", ConnID: 1}, {UID: "u2"}}}, func() codec { return new(pushReq) }},
+	{"broadcast", &broadcastReq{Msg: tMsg, PerSec: 1234.5}, func() codec { return new(broadcastReq) }},
 	{"roomKick", &roomKickReq{UID: "u", ConnID: 8, Code: push.KickAdmin, Reason: ""}, func() codec { return new(roomKickReq) }},
 	{"empty", &empty{}, func() codec { return new(empty) }},
 }
@@ -154,11 +155,14 @@ func FuzzDecodeSessions(f *testing.F) {
 	})
 }
 
-// FuzzDecodeMessage targets the push request (message and targets).
+// FuzzDecodeMessage targets the push and broadcast requests (a message
+// and targets or a rate).
 func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encode(f, &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u", ConnID: 2}}}))
+	f.Add(encode(f, &broadcastReq{Msg: tMsg, PerSec: 50000}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRedecode(t, func() codec { return new(pushReq) }, data)
+		checkRedecode(t, func() codec { return new(broadcastReq) }, data)
 	})
 }
 

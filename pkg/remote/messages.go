@@ -3,6 +3,7 @@ package remote
 import (
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc/wire"
+	"math"
 )
 
 // Request and reply bodies. Each encodes itself (rpc.Message) and decodes
@@ -320,6 +321,24 @@ func (m *pushReq) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) {
 		readMessage(r, &m.Msg)
 		m.Targets = readTargets(r)
+	})
+}
+
+// broadcastReq: room Broadcast request.
+type broadcastReq struct {
+	Msg    push.Message
+	PerSec float64
+}
+
+func (m *broadcastReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendMessage(b, &m.Msg)
+	return wire.AppendUint64(b, math.Float64bits(m.PerSec)), nil
+}
+
+func (m *broadcastReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		readMessage(r, &m.Msg)
+		m.PerSec = math.Float64frombits(r.Uint64())
 	})
 }
 

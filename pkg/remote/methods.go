@@ -43,6 +43,7 @@ const (
 	MethodRoomPush     uint16 = 0x0401
 	MethodRoomKick     uint16 = 0x0402
 	MethodRoomSessions uint16 = 0x0403
+	MethodRoomBcast    uint16 = 0x0404
 )
 
 // Error codes of this package's error replies (see the package doc).

@@ -47,6 +47,9 @@ type CoordinatorAPI interface {
 type RoomAPI interface {
 	Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error)
 	Kick(ctx context.Context, uid string, connID uint64, code int, reason string) (bool, error)
+	// Broadcast delivers msg to the room's connections with msg.App bound,
+	// at most perSec per second (<= 0: unpaced).
+	Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error)
 	// Sessions returns a snapshot of the room's authenticated sessions.
 	Sessions(ctx context.Context) ([]push.Session, error)
 }
@@ -214,6 +217,13 @@ func ServeRoom(s *rpc.Server, api RoomAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodRoomBcast, func(ctx context.Context, req *broadcastReq, rep *rpc.Reply) error {
+		n, err := api.Broadcast(ctx, req.Msg, req.PerSec)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
 	})
 	handle(s, o, MethodRoomSessions, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
 		ss, err := api.Sessions(ctx)

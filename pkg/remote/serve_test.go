@@ -259,6 +259,18 @@ type fakeRoom struct {
 	kicked   []string
 	sessions []push.Session
 	deadline bool // the last Push had a ctx deadline
+	bcasts   []string
+	bcastDL  time.Duration // how far the last Broadcast's deadline was
+}
+
+func (f *fakeRoom) Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok {
+		f.bcastDL = time.Until(dl)
+	}
+	f.bcasts = append(f.bcasts, fmt.Sprintf("%d/%d/%q/%g", msg.ID, msg.App, msg.Payload, perSec))
+	return len(f.sessions), nil
 }
 
 func (f *fakeRoom) Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error) {
