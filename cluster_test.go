@@ -283,6 +283,28 @@ func TestClusterOfProcesses(t *testing.T) {
 				t.Fatalf("%s got %q", u, p)
 			}
 		}
+
+		// A broadcast through a center is delivered by each room to its
+		// own connections (room Broadcast over RPC): both rooms' clients get it.
+		code, out, _ := apiAt(t, center2, "POST", "/v1/apps/1/broadcast", key1, `{"text":"to both rooms","qos":0}`)
+		if code != 202 {
+			t.Fatalf("broadcast: %d %v", code, out)
+		}
+		for i, u := range uids {
+			if _, p, _ := conns[i].expectPush(); string(p) != "to both rooms" {
+				t.Fatalf("%s got %q", u, p)
+			}
+		}
+		job, _ := out["job_id"].(string)
+		var st map[string]any
+		waitFor(t, 10*time.Second, "broadcast job done", func() bool {
+			_, st, _ = apiAt(t, center2, "GET", "/v1/jobs/"+job, key1, "")
+			return st["state"] != "running"
+		})
+		// The 16 here (the earlier subtest's connections were closed with it).
+		if st["state"] != "done" || st["pushed"] != 16.0 {
+			t.Fatalf("job %v, want done with 16 pushed", st)
+		}
 	})
 
 	t.Run("config change through the CLI reaches a running room", func(t *testing.T) {

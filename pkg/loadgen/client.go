@@ -87,6 +87,10 @@ type Stats struct {
 	Latency    HistSnap `json:"latency"`
 	Rounds     []Round  `json:"rounds,omitempty"`
 	LastError  string   `json:"last_error,omitempty"`
+	// Wall clock (unix ns) of the first dial and of the last AUTH_OK, so a
+	// storm's window can be matched with CPU samples taken outside.
+	FirstDialNs int64 `json:"first_dial_ns,omitempty"`
+	LastAuthNs  int64 `json:"last_auth_ns,omitempty"`
 }
 
 // Round is what the clients saw of one fan-out round.
@@ -132,6 +136,10 @@ func (s Stats) Merge(o Stats) Stats {
 	if o.LastError != "" {
 		s.LastError = o.LastError
 	}
+	if o.FirstDialNs != 0 && (s.FirstDialNs == 0 || o.FirstDialNs < s.FirstDialNs) {
+		s.FirstDialNs = o.FirstDialNs
+	}
+	s.LastAuthNs = max(s.LastAuthNs, o.LastAuthNs)
 	return s
 }
 
@@ -162,6 +170,7 @@ type Load struct {
 	dialed, connected, authed, dialErr, authErr atomic.Int64
 	dropped, open, pushes, acked, pings, pongs  atomic.Int64
 	kicks, errs, refused                        atomic.Int64
+	firstDial, lastAuth                         atomic.Int64
 	handshake, latency                          Hist
 	roundCount                                  [maxRounds]atomic.Int64
 	roundMax                                    [maxRounds]atomic.Int64
@@ -265,6 +274,7 @@ func (l *Load) dial(ctx context.Context, i int) {
 		Control:   bindNoPort,
 	}
 	l.dialed.Add(1)
+	l.firstDial.CompareAndSwap(0, st.start)
 	c, err := d.DialContext(ctx, "tcp", room)
 	if err != nil {
 		l.dialErr.Add(1)
@@ -421,6 +431,7 @@ func (l *Load) frame(st *connState, f proto.Frame, now time.Time, ls *loopState)
 		st.hb = int64(ok.HB) * int64(time.Second)
 		st.nextPing = now.UnixNano() + st.hb
 		l.authed.Add(1)
+		atomicMax(&l.lastAuth, now.UnixNano())
 		l.handshake.Record(time.Duration(now.UnixNano() - st.start))
 	case proto.OpPong:
 		l.pongs.Add(1)
@@ -472,23 +483,25 @@ func atomicMax(a *atomic.Int64, v int64) {
 // Stats returns a snapshot.
 func (l *Load) Stats() Stats {
 	s := Stats{
-		Target:     l.cfg.N,
-		Dialed:     l.dialed.Load(),
-		Connected:  l.connected.Load(),
-		Authed:     l.authed.Load(),
-		DialErrors: l.dialErr.Load(),
-		AuthErrors: l.authErr.Load(),
-		Dropped:    l.dropped.Load(),
-		Refused:    l.refused.Load(),
-		Open:       l.open.Load(),
-		Pushes:     l.pushes.Load(),
-		Acked:      l.acked.Load(),
-		Pings:      l.pings.Load(),
-		Pongs:      l.pongs.Load(),
-		Kicks:      l.kicks.Load(),
-		Errors:     l.errs.Load(),
-		Handshake:  l.handshake.Snapshot(),
-		Latency:    l.latency.Snapshot(),
+		Target:      l.cfg.N,
+		Dialed:      l.dialed.Load(),
+		Connected:   l.connected.Load(),
+		Authed:      l.authed.Load(),
+		DialErrors:  l.dialErr.Load(),
+		AuthErrors:  l.authErr.Load(),
+		Dropped:     l.dropped.Load(),
+		Refused:     l.refused.Load(),
+		Open:        l.open.Load(),
+		Pushes:      l.pushes.Load(),
+		Acked:       l.acked.Load(),
+		Pings:       l.pings.Load(),
+		Pongs:       l.pongs.Load(),
+		Kicks:       l.kicks.Load(),
+		Errors:      l.errs.Load(),
+		Handshake:   l.handshake.Snapshot(),
+		Latency:     l.latency.Snapshot(),
+		FirstDialNs: l.firstDial.Load(),
+		LastAuthNs:  l.lastAuth.Load(),
 	}
 	for i := 1; i < maxRounds; i++ {
 		if n := l.roundCount[i].Load(); n > 0 {

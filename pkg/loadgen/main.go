@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,7 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.StringVar(&o.ServerCPU, "server-cpu", "", "pin the started server with taskset -c (e.g. 0; run the tool itself under taskset -c 1)")
 	fs.StringVar(&o.Store, "store", "memory", "message store of the started lcpush: memory or bolt (embedded, fsync per commit)")
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "room.max_conns of the started lcpush (0: 18000)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this tool process (not the server, not workers) to this file")
 	rates := fs.String("rates", "1000,5000", "unicast: pushes per second, one step each, comma separated")
 	fs.DurationVar(&o.StepDur, "step", 10*time.Second, "unicast: duration of each rate step")
 	fs.IntVar(&o.Senders, "senders", 64, "unicast: concurrent push API requests at most")
@@ -94,6 +96,13 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 		return err
 	}
 	o.SelfArgs = strings.Fields(*selfArgs)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	for _, r := range strings.Split(*rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 		if err != nil || v <= 0 || v > 1e6 {
@@ -164,6 +173,22 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 		}
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process until the returned func runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: -cpuprofile: %v", ErrUsage, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: -cpuprofile: %v", ErrUsage, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
