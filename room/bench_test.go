@@ -18,13 +18,25 @@ func BenchmarkPushFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		for _, size := range []int{64, 1024} {
 			b.Run(fmt.Sprintf("conns=%d/payload=%d", n, size), func(b *testing.B) {
-				benchFanout(b, n, size)
+				benchFanout(b, n, size, false)
 			})
 		}
 	}
 }
 
-func benchFanout(b *testing.B, n, size int) {
+// BenchmarkBroadcastFanout is BenchmarkPushFanout through Broadcast: the
+// room walks its own connections of the app, no target list.
+func BenchmarkBroadcastFanout(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		for _, size := range []int{64, 1024} {
+			b.Run(fmt.Sprintf("conns=%d/payload=%d", n, size), func(b *testing.B) {
+				benchFanout(b, n, size, true)
+			})
+		}
+	}
+}
+
+func benchFanout(b *testing.B, n, size int, broadcast bool) {
 	e := startEnv(b, envOpt{room: func(c *Config) { c.Queue = 4096 }})
 	var read atomic.Int64
 	var wg sync.WaitGroup
@@ -60,7 +72,19 @@ func benchFanout(b *testing.B, n, size int) {
 	b.SetBytes(int64(size * n))
 	b.ReportAllocs()
 	var want int64
+	inflight := make(chan struct{}, 64)
 	for b.Loop() {
+		if broadcast { // Broadcast waits for its writes: keep 64 in flight
+			inflight <- struct{}{}
+			go func() {
+				defer func() { <-inflight }()
+				if k, err := e.room.Broadcast(b.Context(), msg, 0); err != nil || k != n {
+					b.Errorf("Broadcast = %d, %v; want %d", k, err, n)
+				}
+			}()
+			want += int64(n) * frameLen
+			continue
+		}
 		found, err := e.room.Push(b.Context(), msg, targets)
 		if err != nil {
 			b.Fatal(err)

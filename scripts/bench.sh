@@ -16,7 +16,7 @@
 # $SERVER_CPU (0) and the clients on CPU $CLIENT_CPU (1) with taskset, and
 # writes results/<scenario>-<target>-<N>-<time>/ (result.json, report.md,
 # SVG charts). Environment: N (fan-out/unicast/peers connections, 10000),
-# OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("100 5"), STORES
+# OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("400 100 5"), STORES
 # ("memory bolt"), ROOMS (6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,8 +66,8 @@ run_storm() {
 }
 
 # STREAM_RATES: broadcasts per second of the sustained stream, one run each
-# (100 x 10k connections asks 1M deliveries/s; 5 asks 50k/s).
-STREAM_RATES=${STREAM_RATES:-100 5}
+# (400 x 10k connections asks 4M deliveries/s, 100 asks 1M/s, 5 asks 50k/s).
+STREAM_RATES=${STREAM_RATES:-400 100 5}
 
 run_fanout() {
   local r
