@@ -1,18 +1,17 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/token"
@@ -29,8 +28,8 @@ type LoadConfig struct {
 	Secret    string   `json:"secret"`     // app secret: tokens are signed locally
 	Rate      float64  `json:"rate"`       // AUTHs started per second
 	HB        int      `json:"hb"`         // heartbeat seconds asked for
-	Loops     int      `json:"loops"`      // gnet event loops (default 2)
-	Dialers   int      `json:"dialers"`    // goroutines that connect (default 8)
+	Loops     int      `json:"loops"`      // event loops (default 2); they also dial
+	Dialers   int      `json:"dialers"`    // unused: the event loops dial (kept for old configs)
 	DialTOms  int      `json:"dial_to_ms"` // connect timeout
 	MaxFrame  int      `json:"max_frame"`
 	NoAckQoS1 bool     `json:"no_ack"` // leave QoS 1 pushes unACKed
@@ -39,9 +38,6 @@ type LoadConfig struct {
 func (c *LoadConfig) defaults() {
 	if c.Loops <= 0 {
 		c.Loops = 2
-	}
-	if c.Dialers <= 0 {
-		c.Dialers = 8
 	}
 	if c.DialTOms <= 0 {
 		c.DialTOms = 5000
@@ -153,19 +149,25 @@ func (s Stats) Round(id int) Round {
 	return Round{ID: id}
 }
 
-// Load is a set of client connections multiplexed over a few gnet event
-// loops: no goroutine per connection. Dialing is done by a handful of
-// goroutines paced by a rate limiter; the sockets are then handed to gnet.
+// Load is a set of client connections multiplexed over a few event loops
+// of its own (loop.go): no goroutine per connection, no goroutine per
+// dial. The loops dial with raw non-blocking sockets at the pace asked and
+// register them with their epoll; tokens and AUTH frames are built before
+// the first dial.
 type Load struct {
 	cfg    LoadConfig
-	cli    *gnet.Client
+	loops  []*loop
+	rooms  []roomAddr
+	srcs   []syscall.Sockaddr
+	auth   []byte  // the AUTH frames of every connection, back to back
+	authAt []int32 // AUTH frame i is auth[authAt[i]:authAt[i+1]]
+	t0     time.Time
+	burst  int          // dials allowed at once (the pacing's bucket)
+	next   atomic.Int64 // index of the next connection to dial
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stop   atomic.Bool
 	once   sync.Once
-
-	mu    sync.Mutex
-	loops map[gnet.EventLoop]*loopState
 
 	dialed, connected, authed, dialErr, authErr atomic.Int64
 	dropped, open, pushes, acked, pings, pongs  atomic.Int64
@@ -177,258 +179,118 @@ type Load struct {
 	lastErr                                     atomic.Value
 }
 
-// loopState is touched only on its event loop.
-type loopState struct {
-	conns []gnet.Conn
-	acks  []uint64
-	out   []byte
-}
-
-// connState is a connection's context.
-type connState struct {
-	uid      string
-	tok      string
-	start    int64 // unix nanos when the dial began
-	nextPing int64
-	hb       int64
-	authed   bool
-	slot     int        // index in loopState.conns, -1 when absent
-	ls       *loopState // the loop that owns the connection
+type roomAddr struct {
+	sa     syscall.Sockaddr
+	family int
 }
 
 var pingFrame = proto.AppendHeader(nil, proto.Header{Op: proto.OpPing}, 0)
 
-// StartLoad begins connecting cfg.N connections; it returns at once. The
-// connections live until Close or ctx ends.
+// StartLoad begins connecting cfg.N connections; it returns once the AUTH
+// frames are built, before the first dial. The connections live until
+// Close; when ctx ends the dialing and the heartbeats stop.
 func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	cfg.defaults()
 	if err := checkLoopback(cfg.Rooms...); err != nil {
 		return nil, err
+	}
+	if len(cfg.Rooms) == 0 {
+		return nil, fmt.Errorf("%w: no room address", ErrUsage)
 	}
 	for _, s := range cfg.Sources {
 		if ip := net.ParseIP(s); ip == nil || !ip.IsLoopback() {
 			return nil, fmt.Errorf("%w: source %q", ErrNotLoopback, s)
 		}
 	}
-	l := &Load{cfg: cfg, loops: map[gnet.EventLoop]*loopState{}}
-	cli, err := gnet.NewClient(l,
-		gnet.WithNumEventLoop(cfg.Loops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(quietLogger{}),
-		gnet.WithReadBufferCap(64<<10),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen client: %w", err)
-	}
-	if err := cli.Start(); err != nil {
-		return nil, fmt.Errorf("loadgen client start: %w", err)
-	}
-	l.cli = cli
-	ctx, l.cancel = context.WithCancel(ctx)
-
-	idx := make(chan int)
-	lim := rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/100)))
-	l.wg.Add(1)
-	go func() { // producer: paces the dials
-		defer l.wg.Done()
-		defer close(idx)
-		for i := 0; i < cfg.N; i++ {
-			if lim.Wait(ctx) != nil {
-				return
-			}
-			select {
-			case idx <- i:
-			case <-ctx.Done():
-				return
-			}
+	l := &Load{cfg: cfg, burst: max(1, int(cfg.Rate/100))}
+	for _, r := range cfg.Rooms {
+		sa, fam, err := sockaddr(r)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	for d := 0; d < cfg.Dialers; d++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for i := range idx {
-				l.dial(ctx, i)
-			}
-		}()
+		l.rooms = append(l.rooms, roomAddr{sa, fam})
 	}
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); l.heartbeats(ctx) }()
+	for _, s := range spreadSources(cfg.Sources, cfg.N, len(cfg.Rooms), perSourceBudget()) {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is4() {
+			l.srcs = append(l.srcs, &syscall.SockaddrInet4{Addr: ip.As4()})
+		}
+	}
+	l.buildAuth()
+	for range cfg.Loops {
+		lp, err := newLoop(l)
+		if err != nil {
+			for _, lp := range l.loops {
+				lp.closeAll()
+			}
+			return nil, fmt.Errorf("loadgen client: %w", err)
+		}
+		l.loops = append(l.loops, lp)
+	}
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.t0 = time.Now()
+	for _, lp := range l.loops {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); lp.run(ctx) }()
+	}
 	return l, nil
 }
 
-func (l *Load) dial(ctx context.Context, i int) {
+// buildAuth signs every token and encodes every AUTH frame up front: HMAC
+// and JSON are not part of what a connect storm measures.
+func (l *Load) buildAuth() {
 	cfg := &l.cfg
-	room := cfg.Rooms[i%len(cfg.Rooms)]
-	src := cfg.Sources[i%len(cfg.Sources)]
-	uid := cfg.Prefix + strconv.Itoa(cfg.First+i)
-	st := &connState{
-		uid:   uid,
-		tok:   token.Sign([]byte(cfg.Secret), cfg.App, uid, time.Now().Add(24*time.Hour).Unix()),
-		start: time.Now().UnixNano(),
-		slot:  -1,
+	exp := time.Now().Add(24 * time.Hour).Unix()
+	l.authAt = make([]int32, 0, cfg.N+1)
+	l.auth = make([]byte, 0, cfg.N*(160+len(cfg.Prefix)))
+	for i := range cfg.N {
+		uid := cfg.Prefix + strconv.Itoa(cfg.First+i)
+		tok := token.Sign([]byte(cfg.Secret), cfg.App, uid, exp)
+		l.authAt = append(l.authAt, int32(len(l.auth)))
+		l.auth = proto.AppendJSON(l.auth, proto.Header{Op: proto.OpAuth, App: cfg.App},
+			proto.Auth{UID: uid, Token: tok, HB: cfg.HB, SDK: "loadgen"})
 	}
-	d := net.Dialer{
-		Timeout:   time.Duration(cfg.DialTOms) * time.Millisecond,
-		LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
-		Control:   bindNoPort,
-	}
-	l.dialed.Add(1)
-	l.firstDial.CompareAndSwap(0, st.start)
-	c, err := d.DialContext(ctx, "tcp", room)
-	if err != nil {
-		l.dialErr.Add(1)
-		l.lastErr.Store("dial: " + err.Error())
-		return
-	}
-	if _, err := l.cli.EnrollContext(c, st); err != nil {
-		l.dialErr.Add(1)
-		l.lastErr.Store("enroll: " + err.Error())
-	}
+	l.authAt = append(l.authAt, int32(len(l.auth)))
 }
 
-// heartbeats sends PING on every authenticated connection at its negotiated
-// interval: one Execute per loop per tick walks that loop's connections.
-func (l *Load) heartbeats(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+// authFrame is connection i's AUTH, capped so that an append copies.
+func (l *Load) authFrame(i int) []byte {
+	a, b := l.authAt[i], l.authAt[i+1]
+	return l.auth[a:b:b]
+}
+
+// claim reserves up to most connection indexes due at now (cfg.Rate per
+// second since the start, plus a bucket of burst); when none is due it
+// returns how long until the next one is (-1: all are dialed).
+func (l *Load) claim(now time.Time, most int) (first, k int, wait time.Duration) {
+	n := l.cfg.N
+	el := now.Sub(l.t0)
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		next := int(l.next.Load())
+		if next >= n {
+			return 0, 0, -1
 		}
-		l.mu.Lock()
-		for el, ls := range l.loops {
-			_ = el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-				now := time.Now().UnixNano()
-				for _, c := range ls.conns {
-					st := c.Context().(*connState)
-					if st.authed && now >= st.nextPing {
-						st.nextPing = now + st.hb
-						if _, err := c.Write(pingFrame); err == nil {
-							l.pings.Add(1)
-						}
-					}
-				}
-				return nil
-			}))
+		due := min(n, l.burst+int(el.Seconds()*l.cfg.Rate))
+		if due <= next {
+			at := time.Duration(float64(next+1-l.burst) / l.cfg.Rate * 1e9)
+			return 0, 0, max(at-el, 100*time.Microsecond)
 		}
-		l.mu.Unlock()
-	}
-}
-
-func (l *Load) loop(c gnet.Conn) *loopState {
-	el := c.EventLoop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ls := l.loops[el]
-	if ls == nil {
-		ls = &loopState{}
-		l.loops[el] = ls
-	}
-	return ls
-}
-
-// OnBoot implements gnet.EventHandler.
-func (l *Load) OnBoot(gnet.Engine) gnet.Action { return gnet.None }
-
-// OnShutdown implements gnet.EventHandler.
-func (l *Load) OnShutdown(gnet.Engine) {}
-
-// OnTick implements gnet.EventHandler (unused).
-func (l *Load) OnTick() (time.Duration, gnet.Action) { return time.Hour, gnet.None }
-
-// OnOpen sends AUTH.
-func (l *Load) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	st, ok := c.Context().(*connState)
-	if !ok {
-		return nil, gnet.Close
-	}
-	l.connected.Add(1)
-	l.open.Add(1)
-	ls := l.loop(c)
-	st.ls = ls
-	st.slot = len(ls.conns)
-	ls.conns = append(ls.conns, c)
-	out := proto.AppendJSON(nil, proto.Header{Op: proto.OpAuth, App: l.cfg.App},
-		proto.Auth{UID: st.uid, Token: st.tok, HB: l.cfg.HB, SDK: "loadgen"})
-	return out, gnet.None
-}
-
-// OnClose forgets the connection.
-func (l *Load) OnClose(c gnet.Conn, _ error) gnet.Action {
-	st, ok := c.Context().(*connState)
-	if !ok {
-		return gnet.None
-	}
-	l.open.Add(-1)
-	switch {
-	case l.stop.Load():
-	case st.authed:
-		l.dropped.Add(1)
-	default:
-		l.refused.Add(1)
-	}
-	if ls := st.ls; ls != nil && st.slot >= 0 {
-		last := len(ls.conns) - 1
-		if st.slot <= last {
-			moved := ls.conns[last]
-			ls.conns[st.slot] = moved
-			moved.Context().(*connState).slot = st.slot
-			ls.conns[last] = nil
-			ls.conns = ls.conns[:last]
-		}
-		st.slot = -1
-	}
-	return gnet.None
-}
-
-// OnTraffic decodes every whole frame, then answers with one batched ACK.
-func (l *Load) OnTraffic(c gnet.Conn) gnet.Action {
-	st := c.Context().(*connState)
-	buf, _ := c.Peek(-1)
-	ls := st.ls
-	ls.acks = ls.acks[:0]
-	used := 0
-	action := gnet.None
-	now := time.Now()
-	for {
-		f, n, err := proto.Parse(buf[used:], l.cfg.MaxFrame)
-		if err != nil {
-			l.errs.Add(1)
-			l.lastErr.Store("parse: " + err.Error())
-			return gnet.Close
-		}
-		if n == 0 {
-			break
-		}
-		used += n
-		if l.frame(st, f, now, ls) {
-			action = gnet.Close
-			break
+		k = min(due-next, most)
+		if l.next.CompareAndSwap(int64(next), int64(next+k)) {
+			return next, k, 0
 		}
 	}
-	_, _ = c.Discard(used)
-	if len(ls.acks) > 0 && action == gnet.None {
-		ls.out = proto.AppendAck(ls.out[:0], 0, ls.acks)
-		if _, err := c.Write(ls.out); err == nil {
-			l.acked.Add(int64(len(ls.acks)))
-		}
-	}
-	return action
 }
 
 // frame handles one frame; it returns true to close the connection.
-func (l *Load) frame(st *connState, f proto.Frame, now time.Time, ls *loopState) bool {
+func (l *Load) frame(st *conn, f proto.Frame, now time.Time, lp *loop) bool {
 	switch f.Op {
 	case proto.OpAuthOK:
-		var ok proto.AuthOK
-		if err := proto.DecodeJSON(f.Body, &ok); err != nil || ok.HB <= 0 {
-			ok.HB = l.cfg.HB
+		hb := authOKHB(f.Body)
+		if hb <= 0 {
+			hb = l.cfg.HB
 		}
 		st.authed = true
-		st.hb = int64(ok.HB) * int64(time.Second)
+		st.hb = int64(hb) * int64(time.Second)
 		st.nextPing = now.UnixNano() + st.hb
 		l.authed.Add(1)
 		atomicMax(&l.lastAuth, now.UnixNano())
@@ -454,8 +316,8 @@ func (l *Load) frame(st *connState, f proto.Frame, now time.Time, ls *loopState)
 				}
 			}
 		}
-		if f.Flags&proto.FlagAckRequired != 0 && !l.cfg.NoAckQoS1 && len(ls.acks) < proto.MaxAckIDs {
-			ls.acks = append(ls.acks, id)
+		if f.Flags&proto.FlagAckRequired != 0 && !l.cfg.NoAckQoS1 && len(lp.acks) < proto.MaxAckIDs {
+			lp.acks = append(lp.acks, id)
 		}
 	case proto.OpKick:
 		l.kicks.Add(1)
@@ -469,6 +331,27 @@ func (l *Load) frame(st *connState, f proto.Frame, now time.Time, ls *loopState)
 		l.lastErr.Store("server error: " + e.Code + " " + e.Message)
 	}
 	return false
+}
+
+// authOKHB is the "hb" of an AUTH_OK body. A storm reads 10k+ of them a
+// second and encoding/json was 8% of the tool's CPU there, so the number
+// is scanned for; anything unusual goes through the JSON decoder.
+func authOKHB(body []byte) int {
+	if i := bytes.Index(body, []byte(`"hb":`)); i >= 0 && bytes.Count(body, []byte(`"hb"`)) == 1 {
+		rest := body[i+5:]
+		v, n := 0, 0
+		for n < len(rest) && n < 9 && rest[n] >= '0' && rest[n] <= '9' {
+			v, n = v*10+int(rest[n]-'0'), n+1
+		}
+		if n > 0 && n < len(rest) && (rest[n] == ',' || rest[n] == '}') {
+			return v
+		}
+	}
+	var ok proto.AuthOK
+	if proto.DecodeJSON(body, &ok) != nil {
+		return 0
+	}
+	return ok.HB
 }
 
 func atomicMax(a *atomic.Int64, v int64) {
@@ -520,20 +403,7 @@ func (l *Load) Close() error {
 	l.once.Do(func() {
 		l.stop.Store(true)
 		l.cancel()
-		l.wg.Wait()
-		err = l.cli.Stop()
-		if errors.Is(err, context.Canceled) {
-			err = nil
-		}
+		l.wg.Wait() // each loop closes its connections as it leaves
 	})
 	return err
 }
-
-// quietLogger silences gnet.
-type quietLogger struct{}
-
-func (quietLogger) Debugf(string, ...any) {}
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Warnf(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(string, ...any) {}

@@ -161,23 +161,18 @@ func compareStorm(md *strings.Builder, rs []*Result) {
 
 func compareFanout(md *strings.Builder, rs []*Result, charts map[string][]bar) {
 	m, keys := latest(rs, func(r *Result) (string, bool) {
-		if r.Scenario != "fanout" || r.Fanout == nil {
+		if r.Scenario != "fanout" || r.Stream == nil {
 			return "", false
 		}
-		rate := 0.0
-		if r.Stream != nil {
-			rate = r.Stream.Rate
-		}
-		return fmt.Sprintf("%s/%d/%g", r.Target.Kind, r.N, rate), true
+		return fmt.Sprintf("%s/%d/%g", r.Target.Kind, r.N, r.Stream.Rate), true
 	})
-	if len(keys) == 0 {
-		return
-	}
-	sortByTarget(keys, m)
 	// Rounds: the newest run of each target.
 	rounds, rkeys := latest(rs, func(r *Result) (string, bool) {
 		return fmt.Sprintf("%s/%d", r.Target.Kind, r.N), r.Scenario == "fanout" && r.Fanout != nil && r.Fanout.Complete > 0
 	})
+	if len(rkeys) == 0 {
+		return
+	}
 	sortByTarget(rkeys, rounds)
 	ref := 0.0
 	for _, k := range rkeys {

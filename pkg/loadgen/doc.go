@@ -4,12 +4,14 @@
 // benchmarks document is made of. The lead's binary mounts it as a
 // subcommand (lcpush bench ...); Main parses the rest.
 //
-// Client side it is event-driven: connections are dialed by a few goroutines
-// paced by a rate limiter (bound to a loopback source address), then handed
-// to a gnet client whose event loops multiplex all of them — no goroutine per
-// connection. Each connection sends AUTH with a token signed locally from the
-// app secret, PINGs at the negotiated heartbeat (one Execute per loop per
-// second walks that loop's connections), counts pushes, measures delivery
+// Client side it is event-driven: each process runs a few epoll loops of
+// its own (loop.go) that also dial — raw non-blocking sockets, AUTH written
+// at once — paced by a shared rate, with no goroutine per connection. Tokens
+// and AUTH frames are built before the first dial, and source addresses are
+// spread (a.b.c.d becomes a.b+k.c.d) so the kernel's source-port search
+// stays short. Each connection sends AUTH with a token signed locally from
+// the app secret, PINGs at the negotiated heartbeat (a once-a-second sweep
+// per loop), counts pushes, measures delivery
 // latency from the unix-nanosecond timestamp in the first 8 bytes of the
 // payload (the next 8 bytes carry the fan-out round), and ACKs QoS 1 pushes
 // with one ACK frame per read. Above -per-proc connections (18,000: the hard
@@ -28,6 +30,7 @@
 //	lcpush bench unicast -n 10000 -rates 1000,5000 -qos 1   # (d) open-loop unicast
 //	lcpush bench smoke                        # idle, fanout, unicast; N=50, a few seconds
 //	lcpush bench naive-server -addr 127.0.0.1:7100 -http 127.0.0.1:7101
+//	lcpush bench compare results/run-X        # side-by-side tables and charts of a folder of runs
 //
 // scripts/bench.sh runs each scenario with the figures' settings, the
 // server pinned on CPU 0 (-server-cpu, taskset) and the tool on CPU 1.

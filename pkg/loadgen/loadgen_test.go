@@ -246,7 +246,8 @@ func waitFor(t *testing.T, cond func() bool) {
 func BenchmarkOnTrafficPush(b *testing.B) {
 	// decoding cost of one read holding 16 pushes, the client's hot path
 	l := &Load{cfg: LoadConfig{MaxFrame: 1 << 20}}
-	st := &connState{ls: &loopState{}, authed: true}
+	lp := &loop{l: l}
+	st := &conn{authed: true}
 	var buf []byte
 	for i := 0; i < 16; i++ {
 		buf = append(buf, payloadFrame(uint64(i))...)
@@ -256,11 +257,11 @@ func BenchmarkOnTrafficPush(b *testing.B) {
 	now := time.Now()
 	for i := 0; i < b.N; i++ {
 		used := 0
-		st.ls.acks = st.ls.acks[:0]
+		lp.acks = lp.acks[:0]
 		for used < len(buf) {
 			f, n, _ := parseFrame(buf[used:])
 			used += n
-			l.frame(st, f, now, st.ls)
+			l.frame(st, f, now, lp)
 		}
 	}
 }

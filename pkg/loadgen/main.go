@@ -24,6 +24,7 @@ usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
   lcpush bench fanout [flags]   (c) broadcast rounds to N connections, then a sustained stream
   lcpush bench unicast [flags]  (d) open-loop pushes to one uid each at -rates, N connections online
   lcpush bench smoke  [flags]   idle + fanout (+ unicast at 50/s against lcpush) with N=50 for a few seconds (CI)
+  lcpush bench compare DIR [OUT]      side-by-side tables (compare.md) and SVG charts of the runs under DIR (OUT: DIR/compare)
   lcpush bench naive-server [flags]   the goroutine-per-connection baseline server
   lcpush bench worker -config JSON    (internal) one client process of a large N
 
@@ -43,6 +44,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, args[1:], os.Stdin, stdout)
 	case "naive-server":
 		return runNaive(ctx, args[1:], stderr)
+	case "compare":
+		if len(args) < 2 || len(args) > 3 {
+			return fmt.Errorf("%w: compare DIR [OUT]", ErrUsage)
+		}
+		out := filepath.Join(args[1], "compare")
+		if len(args) == 3 {
+			out = args[2]
+		}
+		if err := Compare(args[1], out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "compare: %s\n", filepath.Join(out, "compare.md"))
+		return nil
 	case "idle", "fanout", "storm", "unicast", "smoke":
 		return runCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
@@ -67,8 +81,8 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.IntVar(&o.Load.N, "n", 1000, "connections")
 	fs.Float64Var(&o.Load.Rate, "rate", 5000, "authentications started per second")
 	fs.IntVar(&o.Load.HB, "hb", 60, "heartbeat seconds asked for")
-	fs.IntVar(&o.Load.Loops, "loops", 2, "client event loops per process")
-	sources := fs.String("src", "", "loopback source addresses, comma separated (default 127.0.0.1, one per worker process)")
+	fs.IntVar(&o.Load.Loops, "loops", 2, "client event loops per process (they also dial)")
+	sources := fs.String("src", "", "loopback source addresses, comma separated (default 127.0.0.1, one per worker process); each a.b.c.d is extended with a.b+k.c.d when it would hold more connections to a room than the kernel's source-port search handles cheaply")
 	fs.IntVar(&o.PerProc, "per-proc", 18000, "connections per client process; more spawn worker processes")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "the whole run stops after this long")
 	fs.StringVar(&o.Out, "out", "results", "results folder (a <scenario>-<timestamp> folder is made inside)")
@@ -81,7 +95,7 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.Float64Var(&o.StreamRate, "stream-rate", 20, "fanout: broadcasts per second during the stream")
 	fs.IntVar(&o.PayloadLen, "payload", 256, "payload bytes (first 8: send time, next 8: round)")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle: wait before each memory reading")
-	fs.IntVar(&o.Load.Dialers, "dialers", 8, "goroutines that connect, per client process")
+	fs.IntVar(&o.Load.Dialers, "dialers", 8, "ignored: the event loops dial (kept so older commands run)")
 	fs.StringVar(&o.ServerCPU, "server-cpu", "", "pin the started server with taskset -c (e.g. 0; run the tool itself under taskset -c 1)")
 	fs.StringVar(&o.Store, "store", "memory", "message store of the started lcpush: memory or bolt (embedded, fsync per commit)")
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "room.max_conns of the started lcpush (0: 18000)")
