@@ -53,16 +53,16 @@ have_peer() { command -v "$1" >/dev/null || { echo "bench: $1 missing (EXTRA=1 b
 
 run_idle() {
   for n in 1000 5000 10000 19000; do
-    bench idle -n "$n" -max-conns 19500 -rate 10000 -dialers 32 -settle 3s
+    bench idle -n "$n" -max-conns 19500 -rate 10000 -settle 3s
   done
-  bench idle -n "$N" -target naive -rate 10000 -dialers 32 -settle 3s
-  have_peer nats-server && bench idle -n "$N" -target nats -rate 10000 -dialers 32 -settle 3s
-  have_peer mosquitto && bench idle -n "$N" -target mqtt -rate 10000 -dialers 32 -settle 3s
+  bench idle -n "$N" -target naive -rate 10000 -settle 3s
+  have_peer nats-server && bench idle -n "$N" -target nats -rate 10000 -settle 3s
+  have_peer mosquitto && bench idle -n "$N" -target mqtt -rate 10000 -settle 3s
   return 0
 }
 
 run_storm() {
-  bench storm -n 17000 -max-conns 15000 -rate 40000 -dialers 32 -hb 10
+  bench storm -n 17000 -max-conns 15000 -rate 40000 -hb 10
 }
 
 # STREAM_RATES: broadcasts per second of the sustained stream, one run each
@@ -72,8 +72,8 @@ STREAM_RATES=${STREAM_RATES:-400 100 5}
 run_fanout() {
   local r
   for r in $STREAM_RATES; do
-    bench fanout -n "$N" -rate 10000 -dialers 32 -rounds 20 -stream 5s -stream-rate "$r"
-    bench fanout -n "$N" -rate 10000 -dialers 32 -rounds 20 -stream 5s -stream-rate "$r" -target naive
+    bench fanout -n "$N" -rate 10000 -rounds 20 -stream 5s -stream-rate "$r"
+    bench fanout -n "$N" -rate 10000 -rounds 20 -stream 5s -stream-rate "$r" -target naive
   done
   run_peers_fanout
 }
@@ -81,8 +81,8 @@ run_fanout() {
 run_peers_fanout() {
   local r
   for r in $STREAM_RATES; do
-    have_peer nats-server && bench fanout -n "$N" -rate 10000 -dialers 32 -rounds 20 -stream 5s -stream-rate "$r" -target nats
-    have_peer mosquitto && bench fanout -n "$N" -rate 10000 -dialers 32 -rounds 20 -stream 5s -stream-rate "$r" -target mqtt
+    have_peer nats-server && bench fanout -n "$N" -rate 10000 -rounds 20 -stream 5s -stream-rate "$r" -target nats
+    have_peer mosquitto && bench fanout -n "$N" -rate 10000 -rounds 20 -stream 5s -stream-rate "$r" -target mqtt
   done
   return 0
 }
@@ -91,7 +91,7 @@ run_peers_fanout() {
 run_unicast() {
   local st
   for st in ${STORES:-memory bolt}; do
-    bench unicast -n "$N" -rate 10000 -dialers 32 -rates 1000,5000 -step 10s -qos 1 -store "$st"
+    bench unicast -n "$N" -rate 10000 -rates 1000,5000 -step 10s -qos 1 -store "$st"
   done
 }
 
@@ -131,7 +131,7 @@ YAML
     done
   done
   "${PIN[@]}" "$BIN" bench idle -room "$addrs" -pid "$(echo $pids | tr ' ' ,)" -n $((rooms * per)) \
-    -per-proc "$per" -rate 10000 -dialers 32 -settle 5s -timeout 10m -out "$OUT"
+    -per-proc "$per" -rate 10000 -settle 5s -timeout 10m -out "$OUT"
 }
 
 case "$SCENARIO" in
@@ -140,8 +140,8 @@ case "$SCENARIO" in
   fanout) run_fanout ;;
   unicast) run_unicast ;;
   peers)
-    have_peer nats-server && bench idle -n "$N" -target nats -rate 10000 -dialers 32 -settle 3s
-    have_peer mosquitto && bench idle -n "$N" -target mqtt -rate 10000 -dialers 32 -settle 3s
+    have_peer nats-server && bench idle -n "$N" -target nats -rate 10000 -settle 3s
+    have_peer mosquitto && bench idle -n "$N" -target mqtt -rate 10000 -settle 3s
     run_peers_fanout ;;
   capacity) run_capacity ;;
   all) run_idle; run_storm; run_fanout; run_unicast; run_capacity ;;
