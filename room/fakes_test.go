@@ -113,6 +113,8 @@ type fakeInbox struct {
 	stored map[string][]push.Message
 	acks   map[string][]uint64
 	err    error
+	// ackGate, when set, holds every Ack until it is closed.
+	ackGate chan struct{}
 }
 
 func newFakeInbox() *fakeInbox {
@@ -135,6 +137,12 @@ func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.M
 }
 
 func (f *fakeInbox) Ack(_ context.Context, uid string, ids []uint64) (int, error) {
+	f.mu.Lock()
+	gate := f.ackGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.acks[uid] = append(f.acks[uid], ids...)

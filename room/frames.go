@@ -150,15 +150,7 @@ func (r *Room) handleAck(s *connState, f proto.Frame) gnet.Action {
 		return gnet.None
 	}
 	mAcks.Add(float64(len(ids)))
-	uid := s.uid
-	ok := r.submit(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		if _, err := r.deps.Inbox.Ack(ctx, uid, ids); err != nil {
-			r.log.Warn("ack failed", "uid", uid, "ids", len(ids), "err", err)
-		}
-	})
-	if !ok {
+	if !r.queueAck(s, ids) {
 		// Dropping an ACK silently would make the client believe its
 		// messages are gone while they would come back at next login.
 		mPoolDropped.WithLabelValues("ack").Inc()

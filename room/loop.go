@@ -28,6 +28,7 @@ type loopState struct {
 	ackBuf []uint64
 
 	push    pushQueue  // pushes waiting for the loop's flush (flush.go)
+	acks    ackQueue   // ACKs waiting for the store (acks.go)
 	flusher *pushFlush // the flush task, allocated once
 
 	backlog  atomic.Int64 // bytes of push batches queued on the loop (admit)

@@ -2,6 +2,8 @@ package room
 
 import (
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,6 +93,39 @@ func TestAck(t *testing.T) {
 	got := e.inbox.acked("acker")
 	if got[0] != 11 || got[1] != 12 || got[2] != 1<<60 {
 		t.Fatalf("acked %v", got)
+	}
+}
+
+// TestAckStorm: while the store is slow, ACKs of many connections (a QoS 1
+// broadcast's answers) queue per loop behind one drain task instead of
+// filling the worker pool: none is refused, all reach the store.
+func TestAckStorm(t *testing.T) {
+	e := startEnv(t, envOpt{room: func(c *Config) { c.Workers, c.Queue = 2, 2 }})
+	const n = 40
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i], _ = e.login(1, fmt.Sprintf("acker-%d", i))
+	}
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	t.Cleanup(release) // a failed check must not leave workers blocked
+	e.inbox.mu.Lock()
+	e.inbox.ackGate = gate
+	e.inbox.mu.Unlock()
+	for i, c := range clients {
+		c.write(proto.AppendAck(nil, 7, []uint64{uint64(100 + i)}))
+	}
+	for _, c := range clients {
+		c.expectQuiet() // no ERROR overloaded
+	}
+	release()
+	for i := range clients {
+		uid := fmt.Sprintf("acker-%d", i)
+		waitFor(t, uid+" acked", 2*time.Second, func() bool {
+			got := e.inbox.acked(uid)
+			return len(got) == 1 && got[0] == uint64(100+i)
+		})
 	}
 }
 
