@@ -15,8 +15,9 @@
 # EXTRA=1 bash scripts/services.sh install), pins the server on CPU
 # $SERVER_CPU (0) and the clients on CPU $CLIENT_CPU (1) with taskset, and
 # writes results/<scenario>-<target>-<N>-<time>/ (result.json, report.md,
-# SVG charts). Environment: N (fan-out/unicast/peers connections, 10000),
-# OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("400 100 5"), STORES
+# SVG charts), then results/compare/ (every run under OUT side by side, the
+# newest of each kind: compare.md and the charts of docs/benchmarks.md).
+# Environment: N (fan-out/unicast/peers connections, 10000), OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("400 100 5"), STORES
 # ("memory bolt"), ROOMS (6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BIN=bin/lcpush
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ -n "$SCENARIO" ] || usage
 
 go build -o "$BIN" .
@@ -148,4 +149,5 @@ case "$SCENARIO" in
   smoke) "$BIN" bench smoke -out "$OUT" -quiet ;;
   *) usage ;;
 esac
-echo "results under $OUT/" >&2
+[ "$SCENARIO" = smoke ] || "$BIN" bench compare "$OUT" >&2
+echo "results under $OUT/ (side by side: $OUT/compare/compare.md)" >&2
