@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
@@ -51,7 +52,7 @@ func (w *bcastWait) wait(ctx context.Context) (int, error) {
 }
 
 // Broadcast delivers msg to every connection here that has msg.App bound,
-// at most perSec connections per second (<= 0: no pacing), and returns how
+// at most perSec connections per second (<= 0, NaN or +Inf: no pacing), and returns how
 // many got it once their frames are written (or dropped). Unlike Push it
 // needs no target list: the room walks its own connections, so an app-wide
 // broadcast costs the platform no registry scan. A connection that
@@ -63,7 +64,7 @@ func (r *Room) Broadcast(ctx context.Context, msg push.Message, perSec float64) 
 	}
 	w := newBcastWait()
 	var err error
-	if perSec <= 0 || float64(r.onl.Load()) <= perSec*burstWindow {
+	if !(perSec > 0) || math.IsInf(perSec, 1) || float64(r.onl.Load()) <= perSec*burstWindow {
 		for _, l := range r.allLoops() {
 			b := batchPool.Get().(*pushBatch)
 			b.msg, b.all, b.wait = msg, true, w

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func TestBroadcast(t *testing.T) {
 	}{
 		{"unpaced", 0, 7, 0},
 		{"fits one step", 1e6, 7, 0},
+		{"NaN is unpaced", math.NaN(), 3, 0},
 		// 40/s with steps of 2 connections: 3 more steps after the first.
 		{"paced", 40, 8, 60 * time.Millisecond},
 	}

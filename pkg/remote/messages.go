@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"fmt"
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc/wire"
 	"math"
@@ -336,10 +337,14 @@ func (m *broadcastReq) AppendBinary(b []byte) ([]byte, error) {
 }
 
 func (m *broadcastReq) UnmarshalBinary(b []byte) error {
-	return decode(b, func(r *wire.Reader) {
+	err := decode(b, func(r *wire.Reader) {
 		readMessage(r, &m.Msg)
 		m.PerSec = math.Float64frombits(r.Uint64())
 	})
+	if err == nil && (math.IsNaN(m.PerSec) || math.IsInf(m.PerSec, 0)) {
+		return fmt.Errorf("%w: broadcast rate %v", wire.ErrMalformed, m.PerSec)
+	}
+	return err
 }
 
 // roomKickReq: room Kick request.
