@@ -1,14 +1,11 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
+	"runtime/trace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,49 +30,9 @@ type UnicastStep struct {
 	Achieved  float64 `json:"achieved"` // OK answers per second
 	Latency   Summary `json:"latency"`  // scheduled time to the client, ms
 	API       Summary `json:"api"`      // scheduled time to the API's answer, ms
-}
-
-// pushAnswer is the part of the push API's answer the tool reads.
-type pushAnswer struct {
-	Online int `json:"online"`
-}
-
-// newAPIClient keeps enough idle connections for n concurrent requests,
-// so an open-loop run does not open a TCP connection per push.
-func newAPIClient(n int) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = n, n, n
-	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
-}
-
-// Push sends payload to one uid through POST /v1/apps/{app}/push and
-// returns how many connections the API says were online.
-func (t *Target) Push(ctx context.Context, c *http.Client, uid string, payload []byte, qos int) (int, error) {
-	body, _ := json.Marshal(map[string]any{
-		"uids": []string{uid}, "data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60,
-	})
-	url := fmt.Sprintf("%s/v1/apps/%d/push", t.API, t.App)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+t.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%w: push: %v", ErrTarget, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
-		return 0, ErrRateLimited
-	case resp.StatusCode/100 != 2:
-		return 0, fmt.Errorf("%w: push: %s %s", ErrTarget, resp.Status, bytes.TrimSpace(msg))
-	}
-	var a pushAnswer
-	_ = json.Unmarshal(msg, &a)
-	return a.Online, nil
+	// Sender is the scheduled time to a sender starting the request, ms:
+	// the tool's own lateness (pacing, a busy core), part of both above.
+	Sender Summary `json:"sender"`
 }
 
 // unicast runs one open-loop step per rate in o.Rates.
@@ -84,17 +41,26 @@ func unicast(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, st
 		return fmt.Errorf("%w: unicast needs the push API of lcpush", ErrUsage)
 	}
 	senders := max(o.Senders, 1)
-	c := newAPIClient(senders)
-	defer c.CloseIdleConnections()
+	conns := make([]*pushConn, senders)
+	for i := range conns {
+		pc, err := newPushConn(t)
+		if err != nil {
+			return err
+		}
+		conns[i] = pc
+		defer pc.Close()
+	}
 	// Warm-up, not reported: opens the API connections and the paths
 	// behind them, so the first step does not measure connection setup.
 	wo := o
 	wo.StepDur, wo.Quiet = time.Second, true
-	if _, err := unicastStep(ctx, t, f, wo, c, o.Rates[0], senders, stderr); err != nil {
+	if _, err := unicastStep(ctx, t, f, wo, conns, o.Rates[0], stderr); err != nil {
 		return err
 	}
 	for _, rate := range o.Rates {
-		st, err := unicastStep(ctx, t, f, o, c, rate, senders, stderr)
+		stopTrace := startUnicastTrace(ctx, t, rate, o.StepDur, stderr)
+		st, err := unicastStep(ctx, t, f, o, conns, rate, stderr)
+		stopTrace()
 		res.Unicast = append(res.Unicast, st)
 		if err != nil {
 			return err
@@ -105,26 +71,47 @@ func unicast(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, st
 
 type uniJob struct {
 	sched time.Time
-	uid   string
+	uid   int // the uid is the load's prefix + uid
 }
 
-func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, c *http.Client, rate float64, senders int, stderr io.Writer) (UnicastStep, error) {
+// unicastStep runs one rate: a scheduler puts each push on the timeline
+// and one sender per API connection sends them.
+func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, conns []*pushConn, rate float64, stderr io.Writer) (UnicastStep, error) {
 	st := UnicastStep{Rate: rate, QoS: o.QoS}
 	before := f.Stats()
-	var api Hist
+	var api, sender Hist
 	var ok, failed, offline atomic.Int64
 	total := int64(rate * o.StepDur.Seconds())
 	// The queue holds the whole step: the scheduler never waits for a
 	// sender, it only falls behind in wall time, which the latency shows.
 	jobs := make(chan uniJob, total)
+	prefix := o.Load.Prefix
+	if prefix == "" {
+		prefix = "lg-" // LoadConfig's default
+	}
 	var wg sync.WaitGroup
-	for range senders {
+	for _, pc := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One payload and uid buffer per sender: a request makes no
+			// garbage, so the tool's GC stays out of the measurement.
+			pay := payload(o.PayloadLen, time.Time{}, 0)
+			uid := []byte(prefix)
 			for j := range jobs {
-				online, err := t.Push(ctx, c, j.uid, payload(o.PayloadLen, j.sched, 0), o.QoS)
-				api.Record(time.Since(j.sched))
+				picked := time.Now()
+				sender.Record(picked.Sub(j.sched))
+				stampPayload(pay, j.sched)
+				uid = strconv.AppendInt(uid[:len(prefix)], int64(j.uid), 10)
+				online, err := pc.push(ctx, uid, pay, o.QoS)
+				d := time.Since(j.sched)
+				api.Record(d)
+				if d > time.Millisecond && trace.IsEnabled() {
+					// For LCPUSH_UNICAST_TRACE: the late ones, to line up with
+					// the server's trace (wall clock, ns).
+					trace.Log(ctx, "late", strconv.FormatInt(j.sched.UnixNano(), 10)+" "+
+						strconv.FormatInt(int64(d), 10)+" "+strconv.FormatInt(int64(picked.Sub(j.sched)), 10))
+				}
 				switch {
 				case err != nil:
 					failed.Add(1)
@@ -138,19 +125,15 @@ func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, c *http.Cli
 		}()
 	}
 	bar := newBar(total, fmt.Sprintf("unicast %.0f/s", rate), stderr, o.Quiet)
-	prefix := o.Load.Prefix
-	if prefix == "" {
-		prefix = "lg-" // LoadConfig's default
-	}
 	interval := time.Duration(float64(time.Second) / rate)
+	pace := newPacer()
+	defer pace.Close()
 	start := time.Now()
 	var i int64
 	for i = 0; i < total && ctx.Err() == nil; i++ {
 		sched := start.Add(time.Duration(i) * interval)
-		if d := time.Until(sched); d > 0 {
-			time.Sleep(d) // sub-millisecond gaps: settle's timer is too coarse
-		}
-		jobs <- uniJob{sched: sched, uid: prefix + strconv.Itoa(o.Load.First+rand.IntN(o.Load.N))}
+		pace.until(sched)
+		jobs <- uniJob{sched: sched, uid: o.Load.First + rand.IntN(o.Load.N)}
 		if i%256 == 0 {
 			_ = bar.Set64(i)
 		}
@@ -176,5 +159,6 @@ func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, c *http.Cli
 	st.Lost = max(0, want-st.Delivered)
 	st.Latency = after.Latency.Sub(before.Latency).Summarize()
 	st.API = api.Snapshot().Summarize()
+	st.Sender = sender.Snapshot().Summarize()
 	return st, ctx.Err()
 }
