@@ -131,7 +131,12 @@ type bar struct {
 
 // barChart draws a small self-contained SVG bar chart.
 func barChart(title, unit string, bars []bar) []byte {
-	const w, h, left, bottom, top = 720, 360, 70, 40, 40
+	const w, left, top = 720, 70, 40
+	h, bottom := 360, 40
+	slant := len(bars) > 8 // long labels of many bars: write them at an angle
+	if slant {
+		h, bottom = 420, 100
+	}
 	maxV := 0.0
 	for _, b := range bars {
 		maxV = max(maxV, b.v)
@@ -156,7 +161,12 @@ func barChart(title, unit string, bars []bar) []byte {
 		x := float64(left) + slot*float64(i)
 		fmt.Fprintf(&s, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4C78A8"><title>%s: %.4g %s</title></rect>`+"\n",
 			x+slot*0.1, float64(h-bottom)-bh, slot*0.8, bh, esc(b.label), b.v, esc(unit))
-		if i%every == 0 {
+		switch {
+		case i%every != 0:
+		case slant:
+			fmt.Fprintf(&s, `<text x="%.1f" y="%d" text-anchor="end" transform="rotate(-40 %.1f %d)">%s</text>`+"\n",
+				x+slot/2, h-bottom+14, x+slot/2, h-bottom+14, esc(b.label))
+		default:
 			fmt.Fprintf(&s, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+slot/2, h-bottom+14, esc(b.label))
 		}
 	}
