@@ -179,14 +179,23 @@ type roomBroadcast struct {
 	perSec float64
 }
 
+// wait holds a call while block is set, until it is closed or ctx ends.
+func (f *fakeRooms) wait(ctx context.Context) error {
+	if f.block == nil {
+		return nil
+	}
+	select {
+	case <-f.block:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Broadcast reaches the registry's sessions on room that have msg.App.
 func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error) {
-	if f.block != nil {
-		select {
-		case <-f.block:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	if err := f.wait(ctx); err != nil {
+		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -233,12 +242,8 @@ func (f *fakeRooms) broadcasted() []roomBroadcast {
 }
 
 func (f *fakeRooms) Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error) {
-	if f.block != nil {
-		select {
-		case <-f.block:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	if err := f.wait(ctx); err != nil {
+		return 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

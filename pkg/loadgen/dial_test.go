@@ -145,6 +145,8 @@ func TestLoadSplitFrames(t *testing.T) {
 			if _, err := c.Write(out[cut[0]:cut[1]]); err != nil {
 				return
 			}
+			// Not waiting for a state: a pause between the pieces makes
+			// them arrive in separate reads, which is what is tested.
 			time.Sleep(20 * time.Millisecond)
 		}
 		if f, err := d.Next(); err != nil || f.Op != proto.OpAck {
