@@ -85,7 +85,7 @@ func (c *cluster) start(name string, args ...string) *proc {
 		c.procs[name] = p
 	}
 	all := append([]string{
-		"-zk", c.zk, "-zk-root", c.root, "-config", c.cfgPath,
+		"-zk", c.zk, "-zk-root", c.root, "-zk-auth", "cluster-test:cluster-test-secret", "-config", c.cfgPath,
 		"-admin-addr", p.admin, "-log-level", "debug",
 	}, p.args...)
 	p.cmd = exec.Command(c.bin, all...)
@@ -151,7 +151,7 @@ func (c *cluster) stopAll() {
 
 // keeperCLI runs the operator CLI against the cluster's tree.
 func (c *cluster) keeperCLI(args ...string) (string, error) {
-	all := append([]string{"keeper", "-zk", c.zk, "-root", c.root}, args...)
+	all := append([]string{"keeper", "-zk", c.zk, "-root", c.root, "-zk-auth", "cluster-test:cluster-test-secret"}, args...)
 	out, err := exec.Command(c.bin, all...).CombinedOutput()
 	return string(out), err
 }

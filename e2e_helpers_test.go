@@ -133,13 +133,23 @@ func api(t *testing.T, sys *System, method, path, key, body string) (int, map[st
 // apiAt calls the Center API listening at hostport.
 func apiAt(t *testing.T, hostport, method, path, key, body string) (int, map[string]any, http.Header) {
 	t.Helper()
+	code, out, h, err := apiTry(hostport, method, path, key, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, out, h
+}
+
+// apiTry is apiAt for goroutines other than the test's (t.Fatal must not run
+// there): it returns what went wrong instead of failing the test.
+func apiTry(hostport, method, path, key, body string) (int, map[string]any, http.Header, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, "http://"+hostport+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -147,17 +157,17 @@ func apiAt(t *testing.T, hostport, method, path, key, body string) (int, map[str
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	out := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &out); err != nil {
-			t.Fatalf("%s %s: answer %d is not a JSON object: %q", method, path, resp.StatusCode, raw)
+			return resp.StatusCode, nil, resp.Header, fmt.Errorf("%s %s: answer %d is not a JSON object: %q", method, path, resp.StatusCode, raw)
 		}
 	}
-	return resp.StatusCode, out, resp.Header
+	return resp.StatusCode, out, resp.Header, nil
 }
 
 func errCode(m map[string]any) string {
@@ -187,9 +197,21 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, addr string) *rawConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialRawFrom(t, addr, "")
+}
+
+// dialRawFrom is dialRaw from source address src (an IP; empty: the
+// kernel's choice). Any address of 127.0.0.0/8 works on loopback, which is
+// how tests act as several client IPs (per-IP limits).
+func dialRawFrom(t *testing.T, addr, src string) *rawConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		t.Fatalf("dial %s from %q: %v", addr, src, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &rawConn{t: t, c: c, dec: proto.NewDecoder(c, 1<<20)}

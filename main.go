@@ -78,13 +78,17 @@ func runServer(args []string) error {
 	fs.StringVar(&o.RoomID, "room-id", "room-1", "room instance id")
 	fs.StringVar(&o.RoomAddr, "room-addr", ":7000", "room client TCP listen address")
 	fs.StringVar(&o.PublicAddr, "room-public", "", "room address handed to clients by the dispatcher (default: the bound address)")
-	fs.StringVar(&o.CenterAddr, "center-addr", ":8000", "Center API listen address")
-	fs.StringVar(&o.DispatchAddr, "dispatch-addr", ":8001", "dispatcher listen address")
-	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9000", "admin port: /healthz /readyz /metrics /debug/pprof")
+	// Empty addresses are resolved once the configuration is known
+	// (resolveListen): with the published demo keys, only loopback.
+	fs.StringVar(&o.CenterAddr, "center-addr", "", `Center API listen address (default ":8000"; "127.0.0.1:8000", and loopback only, with the published demo keys)`)
+	fs.StringVar(&o.DispatchAddr, "dispatch-addr", "", `dispatcher listen address (default ":8001"; "127.0.0.1:8001", and loopback only, with the published demo keys)`)
+	fs.StringVar(&o.AdminAddr, "admin-addr", defaultAdminAddr, "admin port: /healthz /readyz /metrics /debug/pprof (off loopback /metrics and pprof need the admin key; with the demo keys loopback only)")
 	fs.IntVar(&o.NodeID, "node", 0, "message-id node number, unique per center process (0..1023)")
 	fs.StringVar(&o.IDC, "idc", "", "data centre name of this process")
 	zkServers := fs.String("zk", "", "ZooKeeper servers (host:port,...): configuration and membership from ZooKeeper instead of -config")
 	fs.StringVar(&o.ZKRoot, "zk-root", "/lcpush", "root znode")
+	zkAuthFile := fs.String("zk-auth-file", "", "file whose first line is the ZooKeeper digest credential user:password (mode 0600): every znode gets its ACL, no world access")
+	zkAuth := fs.String("zk-auth", "", "ZooKeeper digest credential user:password, like -zk-auth-file but visible in ps: prefer the file")
 	fs.StringVar(&o.ID, "id", "", "instance id of this process's services in membership (default ROLE-1; rooms use -room-id)")
 	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:0", "internal RPC listen address (cluster mode)")
 	fs.StringVar(&o.RPCAdvertise, "rpc-advertise", "", "internal RPC address other processes dial (default: the bound one)")
@@ -104,6 +108,13 @@ func runServer(args []string) error {
 	}
 	if *zkServers != "" {
 		o.ZKServers = strings.Split(*zkServers, ",")
+	}
+	var err error
+	if o.ZKAuth, err = keeper.LoadZKAuth(*zkAuth, *zkAuthFile); err != nil {
+		return err
+	}
+	if !o.ZKAuth.IsZero() && len(o.ZKServers) == 0 {
+		return errors.New("-zk-auth and -zk-auth-file need -zk")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -24,7 +24,7 @@ type roomDirectory struct {
 // remoteRooms is the RPC side of the directory (pkg/remote.Rooms).
 type remoteRooms interface {
 	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
-	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+	Kick(ctx context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error)
 	Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error)
 	IDs() []string
 }
@@ -63,15 +63,15 @@ func (d *roomDirectory) Push(ctx context.Context, id string, msg push.Message, t
 	return r.Push(ctx, msg, targets)
 }
 
-func (d *roomDirectory) Kick(ctx context.Context, id, uid string, connID uint64, code int, reason string) (bool, error) {
+func (d *roomDirectory) Kick(ctx context.Context, id, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	r, err := d.get(id)
 	if err != nil && d.remote != nil {
-		return d.remote.Kick(ctx, id, uid, connID, code, reason)
+		return d.remote.Kick(ctx, id, uid, connID, apps, code, reason)
 	}
 	if err != nil {
 		return false, err
 	}
-	return r.Kick(ctx, uid, connID, code, reason)
+	return r.Kick(ctx, uid, connID, apps, code, reason)
 }
 
 func (d *roomDirectory) Broadcast(ctx context.Context, id string, msg push.Message, perSec float64) (int, error) {

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,16 +60,19 @@ type Options struct {
 	RoomID       string
 	RoomAddr     string
 	PublicAddr   string // what the dispatcher hands to clients; default the bound room address
-	CenterAddr   string
-	DispatchAddr string
-	AdminAddr    string
-	NodeID       int // message-id node, 0..1023
+	CenterAddr   string // empty: ":8000", or loopback with the demo keys (resolveListen)
+	DispatchAddr string // empty: ":8001", or loopback with the demo keys
+	AdminAddr    string // empty: "127.0.0.1:9000"; with the demo keys loopback only
+	NodeID       int    // message-id node, 0..1023
 	IDC          string
 	ConfigPoll   time.Duration
 	// ZKServers, when set, takes configuration and membership from
 	// ZooKeeper under ZKRoot; ConfigPath (or the demo config) seeds an empty tree.
 	ZKServers []string
 	ZKRoot    string
+	// ZKAuth, when set, is the ZooKeeper digest credential: every znode
+	// of the tree gets its ACL (no world access).
+	ZKAuth keeper.ZKAuth
 	// ID names this process's instances in membership (default ROLE-1);
 	// rooms use RoomID.
 	ID string
@@ -192,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	kcfg := keeper.Config{Source: src, PollEvery: opts.ConfigPoll, Logger: log.With("svc", "keeper")}
 	if len(opts.ZKServers) > 0 {
 		kcfg.Source = nil
-		kcfg.ZK = keeper.ZKConfig{Servers: opts.ZKServers, Root: opts.ZKRoot, Seed: src, Logger: kcfg.Logger}
+		kcfg.ZK = keeper.ZKConfig{Servers: opts.ZKServers, Root: opts.ZKRoot, Auth: opts.ZKAuth, Seed: src, Logger: kcfg.Logger}
 	}
 	if s.Keeper, err = keeper.New(kcfg); err != nil {
 		return nil, err
@@ -201,6 +206,15 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		return nil, err
 	}
 	holder := s.Keeper.Holder()
+	demo, err := resolveListen(&opts, holder.Load(), run)
+	if err != nil {
+		return nil, err
+	}
+	s.opts = opts
+	if demo {
+		log.Warn("DEMO MODE: the configuration holds the published demo keys (config.demo.yaml): " +
+			"the Center API, dispatcher and admin port listen on loopback only; use -config with your own keys for anything else")
+	}
 
 	s.Admin = admin.New(admin.Config{
 		Addr:     opts.AdminAddr,
@@ -384,6 +398,111 @@ func publicAddr(configured, bound string) string {
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return bound
+}
+
+// demoKeys are the app secrets, API keys and admin key of the embedded demo
+// configuration. They are published (README, config.demo.yaml): whoever
+// reaches a Center API, dispatcher or admin port that accepts them acts as
+// the demo apps or as the operator.
+var demoKeys = sync.OnceValues(func() (map[string]bool, error) {
+	cfg, err := config.Parse(demoConfig)
+	if err != nil {
+		return nil, fmt.Errorf("embedded demo config: %w", err)
+	}
+	keys := map[string]bool{cfg.AdminKey: true}
+	for _, a := range cfg.Apps {
+		keys[a.Secret], keys[a.APIKey] = true, true
+	}
+	delete(keys, "")
+	return keys, nil
+})
+
+// usesDemoKeys reports whether cfg holds any of the published demo keys:
+// the embedded demo configuration, or a file copied from it.
+func usesDemoKeys(cfg *config.Config) (bool, error) {
+	keys, err := demoKeys()
+	if err != nil {
+		return false, err
+	}
+	if keys[cfg.AdminKey] {
+		return true, nil
+	}
+	for _, a := range cfg.Apps {
+		if keys[a.Secret] || keys[a.APIKey] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// errDemoKeys refuses to start a service holding the demo keys off loopback.
+var errDemoKeys = errors.New("demo keys are published: listen on loopback or use -config with your own keys")
+
+// Default listen addresses of the HTTP services, normally and in demo mode.
+const (
+	defaultCenterAddr       = ":8000"
+	defaultDispatchAddr     = ":8001"
+	defaultAdminAddr        = "127.0.0.1:9000"
+	demoDefaultCenterAddr   = "127.0.0.1:8000"
+	demoDefaultDispatchAddr = "127.0.0.1:8001"
+)
+
+// resolveListen fills the empty Center API, dispatcher and admin addresses
+// of o and reports whether cfg is in demo mode (it holds published demo
+// keys). In demo mode those services default to loopback, and an address
+// that is not loopback, for a service this process runs, is refused. The
+// room's client address is left as it is: devices present tokens, never API
+// or admin keys (with the published demo secrets anyone can sign tokens for
+// the demo apps, which reach only the demo apps' own users).
+func resolveListen(o *Options, cfg *config.Config, run map[string]bool) (demo bool, err error) {
+	if demo, err = usesDemoKeys(cfg); err != nil {
+		return false, err
+	}
+	center, dispatch := defaultCenterAddr, defaultDispatchAddr
+	if demo {
+		center, dispatch = demoDefaultCenterAddr, demoDefaultDispatchAddr
+	}
+	if o.CenterAddr == "" {
+		o.CenterAddr = center
+	}
+	if o.DispatchAddr == "" {
+		o.DispatchAddr = dispatch
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = defaultAdminAddr
+	}
+	if !demo {
+		return false, nil
+	}
+	check := []struct {
+		on         bool
+		flag, addr string
+	}{
+		{run["center"], "-center-addr", o.CenterAddr},
+		{run["dispatcher"], "-dispatch-addr", o.DispatchAddr},
+		{true, "-admin-addr", o.AdminAddr},
+	}
+	for _, c := range check {
+		if c.on && !loopbackAddr(c.addr) {
+			return true, fmt.Errorf("%s %s: %w", c.flag, c.addr, errDemoKeys)
+		}
+	}
+	return true, nil
+}
+
+// loopbackAddr reports whether a listen address binds loopback only: a
+// loopback IP or "localhost". A wildcard (":8000", "0.0.0.0:8000") or any
+// other host is not.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func openStore(ctx context.Context, opts Options, cfg config.Saver) (saver.Store, error) {

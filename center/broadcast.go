@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
+
+// slotRetry is the Retry-After of a broadcast refused for want of a slot.
+const slotRetry = 5 * time.Second
 
 type broadcastRequest struct {
 	messageFields
@@ -43,33 +47,47 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 	msg.Broadcast = true
 	pace := app.BroadcastRate
 	if req.Rate != nil {
-		if !(*req.Rate > 0) {
-			return badRequest("rate must be a positive number of deliveries per second")
+		if e := checkRate(*req.Rate, cfg.Center.MinBroadcastRate); e != nil {
+			jobRefused.WithLabelValues("rate").Inc()
+			return e
 		}
 		pace = min(pace, *req.Rate)
 	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
+	release, refused := s.slots.acquire(app.ID, cfg.Center.MaxJobs, cfg.Center.MaxJobsPerApp)
+	if release == nil {
 		rateLimitedTotal.Inc()
 		jobEvents.WithLabelValues("refused").Inc()
-		return rateLimited("too many broadcast jobs running, retry later", time.Second)
+		jobRefused.WithLabelValues(refused).Inc()
+		if refused == slotsOfApp {
+			return rateLimited("app "+strconv.FormatUint(uint64(app.ID), 10)+" already runs its max_jobs_per_app of "+
+				strconv.Itoa(cfg.Center.MaxJobsPerApp)+" broadcast jobs on this center, retry later", slotRetry)
+		}
+		return rateLimited("this center already runs its max_jobs of "+strconv.Itoa(cfg.Center.MaxJobs)+
+			" broadcast jobs (all apps), retry later", slotRetry)
+	}
+	// The job ends at center.job_deadline, or at the message's expiry when
+	// that comes first: past it, no user can get the message anyway.
+	deadline := now.Add(cfg.Center.JobDeadline)
+	if exp := time.Unix(msg.Expire, 0); exp.Before(deadline) {
+		deadline = exp
 	}
 	msg.ID = s.ids.Next()
 	job := &Job{
-		ID:      s.ids.Next(),
-		App:     app.ID,
-		Msg:     msg,
-		Rate:    pace,
-		started: now.Unix(),
-		state:   JobRunning,
+		ID:       s.ids.Next(),
+		App:      app.ID,
+		Msg:      msg,
+		Rate:     pace,
+		Deadline: deadline,
+		started:  now.Unix(),
+		release:  release,
+		state:    JobRunning,
 	}
 	if msg.QoS == push.QoS1 {
 		ctx, cancel := s.callCtx(r.Context())
 		err := s.store.SaveBroadcast(ctx, msg)
 		cancel()
 		if err != nil {
-			<-s.slots
+			release()
 			depErrors.WithLabelValues("save_broadcast").Inc()
 			s.log.Warn("center broadcast: save", "app", app.ID, "msg", msg.ID, "err", err)
 			return unavailable("message store unavailable")
@@ -78,7 +96,7 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 	}
 	s.jobs.add(job)
 	if !s.startJob(func() { s.runJob(job) }) {
-		<-s.slots
+		release()
 		job.finish(time.Now().Unix(), push.ErrClosed)
 		return unavailable("center is shutting down")
 	}
@@ -90,6 +108,17 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 	return nil
 }
 
+// checkRate refuses a requested broadcast rate that is not a finite number
+// of at least minRate (center.min_broadcast_rate) and above 0: a job paced
+// slower would hold its slot until its deadline.
+func checkRate(rate, minRate float64) *apiError {
+	if math.IsNaN(rate) || math.IsInf(rate, 0) || !(rate > 0) || rate < minRate {
+		return badRequest("rate must be a finite number of deliveries per second, above 0 and at least center.min_broadcast_rate (" +
+			strconv.FormatFloat(minRate, 'g', -1, 64) + ")")
+	}
+	return nil
+}
+
 // maxRoomCalls bounds the rooms one job reaches at the same time.
 const maxRoomCalls = 16
 
@@ -97,13 +126,25 @@ const maxRoomCalls = 16
 // message to its own connections of the app, paced to its share of
 // job.Rate) and records the outcome: failed when the rooms cannot be listed
 // or any room failed (a stored message still reaches those users at their
-// next login).
+// next login). The job runs under a context that ends at job.Deadline (and
+// at Shutdown): the room calls get that deadline (over RPC it travels with
+// the request), so a job paced too slowly to finish in time is failed and
+// its slot freed.
 func (s *Service) runJob(job *Job) {
-	defer func() { <-s.slots }()
+	defer job.release()
 	jobsRunning.Inc()
 	defer jobsRunning.Dec()
 	jobEvents.WithLabelValues("started").Inc()
-	err := s.runTasks(s.jobCtx, job)
+	ctx, cancel := context.WithDeadline(s.jobCtx, job.Deadline)
+	defer cancel()
+	err := s.runTasks(ctx, job)
+	// A room may give up a little before ctx ends, when its pacing would
+	// pass the deadline: its error wraps context.DeadlineExceeded too.
+	if err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)) {
+		jobEvents.WithLabelValues("deadline").Inc()
+		err = fmt.Errorf("job deadline %s passed (center.job_deadline or the message ttl): %w",
+			job.Deadline.UTC().Format(time.RFC3339), err)
+	}
 	job.finish(time.Now().Unix(), err)
 	if err != nil {
 		jobEvents.WithLabelValues("failed").Inc()
@@ -134,7 +175,12 @@ func (s *Service) runTasks(ctx context.Context, job *Job) error {
 	errs := make([]error, len(tasks))
 	var wg sync.WaitGroup
 	for i, t := range tasks {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done(): // deadline or Shutdown: start no more rooms
+			errs[i] = fmt.Errorf("room %s not reached: %w", t.Room, ctx.Err())
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			errs[i] = s.runTask(ctx, job, t, share)
@@ -145,8 +191,8 @@ func (s *Service) runTasks(ctx context.Context, job *Job) error {
 }
 
 // runTask has one room deliver the job's message. The call lasts as long as
-// the room's pacing needs, so it is bounded by the job (Shutdown), not by
-// the per-call timeout.
+// the room's pacing needs, so it is bounded by the job (its deadline and
+// Shutdown: ctx), not by the per-call timeout.
 func (s *Service) runTask(ctx context.Context, job *Job, t *Task, perSec float64) error {
 	n, err := s.rooms.Broadcast(ctx, t.Room, job.Msg, perSec)
 	t.targets.Add(int64(n))

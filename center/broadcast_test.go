@@ -3,6 +3,7 @@ package center
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ func TestBroadcastJob(t *testing.T) {
 
 func TestBroadcastFailures(t *testing.T) {
 	t.Run("save fails", func(t *testing.T) {
-		e := newEnv(t, Config{MaxJobs: 1}, nil)
+		e := newEnv(t, Config{}, oneSlot)
 		e.store.err = errDown
 		a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x"}`)
 		if a.status != 503 || a.errCode(t) != "unavailable" {
@@ -163,6 +164,10 @@ func TestBroadcastValidation(t *testing.T) {
 	}{
 		{"rate 0", `{"text":"x","rate":0}`, 400},
 		{"negative rate", `{"text":"x","rate":-5}`, 400},
+		{"rate 1e-300", `{"text":"x","rate":1e-300}`, 400},
+		{"rate below min_broadcast_rate", `{"text":"x","rate":9.99}`, 400},
+		{"rate out of float range", `{"text":"x","rate":1e400}`, 400},
+		{"rate at min_broadcast_rate", `{"text":"x","rate":10}`, 202},
 		{"unknown field", `{"text":"x","uids":["u1"]}`, 400},
 		{"too large", `{"text":"0123456789abcdefg"}`, 413},
 		{"no payload", `{"qos":1}`, 400},
@@ -177,8 +182,11 @@ func TestBroadcastValidation(t *testing.T) {
 	}
 }
 
+// oneSlot lets the center run one broadcast job at a time.
+func oneSlot(c *config.Config) { c.Center.MaxJobs, c.Center.MaxJobsPerApp = 1, 1 }
+
 func TestBroadcastJobSlots(t *testing.T) {
-	e := newEnv(t, Config{MaxJobs: 1}, nil)
+	e := newEnv(t, Config{}, oneSlot)
 	addUsers(e, "u", 3, 1, 1)
 	e.rooms.block = make(chan struct{})
 	job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
@@ -214,6 +222,9 @@ func TestBroadcastShutdownStopsJobs(t *testing.T) {
 	if m := waitJob(t, e, job, key1); m["state"] != JobFailed {
 		t.Fatalf("job after shutdown %v", m)
 	}
+	if total, _ := e.svc.slots.running(1); total != 0 {
+		t.Fatalf("%d slots still taken after shutdown", total)
+	}
 	if a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x","qos":0}`); a.status != 503 {
 		t.Fatalf("broadcast after shutdown: %d %s", a.status, a.body)
 	}
@@ -226,7 +237,7 @@ func TestBroadcastPacing(t *testing.T) {
 	// over the two rooms.
 	job, _ := startBroadcast(t, e, "2", key2, `{"text":"x","rate":1000}`)
 	waitJob(t, e, job, key2)
-	job2, _ := startBroadcast(t, e, "2", key2, `{"text":"x","rate":8}`)
+	job2, _ := startBroadcast(t, e, "2", key2, `{"text":"x","rate":16}`)
 	if m := waitJob(t, e, job2, key2); m["pushed"] != 30.0 {
 		t.Fatalf("job %v", m)
 	}
@@ -237,7 +248,7 @@ func TestBroadcastPacing(t *testing.T) {
 	for i, b := range got {
 		want := 10.0
 		if i >= 2 {
-			want = 4
+			want = 8
 		}
 		if b.perSec != want {
 			t.Fatalf("call %d: room %s paced at %v/s, want %v", i, b.room, b.perSec, want)
@@ -280,5 +291,200 @@ func TestJobStoreKeepsRecent(t *testing.T) {
 		if _, ok := st.get(id); ok != want {
 			t.Fatalf("job %d kept = %v, want %v", id, ok, want)
 		}
+	}
+}
+
+func TestBroadcastFairSlots(t *testing.T) {
+	type step struct {
+		app, key string
+		status   int
+		msg      string // part of the 429 message
+	}
+	tests := []struct {
+		name            string
+		maxJobs, perApp int
+		steps           []step
+	}{
+		{"one app cannot take every slot", 4, 2, []step{
+			{"1", key1, 202, ""},
+			{"1", key1, 202, ""},
+			{"1", key1, 429, "max_jobs_per_app of 2"},
+			{"2", key2, 202, ""},
+			{"2", key2, 202, ""},
+			{"2", key2, 429, "max_jobs_per_app"},
+		}},
+		{"the total cap holds", 3, 2, []step{
+			{"1", key1, 202, ""},
+			{"1", key1, 202, ""},
+			{"2", key2, 202, ""},
+			{"2", key2, 429, "max_jobs of 3"},
+			{"3", key3, 429, "max_jobs of 3"},
+			{"1", key1, 429, "max_jobs_per_app"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{}, func(c *config.Config) {
+				c.Center.MaxJobs, c.Center.MaxJobsPerApp = tc.maxJobs, tc.perApp
+			})
+			addUsers(e, "a", 2, 1, 1, 2, 3)
+			e.rooms.block = make(chan struct{})
+			var jobs [][2]string // job id, key
+			for i, st := range tc.steps {
+				a := e.do(t, "POST", "/v1/apps/"+st.app+"/broadcast", st.key, `{"text":"x","qos":0}`)
+				if a.status != st.status {
+					t.Fatalf("step %d (app %s): %d %s, want %d", i, st.app, a.status, a.body, st.status)
+				}
+				if st.status == 202 {
+					jobs = append(jobs, [2]string{a.json(t)["job_id"].(string), st.key})
+					continue
+				}
+				if a.errCode(t) != "rate_limited" || a.header.Get("Retry-After") == "" || !strings.Contains(string(a.body), st.msg) {
+					t.Fatalf("step %d: %s %v, want rate_limited naming %q with Retry-After", i, a.body, a.header, st.msg)
+				}
+			}
+			if total, _ := e.svc.slots.running(1); total != len(jobs) {
+				t.Fatalf("%d slots taken, want %d", total, len(jobs))
+			}
+			close(e.rooms.block)
+			for _, j := range jobs {
+				if m := waitJob(t, e, j[0], j[1]); m["state"] != JobDone {
+					t.Fatalf("job %v", m)
+				}
+			}
+			// Every slot came back once: the caps hold again, exactly.
+			waitFor(t, "slots to be free", func() bool { total, _ := e.svc.slots.running(1); return total == 0 })
+			e.rooms.block = make(chan struct{})
+			defer close(e.rooms.block)
+			for i := range tc.perApp {
+				if a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x","qos":0}`); a.status != 202 {
+					t.Fatalf("job %d of app 1 after the others finished: %d %s", i, a.status, a.body)
+				}
+			}
+			if a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x","qos":0}`); a.status != 429 {
+				t.Fatalf("app 1 over its slots again: %d %s", a.status, a.body)
+			}
+		})
+	}
+}
+
+func TestBroadcastMinRate(t *testing.T) {
+	tests := []struct {
+		name    string
+		minRate float64
+		body    string
+		status  int
+	}{
+		{"default minimum 10/s", 0, `{"text":"x","rate":9}`, 400},
+		{"at the default minimum", 0, `{"text":"x","rate":10}`, 202},
+		{"tiny rate", 0, `{"text":"x","rate":1e-300}`, 400},
+		{"configured minimum", 100, `{"text":"x","rate":50}`, 400},
+		{"above the configured minimum", 100, `{"text":"x","rate":150}`, 202},
+		{"no rate: the app's", 100, `{"text":"x"}`, 202},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{}, func(c *config.Config) { c.Center.MinBroadcastRate = tc.minRate })
+			a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, tc.body)
+			if a.status != tc.status {
+				t.Fatalf("%d %s, want %d", a.status, a.body, tc.status)
+			}
+			if tc.status == 400 && (a.errCode(t) != "bad_request" || !strings.Contains(string(a.body), "min_broadcast_rate")) {
+				t.Fatalf("%s: want bad_request naming min_broadcast_rate", a.body)
+			}
+		})
+	}
+}
+
+func TestCheckRate(t *testing.T) {
+	for _, tc := range []struct {
+		rate, min float64
+		ok        bool
+	}{
+		{math.NaN(), 10, false},
+		{math.Inf(1), 10, false},
+		{math.Inf(-1), 10, false},
+		{0, 0, false},
+		{-1, 0, false},
+		{1e-300, 0, true}, // min_broadcast_rate 0 allows any positive rate
+		{1e-300, 10, false},
+		{10, 10, true},
+		{1e9, 10, true},
+	} {
+		if got := checkRate(tc.rate, tc.min) == nil; got != tc.ok {
+			t.Errorf("checkRate(%v, %v) ok = %v, want %v", tc.rate, tc.min, got, tc.ok)
+		}
+	}
+}
+
+func TestBroadcastJobDeadline(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*config.Config)
+		body   string
+	}{
+		{"center.job_deadline", func(c *config.Config) { c.Center.JobDeadline = time.Second }, `{"text":"x"}`},
+		// ttl 2: the expiry is a whole second, 1..2s from now.
+		{"the message ttl comes first", nil, `{"text":"x","ttl":2}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Config{}, func(c *config.Config) {
+				c.Center.MaxJobs, c.Center.MaxJobsPerApp = 2, 1
+				if tc.mutate != nil {
+					tc.mutate(c)
+				}
+			})
+			addUsers(e, "u", 4, 2, 1)
+			e.rooms.block = make(chan struct{}) // rooms answer only when ctx ends
+			defer close(e.rooms.block)
+			t0 := time.Now()
+			job, _ := startBroadcast(t, e, "1", key1, tc.body)
+			if a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x"}`); a.status != 429 {
+				t.Fatalf("second job of app 1 while the first runs: %d %s", a.status, a.body)
+			}
+			m := waitJob(t, e, job, key1)
+			errText, _ := m["error"].(string)
+			if m["state"] != JobFailed || !strings.Contains(errText, "deadline") {
+				t.Fatalf("job %v: want failed at its deadline", m)
+			}
+			if d := time.Since(t0); d > 3500*time.Millisecond {
+				t.Fatalf("job ended after %v, want 1..2s", d)
+			}
+			if dl, _ := m["deadline"].(float64); dl < float64(t0.Unix()+1) || dl > float64(t0.Unix()+2) {
+				t.Fatalf("deadline %v, want start+1..2s", m["deadline"])
+			}
+			waitFor(t, "the slot to be free", func() bool { _, n := e.svc.slots.running(1); return n == 0 })
+			// The slot is free again: app 1 (1 slot) can start a new job.
+			startBroadcast(t, e, "1", key1, `{"text":"x","qos":0}`)
+			if total, _ := e.svc.slots.running(1); total != 1 {
+				t.Fatalf("%d slots taken, want 1", total)
+			}
+		})
+	}
+}
+
+func TestJobSlotsReleaseOnce(t *testing.T) {
+	var js jobSlots
+	r1, why := js.acquire(1, 2, 1)
+	if r1 == nil || why != "" {
+		t.Fatalf("first slot refused: %s", why)
+	}
+	if r, why := js.acquire(1, 2, 1); r != nil || why != slotsOfApp {
+		t.Fatalf("second slot of app 1: %v %q, want refused %s", r != nil, why, slotsOfApp)
+	}
+	r2, _ := js.acquire(2, 2, 1)
+	if r, why := js.acquire(3, 2, 1); r != nil || why != slotsOfTotal {
+		t.Fatalf("third slot: %v %q, want refused %s", r != nil, why, slotsOfTotal)
+	}
+	r1()
+	r1() // a second release gives nothing back
+	if total, of1 := js.running(1); total != 1 || of1 != 0 {
+		t.Fatalf("after release: total %d, app 1 %d; want 1, 0", total, of1)
+	}
+	r2()
+	if total, _ := js.running(2); total != 0 || len(js.perApp) != 0 {
+		t.Fatalf("after all releases: total %d, per app %v", total, js.perApp)
 	}
 }

@@ -30,8 +30,9 @@ var ErrConfig = errors.New("center: invalid config")
 
 // Registry is the session directory (register service).
 type Registry interface {
-	// Get returns the session of uid, if any.
-	Get(ctx context.Context, uid string) (push.Session, bool, error)
+	// Get returns the session of uid that has app bound, if any (a uid has
+	// at most one connection per app).
+	Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error)
 	// Lookup returns the sessions of those uids that are online, in no
 	// particular order.
 	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
@@ -48,9 +49,10 @@ type Storage interface {
 	SaveBroadcast(ctx context.Context, msg push.Message) error
 	// Stats describes what the store holds.
 	Stats(ctx context.Context) (push.StoreStats, error)
-	// UserStats counts the uid's stored messages (all apps) and, of them,
-	// those parked after too many loads without ACK.
-	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
+	// UserStats counts the uid's stored messages of app (0: every app, for
+	// operators only) and, of them, those parked after too many loads
+	// without ACK.
+	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
 }
 
 // Rooms routes by room instance id (a directory of rooms, local or RPC).
@@ -58,11 +60,15 @@ type Rooms interface {
 	// Push delivers msg to targets on room and returns how many of them are
 	// connected there.
 	Push(ctx context.Context, room string, msg push.Message, targets []push.Target) (int, error)
-	// Kick closes connID of uid on room; false when it is no longer there.
-	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+	// Kick takes apps from connID of uid on room, and closes it with KICK
+	// when it has none left (apps empty: the whole connection); false when
+	// it is no longer there.
+	Kick(ctx context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error)
 	// Broadcast has room deliver msg to all of its connections with msg.App
 	// bound, at most perSec per second (<= 0: unpaced), and returns how many
-	// got it. It lasts as long as the pacing needs.
+	// got it. It lasts as long as the pacing needs, and must end when ctx
+	// does: ctx carries the job's deadline (center.job_deadline or the
+	// message's expiry), also across RPC.
 	Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error)
 	// IDs lists the rooms of the platform (every room a broadcast must reach).
 	IDs(ctx context.Context) ([]string, error)
@@ -72,9 +78,6 @@ type Rooms interface {
 type Config struct {
 	Addr   string // listen address, default ":8000"
 	Logger *slog.Logger
-	// MaxJobs bounds the broadcast jobs running at once (default 64); more
-	// are refused with 429. A job holds a goroutine and one call per room.
-	MaxJobs int
 	// CallTimeout bounds each call to a dependency (default 5s).
 	CallTimeout time.Duration
 	// KeepJobs is how many finished jobs stay queryable (default 1000).
@@ -107,9 +110,11 @@ type Service struct {
 	apiPushes     atomic.Uint64
 	apiBroadcasts atomic.Uint64
 
-	// Broadcast jobs: slots bounds how many run, jobCtx ends them at
-	// Shutdown, jobWG waits for them.
-	slots     chan struct{}
+	// Broadcast jobs: slots bounds how many run (config center.max_jobs
+	// and max_jobs_per_app, read at each request; a job holds a goroutine
+	// and one call per room), jobCtx ends them at Shutdown, jobWG waits for
+	// them.
+	slots     jobSlots
 	jobCtx    context.Context
 	jobCancel context.CancelFunc
 	jobWG     sync.WaitGroup
@@ -132,9 +137,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = ":8000"
 	}
-	if cfg.MaxJobs <= 0 {
-		cfg.MaxJobs = 64
-	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
@@ -153,7 +155,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store: deps.Storage,
 		rooms: deps.Rooms,
 		jobs:  newJobStore(cfg.KeepJobs),
-		slots: make(chan struct{}, cfg.MaxJobs),
 	}
 	s.srv = &httpserve.Server{
 		Name:              "center",

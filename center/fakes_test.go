@@ -60,7 +60,7 @@ func (f *fakeRegistry) add(ss ...push.Session) {
 	}
 }
 
-func (f *fakeRegistry) Get(_ context.Context, uid string) (push.Session, bool, error) {
+func (f *fakeRegistry) Get(_ context.Context, uid string, app uint32) (push.Session, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("get")
@@ -68,6 +68,9 @@ func (f *fakeRegistry) Get(_ context.Context, uid string) (push.Session, bool, e
 		return push.Session{}, false, f.errGet
 	}
 	s, ok := f.sessions[uid]
+	if ok && app != 0 && !s.HasApp(app) {
+		return push.Session{}, false, nil
+	}
 	return s, ok, nil
 }
 
@@ -135,13 +138,14 @@ func (f *fakeStorage) Stats(context.Context) (push.StoreStats, error) {
 	return f.stats, f.err
 }
 
-// UserStats counts the messages saved for uid; none are parked.
-func (f *fakeStorage) UserStats(_ context.Context, uid string) (int, int, error) {
+// UserStats counts the messages of app (0: every app) saved for uid; none
+// are parked.
+func (f *fakeStorage) UserStats(_ context.Context, uid string, app uint32) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
-	for _, uids := range f.savedUIDs {
-		if slices.Contains(uids, uid) {
+	for i, uids := range f.savedUIDs {
+		if (app == 0 || f.saved[i].App == app) && slices.Contains(uids, uid) {
 			n++
 		}
 	}
@@ -158,6 +162,7 @@ type kickCall struct {
 	room, uid, reason string
 	connID            uint64
 	code              int
+	apps              []uint32 // the apps taken; the kick is through one app
 }
 
 type fakeRooms struct {
@@ -261,14 +266,14 @@ func (f *fakeRooms) Push(ctx context.Context, room string, msg push.Message, tar
 	return n, nil
 }
 
-func (f *fakeRooms) Kick(_ context.Context, room, uid string, connID uint64, code int, reason string) (bool, error) {
+func (f *fakeRooms) Kick(_ context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("kick:" + room)
 	if f.down[room] {
 		return false, errDown
 	}
-	f.kicks = append(f.kicks, kickCall{room, uid, reason, connID, code})
+	f.kicks = append(f.kicks, kickCall{room, uid, reason, connID, code, slices.Clone(apps)})
 	return true, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -26,8 +27,13 @@ type Job struct {
 	Msg    push.Message
 	Rate   float64 // deliveries per second, all tasks together
 	Stored bool    // the message was stored for users offline now
+	// Deadline is when the job is failed if it has not finished:
+	// center.job_deadline after the start, or the message's expiry if that
+	// comes first.
+	Deadline time.Time
 
-	started int64 // unix seconds
+	started int64  // unix seconds
+	release func() // gives the job's slot back; idempotent
 
 	mu       sync.Mutex
 	tasks    []*Task
@@ -57,6 +63,7 @@ type jobStatus struct {
 	Stored   int64  `json:"stored"`
 	Started  int64  `json:"started"`
 	Finished int64  `json:"finished,omitempty"`
+	Deadline int64  `json:"deadline,omitempty"` // unix: failed if still running then
 	Error    string `json:"error,omitempty"`
 }
 
@@ -66,6 +73,9 @@ func (j *Job) status() jobStatus {
 		MsgID:   strconv.FormatUint(j.Msg.ID, 10),
 		App:     j.App,
 		Started: j.started,
+	}
+	if !j.Deadline.IsZero() {
+		st.Deadline = j.Deadline.Unix()
 	}
 	if j.Stored {
 		st.Stored = 1
@@ -101,6 +111,59 @@ func (j *Job) finish(now int64, err error) {
 		return
 	}
 	j.state = JobDone
+}
+
+// jobSlots counts the broadcast jobs running on this center, in total and
+// per app, so that one app cannot take every slot: a job with a very low
+// rate holds its slot for as long as its deadline allows.
+type jobSlots struct {
+	mu     sync.Mutex
+	total  int
+	perApp map[uint32]int
+}
+
+// Why acquire refused a slot (the reason label of the refusal metric).
+const (
+	slotsOfApp   = "app_slots"
+	slotsOfTotal = "total_slots"
+)
+
+// acquire takes one slot of app when the app has fewer than maxPerApp jobs
+// running and the center fewer than maxTotal. It returns the function that
+// gives the slot back (it does so once, however often it is called), or
+// the reason of the refusal.
+func (js *jobSlots) acquire(app uint32, maxTotal, maxPerApp int) (release func(), refused string) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	switch {
+	case js.perApp[app] >= maxPerApp:
+		return nil, slotsOfApp
+	case js.total >= maxTotal:
+		return nil, slotsOfTotal
+	}
+	if js.perApp == nil {
+		js.perApp = make(map[uint32]int)
+	}
+	js.total++
+	js.perApp[app]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			js.mu.Lock()
+			defer js.mu.Unlock()
+			js.total--
+			if js.perApp[app]--; js.perApp[app] <= 0 {
+				delete(js.perApp, app)
+			}
+		})
+	}, ""
+}
+
+// running returns the jobs holding a slot, in total and of app.
+func (js *jobSlots) running(app uint32) (total, ofApp int) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	return js.total, js.perApp[app]
 }
 
 // jobStore keeps jobs queryable: every running job and the most recent

@@ -37,8 +37,12 @@ var (
 	})
 	jobEvents = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_jobs_total",
-		Help: "Broadcast jobs by event (started, done, failed, refused).",
+		Help: "Broadcast jobs by event (started, done, failed, deadline, refused); deadline jobs are counted in failed too.",
 	}, []string{"event"})
+	jobRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_jobs_refused_total",
+		Help: "Broadcast requests refused, by reason: app_slots (the app's max_jobs_per_app), total_slots (max_jobs), rate (below min_broadcast_rate).",
+	}, []string{"reason"})
 	jobsRunning = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "lcpush_center_jobs_running",
 		Help: "Broadcast jobs running now.",

@@ -1,18 +1,20 @@
 package center
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 )
-
-// maxUID is the longest uid in bytes, as in the client protocol.
-const maxUID = 128
 
 // messageFields are the body fields shared by push and broadcast.
 type messageFields struct {
@@ -23,8 +25,54 @@ type messageFields struct {
 }
 
 type pushRequest struct {
-	UIDs []string `json:"uids"`
+	UIDs uidList `json:"uids"`
 	messageFields
+}
+
+// encoding/json silently turns invalid UTF-8 in a string (and a lone
+// surrogate escape) into U+FFFD, which would address another uid than the
+// caller meant: the uid fields of the API refuse the request instead.
+var errUIDNotUTF8 = errors.New("uid is not valid UTF-8 (invalid bytes or a lone surrogate escape)")
+
+// uidList is a JSON list of uids: a []string that refuses invalid UTF-8.
+type uidList []string
+
+func (l *uidList) UnmarshalJSON(raw []byte) error {
+	if err := json.Unmarshal(raw, (*[]string)(l)); err != nil {
+		return err
+	}
+	return checkUTF8(raw, *l...)
+}
+
+// uidField is one uid in JSON: a string that refuses invalid UTF-8.
+type uidField string
+
+func (u *uidField) UnmarshalJSON(raw []byte) error {
+	if err := json.Unmarshal(raw, (*string)(u)); err != nil {
+		return err
+	}
+	return checkUTF8(raw, string(*u))
+}
+
+// checkUTF8 reports errUIDNotUTF8 when the JSON text raw is not UTF-8 or
+// when decoding it made replacement characters that raw does not spell
+// (literally or as \ufffd).
+func checkUTF8(raw []byte, decoded ...string) error {
+	if !utf8.Valid(raw) {
+		return errUIDNotUTF8
+	}
+	made := 0
+	for _, s := range decoded {
+		made += strings.Count(s, string(utf8.RuneError))
+	}
+	if made == 0 {
+		return nil
+	}
+	spelled := bytes.Count(raw, []byte(string(utf8.RuneError))) + bytes.Count(bytes.ToLower(raw), []byte(`\ufffd`))
+	if made > spelled {
+		return errUIDNotUTF8
+	}
+	return nil
 }
 
 type pushAnswer struct {
@@ -71,6 +119,16 @@ func (f *messageFields) message(cfg *config.Config, app *config.App, now time.Ti
 	return push.Message{App: app.ID, QoS: uint8(qos), Expire: now.Unix() + int64(ttl), Payload: payload}, nil
 }
 
+// checkUID applies the platform's one uid rule (push.CheckUID): a uid the
+// rooms and the stores would refuse is a 400 here, never a 503 later.
+func checkUID(uid string) *apiError {
+	if err := push.CheckUID(uid); err != nil {
+		return badRequest("uid must be 1.." + strconv.Itoa(push.MaxUIDLen) +
+			" bytes of valid UTF-8 without control characters: " + err.Error())
+	}
+	return nil
+}
+
 // cleanUIDs checks the uid list and removes duplicates, keeping the order.
 func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 	if len(uids) == 0 {
@@ -82,8 +140,8 @@ func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 	seen := make(map[string]struct{}, len(uids))
 	out := make([]string, 0, len(uids))
 	for _, u := range uids {
-		if u == "" || len(u) > maxUID {
-			return nil, badRequest("each uid must be 1..128 bytes")
+		if e := checkUID(u); e != nil {
+			return nil, e
 		}
 		if _, dup := seen[u]; dup {
 			continue

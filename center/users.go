@@ -11,26 +11,31 @@ import (
 
 const (
 	defaultTokenTTL = 86400
-	maxTokenTTL     = 30 * 86400
 	maxReason       = 256 // bytes of a kick reason
 )
 
+// userAnswer is what one app may know of a uid: never another app's
+// bindings or messages (apps are tenants).
 type userAnswer struct {
-	Online bool     `json:"online"`
-	Room   string   `json:"room,omitempty"`
-	Since  int64    `json:"since,omitempty"`
-	Apps   []uint32 `json:"apps,omitempty"`
-	// Pending counts the uid's stored messages (every app); Parked, those of
-	// them no longer delivered because they were loaded too often without ACK.
+	Online bool   `json:"online"`
+	Room   string `json:"room,omitempty"`
+	Since  int64  `json:"since,omitempty"`
+	// Apps is [this app] when the uid is online with it bound; the other
+	// apps bound on the same connection are not shown.
+	Apps []uint32 `json:"apps,omitempty"`
+	// Pending counts this app's stored messages for the uid; Parked, those
+	// of them no longer delivered because they were loaded too often
+	// without ACK.
 	Pending *int `json:"pending,omitempty"`
 	Parked  *int `json:"parked,omitempty"`
 }
 
-// pathUID returns the {uid} of the path if it is 1..128 bytes.
+// pathUID returns the {uid} of the path if it passes the uid rule
+// (push.CheckUID).
 func pathUID(r *http.Request) (string, *apiError) {
 	uid := r.PathValue("uid")
-	if uid == "" || len(uid) > maxUID {
-		return "", badRequest("uid must be 1..128 bytes")
+	if e := checkUID(uid); e != nil {
+		return "", e
 	}
 	return uid, nil
 }
@@ -41,7 +46,7 @@ func pathUID(r *http.Request) (string, *apiError) {
 func (s *Service) session(r *http.Request, uid string, app uint32) (push.Session, bool, *apiError) {
 	ctx, cancel := s.callCtx(r.Context())
 	defer cancel()
-	sess, ok, err := s.reg.Get(ctx, uid)
+	sess, ok, err := s.reg.Get(ctx, uid, app)
 	if err != nil {
 		depErrors.WithLabelValues("get").Inc()
 		s.log.Warn("center: registry get", "uid", uid, "err", err)
@@ -69,13 +74,13 @@ func (s *Service) handleUser(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	ans := userAnswer{Online: online}
 	if online {
-		ans.Room, ans.Since, ans.Apps = sess.Room, sess.Since, sess.Apps
+		ans.Room, ans.Since, ans.Apps = sess.Room, sess.Since, []uint32{app.ID}
 	}
 	ctx, cancel := s.callCtx(r.Context())
 	defer cancel()
 	// The store's counts are extra information: without the store the
 	// online status is still answered, without them.
-	if pending, parked, err := s.store.UserStats(ctx, uid); err == nil {
+	if pending, parked, err := s.store.UserStats(ctx, uid, app.ID); err == nil {
 		ans.Pending, ans.Parked = &pending, &parked
 	} else {
 		depErrors.WithLabelValues("user_stats").Inc()
@@ -122,7 +127,8 @@ func (s *Service) handleKick(w http.ResponseWriter, r *http.Request) *apiError {
 	if online {
 		ctx, cancel := s.callCtx(r.Context())
 		var err error
-		kicked, err = s.rooms.Kick(ctx, sess.Room, uid, sess.ConnID, push.KickAdmin, req.Reason)
+		// Only this app's session ends: the connection keeps its other apps.
+		kicked, err = s.rooms.Kick(ctx, sess.Room, uid, sess.ConnID, []uint32{app.ID}, push.KickAdmin, req.Reason)
 		cancel()
 		if err != nil {
 			roomErrors.WithLabelValues("kick").Inc()
@@ -135,8 +141,8 @@ func (s *Service) handleKick(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 type tokenRequest struct {
-	UID string `json:"uid"`
-	TTL *int   `json:"ttl"`
+	UID uidField `json:"uid"`
+	TTL *int     `json:"ttl"`
 }
 
 type tokenAnswer struct {
@@ -145,9 +151,10 @@ type tokenAnswer struct {
 }
 
 // handleToken serves POST /v1/apps/{app}/tokens: a client token for (app,
-// uid), signed with the app secret.
+// uid), signed with the app secret. Its ttl is at most room.max_token_lifetime
+// (default 30 days): the rooms refuse a token that is valid for longer.
 func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
-	_, app, e := appRequest(s.conf, r)
+	cfg, app, e := appRequest(s.conf, r)
 	if e != nil {
 		return e
 	}
@@ -155,19 +162,20 @@ func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) *apiError 
 	if e := decodeBody(w, r, &req, false); e != nil {
 		return e
 	}
-	if req.UID == "" || len(req.UID) > maxUID {
-		return badRequest("uid must be 1..128 bytes")
+	if e := checkUID(string(req.UID)); e != nil {
+		return e
 	}
-	ttl := defaultTokenTTL
+	maxTTL := int(cfg.Room.MaxTokenLifetime / time.Second)
+	ttl := min(defaultTokenTTL, maxTTL)
 	if req.TTL != nil {
 		ttl = *req.TTL
 	}
-	if ttl < 1 || ttl > maxTokenTTL {
-		return badRequest("ttl must be 1.." + strconv.Itoa(maxTokenTTL) + " seconds")
+	if ttl < 1 || ttl > maxTTL {
+		return badRequest("ttl must be 1.." + strconv.Itoa(maxTTL) + " seconds (room.max_token_lifetime)")
 	}
 	expiry := time.Now().Unix() + int64(ttl)
 	writeJSON(w, http.StatusOK, tokenAnswer{
-		Token:  token.Sign([]byte(app.Secret), app.ID, req.UID, expiry),
+		Token:  token.Sign([]byte(app.Secret), app.ID, string(req.UID), expiry),
 		Expiry: expiry,
 	})
 	return nil

@@ -1,10 +1,14 @@
 package center
 
 import (
+	"encoding/json"
+	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/token"
 )
@@ -19,7 +23,7 @@ func TestUserStatus(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"online", "/v1/apps/1/users/u1", nil, 200, `{"online":true,"room":"room-a","since":1700000000,"apps":[1,2],"pending":0,"parked":0}`},
+		{"online", "/v1/apps/1/users/u1", nil, 200, `{"online":true,"room":"room-a","since":1700000000,"apps":[1],"pending":0,"parked":0}`},
 		{"offline", "/v1/apps/1/users/u2", nil, 200, `{"online":false,"pending":0,"parked":0}`},
 		{"online with other apps only", "/v1/apps/1/users/u3", nil, 200, `{"online":false,"pending":0,"parked":0}`},
 		{"uid too long", "/v1/apps/1/users/" + strings.Repeat("x", 129), nil, 400, ""},
@@ -84,8 +88,8 @@ func TestKick(t *testing.T) {
 				}
 				return
 			}
-			want := kickCall{room: "room-a", uid: "u1", connID: 7, code: push.KickAdmin, reason: tc.reason}
-			if len(e.rooms.kicks) != 1 || e.rooms.kicks[0] != want {
+			want := kickCall{room: "room-a", uid: "u1", connID: 7, code: push.KickAdmin, reason: tc.reason, apps: []uint32{1}}
+			if len(e.rooms.kicks) != 1 || !reflect.DeepEqual(e.rooms.kicks[0], want) {
 				t.Fatalf("kicks %+v, want %+v", e.rooms.kicks, want)
 			}
 		})
@@ -162,5 +166,139 @@ func TestStats(t *testing.T) {
 	empty.store.err = errDown
 	if a := empty.do(t, "GET", "/v1/stats", adminKey, ""); a.status != 503 {
 		t.Fatalf("store down: %d", a.status)
+	}
+}
+
+// TestUIDRule: every endpoint that takes a uid applies push.CheckUID and
+// answers 400 bad_request naming the rule, never 503 later on.
+func TestUIDRule(t *testing.T) {
+	e := newEnv(t, Config{}, nil)
+	e.reg.add(session("u1", "room-a", 7, 1))
+	bad := []struct {
+		name string
+		uid  string
+		json string // the uid as JSON text; "" means json.Marshal(uid)
+	}{
+		{"NUL byte", "a\x00b", ""},
+		{"newline", "a\nb", ""},
+		{"DEL", "a\x7f", ""},
+		{"C1 control", "a\u0085b", ""},
+		{"invalid UTF-8", "a\xffb", "\"a\xffb\""}, // json.Marshal would repair it
+		{"lone surrogate escape", "", `"a\ud800b"`},
+		{"129 bytes", strings.Repeat("x", 129), ""},
+		{"empty", "", `""`},
+	}
+	for _, tc := range bad {
+		js := tc.json
+		if js == "" {
+			b, _ := json.Marshal(tc.uid)
+			js = string(b)
+		}
+		reqs := []struct{ endpoint, method, path, body string }{
+			{"push", "POST", "/v1/apps/1/push", `{"uids":["u1",` + js + `],"text":"x"}`},
+			{"tokens", "POST", "/v1/apps/1/tokens", `{"uid":` + js + `}`},
+		}
+		if tc.uid != "" { // in the path: an empty uid is another route
+			reqs = append(reqs,
+				struct{ endpoint, method, path, body string }{"users", "GET", "/v1/apps/1/users/" + url.PathEscape(tc.uid), ""},
+				struct{ endpoint, method, path, body string }{"kick", "POST", "/v1/apps/1/users/" + url.PathEscape(tc.uid) + "/kick", ""},
+			)
+		}
+		for _, rq := range reqs {
+			t.Run(tc.name+"/"+rq.endpoint, func(t *testing.T) {
+				a := e.do(t, rq.method, rq.path, key1, rq.body)
+				if a.status != 400 || a.errCode(t) != "bad_request" || !strings.Contains(string(a.body), "uid") {
+					t.Fatalf("%d %s, want 400 bad_request about the uid", a.status, a.body)
+				}
+			})
+		}
+	}
+	// Nothing reached the dependencies.
+	if log := e.ev.list(); len(log) != 0 {
+		t.Fatalf("calls %v for refused uids", log)
+	}
+	good := []string{strings.Repeat("x", 128), "用户-ü", "a b", "\ufffd"}
+	for _, uid := range good {
+		js, _ := json.Marshal(uid)
+		for _, rq := range []struct{ method, path, body string }{
+			{"POST", "/v1/apps/1/push", `{"uids":[` + string(js) + `],"text":"x","qos":0}`},
+			{"POST", "/v1/apps/1/tokens", `{"uid":` + string(js) + `}`},
+			{"GET", "/v1/apps/1/users/" + url.PathEscape(uid), ""},
+			{"POST", "/v1/apps/1/users/" + url.PathEscape(uid) + "/kick", ""},
+		} {
+			if a := e.do(t, rq.method, rq.path, key1, rq.body); a.status != 200 {
+				t.Fatalf("uid %q: %s %s: %d %s, want 200", uid, rq.method, rq.path, a.status, a.body)
+			}
+		}
+	}
+}
+
+func TestTokenLifetime(t *testing.T) {
+	tests := []struct {
+		name     string
+		lifetime time.Duration // room.max_token_lifetime; 0: the default 30 days
+		body     string
+		status   int
+		ttl      int64
+	}{
+		{"default: 30 days is the max", 0, `{"uid":"u1","ttl":2592000}`, 200, 2592000},
+		{"default: over 30 days", 0, `{"uid":"u1","ttl":2592001}`, 400, 0},
+		{"one hour max", time.Hour, `{"uid":"u1","ttl":3600}`, 200, 3600},
+		{"one hour max: a day", time.Hour, `{"uid":"u1","ttl":86400}`, 400, 0},
+		{"one hour max: default ttl shortened", time.Hour, `{"uid":"u1"}`, 200, 3600},
+		{"a year allowed", 365 * 24 * time.Hour, `{"uid":"u1","ttl":31536000}`, 200, 31536000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{}, func(c *config.Config) { c.Room.MaxTokenLifetime = tc.lifetime })
+			now := time.Now().Unix()
+			a := e.do(t, "POST", "/v1/apps/1/tokens", key1, tc.body)
+			if a.status != tc.status {
+				t.Fatalf("%d %s, want %d", a.status, a.body, tc.status)
+			}
+			if tc.status != 200 {
+				if a.errCode(t) != "bad_request" || !strings.Contains(string(a.body), "max_token_lifetime") {
+					t.Fatalf("%s: want bad_request naming max_token_lifetime", a.body)
+				}
+				return
+			}
+			if exp := int64(a.json(t)["expiry"].(float64)); exp < now+tc.ttl || exp > time.Now().Unix()+tc.ttl {
+				t.Fatalf("expiry %d, want now+%d", exp, tc.ttl)
+			}
+		})
+	}
+}
+
+// TestUserShowsOnlyThisApp: the users answer of app 1 shows neither the
+// other apps bound on the uid's connection nor their stored messages.
+func TestUserShowsOnlyThisApp(t *testing.T) {
+	e := newEnv(t, Config{}, nil)
+	e.reg.add(session("both", "room-a", 7, 2, 1), session("only2", "room-a", 8, 2))
+	for _, p := range []struct{ app, key, uid string }{
+		{"2", key2, "both"}, {"2", key2, "both"}, {"1", key1, "both"}, {"2", key2, "only2"},
+	} {
+		if a := e.do(t, "POST", "/v1/apps/"+p.app+"/push", p.key, `{"uids":["`+p.uid+`"],"text":"x"}`); a.status != 200 {
+			t.Fatalf("push: %d %s", a.status, a.body)
+		}
+	}
+	tests := []struct {
+		name, path, key, body string
+	}{
+		{"app 1 on a shared connection", "/v1/apps/1/users/both", key1,
+			`{"online":true,"room":"room-a","since":1700000000,"apps":[1],"pending":1,"parked":0}`},
+		{"app 2 on the same connection", "/v1/apps/2/users/both", key2,
+			`{"online":true,"room":"room-a","since":1700000000,"apps":[2],"pending":2,"parked":0}`},
+		{"app 1: a uid online with app 2 only", "/v1/apps/1/users/only2", key1,
+			`{"online":false,"pending":0,"parked":0}`},
+		{"admin key asks as app 1", "/v1/apps/1/users/both", adminKey,
+			`{"online":true,"room":"room-a","since":1700000000,"apps":[1],"pending":1,"parked":0}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := e.do(t, "GET", tc.path, tc.key, "")
+			if a.status != 200 || strings.TrimSpace(string(a.body)) != tc.body {
+				t.Fatalf("%d %s, want %s", a.status, a.body, tc.body)
+			}
+		})
 	}
 }

@@ -35,9 +35,10 @@ var (
 
 // Rooms reaches room instances by id (a directory of rooms, local or RPC).
 type Rooms interface {
-	// Kick closes the connection connID of uid on room with a KICK frame; it
-	// reports false when that connection is no longer there.
-	Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error)
+	// Kick takes apps from the connection connID of uid on room, and closes
+	// it with a KICK frame when it has none left (apps empty: the whole
+	// connection); it reports false when that connection is no longer there.
+	Kick(ctx context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error)
 }
 
 // Config configures a coordinator.
@@ -188,13 +189,15 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Kick closes old's connection on whatever room holds it. A session that
-// is already gone is not an error.
+// Kick takes old.Apps from old's connection on whatever room holds it, and
+// closes the connection when it has no app left (old.Apps empty: the whole
+// connection). Apps are tenants: a login through app A takes only A. A
+// session that is already gone is not an error.
 func (s *Service) Kick(ctx context.Context, old push.Session, code int, reason string) error {
 	if old.Room == "" {
 		return nil
 	}
-	kicked, err := s.rooms.Kick(ctx, old.Room, old.UID, old.ConnID, code, reason)
+	kicked, err := s.rooms.Kick(ctx, old.Room, old.UID, old.ConnID, old.Apps, code, reason)
 	switch {
 	case err != nil:
 		kicks.WithLabelValues("error").Inc()

@@ -85,7 +85,7 @@ type fakeRooms struct {
 	err    error
 }
 
-func (f *fakeRooms) Kick(_ context.Context, room, uid string, connID uint64, code int, reason string) (bool, error) {
+func (f *fakeRooms) Kick(_ context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, room+"/"+uid)

@@ -105,6 +105,12 @@ func TestDispatchHTTP(t *testing.T) {
 		{"ok", url.Values{"uid": {"u1"}, "app": {"1"}, "net": {"wifi"}}, 200, ""},
 		{"missing uid", url.Values{"app": {"1"}}, 400, "bad_request"},
 		{"long uid", url.Values{"uid": {strings.Repeat("x", 129)}}, 400, "bad_request"},
+		{"uid of 128 bytes", url.Values{"uid": {strings.Repeat("x", 128)}}, 200, ""},
+		{"uid with NUL", url.Values{"uid": {"a\x00b"}}, 400, "bad_request"},
+		{"uid with newline", url.Values{"uid": {"a\nb"}}, 400, "bad_request"},
+		{"uid not UTF-8", url.Values{"uid": {"a\xffb"}}, 400, "bad_request"},
+		{"uid with DEL", url.Values{"uid": {"a\x7f"}}, 400, "bad_request"},
+		{"uid in UTF-8", url.Values{"uid": {"用户-ü"}}, 200, ""},
 		{"bad app", url.Values{"uid": {"u1"}, "app": {"x"}}, 400, "bad_request"},
 		{"bad retry", url.Values{"uid": {"u1"}, "retry": {"-1"}}, 400, "bad_request"},
 	}

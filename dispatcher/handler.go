@@ -5,12 +5,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
-const (
-	maxUID    = 128 // bytes, as in the client protocol
-	maxFailed = 64  // failed addresses considered from one request
-)
+// maxFailed bounds the failed addresses considered from one request.
+const maxFailed = 64
 
 type dispatchAnswer struct {
 	Addrs []string `json:"addrs"`
@@ -44,11 +44,14 @@ func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := request{uid: q.Get("uid")}
 	code, msg := "", ""
-	switch {
+	// The platform's one uid rule (push.CheckUID): a uid the room would
+	// refuse at login gets no addresses.
+	switch err := push.CheckUID(req.uid); {
 	case req.uid == "":
 		code, msg = "bad_request", "uid is required"
-	case len(req.uid) > maxUID:
-		code, msg = "bad_request", "uid longer than 128 bytes"
+	case err != nil:
+		code, msg = "bad_request", "uid must be 1.."+strconv.Itoa(push.MaxUIDLen)+
+			" bytes of valid UTF-8 without control characters: "+err.Error()
 	}
 	if app := q.Get("app"); code == "" && app != "" {
 		if _, err := strconv.ParseUint(app, 10, 32); err != nil {

@@ -42,14 +42,21 @@ flags (before or after COMMAND):
   -root     root znode of the tree (default /lcpush)
   -timeout  how long to wait for a ZooKeeper session (default 10s)
   -author   recorded with writes (default $USER@host)
+  -zk-auth-file PATH
+            ZooKeeper digest credential user:password, first line of PATH (mode 0600),
+            the one the processes use; needed when the tree is protected
+  -zk-auth user:password
+            the same on the command line (visible to other local users: prefer the file)
 `
 
 // cliFlags are accepted before and after the command.
 type cliFlags struct {
-	zk      string
-	root    string
-	timeout time.Duration
-	author  string
+	zk       string
+	root     string
+	timeout  time.Duration
+	author   string
+	auth     string // -zk-auth user:password
+	authFile string
 }
 
 func (f *cliFlags) register(fs *flag.FlagSet) {
@@ -57,6 +64,8 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.root, "root", f.root, "root znode")
 	fs.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for a session")
 	fs.StringVar(&f.author, "author", f.author, "author recorded with writes")
+	fs.StringVar(&f.auth, "zk-auth", f.auth, "ZooKeeper digest credential user:password")
+	fs.StringVar(&f.authFile, "zk-auth-file", f.authFile, "file whose first line is the ZooKeeper credential user:password")
 }
 
 // RunCLI runs the operator command line, `lcpush keeper ARGS...`: list, get,
@@ -133,7 +142,11 @@ func (c *cli) dial(ctx context.Context) (*ZKClient, error) {
 			servers = append(servers, s)
 		}
 	}
-	cli, err := DialZK(ctx, ZKConfig{Servers: servers, Root: c.flags.root, ConnectTimeout: c.flags.timeout})
+	auth, err := LoadZKAuth(c.flags.auth, c.flags.authFile)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := DialZK(ctx, ZKConfig{Servers: servers, Root: c.flags.root, ConnectTimeout: c.flags.timeout, Auth: auth})
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach ZooKeeper at %s (set -zk or ZK_ADDR): %w", c.flags.zk, err)
 	}

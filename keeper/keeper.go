@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/lcpush/lcpush/pkg/config"
 )
 
@@ -126,16 +128,23 @@ func (s *Service) startZK(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if zcfg.Auth.IsZero() {
+		s.log.Warn("zookeeper: no credential (-zk-auth-file): the znodes keeper creates are open to anyone who reaches ZooKeeper (world:anyone), app secrets and API keys included",
+			"root", cli.Root())
+	}
 	b := newZKBackend(cli, s)
 	if err := s.seed(ctx, cli); err != nil {
 		cli.Close()
 		return err
 	}
-	_ = b.pass(ctx) // what fails here (members) the sync goroutine retries
+	passErr := b.pass(ctx) // what fails here (members) the sync goroutine retries
 	if s.holder == nil {
 		b.mu.Lock()
 		err := b.cfgErr
 		b.mu.Unlock()
+		if err == nil && errors.Is(passErr, zk.ErrNoAuth) {
+			err = cli.authHint(passErr)
+		}
 		if err == nil {
 			err = fmt.Errorf("keeper start: %s: %w (write one with the keeper CLI, or set ZK.Seed)", cli.path(configNode), ErrNoConfig)
 		}

@@ -29,6 +29,9 @@ import (
 // A write sets config (at the expected version) and creates its history
 // revision in one multi-op transaction, so history never misses a write done
 // through keeper and two writers cannot both succeed from the same version.
+//
+// With ZKConfig.Auth every znode from the root down carries only that
+// credential's digest ACL; without it they are open (zkauth.go).
 const (
 	DefaultRoot           = "/lcpush"
 	DefaultSessionTimeout = 10 * time.Second
@@ -70,7 +73,10 @@ type ZKConfig struct {
 	Seed Source
 	// HistoryLimit is how many revisions are kept; older ones are deleted.
 	HistoryLimit int
-	Logger       *slog.Logger
+	// Auth, when set, authenticates every session and protects every znode
+	// keeper creates with it (see zkauth.go); zero leaves them open.
+	Auth   ZKAuth
+	Logger *slog.Logger
 
 	dialer zk.Dialer // tests cut the network with it
 }
@@ -122,7 +128,7 @@ func DialZK(ctx context.Context, cfg ZKConfig) (*ZKClient, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	c := &ZKClient{cfg: cfg, log: cfg.Logger, acl: zk.WorldACL(zk.PermAll), ready: make(chan struct{})}
+	c := &ZKClient{cfg: cfg, log: cfg.Logger, acl: cfg.Auth.acl(), ready: make(chan struct{})}
 	dialer := cfg.dialer
 	if dialer == nil {
 		dialer = net.DialTimeout
@@ -139,6 +145,10 @@ func DialZK(ctx context.Context, cfg ZKConfig) (*ZKClient, error) {
 	defer cancel()
 	select {
 	case <-c.ready:
+		if err := c.addAuth(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: %w", err, push.ErrUnavailable)
+		}
 		return c, nil
 	case <-wait.Done():
 		c.Close()
@@ -203,17 +213,18 @@ func (c *ZKClient) ensure(ctx context.Context, p string) error {
 		}
 		part := p[:i]
 		err := do(ctx, func() error {
-			_, err := c.conn.Create(part, nil, 0, c.acl)
+			_, err := c.conn.Create(part, nil, 0, c.aclFor(part))
 			return err
 		})
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("keeper zk create %s: %w", part, err)
+			return c.authHint(fmt.Errorf("keeper zk create %s: %w", part, err))
 		}
 	}
 	return nil
 }
 
-// ensureTree creates the root, history and members znodes.
+// ensureTree creates the root, history and members znodes and, with a
+// credential, closes what is still open below the root (secureTree).
 func (c *ZKClient) ensureTree(ctx context.Context) error {
 	if c.treeOK.Load() {
 		return nil
@@ -222,6 +233,9 @@ func (c *ZKClient) ensureTree(ctx context.Context) error {
 		if err := c.ensure(ctx, p); err != nil {
 			return err
 		}
+	}
+	if _, err := c.secureTree(ctx); err != nil {
+		return err
 	}
 	c.treeOK.Store(true)
 	return nil

@@ -80,7 +80,7 @@ func (c *ZKClient) Get(ctx context.Context) (Current, error) {
 		return Current{}, fmt.Errorf("keeper get %s: %w", c.path(configNode), ErrNoConfig)
 	}
 	if err != nil {
-		return Current{}, fmt.Errorf("keeper get %s: %w", c.path(configNode), err)
+		return Current{}, c.authHint(fmt.Errorf("keeper get %s: %w", c.path(configNode), err))
 	}
 	cur := Current{Data: data, Version: st.Version, Modified: time.UnixMilli(st.Mtime)}
 	cur.Revision = c.revisionOf(ctx, st.Version)
@@ -258,7 +258,7 @@ func (c *ZKClient) revisionSeqs(ctx context.Context) ([]int64, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keeper history: %w", err)
+		return nil, c.authHint(fmt.Errorf("keeper history: %w", err))
 	}
 	seqs := make([]int64, 0, len(names))
 	for _, n := range names {

@@ -59,7 +59,7 @@ func (c *ZKClient) Roles(ctx context.Context) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keeper roles: %w", err)
+		return nil, c.authHint(fmt.Errorf("keeper roles: %w", err))
 	}
 	slices.Sort(roles)
 	return roles, nil
@@ -80,7 +80,7 @@ func (c *ZKClient) Members(ctx context.Context, role string) ([]push.Member, err
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keeper members %s: %w", role, err)
+		return nil, c.authHint(fmt.Errorf("keeper members %s: %w", role, err))
 	}
 	out := make([]push.Member, 0, len(ids))
 	for _, id := range ids {

@@ -25,7 +25,7 @@ var (
 	})
 
 	// Resolved once so the hot path does no label lookup.
-	metricRegisters   = children(registersVec, resultNew, resultReplaced, resultRefreshed)
+	metricRegisters   = children(registersVec, resultNew, resultReplaced, resultRefreshed, resultAdded)
 	metricUnregisters = children(unregistersVec, resultRemoved, resultStale, resultMissing)
 )
 

@@ -115,12 +115,15 @@ func (s *Service) check(ctx context.Context, op string) error {
 	return nil
 }
 
-// Register stores sess as the uid's session, replacing any previous one. It
-// returns the previous session when it was another connection (a different
-// Room or ConnID), so the caller can kick it; re-registering the same
-// connection refreshes its apps, login time and IP and returns nil. The store
-// keeps its own copy of sess.Apps (duplicates removed).
-func (s *Service) Register(ctx context.Context, sess push.Session) (*push.Session, error) {
+// Register stores sess as one of the uid's sessions. Apps are tenants: the
+// uid's other connections lose the apps sess has (a login through app A
+// displaces only A's session) and are removed once they have none left.
+// It returns the sessions that lost apps, each with Apps set to the apps it
+// lost, so the caller can take them from those connections (and kick a
+// connection left with none); re-registering the same connection (Room and
+// ConnID) refreshes its apps, login time and IP. The store keeps its own
+// copy of sess.Apps (duplicates removed).
+func (s *Service) Register(ctx context.Context, sess push.Session) ([]push.Session, error) {
 	if err := s.check(ctx, "register"); err != nil {
 		return nil, err
 	}
@@ -128,12 +131,12 @@ func (s *Service) Register(ctx context.Context, sess push.Session) (*push.Sessio
 		return nil, fmt.Errorf("register register %q@%q: %w", sess.UID, sess.Room, ErrInvalid)
 	}
 	sh, _ := s.shardOf(sess.UID)
-	prev, result := sh.register(&sess)
+	displaced, result := sh.register(&sess)
 	metricRegisters[result].Inc()
-	if result == resultNew {
+	if result == resultNew || result == resultAdded {
 		metricSessions.Inc()
 	}
-	return prev, nil
+	return displaced, nil
 }
 
 // Unregister removes the uid's session only when it is still the connection
@@ -152,35 +155,43 @@ func (s *Service) Unregister(ctx context.Context, uid, room string, connID uint6
 	return result == resultRemoved, nil
 }
 
-// SetApps replaces the apps bound on the uid's session when its connection is
-// still connID, and reports whether it did. The store keeps its own copy.
-func (s *Service) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+// SetApps replaces the apps bound on the uid's connection connID and reports
+// whether that connection is stored. Apps it gains are taken from the uid's
+// other connections, as in Register, and the sessions that lost apps are
+// returned the same way. The store keeps its own copy.
+func (s *Service) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
 	if err := s.check(ctx, "set apps"); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	sh, _ := s.shardOf(uid)
-	return sh.setApps(uid, connID, apps), nil
+	displaced, ok := sh.setApps(uid, connID, apps)
+	return displaced, ok, nil
 }
 
-// Get returns the uid's session, if online. The returned Apps slice is the
-// caller's own.
-func (s *Service) Get(ctx context.Context, uid string) (push.Session, bool, error) {
+// Get returns the uid's session that has app bound (app 0: the uid's first
+// connection), if online. The returned Apps slice is the caller's own.
+func (s *Service) Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error) {
 	if err := s.check(ctx, "get"); err != nil {
 		return push.Session{}, false, err
 	}
 	sh, _ := s.shardOf(uid)
 	var out push.Session
+	found := false
 	sh.mu.RLock()
-	e, ok := sh.m[uid]
-	if ok {
-		e.copyTo(&out, nil)
+	for e := sh.m[uid]; e != nil; e = e.next {
+		if app == 0 || hasApp(e.apps, app) {
+			e.copyTo(&out, nil)
+			found = true
+			break
+		}
 	}
 	sh.mu.RUnlock()
-	return out, ok, nil
+	return out, found, nil
 }
 
-// Lookup returns the sessions of the uids that are online, in any order;
-// offline uids are left out. The returned sessions share one backing array
+// Lookup returns the sessions of the uids that are online, in any order:
+// every connection of each uid (one per app at most); offline uids are left
+// out. The returned sessions share one backing array
 // for their Apps, owned by the caller.
 func (s *Service) Lookup(ctx context.Context, uids []string) ([]push.Session, error) {
 	if err := s.check(ctx, "lookup"); err != nil {
@@ -191,7 +202,7 @@ func (s *Service) Lookup(ctx context.Context, uids []string) ([]push.Session, er
 	for _, uid := range uids {
 		sh, _ := s.shardOf(uid)
 		sh.mu.RLock()
-		if e, ok := sh.m[uid]; ok {
+		for e := sh.m[uid]; e != nil; e = e.next {
 			out = append(out, push.Session{})
 			apps = e.copyTo(&out[len(out)-1], apps)
 		}
@@ -200,8 +211,8 @@ func (s *Service) Lookup(ctx context.Context, uids []string) ([]push.Session, er
 	return out, nil
 }
 
-// Counts returns the online totals: all sessions, sessions per bound app and
-// sessions per room instance. It sums per-shard counters, so its cost grows
+// Counts returns the online totals: users online (Total), sessions per
+// bound app and connections per room instance. It sums per-shard counters, so its cost grows
 // with shards x (apps + rooms), not with sessions. Shards are read one after
 // another, so under concurrent changes the totals are approximate.
 func (s *Service) Counts(ctx context.Context) (push.Counts, error) {

@@ -31,7 +31,7 @@ func sess(uid, room string, conn uint64, apps ...uint32) push.Session {
 
 func mustGet(t *testing.T, s *Service, uid string) (push.Session, bool) {
 	t.Helper()
-	got, ok, err := s.Get(context.Background(), uid)
+	got, ok, err := s.Get(context.Background(), uid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +59,12 @@ func TestRegister(t *testing.T) {
 		name     string
 		first    push.Session
 		second   push.Session
-		wantPrev *push.Session
+		wantPrev []push.Session
 	}{
 		{"new uid", push.Session{}, sess("u", "r1", 1, 7), nil},
 		{"same connection refreshes", sess("u", "r1", 1, 7), sess("u", "r1", 1, 7, 8), nil},
-		{"new connection on same room", sess("u", "r1", 1, 7), sess("u", "r1", 2, 7), ptr(sess("u", "r1", 1, 7))},
-		{"same conn id on another room", sess("u", "r1", 1, 7), sess("u", "r2", 1, 7), ptr(sess("u", "r1", 1, 7))},
+		{"new connection on same room", sess("u", "r1", 1, 7), sess("u", "r1", 2, 7), []push.Session{sess("u", "r1", 1, 7)}},
+		{"same conn id on another room", sess("u", "r1", 1, 7), sess("u", "r2", 1, 7), []push.Session{sess("u", "r1", 1, 7)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTest(t, 4)
@@ -90,8 +90,6 @@ func TestRegister(t *testing.T) {
 		})
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func TestRegisterInvalid(t *testing.T) {
 	s := newTest(t, 4)
@@ -140,7 +138,7 @@ func TestReconnectNotErased(t *testing.T) {
 		t.Fatal(err)
 	}
 	prev, err := s.Register(ctx, sess("u", "r2", 9, 7))
-	if err != nil || prev == nil || prev.Room != "r1" || prev.ConnID != 1 {
+	if err != nil || len(prev) != 1 || prev[0].Room != "r1" || prev[0].ConnID != 1 {
 		t.Fatalf("reconnect: prev %+v err %v", prev, err)
 	}
 	if removed, _ := s.Unregister(ctx, "u", "r1", 1); removed {
@@ -150,7 +148,7 @@ func TestReconnectNotErased(t *testing.T) {
 	if !ok || got.Room != "r2" || got.ConnID != 9 {
 		t.Fatalf("session after late close = %+v %v", got, ok)
 	}
-	if ok, _ := s.SetApps(ctx, "u", 1, []uint32{8}); ok {
+	if _, ok, _ := s.SetApps(ctx, "u", 1, []uint32{8}); ok {
 		t.Fatal("SetApps of the old connection took effect")
 	}
 	if removed, _ := s.Unregister(ctx, "u", "r2", 9); !removed {
@@ -175,7 +173,7 @@ func TestSetApps(t *testing.T) {
 		{3, []uint32{2, 2, 5}, true, []uint32{2, 5}}, // duplicates dropped
 		{3, nil, true, nil},
 	} {
-		ok, err := s.SetApps(ctx, "u", tc.conn, tc.apps)
+		_, ok, err := s.SetApps(ctx, "u", tc.conn, tc.apps)
 		if err != nil || ok != tc.ok {
 			t.Fatalf("SetApps(%d, %v) = %v %v, want %v", tc.conn, tc.apps, ok, err, tc.ok)
 		}
@@ -192,7 +190,7 @@ func TestSetApps(t *testing.T) {
 			t.Fatalf("per app %v, want %v", c.PerApp, want)
 		}
 	}
-	if ok, _ := s.SetApps(ctx, "nobody", 3, []uint32{1}); ok {
+	if _, ok, _ := s.SetApps(ctx, "nobody", 3, []uint32{1}); ok {
 		t.Fatal("SetApps of an offline uid took effect")
 	}
 }
@@ -282,14 +280,16 @@ func TestCounts(t *testing.T) {
 			}
 			return nil
 		}, 3, map[uint32]int{1: 2, 2: 2}, map[string]int{"r1": 2, "r2": 1}},
-		{"a moves to r2", func() error { _, err := s.Register(ctx, sess("a", "r2", 7, 3)); return err },
-			3, map[uint32]int{1: 1, 2: 2, 3: 1}, map[string]int{"r1": 1, "r2": 2}},
+		{"a moves to r2", func() error { _, err := s.Register(ctx, sess("a", "r2", 7, 1, 3)); return err },
+			3, map[uint32]int{1: 2, 2: 2, 3: 1}, map[string]int{"r1": 1, "r2": 2}},
 		{"b leaves", func() error { _, err := s.Unregister(ctx, "b", "r1", 2); return err },
-			2, map[uint32]int{2: 1, 3: 1}, map[string]int{"r2": 2}},
+			2, map[uint32]int{1: 1, 2: 1, 3: 1}, map[string]int{"r2": 2}},
 		{"stale leave ignored", func() error { _, err := s.Unregister(ctx, "a", "r1", 1); return err },
-			2, map[uint32]int{2: 1, 3: 1}, map[string]int{"r2": 2}},
+			2, map[uint32]int{1: 1, 2: 1, 3: 1}, map[string]int{"r2": 2}},
+		{"c logs in through app 1 on r1: a second connection", func() error { _, err := s.Register(ctx, sess("c", "r1", 8, 1)); return err },
+			2, map[uint32]int{1: 2, 2: 1, 3: 1}, map[string]int{"r1": 1, "r2": 2}},
 		{"room r2 dies", func() error { _, err := s.DropRoom(ctx, "r2"); return err },
-			0, map[uint32]int{}, map[string]int{}},
+			1, map[uint32]int{1: 1}, map[string]int{"r1": 1}},
 	}
 	for _, st := range steps {
 		if err := st.do(); err != nil {
@@ -346,8 +346,8 @@ func TestShutdown(t *testing.T) {
 	calls := map[string]error{}
 	_, calls["register"] = s.Register(ctx, sess("u", "r", 1))
 	_, calls["unregister"] = s.Unregister(ctx, "u", "r", 1)
-	_, calls["setapps"] = s.SetApps(ctx, "u", 1, nil)
-	_, _, calls["get"] = s.Get(ctx, "u")
+	_, _, calls["setapps"] = s.SetApps(ctx, "u", 1, nil)
+	_, _, calls["get"] = s.Get(ctx, "u", 0)
 	_, calls["lookup"] = s.Lookup(ctx, []string{"u"})
 	_, _, calls["scan"] = s.Scan(ctx, 0, 0, 10)
 	_, calls["counts"] = s.Counts(ctx)
@@ -393,7 +393,7 @@ func TestConcurrentRegisterUnregister(t *testing.T) {
 				case 0:
 					_, _ = s.Unregister(ctx, uid, room, conn)
 				case 1:
-					_, _ = s.SetApps(ctx, uid, conn, []uint32{uint32(i % 5)})
+					_, _, _ = s.SetApps(ctx, uid, conn, []uint32{uint32(i % 5)})
 				}
 				if i%50 == 0 {
 					_, _, _ = s.Scan(ctx, 1, 0, 10)
@@ -415,14 +415,15 @@ func assertCountsMatch(t *testing.T, s *Service) {
 		t.Fatal(err)
 	}
 	all := scanAll(t, s, 0, 13)
-	perApp, perRoom := map[uint32]int{}, map[string]int{}
+	perApp, perRoom, users := map[uint32]int{}, map[string]int{}, map[string]bool{}
 	for _, se := range all {
+		users[se.UID] = true
 		perRoom[se.Room]++
 		for _, a := range se.Apps {
 			perApp[a]++
 		}
 	}
-	if c.Total != len(all) || !reflect.DeepEqual(c.PerApp, perApp) || !reflect.DeepEqual(c.PerRoom, perRoom) {
-		t.Fatalf("counts %+v disagree with scan: total %d apps %v rooms %v", c, len(all), perApp, perRoom)
+	if c.Total != len(users) || !reflect.DeepEqual(c.PerApp, perApp) || !reflect.DeepEqual(c.PerRoom, perRoom) {
+		t.Fatalf("counts %+v disagree with scan: total %d apps %v rooms %v", c, len(users), perApp, perRoom)
 	}
 }

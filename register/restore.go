@@ -13,10 +13,10 @@ import (
 // refill must not look like a second login. For each session:
 //
 //   - the same connection (room, connID) already stored is refreshed;
-//   - another connection of the uid that logged in at the same second or
-//     later (Since >=) is kept: it is the user's newer login, registered
-//     while the refill was on its way;
-//   - otherwise the session is stored, replacing an older one.
+//   - for each app, another connection of the uid holding it that logged in
+//     at the same second or later (Since >=) keeps it: it is the user's newer
+//     login, registered while the refill was on its way;
+//   - otherwise the session is stored, taking its apps from older holders.
 //
 // Sessions with an empty uid or room are skipped; Restore then stores the
 // others and returns an error wrapping ErrInvalid.
@@ -42,25 +42,54 @@ func (s *Service) Restore(ctx context.Context, sessions []push.Session) error {
 	return nil
 }
 
-// restore applies one session of Restore and reports whether the uid was
-// new to the shard.
+// restore applies one session of Restore and reports whether it added a
+// connection. Per app, the newer login wins: an app another connection of
+// the uid holds since the same second or later stays there and the
+// restored session goes without it (it is skipped when nothing is left);
+// an older holder loses the app, as in register, but nothing is kicked.
 func (sh *shard) restore(sess *push.Session) bool {
 	apps := copyApps(sess.Apps)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[sess.UID]
+	head, ok := sh.m[sess.UID]
 	if !ok {
-		sh.nextSeq++
-		e = &entry{uid: sess.UID, seq: sh.nextSeq}
-		e.set(sh, sess, apps)
-		sh.m[e.uid] = e
-		sh.order = append(sh.order, slot{seq: e.seq, e: e})
+		sh.add(sess, apps)
 		return true
 	}
-	if (e.room != sess.Room || e.connID != sess.ConnID) && e.since >= sess.Since {
+	if own := head.find(sess.Room, sess.ConnID); own != nil {
+		sh.uncount(own)
+		own.set(sh, sess, apps)
 		return false
 	}
-	sh.uncount(e)
+	var older []uint32
+	for e := head; e != nil; e = e.next {
+		for _, a := range common(e.apps, apps) {
+			if e.since >= sess.Since {
+				apps = removeApp(apps, a)
+			} else {
+				older = append(older, a)
+			}
+		}
+	}
+	if len(apps) == 0 && len(sess.Apps) > 0 {
+		return false
+	}
+	e := &entry{uid: sess.UID}
 	e.set(sh, sess, apps)
-	return false
+	e.next, head.next = head.next, e
+	if len(older) > 0 { // after joining: the uid never goes offline in between
+		sh.displace(head, sess.Room, sess.ConnID, older)
+	}
+	return true
+}
+
+// removeApp returns apps without app, in a new slice.
+func removeApp(apps []uint32, app uint32) []uint32 {
+	out := make([]uint32, 0, len(apps))
+	for _, a := range apps {
+		if a != app {
+			out = append(out, a)
+		}
+	}
+	return out
 }

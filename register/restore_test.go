@@ -22,7 +22,7 @@ func TestRestore(t *testing.T) {
 		{"same connection refreshes", sess("u", "r1", 1, 7), sess("u", "r1", 1, 8, 9), sess("u", "r1", 1, 8, 9)},
 		{"newer login elsewhere kept", at(sess("u", "r2", 5, 7), 200), at(sess("u", "r1", 1, 7), 100), at(sess("u", "r2", 5, 7), 200)},
 		{"login in the same second kept", at(sess("u", "r2", 5, 7), 100), at(sess("u", "r1", 1, 7), 100), at(sess("u", "r2", 5, 7), 100)},
-		{"older login replaced", at(sess("u", "r2", 5, 7), 100), at(sess("u", "r1", 1, 8), 200), at(sess("u", "r1", 1, 8), 200)},
+		{"older login replaced", at(sess("u", "r2", 5, 8), 100), at(sess("u", "r1", 1, 8), 200), at(sess("u", "r1", 1, 8), 200)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTest(t, 4)

@@ -82,16 +82,24 @@ func (sh *shard) scan(app uint32, after uint64, limit int, out []push.Session, a
 	defer sh.mu.RUnlock()
 	last := after
 	for i := sh.find(after + 1); i < len(sh.order); i++ {
-		if len(out) == limit {
+		sl := sh.order[i]
+		n := 0 // the uid's connections this page would take
+		for e := sl.e; e != nil; e = e.next {
+			if app == 0 || hasApp(e.apps, app) {
+				n++
+			}
+		}
+		if len(out) >= limit || (len(out) > 0 && len(out)+n > limit) {
 			return out, apps, last, true
 		}
-		sl := sh.order[i]
 		last = sl.seq
-		if sl.e == nil || (app != 0 && !hasApp(sl.e.apps, app)) {
-			continue
+		for e := sl.e; e != nil; e = e.next { // every connection of the uid
+			if app != 0 && !hasApp(e.apps, app) {
+				continue
+			}
+			out = append(out, push.Session{})
+			apps = e.copyTo(&out[len(out)-1], apps)
 		}
-		out = append(out, push.Session{})
-		apps = sl.e.copyTo(&out[len(out)-1], apps)
 	}
 	return out, apps, last, false
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // scanAll pages through every session with app bound and fails on a
-// duplicate uid, an over-full page or an empty page before the end.
+// duplicate session, an over-full page or an empty page before the end. The
+// map is keyed by uid, and by "uid#connID" for a uid's further connections.
 func scanAll(t *testing.T, s *Service, app uint32, limit int) map[string]push.Session {
 	t.Helper()
 	all := map[string]push.Session{}
@@ -34,13 +35,17 @@ func scanAll(t *testing.T, s *Service, app uint32, limit int) map[string]push.Se
 			t.Fatalf("empty page with next cursor %#x", next)
 		}
 		for _, se := range page {
-			if _, dup := all[se.UID]; dup {
-				t.Fatalf("uid %s returned twice", se.UID)
+			key := se.UID
+			if prev, ok := all[key]; ok && prev.ConnID != se.ConnID {
+				key = fmt.Sprintf("%s#%d", se.UID, se.ConnID)
+			}
+			if _, dup := all[key]; dup {
+				t.Fatalf("session %s returned twice", key)
 			}
 			if app != 0 && !se.HasApp(app) {
 				t.Fatalf("uid %s without app %d returned: %v", se.UID, app, se.Apps)
 			}
-			all[se.UID] = se
+			all[key] = se
 		}
 		if next == 0 {
 			return all
@@ -183,7 +188,7 @@ func TestScanUnderConcurrentChanges(t *testing.T) {
 							t.Error(err)
 							return
 						}
-						_, _ = s.SetApps(ctx, st, uint64(1e9)+conn, []uint32{5, 6})
+						_, _, _ = s.SetApps(ctx, st, uint64(1e9)+conn, []uint32{5, 6})
 						ops.Add(1)
 					}
 				})

@@ -7,16 +7,23 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// entry is one stored session. It is kept small: strings are shared with the
-// map key (uid) or interned per shard (room), apps is an exact-size copy.
+// entry is one stored session: one connection of a uid. It is kept small:
+// strings are shared with the map key (uid) or interned per shard (room),
+// apps is an exact-size copy.
+//
+// Apps are tenants: a uid may be connected more than once, one connection
+// per app at most (a login through app A takes A from the uid's other
+// connection, and only A). The map holds the uid's first connection; the
+// others hang off next, their app sets disjoint.
 type entry struct {
 	uid    string
 	room   string
 	ip     string
 	connID uint64
 	since  int64
-	seq    uint64 // position in the shard's scan order, fixed while the uid stays online
+	seq    uint64 // position in the shard's scan order, fixed while the uid stays online (head only)
 	apps   []uint32
+	next   *entry // the uid's other connections
 }
 
 // copyTo fills dst with the session and returns buf with the apps appended;
@@ -76,39 +83,171 @@ func (sh *shard) reset() int {
 // Results of register and unregister, the label values of their counters.
 const (
 	resultNew       = "new"       // the uid was offline
-	resultReplaced  = "replaced"  // another connection of the uid was replaced
+	resultReplaced  = "replaced"  // another connection of the uid lost apps to this one
+	resultAdded     = "added"     // a second connection of the uid, for other apps
 	resultRefreshed = "refreshed" // the same connection registered again
 	resultRemoved   = "removed"   // the session was removed
 	resultStale     = "stale"     // the uid is held by another connection: kept
 	resultMissing   = "missing"   // the uid was offline
 )
 
-// register stores sess; the caller holds no lock.
-func (sh *shard) register(sess *push.Session) (*push.Session, string) {
+// register stores sess as one of the uid's connections; the caller holds no
+// lock. Every other connection of the uid loses the apps sess has (apps are
+// tenants: a login through app A displaces only A's session) and is removed
+// once it has none left; the returned sessions are those that lost apps,
+// each with Apps set to the apps it lost, so the caller can take them from
+// the connection (and kick it when it has none left).
+func (sh *shard) register(sess *push.Session) ([]push.Session, string) {
 	apps := copyApps(sess.Apps)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[sess.UID]
+	head, ok := sh.m[sess.UID]
 	if !ok {
-		sh.nextSeq++
-		e = &entry{uid: sess.UID, seq: sh.nextSeq}
-		e.set(sh, sess, apps)
-		sh.m[e.uid] = e
-		sh.order = append(sh.order, slot{seq: e.seq, e: e})
+		sh.add(sess, apps)
 		return nil, resultNew
 	}
-	var prev *push.Session
+	// The new connection joins the uid before the others lose their apps,
+	// so the uid never goes offline in between: it keeps its seq, and a
+	// user online during a whole scan is returned once even if it
+	// reconnects meanwhile.
 	result := resultRefreshed
-	if e.room != sess.Room || e.connID != sess.ConnID {
-		prev = new(push.Session)
-		e.copyTo(prev, nil)
+	own := head.find(sess.Room, sess.ConnID)
+	if own == nil {
+		e := &entry{uid: sess.UID}
+		e.set(sh, sess, apps)
+		e.next, head.next = head.next, e
+		result = resultAdded
+	}
+	displaced := sh.displace(head, sess.Room, sess.ConnID, apps)
+	if len(displaced) > 0 {
 		result = resultReplaced
 	}
-	// The uid keeps its seq: a user online during a whole scan is returned
-	// once even if it reconnects meanwhile.
-	sh.uncount(e)
+	if own != nil {
+		own = sh.m[sess.UID].find(sess.Room, sess.ConnID) // it may have moved into the head
+		sh.uncount(own)
+		own.set(sh, sess, apps)
+	}
+	return displaced, result
+}
+
+// add stores sess as the first connection of an offline uid; sh.mu is held
+// for writing.
+func (sh *shard) add(sess *push.Session, apps []uint32) {
+	sh.nextSeq++
+	e := &entry{uid: sess.UID, seq: sh.nextSeq}
 	e.set(sh, sess, apps)
-	return prev, result
+	sh.m[e.uid] = e
+	sh.order = append(sh.order, slot{seq: e.seq, e: e})
+}
+
+// find returns the connection (room, connID) of e's uid, or nil.
+func (e *entry) find(room string, connID uint64) *entry {
+	for ; e != nil; e = e.next {
+		if e.connID == connID && e.room == room {
+			return e
+		}
+	}
+	return nil
+}
+
+// findConn returns the connection connID of e's uid, or nil.
+func (e *entry) findConn(connID uint64) *entry {
+	for ; e != nil; e = e.next {
+		if e.connID == connID {
+			return e
+		}
+	}
+	return nil
+}
+
+// displace takes apps from every connection of head's uid other than
+// (room, connID), removes those left with none, and returns what each lost;
+// sh.mu is held for writing.
+func (sh *shard) displace(head *entry, room string, connID uint64, apps []uint32) []push.Session {
+	var out []push.Session
+	var gone []*entry
+	for e := head; e != nil; e = e.next {
+		if e.connID == connID && e.room == room {
+			continue
+		}
+		lost := common(e.apps, apps)
+		if len(lost) == 0 {
+			continue
+		}
+		var d push.Session
+		e.copyTo(&d, nil)
+		d.Apps = lost
+		out = append(out, d)
+		sh.takeApps(e, lost)
+		if len(e.apps) == 0 {
+			gone = append(gone, e)
+		}
+	}
+	for i := len(gone) - 1; i >= 0; i-- { // from the tail: unlink moves entries towards the head
+		sh.unlink(gone[i].uid, gone[i].room, gone[i].connID)
+	}
+	return out
+}
+
+// common returns the apps of a that are also in b, nil when none.
+func common(a, b []uint32) []uint32 {
+	var out []uint32
+	for _, x := range a {
+		if hasApp(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// takeApps removes apps from e and from the per-app counters; sh.mu is held
+// for writing.
+func (sh *shard) takeApps(e *entry, apps []uint32) {
+	keep := make([]uint32, 0, len(e.apps))
+	for _, a := range e.apps {
+		if hasApp(apps, a) {
+			if sh.perApp[a]--; sh.perApp[a] <= 0 {
+				delete(sh.perApp, a)
+			}
+			continue
+		}
+		keep = append(keep, a)
+	}
+	e.apps = nil
+	if len(keep) > 0 {
+		e.apps = keep
+	}
+}
+
+// unlink removes the connection (room, connID) of uid and reports whether
+// it was there; sh.mu is held for writing. The uid's first connection keeps
+// its place in the map and the scan order: when it goes and another
+// connection of the uid remains, that one moves into its entry.
+func (sh *shard) unlink(uid, room string, connID uint64) bool {
+	head := sh.m[uid]
+	if head == nil {
+		return false
+	}
+	if head.connID == connID && head.room == room {
+		sh.uncount(head)
+		if head.next == nil {
+			sh.drop(head)
+			return true
+		}
+		n := head.next
+		seq := head.seq
+		*head = *n
+		head.seq = seq
+		return true
+	}
+	for p := head; p.next != nil; p = p.next {
+		if e := p.next; e.connID == connID && e.room == room {
+			sh.uncount(e)
+			p.next = e.next
+			return true
+		}
+	}
+	return false
 }
 
 // set overwrites e's fields with sess and counts it; sh.mu is held for writing.
@@ -146,20 +285,18 @@ func (sh *shard) uncount(e *entry) {
 func (sh *shard) unregister(uid, room string, connID uint64) string {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[uid]
-	switch {
-	case !ok:
+	if _, ok := sh.m[uid]; !ok {
 		return resultMissing
-	case e.room != room || e.connID != connID:
+	}
+	if !sh.unlink(uid, room, connID) {
 		return resultStale
 	}
-	sh.remove(e)
 	return resultRemoved
 }
 
-// remove deletes e from the shard; sh.mu is held for writing.
-func (sh *shard) remove(e *entry) {
-	sh.uncount(e)
+// drop deletes the uid of e, its only connection, from the shard (already
+// uncounted); sh.mu is held for writing.
+func (sh *shard) drop(e *entry) {
 	delete(sh.m, e.uid)
 	if i := sh.find(e.seq); i < len(sh.order) && sh.order[i].seq == e.seq {
 		sh.order[i].e = nil
@@ -193,13 +330,32 @@ func (sh *shard) compact() {
 	sh.order, sh.dead = live, 0
 }
 
-func (sh *shard) setApps(uid string, connID uint64, apps []uint32) bool {
+// setApps replaces the apps of the uid's connection connID; apps it gains
+// are taken from the uid's other connections, as in register.
+func (sh *shard) setApps(uid string, connID uint64, apps []uint32) ([]push.Session, bool) {
 	apps = copyApps(apps)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[uid]
-	if !ok || e.connID != connID {
-		return false
+	head, ok := sh.m[uid]
+	if !ok {
+		return nil, false
+	}
+	e := head.findConn(connID)
+	if e == nil {
+		return nil, false
+	}
+	var gained []uint32
+	for _, a := range apps {
+		if !hasApp(e.apps, a) {
+			gained = append(gained, a)
+		}
+	}
+	var displaced []push.Session
+	if len(gained) > 0 {
+		displaced = sh.displace(head, e.room, e.connID, gained)
+		// displace never removes the connection it serves, but the entry
+		// may have moved into the head's place.
+		e = sh.m[uid].findConn(connID)
 	}
 	for _, a := range e.apps {
 		if sh.perApp[a]--; sh.perApp[a] <= 0 {
@@ -210,7 +366,7 @@ func (sh *shard) setApps(uid string, connID uint64, apps []uint32) bool {
 	for _, a := range apps {
 		sh.perApp[a]++
 	}
-	return true
+	return displaced, true
 }
 
 // dropRoom removes every session of room and returns how many.
@@ -220,14 +376,22 @@ func (sh *shard) dropRoom(room string) int {
 	if sh.perRoom[room] == nil {
 		return 0
 	}
-	n := 0
-	for _, e := range sh.m {
-		if e.room == room {
-			sh.remove(e)
-			n++
+	type key struct {
+		uid    string
+		connID uint64
+	}
+	var gone []key
+	for _, head := range sh.m {
+		for e := head; e != nil; e = e.next {
+			if e.room == room {
+				gone = append(gone, key{e.uid, e.connID})
+			}
 		}
 	}
-	return n
+	for _, k := range gone {
+		sh.unlink(k.uid, room, k.connID)
+	}
+	return len(gone)
 }
 
 // copyApps returns an exact-size copy of apps without duplicates, nil when empty.

@@ -26,9 +26,12 @@ type ackQueue struct {
 	draining bool // a drain task owns the queue; q was empty when it was false
 }
 
+// ackEntry is one ACK frame: its ids delete messages of the apps bound on
+// the connection when it was read, never another app's (apps are tenants).
 type ackEntry struct {
-	uid string
-	ids []uint64
+	uid  string
+	apps []uint32 // the connection's copy-on-write set: never modified
+	ids  []uint64
 }
 
 // queueAck queues ids ACKed by s's uid (loop only). It reports false when
@@ -41,7 +44,7 @@ func (r *Room) queueAck(s *connState, ids []uint64) bool {
 		aq.mu.Unlock()
 		return false
 	}
-	aq.q = append(aq.q, ackEntry{uid: s.uid, ids: ids})
+	aq.q = append(aq.q, ackEntry{uid: s.uid, apps: s.appList(), ids: ids})
 	aq.ids += len(ids)
 	start := !aq.draining
 	aq.draining = true
@@ -78,7 +81,7 @@ func (r *Room) applyAcks(batch []ackEntry) {
 	ack := func(part []ackEntry) {
 		for _, e := range part {
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			if _, err := r.deps.Inbox.Ack(ctx, e.uid, e.ids); err != nil {
+			if _, err := r.deps.Inbox.Ack(ctx, e.uid, e.apps, e.ids); err != nil {
 				r.log.Warn("ack failed", "uid", e.uid, "ids", len(e.ids), "err", err)
 			}
 			cancel()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/token"
@@ -21,9 +22,7 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "bad AUTH body")
 	}
 	cfg := r.deps.Config.Load()
-	app, ok := cfg.App(f.App)
-	if !ok || a.UID == "" || len(a.UID) > maxUIDLen ||
-		token.Verify([]byte(app.Secret), f.App, a.UID, a.Token, time.Now(), cfg.Room.TokenSkew) != nil {
+	if push.CheckUID(a.UID) != nil || !verifyToken(cfg, f.App, a.UID, a.Token) {
 		mAuths.WithLabelValues("bad_token").Inc()
 		return r.protocolError(s, f.Seq, proto.ErrCodeBadToken, "bad or expired token")
 	}
@@ -34,6 +33,7 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 		return gnet.Close
 	}
 
+	r.authenticated(s)
 	s.uid = a.UID // decoded JSON strings are fresh copies, not gnet's buffer
 	s.hb = int32(cfg.Room.ClampHeartbeat(a.HB))
 	apps := []uint32{f.App}
@@ -49,7 +49,7 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	}
 	seq := f.Seq
 	r.mu.RLock()
-	ok = !r.closing && r.pool != nil
+	ok := !r.closing && r.pool != nil
 	if ok {
 		r.authing.Add(1)
 		if ok = r.pool.TrySubmit(func() { r.authTask(s, sess, seq) }); !ok {
@@ -78,16 +78,12 @@ func (r *Room) authTask(s *connState, sess push.Session, seq uint32) {
 	res := &authResult{seq: seq}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	prev, err := r.deps.Registrar.Register(ctx, sess)
+	displaced, err := r.deps.Registrar.Register(ctx, sess)
 	if err != nil {
 		res.err = fmt.Errorf("room register %s: %w", sess.UID, err)
 	} else {
 		res.registered = true
-		if prev != nil && (prev.Room != r.cfg.ID || prev.ConnID != sess.ConnID) {
-			if err := r.deps.Coordinator.Kick(ctx, *prev, push.KickLoginElsewhere, proto.KickReason(push.KickLoginElsewhere)); err != nil {
-				r.log.Warn("kick of the previous session failed", "uid", sess.UID, "room", prev.Room, "err", err)
-			}
-		}
+		r.displace(ctx, sess, displaced)
 		r.status(ctx, sess.UID, sess.Apps[0], push.EventOnline)
 		if res.msgs, err = r.deps.Inbox.Load(ctx, sess.UID, sess.Apps); err != nil {
 			res.err = fmt.Errorf("room load %s: %w", sess.UID, err)
@@ -138,7 +134,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 		mPushes.Inc()
 	}
 	s.pending = nil
-	if !r.write(s, l.outBuf) {
+	if !r.send(s, kindStored, l.outBuf) {
 		return
 	}
 	if r.drainFrames(s) == gnet.Close {
@@ -147,7 +143,8 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 }
 
 // appendStored appends PUSH frames of stored messages, flushing to s every
-// 64 KiB so the loop's buffer stays small (loop only).
+// 64 KiB so the loop's buffer stays small (loop only). One load is written
+// whole (kindStored, write.go): it is bounded by the store's load limit.
 func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) []byte {
 	now := time.Now().Unix()
 	for i := range msgs {
@@ -158,18 +155,35 @@ func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) []byt
 		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
 		mPushes.Inc()
 		if len(buf) >= 64<<10 {
-			r.write(s, buf) // a closed s ignores the writes that follow
+			r.send(s, kindStored, buf) // a closed s ignores the writes that follow
 			buf = buf[:0]
 		}
 	}
 	return buf
 }
 
+// displace takes from the uid's other connections the apps that sess's
+// login or BIND took over (worker): a connection left with no app is kicked
+// (KICK login_elsewhere), the others keep serving their other apps.
+func (r *Room) displace(ctx context.Context, sess push.Session, displaced []push.Session) {
+	for _, d := range displaced {
+		if d.Room == sess.Room && d.ConnID == sess.ConnID {
+			continue
+		}
+		if err := r.deps.Coordinator.Kick(ctx, d, push.KickLoginElsewhere, proto.KickReason(push.KickLoginElsewhere)); err != nil {
+			r.log.Warn("taking apps from the previous session failed", "uid", d.UID, "room", d.Room, "apps", d.Apps, "err", err)
+		}
+	}
+}
+
 // bindTask registers a new app binding and loads its stored messages (worker).
 func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	err := r.setApps(ctx, s)
+	displaced, err := r.setApps(ctx, s)
+	if err == nil {
+		r.displace(ctx, push.Session{UID: s.uid, Room: r.cfg.ID, ConnID: s.id}, displaced)
+	}
 	var msgs []push.Message
 	online := false
 	if err == nil {
@@ -186,9 +200,20 @@ func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
 			r.writeError(s, seq, proto.ErrCodeInternal, "bind failed")
 			return
 		}
+		if s.c.OutboundBuffered() > maxOutbound {
+			r.closeConn(s, closeSlow) // a load starts only under the budget
+			return
+		}
 		l := s.loop
 		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpBindOK, Seq: seq}, 0)
 		l.outBuf = r.appendStored(s, l.outBuf, msgs)
-		r.write(s, l.outBuf)
+		r.send(s, kindStored, l.outBuf)
 	})
+}
+
+// verifyToken checks a token for (app, uid) offline: the app's secret, the
+// expiry with the configured skew, and the maximum lifetime.
+func verifyToken(cfg *config.Config, app uint32, uid, tok string) bool {
+	a, ok := cfg.App(app)
+	return ok && token.VerifyLifetime([]byte(a.Secret), app, uid, tok, time.Now(), cfg.Room.TokenSkew, cfg.Room.MaxTokenLifetime) == nil
 }

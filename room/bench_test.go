@@ -63,7 +63,7 @@ func benchFanout(b *testing.B, n, size int, broadcast bool) {
 	defer func() { // stop the readers before the env's cleanup waits on them
 		for i := range targets {
 			if s := e.room.idx.get(targets[i].UID, 0); s != nil {
-				_, _ = e.room.Kick(b.Context(), targets[i].UID, 0, push.KickAdmin, "")
+				_, _ = e.room.Kick(b.Context(), targets[i].UID, 0, nil, push.KickAdmin, "")
 			}
 		}
 	}()

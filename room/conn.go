@@ -17,16 +17,6 @@ const (
 	stClosed               // OnClose ran, or the connection lingers (lingerClose)
 )
 
-// Per-connection limits.
-const (
-	maxApps         = 16      // apps bound on one connection
-	maxOutbound     = 1 << 20 // bytes queued towards a client before it is dropped as a slow consumer
-	upstreamRate    = 50      // UPSTREAM frames per second per connection
-	upstreamBurst   = 100     // token bucket size
-	maxUIDLen       = 128     // bytes
-	authInboundSlop = 4       // MaxFrames of pipelined input kept while an AUTH is pending
-)
-
 // connState is everything the room keeps per connection, set as the gnet
 // connection's context. It is kept small: ~1M of these per instance is the
 // design point.
@@ -54,15 +44,18 @@ type connState struct {
 	active     int64    // monotonic ns: open time while stNew, then last frame
 	since      int64    // login time, unix seconds (the session's Since)
 	pending    [][]byte // PUSH frames that arrived while stAuthing
-	upAt       int64    // upstream bucket: monotonic ms of the last refill
-	upTokens   int32    // upstream bucket: tokens left
-	hb         int32    // negotiated heartbeat, seconds
+	ping, ack  bucket   // op limits (limits.go)
+	bind, up   bucket
+	errs       bucket // ERROR replies
+	hb         int32  // negotiated heartbeat, seconds
 	state      uint8
 	registered bool // Register succeeded: closing must unregister
 	byUs       bool // the room decided to close it (counted by reason)
 	cleaned    bool // its unregister is queued, or Shutdown took it over
 	lingering  bool // session over, socket kept until the client closes (linger.go)
 	finSent    bool // lingering and shutdown(SHUT_WR) done
+	paused     bool // output past replyBudget: frames are not read (write.go)
+	unauthed   bool // counted in the unauthenticated caps (admit.go)
 }
 
 // hasApp reports whether app is bound. Safe on any goroutine.
@@ -103,24 +96,5 @@ func (s *connState) removeApp(app uint32) bool {
 	next = append(next, cur[:i]...)
 	next = append(next, cur[i+1:]...)
 	s.apps.Store(&next)
-	return true
-}
-
-// allowUpstream takes one token from the connection's upstream bucket, which
-// starts full at OnOpen (loop only). Refill is in whole tokens so that integer math never loses time.
-func (s *connState) allowUpstream(nowMS int64) bool {
-	const msPerToken = 1000 / upstreamRate
-	if add := (nowMS - s.upAt) / msPerToken; add > 0 {
-		if int64(s.upTokens)+add >= upstreamBurst {
-			s.upTokens, s.upAt = upstreamBurst, nowMS
-		} else {
-			s.upTokens += int32(add)
-			s.upAt += add * msPerToken
-		}
-	}
-	if s.upTokens <= 0 {
-		return false
-	}
-	s.upTokens--
 	return true
 }

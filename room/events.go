@@ -73,14 +73,20 @@ func (h *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		r.conns.Add(-1)
 		return refuse("max_conns")
 	}
-	if !r.ips.acquire(ip, cfg.MaxConnsPerIP) {
+	if r.unauthed.Add(1) > int64(cfg.MaxUnauthed) {
+		r.unauthed.Add(-1)
 		r.conns.Add(-1)
-		return refuse("max_conns_per_ip")
+		return refuse(string(refusedUnauthAll))
+	}
+	if res := r.ips.acquire(ip, cfg.MaxConnsPerIP, cfg.MaxUnauthedPerIP,
+		connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS()); res != admitted {
+		r.unauthed.Add(-1)
+		r.conns.Add(-1)
+		return refuse(string(res))
 	}
 	l := r.loopOf(c.EventLoop())
 	now := r.now()
-	s := &connState{c: c, loop: l, id: r.nextID.Add(1), ip: ip, active: now,
-		upAt: now / int64(time.Millisecond), upTokens: upstreamBurst}
+	s := &connState{c: c, loop: l, id: r.nextID.Add(1), ip: ip, active: now, unauthed: true}
 	l.link(s)
 	c.SetContext(s)
 	mConns.Inc()
@@ -156,10 +162,24 @@ func (r *Room) endSession(s *connState) {
 func (r *Room) releaseConn(s *connState) {
 	s.loop.unlink(s)
 	r.conns.Add(-1)
-	r.ips.release(s.ip)
+	r.ips.release(s.ip, s.unauthed)
+	if s.unauthed {
+		s.unauthed = false
+		r.unauthed.Add(-1)
+	}
 	mConns.Dec()
 	if !s.byUs {
 		mClosePeer.Inc()
+	}
+}
+
+// authenticated takes s out of the caps on unauthenticated connections
+// once its token checked out (loop only).
+func (r *Room) authenticated(s *connState) {
+	if s.unauthed {
+		s.unauthed = false
+		r.unauthed.Add(-1)
+		r.ips.authed(s.ip)
 	}
 }
 

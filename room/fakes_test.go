@@ -12,8 +12,10 @@ import (
 // In-test fakes of the services the room calls. The real ones are wired in
 // the end-to-end tests of the module root.
 
-// fakeRegistrar behaves like register: one session per uid, replaced by a
-// newer login, removed or changed only by the connection that owns it.
+// fakeRegistrar behaves like register, simplified: it remembers the newest
+// session per uid; a login returns the previous one as displaced with the
+// apps both have (the apps it loses), and sessions are removed or changed
+// only by the connection that owns them.
 type fakeRegistrar struct {
 	mu       sync.Mutex
 	sessions map[string]push.Session
@@ -28,7 +30,7 @@ func newFakeRegistrar() *fakeRegistrar {
 	return &fakeRegistrar{sessions: map[string]push.Session{}, setApps: map[uint64][]uint32{}}
 }
 
-func (f *fakeRegistrar) Register(ctx context.Context, s push.Session) (*push.Session, error) {
+func (f *fakeRegistrar) Register(ctx context.Context, s push.Session) ([]push.Session, error) {
 	f.entered.Add(1)
 	f.mu.Lock()
 	gate, err := f.gate, f.err
@@ -49,9 +51,25 @@ func (f *fakeRegistrar) Register(ctx context.Context, s push.Session) (*push.Ses
 	s.Apps = slices.Clone(s.Apps)
 	f.sessions[s.UID] = s
 	if ok && (old.Room != s.Room || old.ConnID != s.ConnID) {
-		return &old, nil
+		return displacedFrom(old, s.Apps), nil
 	}
 	return nil, nil
+}
+
+// displacedFrom returns old as displaced by a login through apps, with the
+// apps it loses, or nil when it loses none.
+func displacedFrom(old push.Session, apps []uint32) []push.Session {
+	var lost []uint32
+	for _, a := range old.Apps {
+		if slices.Contains(apps, a) {
+			lost = append(lost, a)
+		}
+	}
+	if lost == nil {
+		return nil
+	}
+	old.Apps = lost
+	return []push.Session{old}
 }
 
 func (f *fakeRegistrar) Unregister(_ context.Context, uid, room string, connID uint64) (bool, error) {
@@ -65,16 +83,16 @@ func (f *fakeRegistrar) Unregister(_ context.Context, uid, room string, connID u
 	return false, nil
 }
 
-func (f *fakeRegistrar) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+func (f *fakeRegistrar) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setApps[connID] = slices.Clone(apps)
 	if s, ok := f.sessions[uid]; ok && s.ConnID == connID {
 		s.Apps = slices.Clone(apps)
 		f.sessions[uid] = s
-		return true, nil
+		return nil, true, nil
 	}
-	return false, nil
+	return nil, false, nil
 }
 
 func (f *fakeRegistrar) session(uid string) (push.Session, bool) {
@@ -112,13 +130,15 @@ type fakeInbox struct {
 	mu     sync.Mutex
 	stored map[string][]push.Message
 	acks   map[string][]uint64
-	err    error
+	// ackApps records the apps each Ack was scoped to, per uid.
+	ackApps map[string][][]uint32
+	err     error
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
 }
 
 func newFakeInbox() *fakeInbox {
-	return &fakeInbox{stored: map[string][]push.Message{}, acks: map[string][]uint64{}}
+	return &fakeInbox{stored: map[string][]push.Message{}, acks: map[string][]uint64{}, ackApps: map[string][][]uint32{}}
 }
 
 func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.Message, error) {
@@ -136,7 +156,7 @@ func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.M
 	return out, nil
 }
 
-func (f *fakeInbox) Ack(_ context.Context, uid string, ids []uint64) (int, error) {
+func (f *fakeInbox) Ack(_ context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	f.mu.Lock()
 	gate := f.ackGate
 	f.mu.Unlock()
@@ -146,6 +166,7 @@ func (f *fakeInbox) Ack(_ context.Context, uid string, ids []uint64) (int, error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.acks[uid] = append(f.acks[uid], ids...)
+	f.ackApps[uid] = append(f.ackApps[uid], slices.Clone(apps))
 	return len(ids), nil
 }
 

@@ -321,7 +321,7 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 // take in the outbound buffer. It reports whether s is still open (loop only).
 func (r *Room) writeFrames(s *connState, frames [][]byte) bool {
 	if len(frames) == 1 {
-		return r.write(s, frames[0])
+		return r.send(s, kindPush, frames[0])
 	}
 	total := 0
 	for _, f := range frames {
@@ -333,12 +333,7 @@ func (r *Room) writeFrames(s *connState, frames [][]byte) bool {
 		for _, f := range frames {
 			pq.wbuf = append(pq.wbuf, f...)
 		}
-		return r.write(s, pq.wbuf)
+		return r.send(s, kindPush, pq.wbuf)
 	}
-	for len(frames) > 0 && s.state != stClosed {
-		k := min(len(frames), maxIOV)
-		_, _ = s.c.Writev(frames[:k])
-		frames = frames[k:]
-	}
-	return s.state != stClosed
+	return r.sendv(s, frames)
 }

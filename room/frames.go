@@ -11,17 +11,31 @@ import (
 
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
-	"github.com/lcpush/lcpush/pkg/token"
 )
 
 // drainFrames decodes and handles whole frames from s's input until the
-// input runs short, the connection must close, or an AUTH is pending. The
-// length is checked against MaxFrame before the frame is peeked, so a huge
-// announced Len never makes gnet buffer it. Loop only.
+// input runs short, the connection must close, an AUTH is pending, or its
+// unread output is past the reply budget (write.go). The length is checked
+// against the limit before the frame is peeked — MaxAuthFrame until the
+// connection authenticated, MaxFrame after — so a huge announced Len never
+// makes gnet buffer it. Loop only.
 func (r *Room) drainFrames(s *connState) gnet.Action {
 	c := s.c
-	maxLen := r.deps.Config.Load().Room.MaxFrame
+	rc := &r.deps.Config.Load().Room
 	for s.state == stNew || s.state == stAuthed {
+		if !r.resumable(s) {
+			// Backpressure: the client does not read its replies, so its
+			// frames wait; what it may pile up meanwhile is bounded.
+			if c.InboundBuffered() > pausedInbound(rc.MaxFrame) {
+				r.markClose(s, closeInbound)
+				return gnet.Close
+			}
+			return gnet.None
+		}
+		maxLen := rc.MaxFrame
+		if s.state == stNew {
+			maxLen = rc.MaxAuthFrame
+		}
 		hdr, err := c.Peek(proto.LenSize)
 		if err != nil {
 			return gnet.None // fewer than 4 bytes so far
@@ -50,7 +64,7 @@ func (r *Room) drainFrames(s *connState) gnet.Action {
 	// An AUTH is in the workers' hands: later frames wait in gnet's inbound
 	// buffer and are handled right after AUTH_OK. Bound what a client may
 	// pile up meanwhile.
-	if s.state == stAuthing && c.InboundBuffered() > authInboundSlop*maxLen {
+	if s.state == stAuthing && c.InboundBuffered() > authInboundSlop*rc.MaxFrame {
 		r.markClose(s, closeInbound)
 		return gnet.Close
 	}
@@ -67,6 +81,7 @@ func (r *Room) protocolError(s *connState, seq uint32, code, msg string) gnet.Ac
 }
 
 // handleFrame applies one frame to the session state machine (loop only).
+// Every op a client can repeat is rate-limited first (limits.go).
 func (r *Room) handleFrame(s *connState, f proto.Frame) gnet.Action {
 	if s.state == stNew {
 		if f.Op != proto.OpAuth {
@@ -74,16 +89,34 @@ func (r *Room) handleFrame(s *connState, f proto.Frame) gnet.Action {
 		}
 		return r.handleAuth(s, f)
 	}
+	now, lim := r.nowMS(), &r.deps.Config.Load().Room.Limits
 	switch f.Op {
 	case proto.OpPing:
+		if !s.ping.allow(limitOf(lim.Ping), now) {
+			r.refuseRate(s, f, "ping")
+			return gnet.None
+		}
 		r.writePong(s, f.Seq)
 	case proto.OpAck:
+		if !s.ack.allow(limitOf(lim.Ack), now) {
+			r.refuseRate(s, f, "ack")
+			return gnet.None
+		}
 		return r.handleAck(s, f)
 	case proto.OpUpstream:
+		if !s.up.allow(limitOf(lim.Upstream), now) {
+			r.refuseRate(s, f, "upstream")
+			return gnet.None
+		}
 		return r.handleUpstream(s, f)
-	case proto.OpBind:
-		return r.handleBind(s, f)
-	case proto.OpUnbind:
+	case proto.OpBind, proto.OpUnbind:
+		if !s.bind.allow(limitOf(lim.Bind), now) {
+			r.refuseRate(s, f, "bind")
+			return gnet.None
+		}
+		if f.Op == proto.OpBind {
+			return r.handleBind(s, f)
+		}
 		r.handleUnbind(s, f)
 	case proto.OpAuth:
 		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "already authenticated")
@@ -93,48 +126,10 @@ func (r *Room) handleFrame(s *connState, f proto.Frame) gnet.Action {
 	return gnet.None
 }
 
-// write sends b to s unless s is closed, and reports whether s is still
-// open. A failed write makes gnet close the connection at once (OnClose runs
-// inside Write), and a closed connection's descriptor may already belong to
-// another client: every write goes through here (loop only).
-func (r *Room) write(s *connState, b []byte) bool {
-	if s.state == stClosed {
-		return false
-	}
-	_, _ = s.c.Write(b)
-	return s.state != stClosed
-}
-
-// writePong answers a PING. The common Seq 0 case writes the one shared PONG
-// frame; otherwise the reply echoes Seq from the loop's scratch buffer.
-func (r *Room) writePong(s *connState, seq uint32) {
-	if seq == 0 {
-		r.write(s, proto.PongFrame)
-		return
-	}
-	r.writeEmpty(s, proto.OpPong, seq)
-}
-
-// writeEmpty writes a reply frame without body (loop only).
-func (r *Room) writeEmpty(s *connState, op uint8, seq uint32) {
-	l := s.loop
-	l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: op, Seq: seq}, 0)
-	r.write(s, l.outBuf)
-}
-
-// writeError writes an ERROR frame answering seq (loop only).
-func (r *Room) writeError(s *connState, seq uint32, code, msg string) {
-	l := s.loop
-	l.outBuf = proto.AppendError(l.outBuf[:0], seq, code, msg)
-	r.write(s, l.outBuf)
-	mErrorsSent.WithLabelValues(code).Inc()
-}
-
-// writeKick writes a KICK frame (loop only); the caller closes.
-func (r *Room) writeKick(s *connState, code int, reason string) {
-	l := s.loop
-	l.outBuf = proto.AppendJSON(l.outBuf[:0], proto.Header{Op: proto.OpKick}, proto.Kick{Code: code, Reason: reason})
-	r.write(s, l.outBuf)
+// refuseRate answers a frame over its op's limit (loop only).
+func (r *Room) refuseRate(s *connState, f proto.Frame, op string) {
+	mRateLimited.WithLabelValues(op).Inc()
+	r.writeError(s, f.Seq, proto.ErrCodeRateLimited, "too many "+op+" frames")
 }
 
 func (r *Room) handleAck(s *connState, f proto.Frame) gnet.Action {
@@ -168,10 +163,6 @@ func (r *Room) handleUpstream(s *connState, f proto.Frame) gnet.Action {
 		r.writeError(s, f.Seq, proto.ErrCodeNotBound, "app not bound on this connection")
 		return gnet.None
 	}
-	if !s.allowUpstream(r.now() / int64(time.Millisecond)) {
-		r.writeError(s, f.Seq, proto.ErrCodeRateLimited, "too many upstream frames")
-		return gnet.None
-	}
 	up := push.Upstream{App: f.App, UID: s.uid, Type: typ, Data: bytes.Clone(payload), TS: time.Now().UnixMilli()}
 	seq, want := f.Seq, f.Flags&proto.FlagReplyWanted != 0
 	ok := r.submit(func() {
@@ -202,9 +193,7 @@ func (r *Room) handleBind(s *connState, f proto.Frame) gnet.Action {
 	if err := proto.DecodeJSON(f.Body, &b); err != nil {
 		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "bad BIND body")
 	}
-	cfg := r.deps.Config.Load()
-	app, ok := cfg.App(f.App)
-	if !ok || token.Verify([]byte(app.Secret), f.App, s.uid, b.Token, time.Now(), cfg.Room.TokenSkew) != nil {
+	if !verifyToken(r.deps.Config.Load(), f.App, s.uid, b.Token) {
 		// A bad BIND is no reason to drop the session.
 		r.writeError(s, f.Seq, proto.ErrCodeBadToken, "bad token for this app")
 		return gnet.None

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // fuzzExchange bounds one fuzz input's whole exchange with the room. Every
@@ -48,11 +49,13 @@ func FuzzClientInput(f *testing.F) {
 		f.Add(true, s)
 	}
 	// Every fuzz worker process runs this once and gets its own room, so uids
-	// never collide across workers. The bystander's PING each input keeps it
-	// far from its idle timeout (2 x 30 s + grace) however long the run.
+	// never collide across workers. A bystander's PING every few seconds
+	// keeps it far from its idle timeout (2 x 30 s + grace) however long the
+	// run, and within its PING limit.
 	e := startEnv(f, envOpt{})
 	by, _ := e.login(1, "bystander")
 	var n atomic.Int64
+	var pinged atomic.Int64
 	f.Fuzz(func(t *testing.T, authed bool, data []byte) {
 		c, err := net.DialTimeout("tcp", e.room.Addr(), fuzzExchange)
 		if err != nil {
@@ -90,8 +93,20 @@ func FuzzClientInput(f *testing.F) {
 			}
 			break
 		}
+		// Alive and served: a push reaches the bystander (a PING per input
+		// would run into the bystander's own PING limit).
 		by.t = t
-		by.expectQuiet()
+		id := uint64(n.Add(1))
+		if got, _ := e.room.Push(t.Context(), push.Message{ID: id, App: 1, Payload: []byte("still here")}, []push.Target{{UID: "bystander"}}); got != 1 {
+			t.Fatalf("bystander not found by Push")
+		}
+		if got, _, _ := by.expectPush(); got != id {
+			t.Fatalf("bystander got push %d, want %d", got, id)
+		}
+		if now := time.Now().UnixNano(); now-pinged.Load() > int64(3*time.Second) {
+			pinged.Store(now)
+			by.expectQuiet()
+		}
 	})
 }
 

@@ -155,6 +155,14 @@ func (r *Room) sweep(l *loopState) {
 		case stAuthed:
 			if now-s.active > 2*int64(s.hb)*int64(time.Second)+grace {
 				r.closeConn(s, closeIdle)
+				return
+			}
+			// A paused connection whose output drained may have frames
+			// waiting and no new input to wake it.
+			if s.paused && r.resumable(s) && s.c.InboundBuffered() > 0 {
+				if r.drainFrames(s) == gnet.Close {
+					r.closeConn(s, closeProtocol)
+				}
 			}
 		case stClosed:
 			if s.lingering {
@@ -168,6 +176,10 @@ func (r *Room) sweep(l *loopState) {
 // is skipped rather than piling up work on it.
 func (r *Room) tick() time.Duration {
 	cfg := r.deps.Config.Load().Room
+	if now := r.now(); now-r.purgedAt.Load() > int64(time.Second) {
+		r.purgedAt.Store(now)
+		r.ips.purge(connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS())
+	}
 	for _, l := range r.allLoops() {
 		if !l.sweeping.CompareAndSwap(false, true) {
 			continue

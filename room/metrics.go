@@ -50,6 +50,18 @@ var (
 		Name: "lcpush_room_refused_total",
 		Help: "Connections refused at accept, by reason.",
 	}, []string{"reason"})
+	mRateLimited = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_rate_limited_total",
+		Help: "Client frames refused with ERROR rate_limited, by op.",
+	}, []string{"op"})
+	mBackpressure = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_backpressure_total",
+		Help: "Times a connection stopped being read because its unread replies passed the reply budget.",
+	})
+	mRevoked = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_apps_revoked_total",
+		Help: "Apps taken from a connection that kept others (a login or kick through that app elsewhere).",
+	})
 	mPoolDropped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_room_pool_rejected_total",
 		Help: "Tasks the full (or closed) worker pool refused, by task.",
@@ -66,6 +78,7 @@ const (
 	closeSlow        = "slow_consumer"
 	closeAuthFailed  = "auth_failed"
 	closeInbound     = "inbound_overflow"
+	closeErrors      = "error_budget" // too many refused frames
 )
 
 // framesIn caches the per-op children so the hot path skips the label lookup.

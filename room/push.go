@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -109,10 +110,14 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 	return found, nil
 }
 
-// Kick sends KICK {code, reason} to the uid's connection with connID (0 =
-// its newest connection here) and closes it. It reports whether such a
-// connection was found; the KICK is written asynchronously by its loop.
-func (r *Room) Kick(_ context.Context, uid string, connID uint64, code int, reason string) (bool, error) {
+// Kick takes apps from the uid's connection with connID (0 = its newest
+// connection here): apps are tenants, so a login or a kick through app A
+// ends only A's session. The connection is sent KICK {code, reason} and
+// closed when it has no app left, or when apps is empty (the whole
+// connection); otherwise it keeps serving its other apps and is told which
+// app it lost by an UNBIND_OK with Seq 0. It reports whether such a
+// connection was found; the frames are written asynchronously by its loop.
+func (r *Room) Kick(_ context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	if r.isClosing() {
 		return false, fmt.Errorf("room kick: %w", push.ErrClosed)
 	}
@@ -123,7 +128,20 @@ func (r *Room) Kick(_ context.Context, uid string, connID uint64, code int, reas
 	if reason == "" {
 		reason = proto.KickReason(code)
 	}
+	apps = slices.Clone(apps)
 	err := r.onLoop(s, func() {
+		if len(apps) > 0 {
+			var took []uint32
+			for _, a := range apps {
+				if s.removeApp(a) {
+					took = append(took, a)
+				}
+			}
+			if len(s.appList()) > 0 {
+				r.revoked(s, took, code)
+				return
+			}
+		}
 		r.writeKick(s, code, reason)
 		r.lingerClose(s, closeKick)
 	})
@@ -131,6 +149,19 @@ func (r *Room) Kick(_ context.Context, uid string, connID uint64, code int, reas
 		return false, fmt.Errorf("room kick: %w", push.ErrClosed)
 	}
 	return true, nil
+}
+
+// revoked tells a connection that kept other apps which ones it lost, and
+// the register what it has left (loop only). A login elsewhere took the
+// apps there: the user is still online for them, so no offline event.
+func (r *Room) revoked(s *connState, took []uint32, code int) {
+	mRevoked.Add(float64(len(took)))
+	for _, a := range took {
+		l := s.loop
+		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpUnbindOK, App: a}, 0)
+		r.send(s, kindControl, l.outBuf)
+		r.syncApps(s, a, code != push.KickLoginElsewhere)
+	}
 }
 
 // Drain asks every authenticated client to reconnect to one of addrs after
@@ -146,7 +177,7 @@ func (r *Room) Drain(ctx context.Context, addrs []string, afterMS int) int {
 	r.onLoops(ctx, func(l *loopState) {
 		n := 0
 		l.each(func(s *connState) {
-			if s.state == stAuthed && r.write(s, frame) {
+			if s.state == stAuthed && r.send(s, kindControl, frame) {
 				n++
 			}
 		})

@@ -246,17 +246,18 @@ func TestUpstream(t *testing.T) {
 }
 
 func TestUpstreamRateLimit(t *testing.T) {
+	const upBurst = 100 // the default
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "flood")
 	var b []byte
-	for i := 0; i < upstreamBurst+20; i++ {
+	for i := 0; i < upBurst+20; i++ {
 		b = proto.AppendUpstream(b, uint32(1000+i), 1, false, 1, []byte("x"))
 	}
 	c.write(b)
 	limited := 0
 	for limited < 20 {
 		f := c.expectError(proto.ErrCodeRateLimited)
-		if f.Seq < 1000+upstreamBurst-10 {
+		if f.Seq < 1000+upBurst-10 {
 			t.Fatalf("rate limited early at seq %d", f.Seq)
 		}
 		limited++
@@ -268,7 +269,7 @@ func TestLoginElsewhere(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	e.coord.onKick = func(old push.Session, code int, reason string) {
 		if old.Room == e.room.ID() {
-			_, _ = e.room.Kick(t.Context(), old.UID, old.ConnID, code, reason)
+			_, _ = e.room.Kick(t.Context(), old.UID, old.ConnID, old.Apps, code, reason)
 		}
 	}
 	first, _ := e.login(1, "dup")
@@ -304,14 +305,14 @@ func TestLoginElsewhere(t *testing.T) {
 func TestKickAPI(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "k")
-	ok, err := e.room.Kick(t.Context(), "nobody", 0, push.KickAdmin, "")
+	ok, err := e.room.Kick(t.Context(), "nobody", 0, nil, push.KickAdmin, "")
 	if ok || err != nil {
 		t.Fatalf("Kick(nobody) = %v, %v", ok, err)
 	}
-	if ok, _ := e.room.Kick(t.Context(), "k", e.connID("k")+1, push.KickAdmin, ""); ok {
+	if ok, _ := e.room.Kick(t.Context(), "k", e.connID("k")+1, nil, push.KickAdmin, ""); ok {
 		t.Fatal("Kick with a wrong connID found something")
 	}
-	if ok, err := e.room.Kick(t.Context(), "k", 0, push.KickBanned, ""); !ok || err != nil {
+	if ok, err := e.room.Kick(t.Context(), "k", 0, nil, push.KickBanned, ""); !ok || err != nil {
 		t.Fatalf("Kick = %v, %v", ok, err)
 	}
 	if k := c.expectKick(push.KickBanned); k.Reason != "banned" {

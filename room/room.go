@@ -48,31 +48,40 @@ type Config struct {
 	NumLoops   int    // event loops, default runtime.NumCPU()
 	Workers    int    // blocking-work pool size, default 64
 	Queue      int    // pool queue length, default 8192
+	// SendBuffer, when > 0, sets SO_SNDBUF of client sockets: the kernel's
+	// share of each connection's unread output (0 keeps the system default).
+	SendBuffer int
 	Logger     *slog.Logger
 }
 
 // Registrar is the session store (register service).
 type Registrar interface {
-	// Register stores s as the uid's session. prev is the uid's previous
-	// session when it was another connection (on this room or elsewhere).
-	Register(ctx context.Context, s push.Session) (prev *push.Session, err error)
+	// Register stores s as one of the uid's sessions. Apps are tenants: the
+	// uid's other connections lose the apps s has, and the sessions that
+	// lost apps are returned, each with Apps set to the apps it lost.
+	Register(ctx context.Context, s push.Session) (displaced []push.Session, err error)
 	// Unregister removes the uid's session only if it is still (room, connID).
 	Unregister(ctx context.Context, uid, room string, connID uint64) (bool, error)
-	// SetApps replaces the app set of the uid's session if it is still connID.
-	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error)
+	// SetApps replaces the app set of the uid's session if it is still
+	// connID; apps it gains are taken from the uid's other connections,
+	// which are returned as by Register.
+	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (displaced []push.Session, ok bool, err error)
 }
 
 // Inbox is the store of QoS 1 messages (saver service).
 type Inbox interface {
 	// Load returns stored QoS 1 (and broadcast) messages in ID order.
 	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
-	// Ack deletes the uid's messages with these ids; unknown ids are ignored.
-	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+	// Ack deletes the uid's messages with these ids that belong to one of
+	// apps (the apps bound on the ACKing connection); unknown ids and ids of
+	// other apps are ignored.
+	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
 }
 
 // Coordinator routes kicks, upstream data and status events (coordinator service).
 type Coordinator interface {
-	// Kick kicks a session wherever it is (maybe on this room).
+	// Kick takes old.Apps from old's connection wherever it is (maybe on
+	// this room), and kicks it when it has no app left (Room.Kick).
 	Kick(ctx context.Context, old push.Session, code int, reason string) error
 	// Upstream queues client data for the product; push.ErrOverloaded when full.
 	Upstream(ctx context.Context, up push.Upstream) error
@@ -100,10 +109,12 @@ type Room struct {
 	epoch  time.Time     // base of the monotonic clock used for deadlines
 	nextID atomic.Uint64 // connection ids
 
-	idx   index
-	ips   ipCounter
-	conns atomic.Int64 // open connections (admitted)
-	onl   atomic.Int64 // authenticated sessions
+	idx      index
+	ips      ipCounter
+	conns    atomic.Int64 // open connections (admitted)
+	unauthed atomic.Int64 // of them, not authenticated yet
+	purgedAt atomic.Int64 // monotonic ns of the last ips.purge
+	onl      atomic.Int64 // authenticated sessions
 
 	loopsMu sync.RWMutex
 	loops   map[gnet.EventLoop]*loopState
@@ -191,16 +202,20 @@ func (r *Room) Start(ctx context.Context) error {
 	r.mu.Unlock()
 
 	h := &events{r: r}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(r.cfg.NumLoops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithReuseAddr(true), // a restarted room binds its port at once, despite TIME_WAIT
+		gnet.WithLogger(gnetLogger{r.log}),
+	}
+	if r.cfg.SendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(r.cfg.SendBuffer))
+	}
 	go func() {
 		defer close(r.runDone)
-		err := gnet.Run(h, "tcp://"+r.cfg.Addr,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(r.cfg.NumLoops),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithTicker(true),
-			gnet.WithReuseAddr(true), // a restarted room binds its port at once, despite TIME_WAIT
-			gnet.WithLogger(gnetLogger{r.log}),
-		)
+		err := gnet.Run(h, "tcp://"+r.cfg.Addr, opts...)
 		if err != nil {
 			r.log.Error("gnet engine stopped", "err", err)
 		}

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"github.com/lcpush/lcpush/pkg/config"
 	"testing"
 	"time"
 	"unsafe"
@@ -49,36 +50,39 @@ func TestIndexSameUID(t *testing.T) {
 	}
 }
 
-func TestUpstreamBucket(t *testing.T) {
-	s := &connState{upAt: 1000, upTokens: upstreamBurst}
-	now := int64(1000)
-	for i := 0; i < upstreamBurst; i++ {
-		if !s.allowUpstream(now) {
-			t.Fatalf("refused #%d within the burst", i)
+func TestBucket(t *testing.T) {
+	d := config.Defaults().Room.Limits
+	for _, l := range []opLimit{limitOf(d.Ping), limitOf(d.Ack), limitOf(d.Bind), limitOf(d.Upstream), limitOf(d.Errors)} {
+		var b bucket
+		now := uint32(1000)
+		for i := 0; i < int(l.burst); i++ {
+			if !b.allow(l, now) {
+				t.Fatalf("%+v: refused #%d within the burst", l, i)
+			}
 		}
-	}
-	if s.allowUpstream(now) {
-		t.Fatal("allowed past the burst")
-	}
-	// Calls every 5 ms must not lose the partial refill: 50/s over 1 s.
-	allowed := 0
-	for k := 0; k < 200; k++ {
-		now += 5
-		if s.allowUpstream(now) {
-			allowed++
+		if b.allow(l, now) {
+			t.Fatalf("%+v: allowed past the burst", l)
 		}
-	}
-	if allowed < upstreamRate-1 || allowed > upstreamRate+1 {
-		t.Fatalf("allowed %d in 1 s, want ~%d", allowed, upstreamRate)
-	}
-	// A long pause refills to the burst, not beyond.
-	now += int64(time.Hour / time.Millisecond)
-	n := 0
-	for s.allowUpstream(now) {
-		n++
-	}
-	if n != upstreamBurst {
-		t.Fatalf("after a pause: %d, want %d", n, upstreamBurst)
+		// Calls every few ms must not lose the partial refill: the rate over 10 s.
+		allowed, step := 0, max(l.msPerToken/4, 1)
+		for t0 := now; now-t0 < 10_000; {
+			now += step
+			if b.allow(l, now) {
+				allowed++
+			}
+		}
+		if want := int(10_000 / l.msPerToken); allowed < want-1 || allowed > want+1 {
+			t.Fatalf("%+v: allowed %d in 10 s, want ~%d", l, allowed, want)
+		}
+		// A long pause refills to the burst, not beyond, across the 32-bit wrap too.
+		now += 1<<32 - 5_000_000
+		n := 0
+		for b.allow(l, now) {
+			n++
+		}
+		if n != int(l.burst) {
+			t.Fatalf("%+v: after a pause: %d, want %d", l, n, l.burst)
+		}
 	}
 }
 

@@ -49,11 +49,11 @@ func (r *Room) unregisterAsync(s *connState) {
 // setApps sends s's current app set to register. Calls for one connection
 // are serialised and each sends the set as it is when it runs, so the last
 // one to finish always carries the latest set.
-func (r *Room) setApps(ctx context.Context, s *connState) error {
+func (r *Room) setApps(ctx context.Context, s *connState) ([]push.Session, error) {
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	_, err := r.deps.Registrar.SetApps(ctx, s.uid, s.id, s.appList())
-	return err
+	displaced, _, err := r.deps.Registrar.SetApps(ctx, s.uid, s.id, s.appList())
+	return displaced, err
 }
 
 // syncApps queues a setApps after app was unbound, and its offline event
@@ -62,7 +62,7 @@ func (r *Room) syncApps(s *connState, app uint32, offline bool) {
 	ok := r.submit(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		if err := r.setApps(ctx, s); err != nil {
+		if _, err := r.setApps(ctx, s); err != nil {
 			r.log.Warn("set apps failed", "uid", s.uid, "err", err)
 			return
 		}

@@ -83,6 +83,9 @@ func BenchmarkSaveMulticast(b *testing.B) {
 	}
 }
 
+// benchApps are the apps a benchmark ACK acts for (a connection bound to one app).
+var benchApps = []uint32{1}
+
 // BenchmarkAck ACKs one stored message per op from many goroutines.
 func BenchmarkAck(b *testing.B) {
 	const users = 1000
@@ -109,7 +112,34 @@ func BenchmarkAck(b *testing.B) {
 				for pb.Next() {
 					i := next.Add(1) - 1
 					ids[0] = i/users + 1
-					if n, err := st.Ack(bg, uids[i%users], ids); err != nil || n != 1 {
+					if n, err := st.Ack(bg, uids[i%users], benchApps, ids); err != nil || n != 1 {
+						b.Fatalf("ack: %d %v", n, err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkAckUnknown ACKs ids the store does not hold (a client flooding
+// junk ACKs): it must cost no commit, so no fsync in Bolt.
+func BenchmarkAckUnknown(b *testing.B) {
+	for _, bs := range benchStores {
+		b.Run(bs.name, func(b *testing.B) {
+			st := bs.open(b)
+			defer st.Close()
+			if err := st.Save(bg, msg(1, 1, future()), []string{"flooder"}); err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Uint64
+			b.SetParallelism(benchParallelism)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ids := make([]uint64, 1)
+				for pb.Next() {
+					ids[0] = 1000 + next.Add(1)
+					if n, err := st.Ack(bg, "flooder", benchApps, ids); err != nil || n != 0 {
 						b.Fatalf("ack: %d %v", n, err)
 					}
 				}

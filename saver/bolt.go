@@ -344,34 +344,69 @@ func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	return nil
 }
 
-// Ack implements Store.
-func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+// Ack implements Store. A read transaction first finds the ids that will
+// take effect (an entry of one of apps, a broadcast of one of apps not yet
+// ACKed by uid); only when there is one does the ACK join a write batch,
+// which checks those ids again. An ACK of unknown or other apps' ids thus
+// costs no write transaction and no fsync. A corrupt entry (its app
+// unreadable, never delivered) is deleted by any ACK naming it.
+func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	if err := checkUID(uid); err != nil {
 		return 0, fmt.Errorf("saver ack: %w", err)
 	}
-	if len(ids) == 0 {
+	if len(apps) == 0 || len(ids) == 0 {
 		return 0, nil
 	}
+	if b.closed.Load() {
+		return 0, fmt.Errorf("saver ack %s: %w", uid, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
+	}
 	// inbox key, broadcast key and ACK-record key of every id, in one buffer.
-	per := 2*(len(uid)+9) + 8
+	per := 2*len(uid) + 17
 	buf := make([]byte, 0, per*len(ids))
-	type keys struct{ inbox, bcast, back []byte }
-	ks := make([]keys, len(ids))
+	ks := make([]ackKeys, len(ids))
 	for i, id := range ids {
 		start := len(buf)
 		buf = inboxKey(buf, uid, id)
 		mid := len(buf)
 		buf = backsKey(buf, id, uid)
-		ks[i] = keys{inbox: buf[start:mid], bcast: buf[mid : mid+8], back: buf[mid:]}
+		ks[i] = ackKeys{inbox: buf[start:mid], bcast: buf[mid : mid+8], back: buf[mid:]}
+	}
+	live := 0
+	err := b.db.View(func(tx *bolt.Tx) error {
+		live = 0
+		bk := ackBuckets{tx: tx}
+		for i := range ks {
+			k := &ks[i]
+			what, _ := bk.takes(k, apps)
+			k.live = what != ackNone
+			if k.live {
+				live++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("saver ack %s: %w", uid, closedErr(err))
+	}
+	if live == 0 {
+		return 0, nil // nothing to change: no write transaction
 	}
 	var n, unparked int
 	var deleted []uint32 // apps of deleted unicast entries
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err = b.batch(ctx, func(tx *bolt.Tx) error {
 		n, unparked, deleted = 0, 0, deleted[:0]
-		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
-		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
-		for _, k := range ks {
-			if v := inbox.Get(k.inbox); v != nil {
+		bk := ackBuckets{tx: tx}
+		inbox, exp := bk.bucket(&bk.inbox, bucketInbox), tx.Bucket(bucketExpiry)
+		for i := range ks {
+			k := &ks[i]
+			if !k.live {
+				continue
+			}
+			switch what, v := bk.takes(k, apps); what {
+			case ackEntry:
 				app, expire, herr := decodeHeader(v)
 				if err := inbox.Delete(k.inbox); err != nil {
 					return err
@@ -391,14 +426,8 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 						return err
 					}
 				}
-				continue
-			}
-			if bc.Get(k.bcast) == nil {
-				continue
-			}
-			// No record, a load count or parked: not ACKed yet.
-			if v := backs.Get(k.back); v == nil || len(v) > 0 {
-				if err := backs.Put(k.back, empty); err != nil {
+			case ackBroadcast:
+				if err := bk.backs.Put(k.back, empty); err != nil {
 					return err
 				}
 				n++
@@ -419,6 +448,57 @@ func (b *Bolt) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
 	}
 	b.parked.Add(-int64(unparked))
 	return n, nil
+}
+
+// ackKeys are the keys one ACKed id may touch; live: the read pass found
+// that the ACK takes effect on it.
+type ackKeys struct {
+	inbox, bcast, back []byte
+	live               bool
+}
+
+// What an ACK does to one id.
+const (
+	ackNone      = iota // unknown, another app's, or a broadcast ACKed already
+	ackEntry            // deletes the uid's entry
+	ackBroadcast        // records the broadcast as ACKed by the uid
+)
+
+// ackBuckets opens the buckets an ACK reads as it needs them: most ACKs
+// find their entries in the inbox and never read the broadcasts.
+type ackBuckets struct {
+	tx               *bolt.Tx
+	inbox, bc, backs *bolt.Bucket
+}
+
+func (a *ackBuckets) bucket(b **bolt.Bucket, name []byte) *bolt.Bucket {
+	if *b == nil {
+		*b = a.tx.Bucket(name)
+	}
+	return *b
+}
+
+// takes reports what ACKing k for apps does, in either transaction, and
+// the inbox entry's value for ackEntry.
+func (a *ackBuckets) takes(k *ackKeys, apps []uint32) (int, []byte) {
+	if v := a.bucket(&a.inbox, bucketInbox).Get(k.inbox); v != nil {
+		if app, _, err := decodeHeader(v); err != nil || hasApp(apps, app) {
+			return ackEntry, v
+		}
+		return ackNone, nil // another app's entry: as if unknown
+	}
+	v := a.bucket(&a.bc, bucketBcast).Get(k.bcast)
+	if v == nil {
+		return ackNone, nil
+	}
+	if app, _, err := decodeHeader(v); err != nil || !hasApp(apps, app) {
+		return ackNone, nil
+	}
+	// No record, a load count or parked: not ACKed yet.
+	if r := a.bucket(&a.backs, bucketBacks).Get(k.back); r == nil || len(r) > 0 {
+		return ackBroadcast, nil
+	}
+	return ackNone, nil
 }
 
 // Stats implements Store.

@@ -172,8 +172,10 @@ func (b *Bolt) countLoads(ctx context.Context, uid string, msgs []push.Message) 
 	return nil
 }
 
-// UserStats implements Store.
-func (b *Bolt) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+// UserStats implements Store. Every app (app 0) reads the uid's count
+// record and its load records; one app walks the uid's inbox range, reading
+// each entry's header (no payload decoded), with its load record.
+func (b *Bolt) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	if err := checkUID(uid); err != nil {
 		return 0, 0, fmt.Errorf("saver user stats: %w", err)
 	}
@@ -181,8 +183,26 @@ func (b *Bolt) UserStats(ctx context.Context, uid string) (pending, parked int, 
 		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, ErrClosed)
 	}
 	err = b.db.View(func(tx *bolt.Tx) error {
-		pending = getCount(tx.Bucket(bucketCount), uid)
+		pending, parked = 0, 0
 		prefix := inboxPrefix(nil, uid)
+		if app != 0 {
+			loads := tx.Bucket(bucketLoads)
+			c := tx.Bucket(bucketInbox).Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if len(k) != len(prefix)+8 {
+					continue
+				}
+				if a, _, err := decodeHeader(v); err != nil || a != app {
+					continue
+				}
+				pending++
+				if isParked(loads.Get(k)) {
+					parked++
+				}
+			}
+			return nil
+		}
+		pending = getCount(tx.Bucket(bucketCount), uid)
 		c := tx.Bucket(bucketLoads).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k) == len(prefix)+8 && isParked(v) {

@@ -44,6 +44,7 @@ const (
 	dPark                     // inbox (uid, id) parked
 	dBroadcast                // broadcast id := msg
 	dBack                     // broadcast_ack (uid, id) := state; the higher state wins
+	dDeleteIn                 // inbox (uid, id) deleted if its app is one of apps: ACK of an id Redis did not know
 )
 
 // States of a broadcast_ack row.
@@ -59,10 +60,11 @@ type drow struct {
 	uid   string
 	id    uint64
 	msg   *push.Message // dUpsert, dBroadcast: shared by the rows of one call
+	apps  []uint32      // dDeleteIn: shared by the rows of one call
 }
 
 func (r *drow) size() int {
-	n := len(r.uid) + 32
+	n := len(r.uid) + 32 + 4*len(r.apps)
 	if r.msg != nil {
 		n += len(r.msg.Payload)
 	}
@@ -279,6 +281,19 @@ func (d *durable) down() bool {
 
 // queued returns the rows waiting for MySQL.
 func (d *durable) queued() int64 { return d.depth.Load() }
+
+// enqueued returns the rows ever queued, all shards: what the store asked
+// of MySQL since it opened (tests check that an ACK changing nothing asks
+// nothing).
+func (d *durable) enqueued() uint64 {
+	var n uint64
+	for _, s := range d.shards {
+		s.mu.Lock()
+		n += s.seq
+		s.mu.Unlock()
+	}
+	return n
+}
 
 // healthy reports whether every shard's last write succeeded.
 func (d *durable) healthy() bool {

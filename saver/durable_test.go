@@ -1,6 +1,7 @@
 package saver
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -13,6 +14,7 @@ func TestFold(t *testing.T) {
 	up := func(m *push.Message) drow { return drow{op: dUpsert, uid: "u", id: 1, msg: m} }
 	del := drow{op: dDelete, uid: "u", id: 1}
 	park := drow{op: dPark, uid: "u", id: 1}
+	delIn := func(apps ...uint32) drow { return drow{op: dDeleteIn, uid: "u", id: 1, apps: apps} }
 	for _, tc := range []struct {
 		name string
 		rows []drow
@@ -27,10 +29,19 @@ func TestFold(t *testing.T) {
 		{"park after ack is nothing", []drow{del, park}, inboxOp{del: true}},
 		{"parked then acked", []drow{up(m1), park, del}, inboxOp{del: true}},
 		{"park alone", []drow{park}, inboxOp{parked: true}},
+		// dDeleteIn: an ACK of an id Redis did not know, for some apps only.
+		{"conditional delete alone", []drow{delIn(1)}, inboxOp{delIn: []uint32{1}}},
+		{"conditional delete of a row written for the app", []drow{up(m1), delIn(1)}, inboxOp{del: true}},
+		{"conditional delete of another app's row", []drow{up(m2), delIn(1)}, inboxOp{up: m2}},
+		{"conditional delete then re-save", []drow{delIn(1), up(m2)}, inboxOp{delIn: []uint32{1}, up: m2}},
+		{"conditional delete after a delete", []drow{del, delIn(1)}, inboxOp{del: true}},
+		{"conditional deletes add up", []drow{delIn(1), delIn(2, 1)}, inboxOp{delIn: []uint32{1, 2}}},
+		{"delete after a conditional one", []drow{delIn(1), del}, inboxOp{del: true}},
+		{"parked then conditional delete", []drow{park, delIn(2)}, inboxOp{delIn: []uint32{2}, parked: true}},
 	} {
 		inbox, _, _ := fold(tc.rows)
 		got := inbox[rowKey{"u", 1}]
-		if got == nil || *got != tc.want {
+		if got == nil || !reflect.DeepEqual(*got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}

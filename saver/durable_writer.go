@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,9 +165,11 @@ func cmpRowKey(a, b rowKey) int {
 }
 
 // inboxOp is what a batch does to one inbox row, its operations folded in
-// queue order: deleted first (del), then written (up), then parked.
+// queue order: deleted first (del; or delIn: deleted if its app is one of
+// these), then written (up), then parked.
 type inboxOp struct {
 	del    bool
+	delIn  []uint32
 	up     *push.Message
 	parked bool
 }
@@ -203,6 +206,16 @@ func fold(rows []drow) (inbox map[rowKey]*inboxOp, bcasts map[uint64]*push.Messa
 			o.up = r.msg // a re-save keeps the parked mark, as Redis does
 		case dDelete:
 			*o = inboxOp{del: true}
+		case dDeleteIn:
+			switch {
+			case o.up != nil: // the batch wrote the row: its app is known
+				if hasApp(r.apps, o.up.App) {
+					*o = inboxOp{del: true}
+				}
+			case o.del: // deleted already
+			default:
+				o.delIn = unionApps(o.delIn, r.apps)
+			}
 		case dPark:
 			if o.up != nil || !o.del {
 				o.parked = true
@@ -212,14 +225,50 @@ func fold(rows []drow) (inbox map[rowKey]*inboxOp, bcasts map[uint64]*push.Messa
 	return inbox, bcasts, backs
 }
 
+// unionApps returns a with the apps of b it lacks; it never modifies b,
+// which rows share.
+func unionApps(a, b []uint32) []uint32 {
+	if a == nil {
+		return b
+	}
+	out := a
+	for _, x := range b {
+		if !hasApp(out, x) {
+			if len(out) == len(a) {
+				out = slices.Clone(a) // a may be another row's
+			}
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// appsKey names a set of apps, for grouping conditional deletes.
+func appsKey(apps []uint32) string {
+	s := slices.Sorted(slices.Values(apps))
+	var b strings.Builder
+	for _, a := range slices.Compact(s) {
+		b.WriteString(strconv.FormatUint(uint64(a), 10))
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
 // write commits one batch in one transaction.
 func (d *durable) write(ctx context.Context, rows []drow) error {
 	inbox, bcasts, backs := fold(rows)
 	var dels, parks []rowKey
 	var ups []rowKey
+	var delIn map[string][]rowKey // conditional deletes, by their set of apps
 	for k, o := range inbox {
 		if o.del {
 			dels = append(dels, k)
+		} else if len(o.delIn) > 0 {
+			if delIn == nil {
+				delIn = map[string][]rowKey{}
+			}
+			ak := appsKey(o.delIn)
+			delIn[ak] = append(delIn[ak], k)
 		}
 		if o.up != nil {
 			ups = append(ups, k)
@@ -240,6 +289,19 @@ func (d *durable) write(ctx context.Context, rows []drow) error {
 	if len(dels) > 0 {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM `"+t.inbox+"` WHERE (uid, id) IN ("+tuples(len(dels), "(?,?)")+")",
 			keyArgs(dels)...); err != nil {
+			return err
+		}
+	}
+	for _, ak := range slices.Sorted(maps.Keys(delIn)) {
+		keys := delIn[ak]
+		slices.SortFunc(keys, cmpRowKey)
+		apps := inbox[keys[0]].delIn
+		args := keyArgs(keys)
+		for _, a := range apps {
+			args = append(args, a)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM `"+t.inbox+"` WHERE (uid, id) IN ("+tuples(len(keys), "(?,?)")+
+			") AND app IN ("+tuples(len(apps), "?")+")", args...); err != nil {
 			return err
 		}
 	}

@@ -210,12 +210,15 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 }
 
 // Ack implements Store.
-func (m *Memory) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	if err := checkUID(uid); err != nil {
 		return 0, fmt.Errorf("saver ack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
+	}
+	if len(apps) == 0 || len(ids) == 0 {
+		return 0, nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -226,13 +229,16 @@ func (m *Memory) Ack(ctx context.Context, uid string, ids []uint64) (int, error)
 	box := m.inbox[uid]
 	for _, id := range ids {
 		if i, found := slices.BinarySearchFunc(box, id, cmpEntry); found {
+			if !hasApp(apps, box[i].msg.App) {
+				continue // another app's: as if unknown
+			}
 			m.forget(box[i])
 			box = slices.Delete(box, i, i+1)
 			m.acked++
 			n++
 			continue
 		}
-		if b := m.bcasts[id]; b != nil {
+		if b := m.bcasts[id]; b != nil && hasApp(apps, b.msg.App) {
 			if b.users[uid] != memAcked {
 				b.users[uid] = memAcked
 				n++
@@ -308,7 +314,7 @@ func (m *Memory) Stats(ctx context.Context) (push.StoreStats, error) {
 }
 
 // UserStats implements Store.
-func (m *Memory) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+func (m *Memory) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	if err := checkUID(uid); err != nil {
 		return 0, 0, fmt.Errorf("saver user stats: %w", err)
 	}
@@ -317,13 +323,16 @@ func (m *Memory) UserStats(ctx context.Context, uid string) (pending, parked int
 	if m.closed {
 		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, ErrClosed)
 	}
-	box := m.inbox[uid]
-	for _, e := range box {
+	for _, e := range m.inbox[uid] {
+		if app != 0 && e.msg.App != app {
+			continue
+		}
+		pending++
 		if e.parked {
 			parked++
 		}
 	}
-	return len(box), parked, nil
+	return pending, parked, nil
 }
 
 // Close implements Store.

@@ -342,8 +342,10 @@ func (r *RedisStore) Stats(ctx context.Context) (push.StoreStats, error) {
 	return st, nil
 }
 
-// UserStats implements Store.
-func (r *RedisStore) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+// UserStats implements Store: one script counts the user's entries of app
+// inside Redis (no payload crosses the network), after a reload from MySQL
+// if the hash is not of the current epoch.
+func (r *RedisStore) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	if err := checkUID(uid); err != nil {
 		return 0, 0, fmt.Errorf("saver user stats: %w", err)
 	}
@@ -351,14 +353,30 @@ func (r *RedisStore) UserStats(ctx context.Context, uid string) (pending, parked
 		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, ErrClosed)
 	}
 	defer r.calls.Done()
-	h, err := r.userHash(ctx, uid)
+	fresh, pending, parked, err := r.userCounts(ctx, uid, app)
+	if err == nil && !fresh {
+		if rerr := r.reload(ctx, uid, *r.epoch.Load()); rerr != nil {
+			metricReloads.WithLabelValues("failed").Inc()
+			r.log.Debug("saver: reload from mysql failed; counting redis as it is", "uid", truncate(uid), "err", rerr)
+		} else {
+			metricReloads.WithLabelValues("ok").Inc()
+			_, pending, parked, err = r.userCounts(ctx, uid, app)
+		}
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("saver user stats %s: %w", uid, err)
 	}
-	for _, m := range h.entries {
-		if h.parked[m.ID] {
-			parked++
-		}
+	return pending, parked, nil
+}
+
+func (r *RedisStore) userCounts(ctx context.Context, uid string, app uint32) (fresh bool, pending, parked int, err error) {
+	op := &pipeOp{kind: pipeScript, script: scriptUserStats, key: r.k.user(uid), args: []any{*r.epoch.Load(), app}}
+	if err := r.pipe.do(ctx, op); err != nil {
+		return false, 0, 0, err
 	}
-	return len(h.entries), parked, nil
+	l, err := op.list()
+	if err != nil || len(l) < 3 {
+		return false, 0, 0, cmpErr(nil, err)
+	}
+	return asInt(l[0]) == 1, int(asInt(l[1])), int(asInt(l[2])), nil
 }

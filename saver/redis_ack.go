@@ -3,6 +3,7 @@ package saver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -12,9 +13,20 @@ import (
 // it), so a client sending junk ids costs one small read per interval.
 const refreshOnAckEvery = 100 * time.Millisecond
 
-// Ack implements Store: one script deletes the entries from the user's hash
-// and records the broadcast ACKs; the MySQL rows follow through the queue.
-func (r *RedisStore) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+// Ack implements Store: one script deletes the entries of apps from the
+// user's hash and records the broadcast ACKs of apps; the MySQL rows follow
+// through the queue. Ids that take no effect (unknown, other apps') queue
+// nothing and, on a hash of the current epoch, write nothing to Redis.
+//
+// A hash not of the current epoch (Redis lost data since the user was last
+// filled) may lack entries MySQL holds. Its unknown ids are not taken as
+// unknown at once: the user is first reloaded from MySQL (two indexed
+// reads, once per user and epoch: the hash is then current) and the ids
+// are ACKed again, so the deletes are queued only for entries that exist.
+// Only when the reload cannot be done (MySQL down) does the ACK queue, for
+// each unknown id, a MySQL delete restricted to apps (a row per id, to be
+// written when MySQL is back) and leave tombstones for a reload to respect.
+func (r *RedisStore) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	if err := checkUID(uid); err != nil {
 		return 0, fmt.Errorf("saver ack: %w", err)
 	}
@@ -25,33 +37,54 @@ func (r *RedisStore) Ack(ctx context.Context, uid string, ids []uint64) (int, er
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
 	}
-	if len(ids) == 0 {
+	if len(apps) == 0 || len(ids) == 0 {
 		return 0, nil
 	}
 	if !r.dur.reserve(len(ids), true) {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, refused(opAck))
 	}
-	res, err := r.ackOnce(ctx, uid, ids)
+	set := appSet(apps)
+	tomb := r.dur.down() // no reload possible: tombstone unknown ids at once
+	res, err := r.ackOnce(ctx, uid, set, apps, ids, tomb)
 	if err == nil && len(res.unknown) > 0 && r.refreshForAck(ctx) {
-		var known []uint64
+		var known, still []uint64
 		for _, id := range res.unknown {
 			if _, ok := r.bc.get(id); ok {
 				known = append(known, id)
+			} else {
+				still = append(still, id)
 			}
 		}
 		if len(known) > 0 {
-			again, err2 := r.ackOnce(ctx, uid, known)
+			again, err2 := r.ackOnce(ctx, uid, set, apps, known, tomb)
 			res.n += again.n
 			res.rows = append(res.rows, again.rows...)
-			res.unknown = again.unknown
+			res.unknown = append(still, again.unknown...)
 			err = err2
 		}
 	}
-	if err == nil && !res.fresh {
-		// The hash was not reloaded since Redis lost data: MySQL may hold
-		// entries Redis does not, so delete every id there.
-		for _, id := range res.unknown {
-			res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id})
+	if err == nil && !res.fresh && len(res.unknown) > 0 {
+		if !tomb {
+			if rerr := r.reload(ctx, uid, *r.epoch.Load()); rerr != nil {
+				metricReloads.WithLabelValues("failed").Inc()
+				r.log.Debug("saver: reload for an ack failed", "uid", truncate(uid), "err", rerr)
+				tomb = true
+			} else {
+				metricReloads.WithLabelValues("ok").Inc()
+			}
+			again, err2 := r.ackOnce(ctx, uid, set, apps, res.unknown, tomb)
+			res.n += again.n
+			res.rows = append(res.rows, again.rows...)
+			res.unknown, res.fresh = again.unknown, again.fresh
+			err = err2
+		}
+		if err == nil && !res.fresh && len(res.unknown) > 0 {
+			// Still not reloaded: MySQL may hold entries Redis does not,
+			// so delete the ids there, but only entries of apps.
+			own := slices.Clone(apps)
+			for _, id := range res.unknown {
+				res.rows = append(res.rows, drow{op: dDeleteIn, uid: uid, id: id, apps: own})
+			}
 		}
 	}
 	// At most one row per distinct id: the reservation covers them.
@@ -63,22 +96,41 @@ func (r *RedisStore) Ack(ctx context.Context, uid string, ids []uint64) (int, er
 	return res.n, nil
 }
 
+// appSet is apps as scriptAck takes them: ",1,2,".
+func appSet(apps []uint32) string {
+	b := make([]byte, 0, 1+6*len(apps))
+	b = append(b, ',')
+	for _, a := range apps {
+		b = strconv.AppendUint(b, uint64(a), 10)
+		b = append(b, ',')
+	}
+	return string(b)
+}
+
 type ackResult struct {
 	n       int
 	fresh   bool // the hash carries the current epoch
 	rows    []drow
-	unknown []uint64 // ids that took no effect and are no known broadcast
+	unknown []uint64 // ids that took no effect and are no known broadcast or other app's entry
 }
 
-func (r *RedisStore) ackOnce(ctx context.Context, uid string, ids []uint64) (ackResult, error) {
-	args := make([]any, 0, 3+2*len(ids))
-	args = append(args, *r.epoch.Load(), time.Now().Unix(), r.idle())
+// ackOnce runs scriptAck for ids on behalf of apps (set: appSet(apps)); a
+// known broadcast of another app is left out of the call.
+func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32, ids []uint64, tomb bool) (ackResult, error) {
+	args := make([]any, 0, 5+2*len(ids))
+	args = append(args, *r.epoch.Load(), time.Now().Unix(), r.idle(), set, boolDigit(tomb))
 	for _, id := range ids {
 		exp := ""
 		if m, ok := r.bc.get(id); ok {
+			if !hasApp(apps, m.App) {
+				continue // another app's broadcast: as if unknown
+			}
 			exp = strconv.FormatInt(m.Expire, 10)
 		}
 		args = append(args, id8(id), exp)
+	}
+	if len(args) == 5 {
+		return ackResult{fresh: true}, nil // only other apps' broadcasts
 	}
 	op := &pipeOp{kind: pipeScript, script: scriptAck, key: r.k.user(uid), args: args}
 	if err := r.pipe.do(ctx, op); err != nil {
@@ -97,13 +149,15 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid string, ids []uint64) (ack
 			continue
 		}
 		done[id] = true
-		res.n++
-		if s[0] == 'u' {
+		switch s[0] {
+		case 'u':
+			res.n++
 			res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id})
 			r.cnt.add(uid, appField(uint32(asInt(l[i+1]))), -1)
 			r.cnt.add(uid, fieldParked, -asInt(l[i+2]))
 			r.acked.Add(1)
-		} else {
+		case 'b':
+			res.n++
 			res.rows = append(res.rows, drow{op: dBack, state: backAcked, uid: uid, id: id})
 		}
 	}

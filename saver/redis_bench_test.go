@@ -47,7 +47,7 @@ func BenchmarkRedisSaveAck(b *testing.B) {
 						b.Fatal(err)
 					}
 					ids[0] = id
-					if n, err := st.Ack(bg, uids[0], ids); err != nil || n != 1 {
+					if n, err := st.Ack(bg, uids[0], benchApps, ids); err != nil || n != 1 {
 						b.Fatalf("ack: %d %v", n, err)
 					}
 				}
@@ -81,7 +81,7 @@ func BenchmarkRedisMulticastAck(b *testing.B) {
 						b.Fatal(err)
 					}
 					for _, uid := range uids {
-						if _, err := st.Ack(bg, uid, ids); err != nil {
+						if _, err := st.Ack(bg, uid, benchApps, ids); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -120,7 +120,7 @@ func (w *workload) step(g, i int) {
 	if ack == 0 {
 		return
 	}
-	_, err = w.st.Ack(bg, a, []uint64{ack})
+	_, err = w.st.Ack(bg, a, testApps, []uint64{ack})
 	w.mu.Lock()
 	delete(w.want[a], ack)
 	if err != nil {
@@ -342,5 +342,69 @@ func TestRedisLossWhileMySQLDown(t *testing.T) {
 	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
 	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
 		t.Fatalf("u after mysql came back: %v", got)
+	}
+}
+
+// An ACK on a user Redis lost (evicted, expired, or not yet reloaded since
+// Redis lost data) reloads the user from MySQL first: the ids MySQL holds
+// for the ACKing apps are deleted and counted, and the other ids cost no
+// MySQL row, in particular another app's entry.
+func TestRedisAckReloadsLostUser(t *testing.T) {
+	env := newRedisEnv(t)
+	st := env.open(t, RedisOptions{Limits: Limits{MaxLoads: -1}})
+	mustSave(t, st, msg(1, 1, future()), "u")
+	mustSave(t, st, msg(2, 2, future()), "u")
+	if err := env.rc.Del(bg, st.k.user("u")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	queued := st.dur.enqueued()
+	mustAckFor(t, st, "u", []uint32{1}, 1, 1, 2, 99) // 1 from MySQL; 2 is app 2's; 99 unknown
+	if d := st.dur.enqueued() - queued; d != 1 {
+		t.Fatalf("%d rows queued, want 1 (the delete of 1)", d)
+	}
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.rows(t, "inbox", "uid = ?", "u"); n != 1 {
+		t.Fatalf("mysql holds %d rows of u, want 1 (app 2's)", n)
+	}
+	if got := loadIDs(t, st, "u", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("u loads %v, want [2]", got)
+	}
+}
+
+// An ACK that Redis cannot check while MySQL is down (the user's hash was
+// lost and cannot be reloaded) queues MySQL deletes restricted to the
+// ACKing apps, and its tombstones keep out of the next reload only those
+// apps' entries: app 1 naming app 2's id deletes nothing of app 2's.
+func TestRedisAckUncheckedIsPerApp(t *testing.T) {
+	env, proxy, st := mysqlProxyStore(t, RedisOptions{SyncWait: time.Second, Limits: Limits{MaxLoads: -1}})
+	mustSave(t, st, msg(1, 1, future()), "u")
+	mustSave(t, st, msg(2, 2, future()), "u")
+	mustSave(t, st, msg(3, 1, future()), "u")
+	if n := env.rows(t, "inbox", "uid = ?", "u"); n != 3 {
+		t.Fatalf("mysql holds %d rows of u, want 3", n)
+	}
+	if err := env.rc.Del(bg, st.k.user("u")).Err(); err != nil { // Redis loses the user
+		t.Fatal(err)
+	}
+	proxy.setCut(true)
+	queued := st.dur.enqueued()
+	mustAckFor(t, st, "u", []uint32{1}, 0, 1, 2) // neither is in Redis
+	if d := st.dur.enqueued() - queued; d != 2 {
+		t.Fatalf("%d rows queued, want 2 conditional deletes", d)
+	}
+	proxy.setCut(false)
+	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	if n := env.rows(t, "inbox", "uid = ? AND id = 1", "u"); n != 0 {
+		t.Errorf("app 1's ACKed row is still in mysql")
+	}
+	if n := env.rows(t, "inbox", "uid = ? AND id = 2", "u"); n != 1 {
+		t.Errorf("app 2's row was deleted by app 1's ACK")
+	}
+	// The reload brings app 2's entry back despite the tombstone app 1's
+	// ACK left for its id.
+	if got := loadIDs(t, st, "u", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("u loads %v, want [2 3]", got)
 	}
 }

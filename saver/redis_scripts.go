@@ -17,7 +17,9 @@ import "github.com/redis/go-redis/v9"
 //	              "a:<expire>" (ACKed) or "p:<expire>" (parked)
 //	  t<id8>      tombstone: id was ACKed while the hash was not of the
 //	              current epoch, so a reload running meanwhile must not bring
-//	              it back from MySQL (whose delete may still be queued)
+//	              it back from MySQL (whose delete may still be queued); the
+//	              value lists the ACKing apps (",1,2,"): only an entry of one
+//	              of them is kept out ("1", older savers: any entry)
 //	P {bc}        HASH: v (version, bumped on every change), m<id8> broadcasts
 //	P {meta}      HASH: epoch, fp (fingerprint of the Redis servers)
 //	P {meta}:sweep  lock of the expiry sweep (one saver at a time)
@@ -141,22 +143,30 @@ touch(k, tonumber(ARGV[2]), tonumber(ARGV[3]))
 return out
 `)
 
-// scriptAck deletes entries and records broadcast ACKs; on a hash not of
-// the current epoch it also leaves tombstones. ARGV: epoch, now, idle, then
-// pairs id8, broadcast expiry (empty when id is no known broadcast). Returns
+// scriptAck deletes the entries of the given apps and records broadcast
+// ACKs; on a hash not of the current epoch it also leaves tombstones (for
+// the entries it deletes and, with tomb, for the ids it does not know).
+// ARGV: epoch, now, idle, apps (",1,2,"), tomb ('1'/'0'), then pairs id8,
+// broadcast expiry (empty when id is no known broadcast of apps). Returns
 // {1 if the hash carries epoch else 0, then kind..id8, app, parked per id
-// that took effect}.
+// that took effect ('u' entry deleted, 'b' broadcast ACK recorded) or is
+// another app's entry ('o', no effect)}. It writes nothing when nothing
+// takes effect on a hash of the current epoch.
 var scriptAck = newScript(`
 local k = KEYS[1]
 local out = {0}
 if redis.call('HGET', k, 'e') == ARGV[1] then out[1] = 1 end
+local apps, tomb = ARGV[4], ARGV[5] == '1'
 local n = tonumber(redis.call('HGET', k, 'n') or '0')
 local wrote = false
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local id, e = ARGV[i], ARGV[i+1]
   local v = redis.call('HGET', k, 'm' .. id)
-  if out[1] == 0 and (v or e == '') then
-    redis.call('HSET', k, 't' .. id, '1')
+  if v and (#v < 5 or not string.find(apps, ',' .. app_of(v) .. ',', 1, true)) then
+    out[#out+1] = 'o' .. id; out[#out+1] = 0; out[#out+1] = 0
+    v, e = nil, ''
+  elseif out[1] == 0 and (v or (e == '' and tomb)) then
+    redis.call('HSET', k, 't' .. id, apps)
     wrote = true
   end
   if v then
@@ -183,7 +193,8 @@ return out
 // Entries the hash has are kept as they are, tombstoned ones are not
 // added, and the tombstones go. A hash already of this epoch was reloaded
 // by a concurrent call, whose MySQL read may be the more recent: it is left
-// alone. Returns {entries now, then app, parked per entry added}.
+// alone. A tombstone keeps out an entry of the apps it lists. Returns
+// {entries now, then app, parked per entry added}.
 var scriptReload = newScript(`
 local k = KEYS[1]
 local n = tonumber(redis.call('HGET', k, 'n') or '0')
@@ -193,7 +204,9 @@ local i = 5
 for j = 1, tonumber(ARGV[4]) do
   local id, v, p = ARGV[i], ARGV[i+1], ARGV[i+2]
   i = i + 3
-  if redis.call('HEXISTS', k, 't' .. id) == 0 and redis.call('HSETNX', k, 'm' .. id, v) == 1 then
+  local t = redis.call('HGET', k, 't' .. id)
+  local dead = t and (t == '1' or string.find(t, ',' .. app_of(v) .. ',', 1, true))
+  if not dead and redis.call('HSETNX', k, 'm' .. id, v) == 1 then
     n = n + 1
     local pk = 0
     if p == '1' and redis.call('HSETNX', k, 'p' .. id, '1') == 1 then pk = 1 end
@@ -214,6 +227,36 @@ end
 redis.call('HSET', k, 'e', ARGV[1], 'n', n)
 out[1] = n
 touch(k, tonumber(ARGV[2]), tonumber(ARGV[3]))
+return out
+`)
+
+// scriptUserStats counts a user's entries of one app (0: every app) and,
+// of them, the parked ones: the hash is read inside Redis, so no payload
+// crosses the network. ARGV: epoch, app. Returns {1 if the hash carries
+// epoch else 0, entries, parked}.
+var scriptUserStats = newScript(`
+local k = KEYS[1]
+local app = tonumber(ARGV[2])
+local out = {0, 0, 0}
+local all = redis.call('HGETALL', k)
+local mine, parked = {}, {}
+for i = 1, #all, 2 do
+  local f, v = all[i], all[i+1]
+  local c = string.sub(f, 1, 1)
+  if f == 'e' then
+    if v == ARGV[1] then out[1] = 1 end
+  elseif c == 'm' and #f == 9 and #v >= 14 and string.byte(v, 1) == 1 then
+    if app == 0 or app_of(v) == app then
+      mine[string.sub(f, 2)] = true
+      out[2] = out[2] + 1
+    end
+  elseif c == 'p' and #f == 9 then
+    parked[#parked+1] = string.sub(f, 2)
+  end
+end
+for _, id in ipairs(parked) do
+  if mine[id] then out[3] = out[3] + 1 end
+end
 return out
 `)
 

@@ -194,13 +194,14 @@ func (s *Service) Load(ctx context.Context, uid string, apps []uint32) ([]push.M
 }
 
 // Ack deletes (unicast) or marks delivered (broadcast) the uid's messages ids
-// and returns how many took effect (see Store.Ack).
-func (s *Service) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+// of apps and returns how many took effect; ids of other apps are ignored
+// like unknown ones (see Store.Ack).
+func (s *Service) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	if err := s.check(opAck); err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	n, err := s.st.Ack(ctx, uid, ids)
+	n, err := s.st.Ack(ctx, uid, apps, ids)
 	done(opAck, start, err)
 	metricAcked.Add(float64(n))
 	return n, err
@@ -218,13 +219,13 @@ func (s *Service) Stats(ctx context.Context) (push.StoreStats, error) {
 	return st, err
 }
 
-// UserStats describes one uid's inbox: entries stored (parked included) and
-// entries parked (see Store.UserStats).
-func (s *Service) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+// UserStats describes one uid's inbox for app (0: every app): entries
+// stored (parked included) and entries parked (see Store.UserStats).
+func (s *Service) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	if err := s.check(opUserStats); err != nil {
 		return 0, 0, err
 	}
-	pending, parked, err = s.st.UserStats(ctx, uid)
+	pending, parked, err = s.st.UserStats(ctx, uid, app)
 	if err != nil {
 		ops[opUserStats].errors.Inc()
 	}

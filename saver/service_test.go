@@ -83,7 +83,7 @@ func TestServiceFlow(t *testing.T) {
 			if err != nil || len(msgs) != 3 || msgs[0].ID != 1 {
 				t.Fatalf("load with LoadLimit 3: %v %v", msgs, err)
 			}
-			n, err := s.Ack(bg, "u", []uint64{1, 2, 3, 5})
+			n, err := s.Ack(bg, "u", []uint32{1}, []uint64{1, 2, 3, 5})
 			if err != nil || n != 4 {
 				t.Fatalf("ack = %d %v", n, err)
 			}
@@ -155,7 +155,7 @@ func TestServiceShutdown(t *testing.T) {
 	errs := map[string]error{"start": s.Start(bg), "save": s.Save(bg, msg(1, 1, 0), []string{"u"}),
 		"broadcast": s.SaveBroadcast(bg, msg(1, 1, 0))}
 	_, errs["load"] = s.Load(bg, "u", []uint32{1})
-	_, errs["ack"] = s.Ack(bg, "u", []uint64{1})
+	_, errs["ack"] = s.Ack(bg, "u", []uint32{1}, []uint64{1})
 	_, errs["stats"] = s.Stats(bg)
 	_, errs["sweep"] = s.Sweep(bg)
 	for op, err := range errs {

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -48,8 +47,6 @@ var (
 const (
 	// DefaultLoadLimit is the most messages one Load returns when limit is 0.
 	DefaultLoadLimit = 1000
-	// MaxUIDLen bounds a uid in bytes; stores key inboxes by uid.
-	MaxUIDLen = 255
 	// DefaultMaxLoads is Limits.MaxLoads when it is 0.
 	DefaultMaxLoads = 5
 	// DefaultInboxCap is Limits.InboxCap when it is 0.
@@ -136,15 +133,22 @@ type Store interface {
 	// until they were returned Limits.MaxLoads times and are parked. Each
 	// message returned counts one load (messages cut by limit do not).
 	Load(ctx context.Context, uid string, apps []uint32, limit int) ([]push.Message, error)
-	// Ack deletes the uid's messages with these ids (parked ones too); for
-	// a broadcast id it records that this uid has it, so it is never
-	// loaded again for this uid. Unknown ids are ignored and repeating an
-	// Ack is harmless. It returns how many ids took effect (deleted or
-	// newly recorded as ACKed). Bolt and Memory are durable on return;
-	// RedisStore deletes from Redis at once and from MySQL in the next
-	// batch (a crash in between can only bring a message back, never lose
-	// one: clients dedup by id).
-	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+	// Ack deletes the uid's unicast messages with these ids whose app is
+	// one of apps (parked ones too); for a broadcast id of one of apps it
+	// records that this uid has it, so it is never loaded again for this
+	// uid. apps are the apps the caller acts for (the room: those the
+	// connection authenticated): apps are tenants, so an id of a message
+	// of another app, even the same uid's, is treated exactly like an
+	// unknown id. Unknown ids are ignored (not counted) and repeating an
+	// Ack is harmless; empty apps does nothing. It returns how many ids
+	// took effect (deleted or newly recorded as ACKed). An Ack that takes
+	// no effect costs no durable write (Bolt: no write transaction, no
+	// fsync; RedisStore: no MySQL row, except for a user Redis lost while
+	// MySQL is down: see RedisStore.Ack), so a flood of junk ids is cheap.
+	// Bolt and Memory are durable on return; RedisStore deletes from Redis
+	// at once and from MySQL in the next batch (a crash in between can
+	// only bring a message back, never lose one: clients dedup by id).
+	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
 	// Expire drops every unicast entry and broadcast expired at now, with
 	// the broadcasts' ACK records, and returns how many entries and
 	// broadcasts it dropped. Load already hides expired messages; Expire
@@ -155,20 +159,23 @@ type Store interface {
 	// entries only) and, since it was opened, what it did. It is cheap:
 	// no scan.
 	Stats(ctx context.Context) (push.StoreStats, error)
-	// UserStats describes uid's inbox: pending counts every unicast entry
-	// stored for uid (parked and expired-but-unswept ones included, as in
-	// StoreStats.Pending), parked the part of them Load no longer
-	// returns. An unknown uid has none. It reads one inbox, no more.
-	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
+	// UserStats describes uid's inbox for one app: pending counts every
+	// unicast entry of app stored for uid (parked and expired-but-unswept
+	// ones included, as in StoreStats.Pending), parked the part of them
+	// Load no longer returns. App 0 counts every app (operators only: an
+	// app's caller must never see another app's counts). An unknown uid
+	// has none. It reads one inbox, no more.
+	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
 	// Close releases the store; later calls fail with ErrClosed. Idempotent.
 	Close() error
 }
 
-// checkUID rejects uids that cannot key an inbox: empty, longer than
-// MaxUIDLen, or holding a NUL byte (the separator of inbox keys).
+// checkUID applies the platform's one uid rule (push.CheckUID: 1..push.MaxUIDLen
+// bytes of UTF-8 without control characters, so no NUL, the separator of
+// inbox keys). The error wraps both ErrInvalid and push.ErrBadUID.
 func checkUID(uid string) error {
-	if uid == "" || len(uid) > MaxUIDLen || strings.IndexByte(uid, 0) >= 0 {
-		return fmt.Errorf("uid %q: %w", truncate(uid), ErrInvalid)
+	if err := push.CheckUID(uid); err != nil {
+		return fmt.Errorf("uid %q: %w: %w", truncate(uid), ErrInvalid, err)
 	}
 	return nil
 }

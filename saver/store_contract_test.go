@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -66,6 +68,9 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"InboxCapDropsOldest", Limits{InboxCap: 5, MaxLoads: 2}, contractInboxCap},
 		{"DefaultLimits", Limits{}, contractDefaultLimits},
 		{"UserStats", Limits{}, contractUserStats},
+		{"AckPerApp", Limits{}, contractAckPerApp},
+		{"UserStatsPerApp", Limits{MaxLoads: 1}, contractUserStatsPerApp},
+		{"AckWithoutEffectWritesNothing", Limits{}, contractAckNoWrite},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t, tc.lim)) })
 	}
@@ -107,11 +112,22 @@ func loadIDs(t *testing.T, st Store, uid string, apps []uint32, limit int) []uin
 	return ids
 }
 
+// testApps are every app the contract tests store messages for: an ACK
+// for all of them acts as ACKs did before apps were tenants.
+var testApps = []uint32{1, 2, 3}
+
+// mustAck ACKs ids for testApps.
 func mustAck(t *testing.T, st Store, uid string, want int, ids ...uint64) {
 	t.Helper()
-	n, err := st.Ack(bg, uid, ids)
+	mustAckFor(t, st, uid, testApps, want, ids...)
+}
+
+// mustAckFor ACKs ids on behalf of apps only.
+func mustAckFor(t *testing.T, st Store, uid string, apps []uint32, want int, ids ...uint64) {
+	t.Helper()
+	n, err := st.Ack(bg, uid, apps, ids)
 	if err != nil || n != want {
-		t.Fatalf("ack %s %v = %d %v, want %d", uid, ids, n, err, want)
+		t.Fatalf("ack %s apps %v %v = %d %v, want %d", uid, apps, ids, n, err, want)
 	}
 }
 
@@ -206,7 +222,7 @@ func contractFields(t *testing.T, st Store) {
 }
 
 func contractMultiUID(t *testing.T, st Store) {
-	uids := []string{"a", "b", "c", strings.Repeat("z", MaxUIDLen), "用户"}
+	uids := []string{"a", "b", "c", strings.Repeat("z", push.MaxUIDLen), "用户"}
 	mustSave(t, st, msg(1, 1, 0), uids...)
 	for _, uid := range uids {
 		if got := loadIDs(t, st, uid, []uint32{1}, 0); !slices.Equal(got, []uint64{1}) {
@@ -400,11 +416,13 @@ func contractInvalid(t *testing.T, st Store) {
 		}},
 		{"save empty uid", func() error { return st.Save(bg, msg(1, 1, 0), []string{"u", ""}) }},
 		{"save uid with NUL", func() error { return st.Save(bg, msg(1, 1, 0), []string{"a\x00b"}) }},
-		{"save long uid", func() error { return st.Save(bg, msg(1, 1, 0), []string{strings.Repeat("x", MaxUIDLen+1)}) }},
+		{"save long uid", func() error { return st.Save(bg, msg(1, 1, 0), []string{strings.Repeat("x", push.MaxUIDLen+1)}) }},
 		{"broadcast id 0", func() error { return st.SaveBroadcast(bg, msg(0, 1, 0)) }},
 		{"load empty uid", func() error { _, err := st.Load(bg, "", []uint32{1}, 0); return err }},
-		{"ack uid with NUL", func() error { _, err := st.Ack(bg, "\x00", []uint64{1}); return err }},
-		{"user stats empty uid", func() error { _, _, err := st.UserStats(bg, ""); return err }},
+		{"ack uid with NUL", func() error { _, err := st.Ack(bg, "\x00", testApps, []uint64{1}); return err }},
+		{"ack uid with control character", func() error { _, err := st.Ack(bg, "a\tb", testApps, []uint64{1}); return err }},
+		{"load uid not UTF-8", func() error { _, err := st.Load(bg, "\xff\xfe", []uint32{1}, 0); return err }},
+		{"user stats empty uid", func() error { _, _, err := st.UserStats(bg, "", 0); return err }},
 	} {
 		if err := tc.call(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", tc.name, err)
@@ -424,7 +442,7 @@ func contractCancelled(t *testing.T, st Store) {
 	if _, err := st.Load(ctx, "u", []uint32{1}, 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("load: %v", err)
 	}
-	if _, err := st.Ack(ctx, "u", []uint64{1}); !errors.Is(err, context.Canceled) {
+	if _, err := st.Ack(ctx, "u", testApps, []uint64{1}); !errors.Is(err, context.Canceled) {
 		t.Errorf("ack: %v", err)
 	}
 }
@@ -441,10 +459,10 @@ func contractClosed(t *testing.T, st Store) {
 	errs["save"] = st.Save(bg, msg(2, 1, 0), []string{"u"})
 	errs["broadcast"] = st.SaveBroadcast(bg, msg(3, 1, 0))
 	_, errs["load"] = st.Load(bg, "u", []uint32{1}, 0)
-	_, errs["ack"] = st.Ack(bg, "u", []uint64{1})
+	_, errs["ack"] = st.Ack(bg, "u", testApps, []uint64{1})
 	_, errs["expire"] = st.Expire(bg, time.Now())
 	_, errs["stats"] = st.Stats(bg)
-	_, _, errs["user stats"] = st.UserStats(bg, "u")
+	_, _, errs["user stats"] = st.UserStats(bg, "u", 0)
 	for op, err := range errs {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after close: %v, want ErrClosed", op, err)
@@ -475,7 +493,7 @@ func contractConcurrent(t *testing.T, st Store) {
 				}
 				if i%4 == 3 { // ACK in small batches, as clients do
 					for _, uid := range uids {
-						if n, err := st.Ack(bg, uid, ids); err != nil || n != len(ids) {
+						if n, err := st.Ack(bg, uid, testApps, ids); err != nil || n != len(ids) {
 							t.Errorf("ack %s: %d %v, want %d", uid, n, err, len(ids))
 							return
 						}
@@ -513,5 +531,162 @@ func contractConcurrent(t *testing.T, st Store) {
 	total := uint64(writers * perWriter * 2)
 	if s.Pending != 0 || s.Saved != total || s.Acked != total || s.Broadcasts != 1 {
 		t.Fatalf("stats after concurrent run: %+v, want saved=acked=%d, pending 0", s, total)
+	}
+}
+
+// Apps are tenants: an ACK acts only on messages of the apps it names. Each
+// case has a uid of its own holding unicast 1 (app 1) and 2 (app 2), with
+// broadcasts 101 (app 1) and 100 (app 2) live for everyone.
+func contractAckPerApp(t *testing.T, st Store) {
+	exp := future()
+	mustBroadcast(t, st, msg(100, 2, exp))
+	mustBroadcast(t, st, msg(101, 1, exp))
+	all := []uint64{1, 2, 100, 101}
+	for i, tc := range []struct {
+		name   string
+		apps   []uint32 // the ACK acts for these
+		ids    []uint64
+		want   int
+		app1   []uint64 // what the uid loads for app 1 afterwards
+		app2   []uint64 // and for app 2
+		stats1 int      // UserStats(uid, 1) pending afterwards
+		stats2 int      // UserStats(uid, 2)
+	}{
+		{"app 1 cannot delete app 2's unicast", []uint32{1}, []uint64{2}, 0, []uint64{1, 101}, []uint64{2, 100}, 1, 1},
+		{"app 1 cannot ACK app 2's broadcast", []uint32{1}, []uint64{100}, 0, []uint64{1, 101}, []uint64{2, 100}, 1, 1},
+		{"both apps' ids for app 1: only app 1's", []uint32{1}, all, 2, []uint64{}, []uint64{2, 100}, 0, 1},
+		{"both apps' ids for app 2: only app 2's", []uint32{2}, all, 2, []uint64{1, 101}, []uint64{}, 1, 0},
+		{"an app with nothing stored", []uint32{3}, all, 0, []uint64{1, 101}, []uint64{2, 100}, 1, 1},
+		{"no apps: nothing", nil, all, 0, []uint64{1, 101}, []uint64{2, 100}, 1, 1},
+		{"both apps", []uint32{2, 1}, all, 4, []uint64{}, []uint64{}, 0, 0},
+		{"other apps' ids mixed with unknown ones", []uint32{1}, []uint64{2, 100, 99}, 0, []uint64{1, 101}, []uint64{2, 100}, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uid := fmt.Sprint("tenant-", i)
+			mustSave(t, st, msg(1, 1, exp), uid)
+			mustSave(t, st, msg(2, 2, exp), uid)
+			mustAckFor(t, st, uid, tc.apps, tc.want, tc.ids...)
+			if got := loadIDs(t, st, uid, []uint32{1}, 0); !slices.Equal(got, tc.app1) {
+				t.Errorf("app 1 loads %v, want %v", got, tc.app1)
+			}
+			if got := loadIDs(t, st, uid, []uint32{2}, 0); !slices.Equal(got, tc.app2) {
+				t.Errorf("app 2 loads %v, want %v", got, tc.app2)
+			}
+			mustUserStatsOf(t, st, uid, 1, tc.stats1, 0)
+			mustUserStatsOf(t, st, uid, 2, tc.stats2, 0)
+			// What the ACK left is still the owner's to ACK.
+			mustAckFor(t, st, uid, []uint32{1, 2}, len(tc.app1)+len(tc.app2), all...)
+			mustUserStats(t, st, uid, 0, 0)
+		})
+	}
+}
+
+// UserStats counts one app's entries (parked ones of that app among them);
+// app 0 counts every app. MaxLoads 1: whatever Load returns is parked.
+func contractUserStatsPerApp(t *testing.T, st Store) {
+	mustSave(t, st, msg(1, 1, 0), "u")
+	mustSave(t, st, msg(2, 1, 0), "u")
+	mustSave(t, st, msg(3, 2, 0), "u", "v")
+	mustBroadcast(t, st, msg(4, 2, 0)) // not an inbox entry: never counted
+	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("u loads %v for app 1", got)
+	}
+	check := func(step string, cases [][4]int) {
+		t.Helper()
+		for _, c := range cases {
+			uid := map[int]string{0: "u", 1: "v"}[c[0]]
+			_ = step
+			mustUserStatsOf(t, st, uid, uint32(c[1]), c[2], c[3])
+		}
+	}
+	// {uid (0 u, 1 v), app, pending, parked}
+	check("after saves", [][4]int{
+		{0, 1, 2, 2}, // app 1's two entries, both parked by the load
+		{0, 2, 1, 0}, // app 2's does not count app 1's
+		{0, 0, 3, 2}, // every app
+		{0, 3, 0, 0}, // an app with nothing
+		{1, 2, 1, 0},
+		{1, 1, 0, 0},
+		{1, 0, 1, 0},
+	})
+	mustAckFor(t, st, "u", []uint32{2}, 1, 1, 2, 3)
+	check("after app 2 ACKed", [][4]int{
+		{0, 1, 2, 2},
+		{0, 2, 0, 0},
+		{0, 0, 2, 2},
+		{1, 2, 1, 0},
+	})
+}
+
+// durableWrites returns a reader of st's durable writes so far (Bolt: the
+// id of its last committed write transaction, which every commit bumps;
+// RedisStore: the rows ever queued for MySQL), or nil for a store without
+// durability (Memory).
+func durableWrites(t *testing.T, st Store) func() uint64 {
+	switch s := st.(type) {
+	case *Bolt:
+		return func() uint64 {
+			t.Helper()
+			var id int
+			if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return uint64(id)
+		}
+	case *RedisStore:
+		return s.dur.enqueued
+	}
+	return nil
+}
+
+// An ACK that takes no effect costs no durable write: no commit (and so no
+// fsync) in Bolt, no row queued for MySQL in RedisStore, on a hash of the
+// current epoch or not.
+func contractAckNoWrite(t *testing.T, st Store) {
+	exp := future()
+	mustSave(t, st, msg(1, 1, exp), "u")
+	mustSave(t, st, msg(5, 2, exp), "w") // w's hash is new: no Load stamped it yet
+	mustBroadcast(t, st, msg(2, 1, exp))
+	mustBroadcast(t, st, msg(3, 2, exp))
+	mustAckFor(t, st, "u", []uint32{1}, 1, 2)
+	if got := loadIDs(t, st, "u", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{1, 3}) {
+		t.Fatalf("u loads %v", got)
+	}
+	writes := durableWrites(t, st)
+	var before uint64
+	if writes != nil {
+		before = writes()
+	}
+	for _, tc := range []struct {
+		name string
+		uid  string
+		apps []uint32
+		ids  []uint64
+	}{
+		{"unknown ids", "u", []uint32{1}, []uint64{99, 1000000}},
+		{"unknown uid", "nobody", []uint32{1, 2}, []uint64{1, 99}},
+		{"another app's unicast", "u", []uint32{2}, []uint64{1}},
+		{"another app's broadcast", "u", []uint32{1}, []uint64{3}},
+		{"a broadcast ACKed already", "u", []uint32{1}, []uint64{2}},
+		{"unknown ids, hash never loaded", "w", []uint32{2}, []uint64{98, 97}},
+		{"another app's unicast, hash never loaded", "w", []uint32{1}, []uint64{5}},
+		{"no apps", "u", nil, []uint64{1}},
+		{"no ids", "u", []uint32{1}, nil},
+	} {
+		mustAckFor(t, st, tc.uid, tc.apps, 0, tc.ids...)
+		if writes != nil {
+			if now := writes(); now != before {
+				t.Errorf("%s: %d durable writes for an ACK that changed nothing", tc.name, now-before)
+				before = now
+			}
+		}
+	}
+	// The counter does count: an ACK that deletes writes.
+	mustAckFor(t, st, "u", []uint32{1}, 1, 1, 99)
+	if writes != nil && writes() == before {
+		t.Errorf("no durable write counted for an ACK that deleted an entry")
+	}
+	if got := loadIDs(t, st, "w", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{2, 3, 5}) {
+		t.Errorf("w loads %v", got)
 	}
 }

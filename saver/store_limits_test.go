@@ -8,11 +8,17 @@ import (
 
 // The per-user defences of the contract (Limits), run by testStore.
 
+// mustUserStats checks uid's counts over every app (app 0).
 func mustUserStats(t *testing.T, st Store, uid string, pending, parked int) {
 	t.Helper()
-	p, k, err := st.UserStats(bg, uid)
+	mustUserStatsOf(t, st, uid, 0, pending, parked)
+}
+
+func mustUserStatsOf(t *testing.T, st Store, uid string, app uint32, pending, parked int) {
+	t.Helper()
+	p, k, err := st.UserStats(bg, uid, app)
 	if err != nil || p != pending || k != parked {
-		t.Fatalf("user stats %s = (%d, %d) %v, want (%d, %d)", uid, p, k, err, pending, parked)
+		t.Fatalf("user stats %s app %d = (%d, %d) %v, want (%d, %d)", uid, app, p, k, err, pending, parked)
 	}
 }
 

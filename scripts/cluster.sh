@@ -9,13 +9,18 @@
 #
 # Environment: CLUSTER_DIR (default /tmp/lcpush-cluster) holds logs, pids and
 # data; ZK_ADDR uses an existing ZooKeeper; CONFIG seeds the configuration
-# (default: the embedded demo config, written to CLUSTER_DIR); BASE_PORT (7100).
+# (default: the embedded demo config, written to CLUSTER_DIR); BASE_PORT (7100);
+# ZK_AUTH_FILE is the ZooKeeper credential (user:password, mode 0600) every
+# process and the CLI use, so that the tree is protected by its ACL (default
+# CLUSTER_DIR/zk-auth, created with a random password if missing; set it
+# empty to run with open znodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLUSTER_DIR=${CLUSTER_DIR:-/tmp/lcpush-cluster}
 BASE_PORT=${BASE_PORT:-7100}
 BIN=$CLUSTER_DIR/lcpush
+ZK_AUTH_FILE=${ZK_AUTH_FILE-$CLUSTER_DIR/zk-auth}
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
 # name target extra-args...: one process; ports are BASE_PORT + offsets.
@@ -47,13 +52,21 @@ cmd_start() {
   [ -n "${CONFIG:-}" ] || cp config.demo.yaml "$cfg"
   go build -o "$BIN" .
   local root="/lcpush-cluster"
+  local auth=()
+  if [ -n "$ZK_AUTH_FILE" ]; then
+    if [ ! -f "$ZK_AUTH_FILE" ]; then
+      (umask 077; printf 'lcpush-cluster:%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" > "$ZK_AUTH_FILE")
+      log "wrote a ZooKeeper credential to $ZK_AUTH_FILE"
+    fi
+    auth=(-zk-auth-file "$ZK_AUTH_FILE")
+  fi
   : > "$CLUSTER_DIR/pids"
   local i=0 p name target
   for p in "${PROCS[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
     name=$1 target=$2; shift 2
-    "$BIN" -zk "$ZK_ADDR" -zk-root "$root" -config "$cfg" -target "$target" \
+    "$BIN" -zk "$ZK_ADDR" -zk-root "$root" ${auth[@]+"${auth[@]}"} -config "$cfg" -target "$target" \
       -admin-addr "127.0.0.1:$((BASE_PORT + 40 + i))" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
     echo "$! $name 127.0.0.1:$((BASE_PORT + 40 + i))" >> "$CLUSTER_DIR/pids"
     i=$((i + 1))
@@ -71,7 +84,7 @@ cmd_start() {
 rooms (device TCP):   127.0.0.1:$((BASE_PORT + 10)), 127.0.0.1:$((BASE_PORT + 11))
 centers (HTTP API):   http://127.0.0.1:$((BASE_PORT + 20)), http://127.0.0.1:$((BASE_PORT + 21))
 dispatcher:           http://127.0.0.1:$((BASE_PORT + 30))
-operator CLI:         $BIN keeper -zk $ZK_ADDR -root $root members
+operator CLI:         $BIN keeper -zk $ZK_ADDR -root $root ${auth[*]+${auth[*]}} members
 TXT
 }
 

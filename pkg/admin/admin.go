@@ -1,7 +1,10 @@
 // Package admin is the operator HTTP port every process runs: /healthz
 // (alive), /readyz (every service started and its dependencies reachable),
-// /metrics (Prometheus text format) and /debug/pprof/. pprof is open when the
-// port is bound to loopback and needs the admin key otherwise.
+// /metrics (Prometheus text format) and /debug/pprof/. /metrics and pprof
+// are open when the port is bound to loopback and need the admin key
+// (Authorization: Bearer) otherwise: they expose per-app volumes and the
+// process's internals. /healthz and /readyz stay open for probes: they
+// tell only whether the process is up and ready.
 package admin
 
 import (
@@ -46,7 +49,8 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg, srv: srv}
 }
 
-// Handler returns the admin mux; loopback tells whether pprof may skip the key.
+// Handler returns the admin mux; loopback tells whether /metrics and pprof
+// may skip the key.
 func (s *Server) Handler(loopback bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -63,7 +67,7 @@ func (s *Server) Handler(loopback bool) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", s.guard(loopback, promhttp.Handler()))
 	prof := http.NewServeMux()
 	prof.HandleFunc("/debug/pprof/", pprof.Index)
 	prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -91,8 +95,8 @@ func (s *Server) guard(loopback bool, next http.Handler) http.Handler {
 	})
 }
 
-// Start listens and serves in the background. pprof skips the admin key
-// when the bound address is loopback.
+// Start listens and serves in the background. /metrics and pprof skip the
+// admin key when the bound address is loopback.
 func (s *Server) Start(ctx context.Context) error {
 	return s.srv.StartFunc(ctx, s.cfg.Addr, func(bound net.Addr) http.Handler {
 		ta, ok := bound.(*net.TCPAddr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,7 +38,12 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{"healthz", "/healthz", "", true, 200, "ok"},
 		{"not ready", "/readyz", "", true, 503, "starting"},
-		{"metrics", "/metrics", "", true, 200, "go_goroutines"},
+		{"metrics on loopback", "/metrics", "", true, 200, "go_goroutines"},
+		{"metrics elsewhere without key", "/metrics", "", false, 401, "admin key"},
+		{"metrics elsewhere with wrong key", "/metrics", "x", false, 401, "admin key"},
+		{"metrics elsewhere with key", "/metrics", "k", false, 200, "go_goroutines"},
+		{"healthz elsewhere stays open", "/healthz", "", false, 200, "ok"},
+		{"readyz elsewhere stays open", "/readyz", "", false, 503, "starting"},
 		{"pprof on loopback", "/debug/pprof/", "", true, 200, "goroutine"},
 		{"pprof elsewhere without key", "/debug/pprof/", "", false, 401, "admin key"},
 		{"pprof elsewhere with wrong key", "/debug/pprof/", "x", false, 401, "admin key"},
@@ -54,6 +60,60 @@ func TestEndpoints(t *testing.T) {
 	ready = nil
 	if code, _ := get(t, s.Handler(true), "/readyz", ""); code != 200 {
 		t.Fatalf("readyz %d once ready", code)
+	}
+	if code, _ := get(t, s.Handler(false), "/readyz", ""); code != 200 {
+		t.Fatalf("readyz off loopback %d once ready", code)
+	}
+}
+
+// TestNoKeyConfigured: off loopback, an empty admin key opens nothing.
+func TestNoKeyConfigured(t *testing.T) {
+	for _, key := range []func() string{nil, func() string { return "" }} {
+		s := New(Config{AdminKey: key})
+		for _, path := range []string{"/metrics", "/debug/pprof/"} {
+			if code, _ := get(t, s.Handler(false), path, ""); code != 401 {
+				t.Fatalf("%s without a configured key: %d, want 401", path, code)
+			}
+		}
+		if code, _ := get(t, s.Handler(false), "/healthz", ""); code != 200 {
+			t.Fatalf("healthz: %d", code)
+		}
+	}
+}
+
+// TestBoundOffLoopback: Start decides from the bound address; a wildcard
+// bind (reachable from other hosts) needs the key for /metrics.
+func TestBoundOffLoopback(t *testing.T) {
+	s := New(Config{Addr: ":0", AdminKey: func() string { return "k" }})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	_, port, err := net.SplitHostPort(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, key string
+		code      int
+	}{
+		{"/metrics", "", 401},
+		{"/metrics", "k", 200},
+		{"/healthz", "", 200},
+		{"/readyz", "", 200},
+	} {
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:"+port+tc.path, nil)
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Fatalf("%s key %q: %d, want %d", tc.path, tc.key, resp.StatusCode, tc.code)
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package config is the typed configuration model shared by every service:
 // the app registry (ids, secrets, API keys, callback URLs, limits) and the
 // settings of each service that may change at run time. keeper loads it (from
-// a file now, from ZooKeeper later), validates it and publishes it through a
+// a file or from ZooKeeper), validates it and publishes it through a
 // Holder; services read the current value from the Holder and never mutate it.
 // A reload swaps the whole validated value.
 package config
@@ -79,14 +79,72 @@ type Room struct {
 	Deny  []string `yaml:"deny"`
 	// MaxPending bounds pushes queued for one connection that is still authenticating.
 	MaxPending int `yaml:"max_pending"`
+	// MaxAuthFrame is the largest Len a connection may announce before it
+	// has authenticated: an AUTH frame is well under 1 KiB, so a connection
+	// that never authenticates can make the room buffer this much at most.
+	MaxAuthFrame int `yaml:"max_auth_frame"`
+	// MaxUnauthed caps connections that have not authenticated yet, in
+	// total and per client IP: idle sockets from a few addresses must not
+	// lock out every new login.
+	MaxUnauthed      int `yaml:"max_unauthed"`
+	MaxUnauthedPerIP int `yaml:"max_unauthed_per_ip"`
+	// ConnectRatePerIP and ConnectBurstPerIP bound new connections per
+	// second from one client IP (a token bucket); more are refused at accept.
+	ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
+	ConnectBurstPerIP int     `yaml:"connect_burst_per_ip"`
+	// MaxTokenLifetime is the longest a token may still be valid when it is
+	// presented (expiry - now, beyond TokenSkew): a token minted with an
+	// expiry in the far future is refused as bad_token.
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	// Limits bound the frames of each op one connection may send; a frame
+	// over its limit gets ERROR rate_limited, and a connection that spends
+	// its Errors budget too is closed.
+	Limits OpLimits `yaml:"limits"`
 
 	allow, deny []netip.Prefix
+}
+
+// OpLimits are the per-connection token buckets of the client ops.
+type OpLimits struct {
+	Ping     OpLimit `yaml:"ping"`     // default 1/s, burst 10: heartbeats are >= 10 s apart
+	Ack      OpLimit `yaml:"ack"`      // default 100/s, burst 200 (ACK frames, each up to 8k ids)
+	Bind     OpLimit `yaml:"bind"`     // BIND and UNBIND together, default 2/s, burst 20
+	Upstream OpLimit `yaml:"upstream"` // default 50/s, burst 100
+	Errors   OpLimit `yaml:"errors"`   // ERROR replies, default 2/s, burst 20
+}
+
+// OpLimit is a token bucket: Rate frames per second, Burst at once.
+type OpLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+func (l *OpLimit) fill(rate float64, burst int) {
+	if l.Rate == 0 {
+		l.Rate = rate
+	}
+	setInt(&l.Burst, burst)
+}
+
+func (l OpLimit) valid() bool {
+	return l.Rate >= 0.001 && l.Rate <= 1000 && l.Burst >= 1 && l.Burst <= 65535
 }
 
 // Center holds API settings.
 type Center struct {
 	DefaultTTL int `yaml:"default_ttl"` // seconds
 	MaxTTL     int `yaml:"max_ttl"`     // seconds
+	// MaxJobs bounds the broadcast jobs running at once on one center, and
+	// MaxJobsPerApp those of one app, so no app can take every slot.
+	MaxJobs       int `yaml:"max_jobs"`
+	MaxJobsPerApp int `yaml:"max_jobs_per_app"`
+	// MinBroadcastRate is the lowest deliveries per second a broadcast may
+	// ask for: a job paced slower would hold its slot for ever.
+	MinBroadcastRate float64 `yaml:"min_broadcast_rate"`
+	// JobDeadline bounds how long one broadcast job may run; it is then
+	// failed and its slot freed (offline users still get a QoS 1 message at
+	// their next login).
+	JobDeadline time.Duration `yaml:"job_deadline"`
 }
 
 // Coordinator holds callback settings.
@@ -127,11 +185,30 @@ func (c *Config) fillDefaults() {
 	setDur(&r.AuthDeadline, 10*time.Second)
 	setDur(&r.TokenSkew, 60*time.Second)
 	setInt(&r.MaxConns, 18000)
-	setInt(&r.MaxConnsPerIP, 20000)
+	setInt(&r.MaxConnsPerIP, 1000)
 	setInt(&r.MaxFrame, 65536+12)
 	setInt(&r.MaxPending, 64)
+	setInt(&r.MaxAuthFrame, 1024)
+	setInt(&r.MaxUnauthed, 4096)
+	setInt(&r.MaxUnauthedPerIP, 64)
+	if r.ConnectRatePerIP == 0 {
+		r.ConnectRatePerIP = 50
+	}
+	setInt(&r.ConnectBurstPerIP, 200)
+	setDur(&r.MaxTokenLifetime, 30*24*time.Hour)
+	r.Limits.Ping.fill(1, 10)
+	r.Limits.Ack.fill(100, 200)
+	r.Limits.Bind.fill(2, 20)
+	r.Limits.Upstream.fill(50, 100)
+	r.Limits.Errors.fill(2, 20)
 	setInt(&c.Center.DefaultTTL, 86400)
 	setInt(&c.Center.MaxTTL, 7*86400)
+	setInt(&c.Center.MaxJobs, 64)
+	setInt(&c.Center.MaxJobsPerApp, min(8, max(c.Center.MaxJobs, 1)))
+	if c.Center.MinBroadcastRate == 0 {
+		c.Center.MinBroadcastRate = 10
+	}
+	setDur(&c.Center.JobDeadline, 6*time.Hour)
 	setInt(&c.Coordinator.Workers, 16)
 	setDur(&c.Coordinator.Timeout, 5*time.Second)
 	setInt(&c.Coordinator.Retries, 3)
@@ -233,6 +310,20 @@ func (c *Config) Prepare() error {
 	if r.MaxConns < 1 || r.MaxConnsPerIP < 1 {
 		bad("room: max_conns and max_conns_per_ip must be positive")
 	}
+	if r.MaxAuthFrame < 12 || r.MaxAuthFrame > r.MaxFrame {
+		bad("room: need 12 <= max_auth_frame <= max_frame")
+	}
+	if r.MaxUnauthed < 1 || r.MaxUnauthedPerIP < 1 || r.ConnectRatePerIP < 0 || r.ConnectBurstPerIP < 1 {
+		bad("room: max_unauthed, max_unauthed_per_ip and connect_burst_per_ip must be positive, connect_rate_per_ip not negative")
+	}
+	for name, l := range map[string]OpLimit{"ping": r.Limits.Ping, "ack": r.Limits.Ack, "bind": r.Limits.Bind, "upstream": r.Limits.Upstream, "errors": r.Limits.Errors} {
+		if !l.valid() {
+			bad("room.limits.%s: need rate 0.001..1000 per second and burst 1..65535", name)
+		}
+	}
+	if r.MaxTokenLifetime < time.Minute {
+		bad("room: max_token_lifetime below one minute")
+	}
 	var err error
 	if r.allow, err = parsePrefixes(r.Allow); err != nil {
 		bad("room.allow: %v", err)
@@ -242,6 +333,12 @@ func (c *Config) Prepare() error {
 	}
 	if c.Center.DefaultTTL > c.Center.MaxTTL {
 		bad("center: default_ttl above max_ttl")
+	}
+	if c.Center.MaxJobs < 1 || c.Center.MaxJobsPerApp < 1 || c.Center.MaxJobsPerApp > c.Center.MaxJobs {
+		bad("center: need 1 <= max_jobs_per_app <= max_jobs")
+	}
+	if c.Center.MinBroadcastRate < 0 || c.Center.JobDeadline < time.Second {
+		bad("center: min_broadcast_rate must not be negative, job_deadline at least 1s")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))

@@ -2,8 +2,9 @@
 // messages, sessions, deliveries, upstream data and status events. Every
 // service speaks in these types, so that the same values travel through
 // direct in-process calls today and through the pipelined RPC library when
-// services run as separate processes. It has no behaviour and imports nothing
-// of the project.
+// services run as separate processes. Besides the types it holds only the rules
+// their values must pass everywhere (CheckUID), and imports nothing of the
+// project.
 package push
 
 import "errors"

@@ -41,12 +41,12 @@ type RegisterClient struct {
 var _ RegisterAPI = RegisterClient{}
 
 // Register implements RegisterAPI.
-func (c RegisterClient) Register(ctx context.Context, sess push.Session) (*push.Session, error) {
-	var out prevMsg
+func (c RegisterClient) Register(ctx context.Context, sess push.Session) ([]push.Session, error) {
+	var out sessionsMsg
 	if err := call(ctx, c.C, c.Timeout, MethodRegister, &sessionMsg{S: sess}, &out); err != nil {
 		return nil, err
 	}
-	return out.Prev, nil
+	return out.S, nil
 }
 
 // Unregister implements RegisterAPI.
@@ -57,16 +57,16 @@ func (c RegisterClient) Unregister(ctx context.Context, uid, room string, connID
 }
 
 // SetApps implements RegisterAPI.
-func (c RegisterClient) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
-	var out boolMsg
+func (c RegisterClient) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
+	var out setAppsResp
 	err := call(ctx, c.C, c.Timeout, MethodSetApps, &setAppsReq{UID: uid, ConnID: connID, Apps: apps}, &out)
-	return out.V, err
+	return out.Displaced, out.OK, err
 }
 
 // Get implements RegisterAPI.
-func (c RegisterClient) Get(ctx context.Context, uid string) (push.Session, bool, error) {
+func (c RegisterClient) Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error) {
 	var out getResp
-	if err := call(ctx, c.C, c.Timeout, MethodGet, &stringMsg{S: uid}, &out); err != nil {
+	if err := call(ctx, c.C, c.Timeout, MethodGet, &getReq{UID: uid, App: app}, &out); err != nil {
 		return push.Session{}, false, err
 	}
 	return out.S, out.OK, nil
@@ -135,9 +135,9 @@ func (c SaverClient) Load(ctx context.Context, uid string, apps []uint32) ([]pus
 }
 
 // Ack implements SaverAPI.
-func (c SaverClient) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+func (c SaverClient) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	var out intMsg
-	err := call(ctx, c.C, c.Timeout, MethodAck, &ackReq{UID: uid, IDs: ids}, &out)
+	err := call(ctx, c.C, c.Timeout, MethodAck, &ackReq{UID: uid, IDs: ids, Apps: apps}, &out)
 	return out.N, err
 }
 
@@ -151,9 +151,9 @@ func (c SaverClient) Stats(ctx context.Context) (push.StoreStats, error) {
 }
 
 // UserStats implements SaverAPI.
-func (c SaverClient) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+func (c SaverClient) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	var out pairMsg
-	err = call(ctx, c.C, c.Timeout, MethodUserStats, &stringMsg{S: uid}, &out)
+	err = call(ctx, c.C, c.Timeout, MethodUserStats, &userStatsReq{UID: uid, App: app}, &out)
 	return out.A, out.B, err
 }
 
@@ -196,9 +196,9 @@ func (c RoomClient) Push(ctx context.Context, msg push.Message, targets []push.T
 }
 
 // Kick implements RoomAPI.
-func (c RoomClient) Kick(ctx context.Context, uid string, connID uint64, code int, reason string) (bool, error) {
+func (c RoomClient) Kick(ctx context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	var out boolMsg
-	err := call(ctx, c.C, c.Timeout, MethodRoomKick, &roomKickReq{UID: uid, ConnID: connID, Code: code, Reason: reason}, &out)
+	err := call(ctx, c.C, c.Timeout, MethodRoomKick, &roomKickReq{UID: uid, ConnID: connID, Apps: apps, Code: code, Reason: reason}, &out)
 	return out.V, err
 }
 

@@ -91,22 +91,24 @@ func (s *Saver) Load(ctx context.Context, uid string, apps []uint32) ([]push.Mes
 	return out, err
 }
 
-// Ack deletes the uid's messages ids and returns how many took effect.
-func (s *Saver) Ack(ctx context.Context, uid string, ids []uint64) (int, error) {
+// Ack deletes the uid's messages ids of apps and returns how many took
+// effect; other apps' ids are ignored like unknown ones.
+func (s *Saver) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	var n int
 	err := s.r.call(ctx, uid, true, func(ctx context.Context, c *rpc.Client) error {
 		var err error
-		n, err = SaverClient{C: c}.Ack(ctx, uid, ids)
+		n, err = SaverClient{C: c}.Ack(ctx, uid, apps, ids)
 		return err
 	})
 	return n, err
 }
 
-// UserStats returns the uid's stored and parked message counts.
-func (s *Saver) UserStats(ctx context.Context, uid string) (pending, parked int, err error) {
+// UserStats returns the uid's stored and parked message counts of app
+// (0: every app).
+func (s *Saver) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {
 	err = s.r.call(ctx, uid, true, func(ctx context.Context, c *rpc.Client) error {
 		var err error
-		pending, parked, err = SaverClient{C: c}.UserStats(ctx, uid)
+		pending, parked, err = SaverClient{C: c}.UserStats(ctx, uid, app)
 		return err
 	})
 	return pending, parked, err
@@ -230,13 +232,14 @@ func (r *Rooms) Push(ctx context.Context, room string, msg push.Message, targets
 	return n, nil
 }
 
-// Kick closes connID of uid on room; false when it is no longer there.
-func (r *Rooms) Kick(ctx context.Context, room, uid string, connID uint64, code int, reason string) (bool, error) {
+// Kick takes apps from connID of uid on room (room.Room.Kick); false when
+// it is no longer there.
+func (r *Rooms) Kick(ctx context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	c, err := r.client(room)
 	if err != nil {
 		return false, err
 	}
-	ok, err := c.Kick(ctx, uid, connID, code, reason)
+	ok, err := c.Kick(ctx, uid, connID, apps, code, reason)
 	if err != nil {
 		return false, fmt.Errorf("remote kick %s on room %s: %w", uid, room, err)
 	}

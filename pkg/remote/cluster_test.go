@@ -29,7 +29,7 @@ func TestRoomsRouting(t *testing.T) {
 	if n, err := r.Push(ctx, "room-b", push.Message{ID: 1, App: 1}, []push.Target{{UID: "x", ConnID: 1}}); err != nil || n != 1 {
 		t.Fatalf("Push: %d %v", n, err)
 	}
-	if ok, err := r.Kick(ctx, "room-a", "u", 7, push.KickAdmin, "admin"); err != nil || !ok {
+	if ok, err := r.Kick(ctx, "room-a", "u", 7, nil, push.KickAdmin, "admin"); err != nil || !ok {
 		t.Fatalf("Kick: %v %v", ok, err)
 	}
 	ss, err := r.Sessions(ctx, "room-b")
@@ -60,7 +60,7 @@ func TestRoomsRouting(t *testing.T) {
 		if _, err := r.Broadcast(ctx, id, push.Message{}, 0); !errors.Is(err, ErrNoMember) {
 			t.Errorf("Broadcast on %q: %v, want ErrNoMember", id, err)
 		}
-		if _, err := r.Kick(ctx, id, "u", 1, 1, ""); !errors.Is(err, push.ErrUnavailable) {
+		if _, err := r.Kick(ctx, id, "u", 1, nil, 1, ""); !errors.Is(err, push.ErrUnavailable) {
 			t.Errorf("Kick on %q: %v, want ErrUnavailable", id, err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestSaverRouting(t *testing.T) {
 		if _, err := s.Load(ctx, uid, []uint32{1}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Ack(ctx, uid, []uint64{1}); err != nil {
+		if _, err := s.Ack(ctx, uid, []uint32{1}, []uint64{1}); err != nil {
 			t.Fatal(err)
 		}
 		for k, n := range nodes {

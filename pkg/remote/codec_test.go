@@ -33,8 +33,9 @@ var codecCases = []struct {
 }{
 	{"session", &sessionMsg{S: tSess}, func() codec { return new(sessionMsg) }},
 	{"session/zero", &sessionMsg{}, func() codec { return new(sessionMsg) }},
-	{"prev/nil", &prevMsg{}, func() codec { return new(prevMsg) }},
-	{"prev", &prevMsg{Prev: &tSess2}, func() codec { return new(prevMsg) }},
+	{"setAppsResp", &setAppsResp{OK: true, Displaced: []push.Session{tSess2}}, func() codec { return new(setAppsResp) }},
+	{"setAppsResp/none", &setAppsResp{}, func() codec { return new(setAppsResp) }},
+	{"getReq", &getReq{UID: "u", App: 7}, func() codec { return new(getReq) }},
 	{"conn", &connReq{UID: "u", Room: "r", ConnID: 42}, func() codec { return new(connReq) }},
 	{"setApps", &setAppsReq{UID: "u", ConnID: 3, Apps: []uint32{5, 6}}, func() codec { return new(setAppsReq) }},
 	{"setApps/none", &setAppsReq{UID: "u", ConnID: 3}, func() codec { return new(setAppsReq) }},
@@ -54,7 +55,10 @@ var codecCases = []struct {
 	{"message", &messageMsg{M: tBcast}, func() codec { return new(messageMsg) }},
 	{"load", &loadReq{UID: "u", Apps: []uint32{1}}, func() codec { return new(loadReq) }},
 	{"messages", &messagesMsg{M: []push.Message{tMsg, tBcast}}, func() codec { return new(messagesMsg) }},
-	{"ack", &ackReq{UID: "u", IDs: []uint64{1, 1 << 63}}, func() codec { return new(ackReq) }},
+	{"ack", &ackReq{UID: "u", IDs: []uint64{1, 1 << 63}, Apps: []uint32{1, 1<<32 - 1}}, func() codec { return new(ackReq) }},
+	{"ack/no apps", &ackReq{UID: "u", IDs: []uint64{1}}, func() codec { return new(ackReq) }},
+	{"userStats", &userStatsReq{UID: "用户", App: 7}, func() codec { return new(userStatsReq) }},
+	{"userStats/every app", &userStatsReq{UID: "u"}, func() codec { return new(userStatsReq) }},
 	{"stats", &statsMsg{S: push.StoreStats{Pending: 5, PendingPerApp: map[uint32]int64{1: 5}, Broadcasts: 2, Saved: 10, Acked: 4, Expired: 1, Parked: 1}}, func() codec { return new(statsMsg) }},
 	{"coordKick", &coordKickReq{Old: tSess, Code: push.KickLoginElsewhere, Reason: "elsewhere"}, func() codec { return new(coordKickReq) }},
 	{"upstream", &upstreamMsg{U: push.Upstream{App: 3, UID: "u", Type: 65535, Data: []byte{0, 1, 2}, TS: 1700000000123}}, func() codec { return new(upstreamMsg) }},
@@ -62,6 +66,7 @@ var codecCases = []struct {
 	{"push", &pushReq{Msg: tMsg, Targets: []push.Target{{UID: "u1", ConnID: 1}, {UID: "u2"}}}, func() codec { return new(pushReq) }},
 	{"broadcast", &broadcastReq{Msg: tMsg, PerSec: 1234.5}, func() codec { return new(broadcastReq) }},
 	{"roomKick", &roomKickReq{UID: "u", ConnID: 8, Code: push.KickAdmin, Reason: ""}, func() codec { return new(roomKickReq) }},
+	{"roomKick/apps", &roomKickReq{UID: "u", ConnID: 8, Apps: []uint32{1, 2}, Code: push.KickLoginElsewhere, Reason: "x"}, func() codec { return new(roomKickReq) }},
 	{"empty", &empty{}, func() codec { return new(empty) }},
 }
 

@@ -18,9 +18,19 @@
 //	            0x0105 Lookup    0x0106 Scan        0x0107 Counts   0x0108 DropRoom
 //	            0x0109 Restore
 //	saver       0x0201 Save      0x0202 SaveBroadcast 0x0203 Load   0x0204 Ack
-//	            0x0205 Stats
+//	            0x0205 Stats     0x0206 UserStats
 //	coordinator 0x0301 Kick      0x0302 Upstream    0x0303 Status
 //	room        0x0401 Push      0x0402 Kick        0x0403 Sessions
+//
+// Saver Ack and UserStats act for apps, the tenants of the platform: an Ack
+// request carries the apps it acts for after its ids (uid | ids | apps) and
+// touches only their messages; a UserStats request carries one app after
+// the uid (uid | app, 0 meaning every app). Both fields were added to the
+// first encodings, and a request without them is refused as malformed
+// (rpc.CodeBadRequest on the caller's side), never read as "no app" or "every
+// app": during a rolling upgrade an old room's ACKs fail (the messages are
+// delivered again later) and an old center gets no counts, rather than one
+// app acting on another's messages.
 //
 // # Errors
 //

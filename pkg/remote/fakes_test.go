@@ -98,14 +98,14 @@ type fakeRegister struct {
 
 func newFakeRegister() *fakeRegister { return &fakeRegister{m: make(map[string]push.Session)} }
 
-func (f *fakeRegister) Register(_ context.Context, s push.Session) (*push.Session, error) {
+func (f *fakeRegister) Register(_ context.Context, s push.Session) ([]push.Session, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	prev, ok := f.m[s.UID]
 	f.m[s.UID] = s
 	if ok && (prev.Room != s.Room || prev.ConnID != s.ConnID) {
-		return &prev, nil
+		return []push.Session{prev}, nil
 	}
 	return nil, nil
 }
@@ -121,20 +121,20 @@ func (f *fakeRegister) Unregister(_ context.Context, uid, room string, connID ui
 	return false, nil
 }
 
-func (f *fakeRegister) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+func (f *fakeRegister) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.m[uid]
 	if !ok || s.ConnID != connID {
-		return false, nil
+		return nil, false, nil
 	}
 	s.Apps = slices.Clone(apps)
 	f.m[uid] = s
-	return true, nil
+	return nil, true, nil
 }
 
-func (f *fakeRegister) Get(_ context.Context, uid string) (push.Session, bool, error) {
+func (f *fakeRegister) Get(_ context.Context, uid string, _ uint32) (push.Session, bool, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()

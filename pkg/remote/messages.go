@@ -26,24 +26,38 @@ func (m *sessionMsg) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { readSession(r, &m.S, nil) })
 }
 
-// prevMsg: Register reply, the replaced session if any (bool, then session).
-type prevMsg struct{ Prev *push.Session }
-
-func (m *prevMsg) AppendBinary(b []byte) ([]byte, error) {
-	b = wire.AppendBool(b, m.Prev != nil)
-	if m.Prev != nil {
-		b = appendSession(b, m.Prev)
-	}
-	return b, nil
+// setAppsResp: SetApps reply (found, then the sessions that lost apps).
+type setAppsResp struct {
+	OK        bool
+	Displaced []push.Session
 }
 
-func (m *prevMsg) UnmarshalBinary(b []byte) error {
+func (m *setAppsResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendBool(b, m.OK)
+	return appendSessions(b, m.Displaced), nil
+}
+
+func (m *setAppsResp) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) {
-		m.Prev = nil
-		if r.Bool() {
-			m.Prev = new(push.Session)
-			readSession(r, m.Prev, nil)
-		}
+		m.OK = r.Bool()
+		m.Displaced = readSessions(r)
+	})
+}
+
+// getReq: Get request (uid, then the app whose session is wanted).
+type getReq struct {
+	UID string
+	App uint32
+}
+
+func (m *getReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	return wire.AppendUvarint(b, uint64(m.App)), nil
+}
+
+func (m *getReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.UID, m.App = r.String(), uint32(r.Uvarint())
 	})
 }
 
@@ -248,19 +262,40 @@ func (m *messagesMsg) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.M = readMessages(r) })
 }
 
-// ackReq: Ack request.
+// ackReq: Ack request: uid string | ids | apps. The apps were added after
+// the first version; a request without them (a caller from before apps
+// were tenants) is refused as malformed rather than read as "no app".
 type ackReq struct {
-	UID string
-	IDs []uint64
+	UID  string
+	IDs  []uint64
+	Apps []uint32
 }
 
 func (m *ackReq) AppendBinary(b []byte) ([]byte, error) {
 	b = wire.AppendString(b, m.UID)
-	return appendIDs(b, m.IDs), nil
+	b = appendIDs(b, m.IDs)
+	return appendApps(b, m.Apps), nil
 }
 
 func (m *ackReq) UnmarshalBinary(b []byte) error {
-	return decode(b, func(r *wire.Reader) { m.UID, m.IDs = r.String(), readIDs(r) })
+	return decode(b, func(r *wire.Reader) { m.UID, m.IDs, m.Apps = r.String(), readIDs(r), readApps(r) })
+}
+
+// userStatsReq: UserStats request: uid string | app uint32 (0: every app).
+// A request of the first version (uid alone) is refused as malformed, so
+// that an old caller never gets every app's counts.
+type userStatsReq struct {
+	UID string
+	App uint32
+}
+
+func (m *userStatsReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.UID)
+	return wire.AppendUint32(b, m.App), nil
+}
+
+func (m *userStatsReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.UID, m.App = r.String(), r.Uint32() })
 }
 
 // statsMsg: Stats reply.
@@ -347,10 +382,11 @@ func (m *broadcastReq) UnmarshalBinary(b []byte) error {
 	return err
 }
 
-// roomKickReq: room Kick request.
+// roomKickReq: room Kick request (the apps to take: none = the whole connection).
 type roomKickReq struct {
 	UID    string
 	ConnID uint64
+	Apps   []uint32
 	Code   int
 	Reason string
 }
@@ -358,12 +394,14 @@ type roomKickReq struct {
 func (m *roomKickReq) AppendBinary(b []byte) ([]byte, error) {
 	b = wire.AppendString(b, m.UID)
 	b = wire.AppendUint64(b, m.ConnID)
+	b = appendApps(b, m.Apps)
 	b = wire.AppendVarint(b, int64(m.Code))
 	return wire.AppendString(b, m.Reason), nil
 }
 
 func (m *roomKickReq) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) {
-		m.UID, m.ConnID, m.Code, m.Reason = r.String(), r.Uint64(), int(r.Varint()), r.String()
+		m.UID, m.ConnID, m.Apps = r.String(), r.Uint64(), readApps(r)
+		m.Code, m.Reason = int(r.Varint()), r.String()
 	})
 }

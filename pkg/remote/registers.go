@@ -116,16 +116,16 @@ func (r *Registers) client(m push.Member) (RegisterClient, error) {
 }
 
 // Register stores sess on the owner of sess.UID (see register.Service).
-func (r *Registers) Register(ctx context.Context, sess push.Session) (*push.Session, error) {
+func (r *Registers) Register(ctx context.Context, sess push.Session) ([]push.Session, error) {
 	c, id, err := r.pick(sess.UID)
 	if err != nil {
 		return nil, err
 	}
-	prev, err := c.Register(ctx, sess)
+	displaced, err := c.Register(ctx, sess)
 	if err != nil {
 		return nil, fmt.Errorf("remote register %s on %s: %w", sess.UID, id, err)
 	}
-	return prev, nil
+	return displaced, nil
 }
 
 // Unregister removes the uid's session from its owner if it is still
@@ -143,26 +143,26 @@ func (r *Registers) Unregister(ctx context.Context, uid, room string, connID uin
 }
 
 // SetApps replaces the apps of the uid's session on its owner.
-func (r *Registers) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error) {
+func (r *Registers) SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
 	c, id, err := r.pick(uid)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	ok, err := c.SetApps(ctx, uid, connID, apps)
+	displaced, ok, err := c.SetApps(ctx, uid, connID, apps)
 	if err != nil {
-		return false, fmt.Errorf("remote set apps %s on %s: %w", uid, id, err)
+		return nil, false, fmt.Errorf("remote set apps %s on %s: %w", uid, id, err)
 	}
-	return ok, nil
+	return displaced, ok, nil
 }
 
 // Get returns the uid's session from its owner. An owner that is down or
 // restarting is reported as "not online".
-func (r *Registers) Get(ctx context.Context, uid string) (push.Session, bool, error) {
+func (r *Registers) Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error) {
 	c, id, err := r.pick(uid)
 	if err != nil {
 		return push.Session{}, false, err
 	}
-	s, ok, err := c.Get(ctx, uid)
+	s, ok, err := c.Get(ctx, uid, app)
 	switch {
 	case err == nil:
 		return s, ok, nil

@@ -44,7 +44,7 @@ func newRegCluster(t *testing.T, n int, start bool, cfg RegistersConfig) *regClu
 func (c *regCluster) holders(uid string) []*regNode {
 	var out []*regNode
 	for _, n := range c.nodes {
-		if _, ok, _ := n.api.Get(context.Background(), uid); ok {
+		if _, ok, _ := n.api.Get(context.Background(), uid, 0); ok {
 			out = append(out, n)
 		}
 	}
@@ -87,7 +87,7 @@ func TestRegistersSharding(t *testing.T) {
 		if len(h) != 1 || h[0] != c.ownerNode(uid) {
 			t.Fatalf("%s is held by %d nodes, not by its owner only", uid, len(h))
 		}
-		s, ok, err := c.regs.Get(ctx, uid)
+		s, ok, err := c.regs.Get(ctx, uid, 0)
 		if err != nil || !ok || s.ConnID != uint64(1000+i) {
 			t.Fatalf("Get %s: %+v %v %v", uid, s, ok, err)
 		}
@@ -95,10 +95,10 @@ func TestRegistersSharding(t *testing.T) {
 	// The same uid again goes to the same owner, which reports the replaced session.
 	again := session(5, "room-b")
 	prev, err := c.regs.Register(ctx, again)
-	if err != nil || prev == nil || prev.Room != "room-a" {
+	if err != nil || len(prev) != 1 || prev[0].Room != "room-a" {
 		t.Fatalf("second login: prev %+v err %v", prev, err)
 	}
-	if ok, err := c.regs.SetApps(ctx, again.UID, again.ConnID, []uint32{42}); err != nil || !ok {
+	if _, ok, err := c.regs.SetApps(ctx, again.UID, again.ConnID, []uint32{42}); err != nil || !ok {
 		t.Fatalf("SetApps: %v %v", ok, err)
 	}
 	if ok, err := c.regs.Unregister(ctx, again.UID, "room-b", again.ConnID); err != nil || !ok {
@@ -161,10 +161,10 @@ func TestRegistersLookupAndCounts(t *testing.T) {
 			upUID = u
 		}
 	}
-	if _, ok, err := c.regs.Get(ctx, downUID); err != nil || ok {
+	if _, ok, err := c.regs.Get(ctx, downUID, 0); err != nil || ok {
 		t.Fatalf("Get on a down owner: ok %v err %v, want not online", ok, err)
 	}
-	if _, ok, err := c.regs.Get(ctx, upUID); err != nil || !ok {
+	if _, ok, err := c.regs.Get(ctx, upUID, 0); err != nil || !ok {
 		t.Fatalf("Get on a live owner: ok %v err %v", ok, err)
 	}
 	got, err = c.regs.Lookup(ctx, uids)
@@ -268,8 +268,8 @@ func TestRegistersNoMember(t *testing.T) {
 	regs := NewRegisters(newMembers(), newPool(t), RegistersConfig{})
 	_, err1 := regs.Register(ctx, session(1, "r"))
 	_, err2 := regs.Unregister(ctx, "u", "r", 1)
-	_, err3 := regs.SetApps(ctx, "u", 1, nil)
-	_, _, err4 := regs.Get(ctx, "u")
+	_, _, err3 := regs.SetApps(ctx, "u", 1, nil)
+	_, _, err4 := regs.Get(ctx, "u", 0)
 	_, err5 := regs.Lookup(ctx, []string{"u"})
 	_, _, err6 := regs.Scan(ctx, 0, 0, 10)
 	_, err7 := regs.Counts(ctx)

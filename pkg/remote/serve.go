@@ -10,10 +10,10 @@ import (
 // RegisterAPI is the register service as other processes call it
 // (register.Service).
 type RegisterAPI interface {
-	Register(ctx context.Context, sess push.Session) (*push.Session, error)
+	Register(ctx context.Context, sess push.Session) ([]push.Session, error)
 	Unregister(ctx context.Context, uid, room string, connID uint64) (bool, error)
-	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (bool, error)
-	Get(ctx context.Context, uid string) (push.Session, bool, error)
+	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error)
+	Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error)
 	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
 	Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error)
 	Counts(ctx context.Context) (push.Counts, error)
@@ -30,9 +30,12 @@ type SaverAPI interface {
 	Save(ctx context.Context, msg push.Message, uids []string) error
 	SaveBroadcast(ctx context.Context, msg push.Message) error
 	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
-	Ack(ctx context.Context, uid string, ids []uint64) (int, error)
+	// Ack acts only on messages of apps (the apps the caller acts for);
+	// other apps' ids are ignored like unknown ones.
+	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
 	Stats(ctx context.Context) (push.StoreStats, error)
-	UserStats(ctx context.Context, uid string) (pending, parked int, err error)
+	// UserStats counts uid's messages of app; app 0 counts every app.
+	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
 }
 
 // CoordinatorAPI is the coordinator as other processes call it
@@ -46,7 +49,7 @@ type CoordinatorAPI interface {
 // RoomAPI is one room instance as other processes call it (room.Room).
 type RoomAPI interface {
 	Push(ctx context.Context, msg push.Message, targets []push.Target) (int, error)
-	Kick(ctx context.Context, uid string, connID uint64, code int, reason string) (bool, error)
+	Kick(ctx context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error)
 	// Broadcast delivers msg to the room's connections with msg.App bound,
 	// at most perSec per second (<= 0: unpaced).
 	Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error)
@@ -84,11 +87,11 @@ func (*empty) UnmarshalBinary([]byte) error          { return nil }
 func ServeRegister(s *rpc.Server, api RegisterAPI, opts ...ServeOption) {
 	o := newServeOpts(opts)
 	handle(s, o, MethodRegister, func(ctx context.Context, req *sessionMsg, rep *rpc.Reply) error {
-		prev, err := api.Register(ctx, req.S)
+		displaced, err := api.Register(ctx, req.S)
 		if err != nil {
 			return err
 		}
-		return rep.Encode(&prevMsg{Prev: prev})
+		return rep.Encode(&sessionsMsg{S: displaced})
 	})
 	handle(s, o, MethodUnregister, func(ctx context.Context, req *connReq, rep *rpc.Reply) error {
 		ok, err := api.Unregister(ctx, req.UID, req.Room, req.ConnID)
@@ -98,14 +101,14 @@ func ServeRegister(s *rpc.Server, api RegisterAPI, opts ...ServeOption) {
 		return rep.Encode(&boolMsg{V: ok})
 	})
 	handle(s, o, MethodSetApps, func(ctx context.Context, req *setAppsReq, rep *rpc.Reply) error {
-		ok, err := api.SetApps(ctx, req.UID, req.ConnID, req.Apps)
+		displaced, ok, err := api.SetApps(ctx, req.UID, req.ConnID, req.Apps)
 		if err != nil {
 			return err
 		}
-		return rep.Encode(&boolMsg{V: ok})
+		return rep.Encode(&setAppsResp{OK: ok, Displaced: displaced})
 	})
-	handle(s, o, MethodGet, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
-		sess, ok, err := api.Get(ctx, req.S)
+	handle(s, o, MethodGet, func(ctx context.Context, req *getReq, rep *rpc.Reply) error {
+		sess, ok, err := api.Get(ctx, req.UID, req.App)
 		if err != nil {
 			return err
 		}
@@ -161,7 +164,7 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 		return rep.Encode(&messagesMsg{M: msgs})
 	})
 	handle(s, o, MethodAck, func(ctx context.Context, req *ackReq, rep *rpc.Reply) error {
-		n, err := api.Ack(ctx, req.UID, req.IDs)
+		n, err := api.Ack(ctx, req.UID, req.Apps, req.IDs)
 		if err != nil {
 			return err
 		}
@@ -174,8 +177,8 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 		}
 		return rep.Encode(&statsMsg{S: st})
 	})
-	handle(s, o, MethodUserStats, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
-		pending, parked, err := api.UserStats(ctx, req.S)
+	handle(s, o, MethodUserStats, func(ctx context.Context, req *userStatsReq, rep *rpc.Reply) error {
+		pending, parked, err := api.UserStats(ctx, req.UID, req.App)
 		if err != nil {
 			return err
 		}
@@ -212,7 +215,7 @@ func ServeRoom(s *rpc.Server, api RoomAPI, opts ...ServeOption) {
 		return rep.Encode(&intMsg{N: n})
 	})
 	handle(s, o, MethodRoomKick, func(ctx context.Context, req *roomKickReq, rep *rpc.Reply) error {
-		ok, err := api.Kick(ctx, req.UID, req.ConnID, req.Code, req.Reason)
+		ok, err := api.Kick(ctx, req.UID, req.ConnID, req.Apps, req.Code, req.Reason)
 		if err != nil {
 			return err
 		}

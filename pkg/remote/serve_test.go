@@ -12,6 +12,7 @@ import (
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
+	"github.com/lcpush/lcpush/pkg/rpc/wire"
 )
 
 func dial(t testing.TB, srv *rpc.Server) *rpc.Client {
@@ -36,17 +37,17 @@ func TestServeRegister(t *testing.T) {
 	s1b := s1
 	s1b.Room, s1b.ConnID = "r2", 2
 	prev, err := c.Register(ctx, s1b)
-	if err != nil || prev == nil || !reflect.DeepEqual(*prev, s1) {
+	if err != nil || len(prev) != 1 || !reflect.DeepEqual(prev[0], s1) {
 		t.Fatalf("Register replace: prev %+v err %v", prev, err)
 	}
-	if ok, err := c.SetApps(ctx, "u1", 2, []uint32{9}); err != nil || !ok {
+	if _, ok, err := c.SetApps(ctx, "u1", 2, []uint32{9}); err != nil || !ok {
 		t.Fatalf("SetApps: %v %v", ok, err)
 	}
-	got, ok, err := c.Get(ctx, "u1")
+	got, ok, err := c.Get(ctx, "u1", 9)
 	if err != nil || !ok || got.Room != "r2" || !reflect.DeepEqual(got.Apps, []uint32{9}) {
 		t.Fatalf("Get: %+v %v %v", got, ok, err)
 	}
-	if _, ok, err := c.Get(ctx, "nobody"); err != nil || ok {
+	if _, ok, err := c.Get(ctx, "nobody", 0); err != nil || ok {
 		t.Fatalf("Get missing: %v %v", ok, err)
 	}
 	if err := c.Restore(ctx, []push.Session{{UID: "u2", Room: "r1", ConnID: 5, Since: 1}, {UID: "u3", Room: "r1", ConnID: 6}}); err != nil {
@@ -86,6 +87,7 @@ type fakeSaver struct {
 	saved map[uint64][]string
 	bcast []push.Message
 	acks  []uint64
+	apps  []uint32 // of the last Ack
 	stats push.StoreStats
 	calls int
 	err   error
@@ -129,10 +131,11 @@ func (f *fakeSaver) Load(_ context.Context, uid string, apps []uint32) ([]push.M
 	return out, err
 }
 
-func (f *fakeSaver) Ack(_ context.Context, uid string, ids []uint64) (int, error) {
+func (f *fakeSaver) Ack(_ context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	err := f.enter()
 	defer f.mu.Unlock()
 	f.acks = append(f.acks, ids...)
+	f.apps = apps
 	return len(ids), err
 }
 
@@ -142,11 +145,12 @@ func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
 	return f.stats, err
 }
 
-// UserStats answers len(uid) pending and 1 parked, so a test can tell uids apart.
-func (f *fakeSaver) UserStats(_ context.Context, uid string) (int, int, error) {
+// UserStats answers len(uid) pending and app parked, so a test can tell
+// uids and apps apart.
+func (f *fakeSaver) UserStats(_ context.Context, uid string, app uint32) (int, int, error) {
 	err := f.enter()
 	defer f.mu.Unlock()
-	return len(uid), 1, err
+	return len(uid), int(app), err
 }
 
 func (f *fakeSaver) count() int {
@@ -172,22 +176,59 @@ func TestServeSaver(t *testing.T) {
 	if err != nil || len(msgs) != 1 || msgs[0].ID != 11 || string(msgs[0].Payload) != "b" {
 		t.Fatalf("Load: %+v %v", msgs, err)
 	}
-	if n, err := c.Ack(ctx, "b", []uint64{11, 12}); err != nil || n != 2 {
+	if n, err := c.Ack(ctx, "b", []uint32{1, 3}, []uint64{11, 12}); err != nil || n != 2 {
 		t.Fatalf("Ack: %d %v", n, err)
 	}
 	st, err := c.Stats(ctx)
 	if err != nil || !reflect.DeepEqual(st, api.stats) {
 		t.Fatalf("Stats: %+v %v", st, err)
 	}
-	if pending, parked, err := c.UserStats(ctx, "abc"); err != nil || pending != 3 || parked != 1 {
+	if pending, parked, err := c.UserStats(ctx, "abc", 7); err != nil || pending != 3 || parked != 7 {
 		t.Fatalf("UserStats: %d %d %v", pending, parked, err)
+	}
+	if pending, parked, err := c.UserStats(ctx, "abc", 0); err != nil || pending != 3 || parked != 0 {
+		t.Fatalf("UserStats of every app: %d %d %v", pending, parked, err)
 	}
 	api.mu.Lock()
 	defer api.mu.Unlock()
-	if len(api.bcast) != 1 || !api.bcast[0].Broadcast || !reflect.DeepEqual(api.acks, []uint64{11, 12}) {
-		t.Fatalf("saver saw %+v %+v", api.bcast, api.acks)
+	if len(api.bcast) != 1 || !api.bcast[0].Broadcast || !reflect.DeepEqual(api.acks, []uint64{11, 12}) ||
+		!reflect.DeepEqual(api.apps, []uint32{1, 3}) {
+		t.Fatalf("saver saw %+v %+v apps %v", api.bcast, api.acks, api.apps)
 	}
 }
+
+// A request in the encoding from before apps were tenants (Ack without
+// apps, UserStats with a uid alone) is refused, never served as "no app"
+// or "every app".
+func TestServeSaverRefusesAppless(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeSaver()
+	cl := dial(t, startRPC(t, func(s *rpc.Server) { ServeSaver(s, api) }))
+	old := rawMsg(appendIDs(wire.AppendString(nil, "u"), []uint64{1}))
+	for _, tc := range []struct {
+		name   string
+		method uint16
+		body   rpc.Message
+	}{
+		{"ack", MethodAck, old},
+		{"user stats", MethodUserStats, &stringMsg{S: "u"}},
+	} {
+		var out intMsg
+		err := call(ctx, cl, 0, tc.method, tc.body, &out)
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Code != rpc.CodeBadRequest {
+			t.Errorf("%s of the old encoding: %v, want CodeBadRequest", tc.name, err)
+		}
+	}
+	if n := api.count(); n != 0 {
+		t.Errorf("the saver was called %d times", n)
+	}
+}
+
+// rawMsg is a request body given as bytes.
+type rawMsg []byte
+
+func (m rawMsg) AppendBinary(b []byte) ([]byte, error) { return append(b, m...), nil }
 
 // fakeCoord records its calls and returns err.
 type fakeCoord struct {
@@ -282,10 +323,10 @@ func (f *fakeRoom) Push(ctx context.Context, msg push.Message, targets []push.Ta
 	return len(targets), nil
 }
 
-func (f *fakeRoom) Kick(_ context.Context, uid string, connID uint64, code int, reason string) (bool, error) {
+func (f *fakeRoom) Kick(_ context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.kicked = append(f.kicked, fmt.Sprintf("%s/%d/%d/%s", uid, connID, code, reason))
+	f.kicked = append(f.kicked, fmt.Sprintf("%s/%d/%v/%d/%s", uid, connID, apps, code, reason))
 	return connID != 0, nil
 }
 
@@ -303,7 +344,7 @@ func TestServeRoom(t *testing.T) {
 	if n, err := c.Push(ctx, msg, []push.Target{{UID: "a", ConnID: 1}, {UID: "b", ConnID: 2}}); err != nil || n != 2 {
 		t.Fatalf("Push: %d %v", n, err)
 	}
-	if ok, err := c.Kick(ctx, "a", 1, push.KickAdmin, "bye"); err != nil || !ok {
+	if ok, err := c.Kick(ctx, "a", 1, []uint32{3}, push.KickAdmin, "bye"); err != nil || !ok {
 		t.Fatalf("Kick: %v %v", ok, err)
 	}
 	ss, err := c.Sessions(ctx)
@@ -315,7 +356,7 @@ func TestServeRoom(t *testing.T) {
 	if !api.deadline {
 		t.Error("the handler's ctx did not carry the caller's deadline (DefaultTimeout)")
 	}
-	if len(api.pushes) != 1 || string(api.pushes[0].Payload) != "p" || api.kicked[0] != "a/1/2/bye" {
+	if len(api.pushes) != 1 || string(api.pushes[0].Payload) != "p" || api.kicked[0] != "a/1/[3]/2/bye" {
 		t.Fatalf("room saw %+v %v", api.pushes, api.kicked)
 	}
 }

@@ -21,6 +21,7 @@ var (
 	ErrMalformed = errors.New("token: malformed")
 	ErrExpired   = errors.New("token: expired")
 	ErrBadMAC    = errors.New("token: bad signature")
+	ErrLifetime  = errors.New("token: lifetime over the maximum")
 )
 
 // Sign returns the token for (app, uid) valid until expiry (unix seconds).
@@ -65,6 +66,21 @@ func Verify(secret []byte, app uint32, uid, tok string, now time.Time, skew time
 	}
 	if now.Add(-skew).Unix() >= expiry {
 		return ErrExpired
+	}
+	return nil
+}
+
+// VerifyLifetime is Verify plus a bound on the token's remaining lifetime: a
+// token whose expiry lies more than maxLife (plus skew) after now is refused
+// with ErrLifetime, so a back end cannot mint tokens that never expire.
+func VerifyLifetime(secret []byte, app uint32, uid, tok string, now time.Time, skew, maxLife time.Duration) error {
+	if err := Verify(secret, app, uid, tok, now, skew); err != nil {
+		return err
+	}
+	exp, _, _ := strings.Cut(tok, ".")
+	expiry, _ := strconv.ParseInt(exp, 10, 64) // checked by Verify
+	if limit := now.Add(maxLife + skew).Unix(); expiry > limit {
+		return ErrLifetime
 	}
 	return nil
 }

@@ -133,3 +133,26 @@ func mustParse(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+func TestVerifyLifetime(t *testing.T) {
+	secret := []byte("0123456789abcdef")
+	now := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name   string
+		expiry int64
+		want   error
+	}{
+		{"an hour", now.Unix() + 3600, nil},
+		{"at the maximum", now.Add(30 * 24 * time.Hour).Unix(), nil},
+		{"within the skew past the maximum", now.Add(30*24*time.Hour + 30*time.Second).Unix(), nil},
+		{"a day past the maximum", now.Add(31 * 24 * time.Hour).Unix(), ErrLifetime},
+		{"for ever", 1<<63 - 1, ErrLifetime},
+		{"expired", now.Unix() - 3600, ErrExpired},
+	}
+	for _, tt := range tests {
+		tok := Sign(secret, 1, "u", tt.expiry)
+		if err := VerifyLifetime(secret, 1, "u", tok, now, time.Minute, 30*24*time.Hour); !errors.Is(err, tt.want) && err != tt.want {
+			t.Errorf("%s: VerifyLifetime = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}
