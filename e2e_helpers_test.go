@@ -77,25 +77,35 @@ func startSystem(t *testing.T, cfgYAML, dataDir string) *System {
 // startSystemAt is startSystem with a chosen room address.
 func startSystemAt(t *testing.T, cfgYAML, dataDir, roomAddr string) *System {
 	t.Helper()
-	if dataDir == "" {
-		dataDir = t.TempDir()
-	}
+	return startSystemWith(t, cfgYAML, func(o *Options) { o.DataDir, o.RoomAddr = dataDir, roomAddr })
+}
+
+// startSystemWith is startSystem with options changed by mod (the store, a
+// room address, ...).
+func startSystemWith(t *testing.T, cfgYAML string, mod func(*Options)) *System {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sys, err := Start(ctx, Options{
+	opts := Options{
 		ConfigPath:   cfgPath,
-		DataDir:      dataDir,
-		RoomAddr:     roomAddr,
+		RoomAddr:     "127.0.0.1:0",
 		CenterAddr:   "127.0.0.1:0",
 		DispatchAddr: "127.0.0.1:0",
 		AdminAddr:    "127.0.0.1:0",
 		ConfigPoll:   100 * time.Millisecond,
 		Logger:       testLogger(),
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	sys, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("start system: %v", err)
 	}

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -19,8 +21,10 @@ import (
 // fails the input with a message instead of stalling the fuzzer.
 const fuzzExchange = 5 * time.Second
 
-// FuzzClientInput sends arbitrary bytes to a live room, before or after a
-// valid AUTH, and checks that the room never dies and keeps serving a
+// FuzzClientInput sends arbitrary bytes to a live room, before a valid AUTH
+// (the pre-auth path: framing under max_auth_frame, AUTH decoding and token
+// checks, the auth rules) or after it (the post-auth path: every op, its
+// limits and the ERROR budget), and checks that the room never dies and keeps serving a
 // bystander: whatever a client sends costs only its own connection.
 //
 // Each input is one deterministic exchange, with no fixed wait: the client
@@ -43,6 +47,9 @@ func FuzzClientInput(f *testing.F) {
 		proto.AppendPush(nil, 1, true, 1, []byte("server only")),
 		{0, 0, 0, 12, 2, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0},
 		{0, 0, 0, 13, 1, 6, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0},
+		{0, 0, 4, 1}, // Len 1025: over max_auth_frame before AUTH, fine after
+		bytes.Repeat(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil), 40), // past the PING limit
+		bytes.Repeat(proto.AppendUpstream(nil, 9, 9, false, 1, nil), 130),             // past the UPSTREAM and ERROR limits
 	}
 	for _, s := range seeds {
 		f.Add(false, s)
@@ -52,7 +59,13 @@ func FuzzClientInput(f *testing.F) {
 	// never collide across workers. A bystander's PING every few seconds
 	// keeps it far from its idle timeout (2 x 30 s + grace) however long the
 	// run, and within its PING limit.
-	e := startEnv(f, envOpt{})
+	// The default op limits: the pre-auth and post-auth paths as deployed.
+	// The fuzzer dials one connection per input, hundreds a second from one
+	// address: only the per-IP connect rate is lifted.
+	e := startEnv(f, envOpt{cfg: func(c *config.Config) {
+		defaultLimits(c)
+		c.Room.ConnectRatePerIP = -1
+	}})
 	by, _ := e.login(1, "bystander")
 	var n atomic.Int64
 	var pinged atomic.Int64

@@ -115,6 +115,14 @@ room:
   heartbeat_default: 60
   max_conns: 19000
   max_conns_per_ip: 200000
+  # Load from a few loopback addresses: lift the per-IP and pre-auth caps.
+  max_unauthed: 200000
+  max_unauthed_per_ip: 200000
+  connect_rate_per_ip: -1
+  limits:
+    ack: {rate: 1000, burst: 65535}  # the load tool ACKs once per read
+center:
+  max_jobs_per_app: 64  # the stream scenario keeps 16 broadcasts in flight
 YAML
   trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$dir"' RETURN
   for i in $(seq 0 $((rooms - 1))); do

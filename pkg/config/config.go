@@ -89,7 +89,8 @@ type Room struct {
 	MaxUnauthed      int `yaml:"max_unauthed"`
 	MaxUnauthedPerIP int `yaml:"max_unauthed_per_ip"`
 	// ConnectRatePerIP and ConnectBurstPerIP bound new connections per
-	// second from one client IP (a token bucket); more are refused at accept.
+	// second from one client IP (a token bucket, at most 1000/s); more are
+	// refused at accept. A negative rate turns the limit off (load tests).
 	ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
 	ConnectBurstPerIP int     `yaml:"connect_burst_per_ip"`
 	// MaxTokenLifetime is the longest a token may still be valid when it is
@@ -313,8 +314,8 @@ func (c *Config) Prepare() error {
 	if r.MaxAuthFrame < 12 || r.MaxAuthFrame > r.MaxFrame {
 		bad("room: need 12 <= max_auth_frame <= max_frame")
 	}
-	if r.MaxUnauthed < 1 || r.MaxUnauthedPerIP < 1 || r.ConnectRatePerIP < 0 || r.ConnectBurstPerIP < 1 {
-		bad("room: max_unauthed, max_unauthed_per_ip and connect_burst_per_ip must be positive, connect_rate_per_ip not negative")
+	if r.MaxUnauthed < 1 || r.MaxUnauthedPerIP < 1 || r.ConnectBurstPerIP < 1 {
+		bad("room: max_unauthed, max_unauthed_per_ip and connect_burst_per_ip must be positive")
 	}
 	for name, l := range map[string]OpLimit{"ping": r.Limits.Ping, "ack": r.Limits.Ack, "bind": r.Limits.Bind, "upstream": r.Limits.Upstream, "errors": r.Limits.Errors} {
 		if !l.valid() {

@@ -65,6 +65,14 @@ room:
   auth_deadline: 10s
   max_conns: %d
   max_conns_per_ip: 200000
+  # Load from a few loopback addresses: lift the per-IP and pre-auth caps.
+  max_unauthed: 200000
+  max_unauthed_per_ip: 200000
+  connect_rate_per_ip: -1
+  limits:
+    ack: {rate: 1000, burst: 65535}  # the load tool ACKs once per read
+center:
+  max_jobs_per_app: 64  # the stream scenario keeps 16 broadcasts in flight
 `
 
 // defaultMaxConns is the room cap of a started lcpush unless -max-conns
