@@ -33,7 +33,9 @@ func TestOpFloodNeverReading(t *testing.T) {
 		{"bind with a bad token", func(seq uint32) []byte {
 			return proto.AppendFrame(nil, proto.Header{Op: proto.OpBind, Seq: seq, App: 2}, []byte(`{"token":"1.00"}`))
 		}},
-		{"unbind", func(seq uint32) []byte { return proto.AppendFrame(nil, proto.Header{Op: proto.OpUnbind, Seq: seq, App: 3}, nil) }},
+		{"unbind", func(seq uint32) []byte {
+			return proto.AppendFrame(nil, proto.Header{Op: proto.OpUnbind, Seq: seq, App: 3}, nil)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,8 +22,8 @@ func TestCheckUID(t *testing.T) {
 		{"a\nb", false},
 		{"a\x7fb", false},
 		{"a\u0085b", false}, // C1 control
-		{"\xff\xfe", false},  // not UTF-8
-		{"a\xc3", false},     // truncated sequence
+		{"\xff\xfe", false}, // not UTF-8
+		{"a\xc3", false},    // truncated sequence
 	}
 	for _, tt := range tests {
 		err := CheckUID(tt.uid)
