@@ -183,8 +183,10 @@ func (sh *shard) displace(head *entry, room string, connID uint64, apps []uint32
 			gone = append(gone, e)
 		}
 	}
-	for i := len(gone) - 1; i >= 0; i-- { // from the tail: unlink moves entries towards the head
-		sh.unlink(gone[i].uid, gone[i].room, gone[i].connID)
+	for _, e := range gone {
+		if sh.unlink(e.uid, e.room, e.connID) {
+			metricSessions.Dec()
+		}
 	}
 	return out
 }

@@ -114,9 +114,10 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 // connection here): apps are tenants, so a login or a kick through app A
 // ends only A's session. The connection is sent KICK {code, reason} and
 // closed when it has no app left, or when apps is empty (the whole
-// connection); otherwise it keeps serving its other apps and is told which
-// app it lost by an UNBIND_OK with Seq 0. It reports whether such a
-// connection was found; the frames are written asynchronously by its loop.
+// connection); otherwise it keeps serving its other apps, and is sent
+// nothing (version 1 has no frame for it: the client learns it from ERROR
+// not_bound if it uses the app). It reports whether such a connection was
+// found; the frames are written asynchronously by its loop.
 func (r *Room) Kick(_ context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
 	if r.isClosing() {
 		return false, fmt.Errorf("room kick: %w", push.ErrClosed)
@@ -151,15 +152,12 @@ func (r *Room) Kick(_ context.Context, uid string, connID uint64, apps []uint32,
 	return true, nil
 }
 
-// revoked tells a connection that kept other apps which ones it lost, and
-// the register what it has left (loop only). A login elsewhere took the
-// apps there: the user is still online for them, so no offline event.
+// revoked tells the register what a connection that kept other apps has
+// left (loop only). A login elsewhere took the apps there: the user is still
+// online for them, so no offline event; a kick reports them offline.
 func (r *Room) revoked(s *connState, took []uint32, code int) {
 	mRevoked.Add(float64(len(took)))
 	for _, a := range took {
-		l := s.loop
-		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpUnbindOK, App: a}, 0)
-		r.send(s, kindControl, l.outBuf)
 		r.syncApps(s, a, code != push.KickLoginElsewhere)
 	}
 }

@@ -38,7 +38,16 @@ step "go build"
 go build -o /dev/null .
 
 step "go test -race"
-go test -race -count=1 -timeout "$TEST_TIMEOUT" ./...
+# The adversarial suite measures latency and memory: it runs alone below.
+go test -race -count=1 -timeout "$TEST_TIMEOUT" -skip '^TestAdversarial$' ./...
+
+step "adversarial suite, alone and without the race detector (figures per attack)"
+adv_log=$(mktemp /tmp/lcpush-adversarial.XXXXXX)
+if ! go test -count=1 -timeout 10m -run '^TestAdversarial$' -v . >"$adv_log" 2>&1; then
+  cat "$adv_log"
+  exit 1
+fi
+grep -E 'SUMMARY|^(--- |ok)' "$adv_log"
 
 step "allocation tests without -race (sync.Pool is randomised under -race)"
 go test -count=1 -run 'Alloc' ./...
