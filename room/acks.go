@@ -3,12 +3,25 @@ package room
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // maxAckQueued bounds the ACKed ids waiting on one loop; past it an ACK is
 // refused with ERROR overloaded (the client retries) instead of queueing
 // without limit behind a slow store.
 const maxAckQueued = 1 << 16
+
+// ACKs the store refused are retried, not dropped: a dropped ACK comes back
+// as a duplicate delivery at the next login. The retry is bounded per loop
+// (maxAckRetained ids, the oldest dropped first) and in time (ackRetryFor),
+// and both drops are counted (lcpush_room_acks_dropped_total): those ids are
+// delivered again, which clients dedup by id.
+const (
+	maxAckRetained = 2 * maxAckQueued
+	ackRetryFor    = 2 * time.Minute
+	ackBackoffMin  = 50 * time.Millisecond
+	ackBackoffMax  = 2 * time.Second
+)
 
 // ackParallel is how many store calls one drain makes at once: a cluster's
 // saver is an RPC away, and a QoS 1 broadcast brings one ACK per connection.
@@ -18,20 +31,26 @@ const ackParallel = 8
 // worker task that drains the queue until it is empty, and the ACKs that
 // arrive meanwhile ride along. A QoS 1 broadcast to every connection of a
 // room thus costs a few pool tasks, not one per connection (which would
-// overflow the pool's queue and refuse ACKs).
+// overflow the pool's queue and refuse ACKs). ACKs the store refused go
+// back to the head of the queue, in their order, and the drain waits
+// (backoff) before it tries again.
 type ackQueue struct {
 	mu       sync.Mutex
 	q        []ackEntry
 	ids      int  // ids in q
-	draining bool // a drain task owns the queue; q was empty when it was false
+	draining bool // a drain task (or its retry timer) owns the queue; q was empty when it was false
+	backoff  time.Duration
+	timer    *time.Timer // pending retry, nil when none
+	closed   bool        // Shutdown: no more retry timers
 }
 
 // ackEntry is one ACK frame: its ids delete messages of the apps bound on
 // the connection when it was read, never another app's (apps are tenants).
 type ackEntry struct {
-	uid  string
-	apps []uint32 // the connection's copy-on-write set: never modified
-	ids  []uint64
+	uid   string
+	apps  []uint32 // the connection's copy-on-write set: never modified
+	ids   []uint64
+	first int64 // unix nano of the first attempt, 0 before it
 }
 
 // queueAck queues ids ACKed by s's uid (loop only). It reports false when
@@ -59,43 +78,153 @@ func (r *Room) queueAck(s *connState, ids []uint64) bool {
 	return false
 }
 
-// drainAcks applies queued ACKs until the queue is empty (a pool task).
+// drainAcks applies queued ACKs until the queue is empty or the store
+// refuses some (a pool task).
 func (r *Room) drainAcks(aq *ackQueue) {
 	var batch []ackEntry
 	for {
 		aq.mu.Lock()
 		if len(aq.q) == 0 {
 			aq.draining = false
+			aq.backoff = 0
 			aq.mu.Unlock()
 			return
 		}
 		batch, aq.q = aq.q, batch[:0]
 		aq.ids = 0
 		aq.mu.Unlock()
-		r.applyAcks(batch)
+		failed := r.applyAcks(batch)
+		if len(failed) > 0 {
+			r.retryAcks(aq, failed)
+			clear(batch)
+			return
+		}
 		clear(batch)
 	}
 }
 
-func (r *Room) applyAcks(batch []ackEntry) {
-	ack := func(part []ackEntry) {
-		for _, e := range part {
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			if _, err := r.deps.Inbox.Ack(ctx, e.uid, e.apps, e.ids); err != nil {
-				r.log.Warn("ack failed", "uid", e.uid, "ids", len(e.ids), "err", err)
+// retryAcks puts failed entries back at the head of the queue, drops what
+// is past the bounds, and schedules the next drain after a backoff.
+func (r *Room) retryAcks(aq *ackQueue, failed []ackEntry) {
+	now := time.Now().UnixNano()
+	keep := failed[:0]
+	for _, e := range failed {
+		if now-e.first > int64(ackRetryFor) {
+			mAcksDropped.WithLabelValues("retry_time").Add(float64(len(e.ids)))
+			continue
+		}
+		keep = append(keep, e)
+	}
+	aq.mu.Lock()
+	defer aq.mu.Unlock()
+	aq.q = append(keep, aq.q...)
+	n := 0
+	for _, e := range aq.q {
+		n += len(e.ids)
+	}
+	for n > maxAckRetained && len(aq.q) > 0 { // the oldest go first
+		n -= len(aq.q[0].ids)
+		mAcksDropped.WithLabelValues("retry_bound").Add(float64(len(aq.q[0].ids)))
+		aq.q = aq.q[1:]
+	}
+	aq.ids = n
+	if aq.closed {
+		dropAcks(aq.q, "shutdown")
+		aq.q, aq.ids = nil, 0
+	}
+	if len(aq.q) == 0 {
+		aq.draining = false
+		return
+	}
+	aq.backoff = min(max(2*aq.backoff, ackBackoffMin), ackBackoffMax)
+	mAckRetries.Inc()
+	aq.timer = time.AfterFunc(aq.backoff, func() {
+		aq.mu.Lock()
+		aq.timer = nil
+		closed := aq.closed
+		aq.mu.Unlock()
+		if closed || !r.submit(func() { r.drainAcks(aq) }) {
+			// The pool is full or closed: try again later, or give up on
+			// Shutdown (flushAcks takes what is left).
+			r.retryAcks(aq, nil)
+		}
+	})
+}
+
+// applyAcks sends the batch to the store, ackParallel calls at once, and
+// returns the entries the store did not take (in batch order).
+func (r *Room) applyAcks(batch []ackEntry) []ackEntry {
+	now := time.Now().UnixNano()
+	ok := make([]bool, len(batch))
+	ack := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			e := &batch[i]
+			if e.first == 0 {
+				e.first = now
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			_, err := r.deps.Inbox.Ack(ctx, e.uid, e.apps, e.ids)
 			cancel()
+			if err != nil {
+				r.log.Debug("ack failed, will retry", "uid", e.uid, "ids", len(e.ids), "err", err)
+				continue
+			}
+			ok[i] = true
 		}
 	}
 	if len(batch) < 2*ackParallel {
-		ack(batch)
-		return
+		ack(0, len(batch))
+	} else {
+		var wg sync.WaitGroup
+		per := (len(batch) + ackParallel - 1) / ackParallel
+		for i := 0; i < len(batch); i += per {
+			wg.Go(func() { ack(i, min(i+per, len(batch))) })
+		}
+		wg.Wait()
 	}
-	var wg sync.WaitGroup
-	per := (len(batch) + ackParallel - 1) / ackParallel
-	for i := 0; i < len(batch); i += per {
-		part := batch[i:min(i+per, len(batch))]
-		wg.Go(func() { ack(part) })
+	var failed []ackEntry
+	for i, done := range ok {
+		if !done {
+			failed = append(failed, batch[i])
+		}
 	}
-	wg.Wait()
+	if len(failed) > 0 {
+		r.log.Warn("acks not taken by the store, retrying", "entries", len(failed))
+	}
+	return failed
+}
+
+// flushAcks stops the retry timers and makes one last attempt at every
+// loop's queued ACKs, bounded by ctx (Shutdown); what still fails is
+// dropped and counted.
+func (r *Room) flushAcks(ctx context.Context) {
+	for _, l := range r.allLoops() {
+		aq := &l.acks
+		aq.mu.Lock()
+		aq.closed = true
+		if aq.timer != nil && aq.timer.Stop() {
+			aq.timer = nil
+			aq.draining = false
+		}
+		// A drain task still running finishes the batch it holds; what
+		// it fails to apply is counted by retryAcks.
+		q := aq.q
+		aq.q, aq.ids = nil, 0
+		aq.mu.Unlock()
+		if len(q) == 0 || ctx.Err() != nil {
+			dropAcks(q, "shutdown")
+			continue
+		}
+		dropAcks(r.applyAcks(q), "shutdown")
+	}
+}
+
+func dropAcks(q []ackEntry, reason string) {
+	n := 0
+	for _, e := range q {
+		n += len(e.ids)
+	}
+	if n > 0 {
+		mAcksDropped.WithLabelValues(reason).Add(float64(n))
+	}
 }

@@ -128,7 +128,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 	l := s.loop
 	l.outBuf = proto.AppendJSON(l.outBuf[:0], proto.Header{Op: proto.OpAuthOK, Seq: res.seq},
 		proto.AuthOK{HB: int(s.hb), Room: r.cfg.ID, ServerTime: time.Now().Unix()})
-	l.outBuf = r.appendStored(s, l.outBuf, res.msgs)
+	l.outBuf, _ = r.appendStored(s, l.outBuf, res.msgs)
 	for _, p := range s.pending {
 		l.outBuf = append(l.outBuf, p...)
 		mPushes.Inc()
@@ -145,21 +145,23 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 // appendStored appends PUSH frames of stored messages, flushing to s every
 // 64 KiB so the loop's buffer stays small (loop only). One load is written
 // whole (kindStored, write.go): it is bounded by the store's load limit.
-func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) []byte {
+func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) ([]byte, int) {
 	now := time.Now().Unix()
+	n := 0
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Expired(now) {
+		if m.Expired(now) || !s.hasApp(m.App) {
 			continue
 		}
 		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
 		mPushes.Inc()
+		n++
 		if len(buf) >= 64<<10 {
 			r.send(s, kindStored, buf) // a closed s ignores the writes that follow
 			buf = buf[:0]
 		}
 	}
-	return buf
+	return buf, n
 }
 
 // displace takes from the uid's other connections the apps that sess's
@@ -206,7 +208,7 @@ func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
 		}
 		l := s.loop
 		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpBindOK, Seq: seq}, 0)
-		l.outBuf = r.appendStored(s, l.outBuf, msgs)
+		l.outBuf, _ = r.appendStored(s, l.outBuf, msgs)
 		r.send(s, kindStored, l.outBuf)
 	})
 }

@@ -132,6 +132,9 @@ type fakeInbox struct {
 	acks   map[string][]uint64
 	// ackApps records the apps each Ack was scoped to, per uid.
 	ackApps map[string][][]uint32
+	// ackErr, when set, is returned by Ack (the store refuses ACKs).
+	ackErr  error
+	ackCall int // Ack calls, refused ones included
 	err     error
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
@@ -165,6 +168,10 @@ func (f *fakeInbox) Ack(_ context.Context, uid string, apps []uint32, ids []uint
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ackCall++
+	if f.ackErr != nil {
+		return 0, f.ackErr
+	}
 	f.acks[uid] = append(f.acks[uid], ids...)
 	f.ackApps[uid] = append(f.ackApps[uid], slices.Clone(apps))
 	return len(ids), nil

@@ -274,3 +274,57 @@ func TestLoginTakesOnlyItsApp(t *testing.T) {
 	only2.expectQuiet()
 	third.expectQuiet()
 }
+
+// TestAcksRetried: ACKs the store refuses are retried until it takes them,
+// in order, none dropped; the client is not bothered.
+func TestAcksRetried(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	e.inbox.mu.Lock()
+	e.inbox.ackErr = push.ErrUnavailable
+	e.inbox.mu.Unlock()
+	c, _ := e.login(1, "acker")
+	retries := counterValue(mAckRetries)
+	reasons := []string{"retry_time", "retry_bound", "shutdown"}
+	dropped := map[string]float64{}
+	for _, r := range reasons {
+		dropped[r] = counterValue(mAcksDropped.WithLabelValues(r))
+	}
+	c.write(proto.AppendAck(nil, 1, []uint64{1, 2}))
+	c.write(proto.AppendAck(nil, 2, []uint64{3}))
+	waitFor(t, "retries", 3*time.Second, func() bool {
+		e.inbox.mu.Lock()
+		defer e.inbox.mu.Unlock()
+		return e.inbox.ackCall >= 4 && counterValue(mAckRetries) >= retries+2
+	})
+	c.expectQuiet() // no ERROR: the ACK was accepted
+	e.inbox.mu.Lock()
+	e.inbox.ackErr = nil
+	e.inbox.mu.Unlock()
+	waitFor(t, "acks applied after the store came back", 5*time.Second, func() bool {
+		return slices.Equal(e.inbox.acked("acker"), []uint64{1, 2, 3})
+	})
+	for _, r := range reasons {
+		if v := counterValue(mAcksDropped.WithLabelValues(r)) - dropped[r]; v != 0 {
+			t.Fatalf("%v ids dropped (%s)", v, r)
+		}
+	}
+}
+
+// TestRedeliver: messages stored while the session could not be found (a
+// register outage) reach a connected client without a reconnect.
+func TestRedeliver(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	c, _ := e.login(1, "r1")
+	other, _ := e.login(2, "r2")
+	e.inbox.store("r1", push.Message{ID: 7, App: 1, QoS: push.QoS1, Payload: []byte("stored late")},
+		push.Message{ID: 8, App: 2, QoS: push.QoS1, Payload: []byte("other app")})
+	n, err := e.room.Redeliver(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("Redeliver = %d, %v; want 1 message", n, err)
+	}
+	if id, payload, f := c.expectPush(); id != 7 || string(payload) != "stored late" || f.Flags&proto.FlagAckRequired == 0 {
+		t.Fatalf("got %d %q flags %d", id, payload, f.Flags)
+	}
+	c.expectQuiet() // app 2's message is not for this connection
+	other.expectQuiet()
+}

@@ -62,6 +62,18 @@ var (
 		Name: "lcpush_room_apps_revoked_total",
 		Help: "Apps taken from a connection that kept others (a login or kick through that app elsewhere).",
 	})
+	mAcksDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_acks_dropped_total",
+		Help: "ACKed ids given up after the store refused them (they are delivered again), by reason: retry_time, retry_bound, shutdown.",
+	}, []string{"reason"})
+	mAckRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_ack_retries_total",
+		Help: "Times a loop's ACK drain waited to retry ACKs the store refused.",
+	})
+	mRedelivered = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_redelivered_total",
+		Help: "Stored messages pushed again by Redeliver (after a register re-fill).",
+	})
 	mPoolDropped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_room_pool_rejected_total",
 		Help: "Tasks the full (or closed) worker pool refused, by task.",

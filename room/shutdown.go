@@ -74,6 +74,7 @@ func (r *Room) shutdown(ctx context.Context) error {
 	})
 
 	err := r.stopEngine(ctx)
+	r.flushAcks(ctx)
 
 	mu.Lock()
 	todo := append([]goneSession(nil), gone...)
