@@ -303,6 +303,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		s.rooms.add(s.Room)
 		if regs != nil {
 			regs.SetSource(s.Room.Sessions) // re-fill a register that restarted empty
+			regs.SetOnRefilled(s.Room.Redeliver)
 		}
 	}
 	if regs != nil {

@@ -34,7 +34,11 @@ type Registry interface {
 	// at most one connection per app).
 	Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error)
 	// Lookup returns the sessions of those uids that are online, in no
-	// particular order.
+	// particular order. When it could not answer for some uids (their
+	// register is down or still being re-filled), it may return the
+	// sessions it found with an error that has an Unanswered() []string
+	// method naming the others (remote.LookupError); any other error means
+	// no uid was answered. An unanswered uid is not offline.
 	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
 	// Counts returns online totals.
 	Counts(ctx context.Context) (push.Counts, error)
@@ -82,6 +86,14 @@ type Config struct {
 	CallTimeout time.Duration
 	// KeepJobs is how many finished jobs stay queryable (default 1000).
 	KeepJobs int
+	// LookupRetry is how long a QoS 1 push retries the lookup of recipients
+	// the registry could not answer for before queueing them (retry.go);
+	// default DefaultLookupRetry, negative: queue at once.
+	LookupRetry time.Duration
+	// RetryQueue bounds the retry queue per app (messages); default
+	// DefaultRetryQueue, negative: no queue (unanswered recipients get the
+	// message at their next login or the room's redelivery).
+	RetryQueue int
 }
 
 // Deps are the collaborators of a center.
@@ -105,6 +117,7 @@ type Service struct {
 	handler http.Handler
 	limits  limiters
 	jobs    *jobStore
+	retry   *retryQueue // deliveries waiting for the registry (retry.go)
 
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64
@@ -143,6 +156,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.KeepJobs <= 0 {
 		cfg.KeepJobs = 1000
 	}
+	if cfg.LookupRetry == 0 {
+		cfg.LookupRetry = DefaultLookupRetry
+	}
+	if cfg.RetryQueue == 0 {
+		cfg.RetryQueue = DefaultRetryQueue
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -155,6 +174,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store: deps.Storage,
 		rooms: deps.Rooms,
 		jobs:  newJobStore(cfg.KeepJobs),
+		retry: newRetryQueue(),
 	}
 	s.srv = &httpserve.Server{
 		Name:              "center",
@@ -192,8 +212,9 @@ func (s *Service) Addr() string {
 
 // Shutdown stops accepting requests and jobs, lets in-flight requests finish
 // within ctx, stops the running broadcast jobs (they end "failed"; a QoS 1
-// broadcast stays stored for users' next login) and waits for every
-// goroutine. It is idempotent.
+// broadcast stays stored for users' next login) and the retry queue's
+// drainer (what it held stays stored), and waits for every goroutine. It is
+// idempotent.
 func (s *Service) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {

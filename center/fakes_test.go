@@ -47,6 +47,26 @@ type fakeRegistry struct {
 	errGet    error
 	errLookup error
 	counts    push.Counts
+	// unanswered uids: Lookup returns the others' sessions and a
+	// partialAnswer naming these (remote.LookupError's shape).
+	unanswered map[string]bool
+}
+
+// partialAnswer is a Lookup error with the uids left unanswered.
+type partialAnswer struct{ uids []string }
+
+func (p *partialAnswer) Error() string        { return "some registers did not answer" }
+func (p *partialAnswer) Unanswered() []string { return p.uids }
+
+// setLookup sets errLookup and unanswered while the center may be calling.
+func (f *fakeRegistry) setLookup(err error, unanswered ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errLookup = err
+	f.unanswered = make(map[string]bool)
+	for _, u := range unanswered {
+		f.unanswered[u] = true
+	}
 }
 
 func (f *fakeRegistry) add(ss ...push.Session) {
@@ -82,10 +102,16 @@ func (f *fakeRegistry) Lookup(_ context.Context, uids []string) ([]push.Session,
 		return nil, f.errLookup
 	}
 	var out []push.Session
+	var miss []string
 	for _, u := range uids {
-		if s, ok := f.sessions[u]; ok {
+		if f.unanswered[u] {
+			miss = append(miss, u)
+		} else if s, ok := f.sessions[u]; ok {
 			out = append(out, s)
 		}
+	}
+	if len(miss) > 0 {
+		return out, &partialAnswer{miss}
 	}
 	return out, nil
 }

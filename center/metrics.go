@@ -21,7 +21,7 @@ var (
 	}, []string{"qos"})
 	deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_deliveries_total",
-		Help: "Targets the rooms reported connected, by kind (push, broadcast).",
+		Help: "Targets the rooms reported connected, by kind (push, broadcast, retry: from the lookup retry queue).",
 	}, []string{"kind"})
 	roomErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_room_errors_total",

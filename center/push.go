@@ -190,22 +190,33 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 	}
 	// From here the message is accepted: finish even if the caller leaves.
-	ctx, cancel := s.callCtx(context.WithoutCancel(r.Context()))
-	defer cancel()
+	base := context.WithoutCancel(r.Context())
 	stored := 0
 	if msg.QoS == push.QoS1 {
 		stored = len(uids)
 	}
-	sessions, err := s.reg.Lookup(ctx, uids)
+	// A recipient the registry could not answer for is not "offline":
+	// online counts only recipients reached through an answer. QoS 1
+	// retries them, then queues them (retry.go); QoS 0 pushes to what was
+	// answered and is refused only when nothing was.
+	ctx, cancel := s.callCtx(base)
+	sessions, pending, err := s.lookup(ctx, uids)
+	cancel()
 	if err != nil {
 		depErrors.WithLabelValues("lookup").Inc()
-		s.log.Warn("center push: lookup", "app", app.ID, "msg", msg.ID, "err", err)
-		if msg.QoS == push.QoS0 { // nothing was done: say so
+		s.log.Warn("center push: lookup", "app", app.ID, "msg", msg.ID, "unanswered", len(pending), "err", err)
+		if msg.QoS == push.QoS0 && len(pending) >= len(uids) { // nothing was done: say so
 			return unavailable("session registry unavailable")
 		}
-		sessions = nil // stored: users get it at their next login
 	}
-	online := s.deliver(ctx, msg, groupByRoom(sessions, app.ID), "push")
+	online := s.deliverSessions(base, msg, sessions, "push")
+	if msg.QoS == push.QoS1 && len(pending) > 0 {
+		n, still := s.retryLookup(base, msg, pending)
+		online += n
+		if len(still) > 0 {
+			s.enqueue(msg, still)
+		}
+	}
 	s.apiPushes.Add(1)
 	pushes.WithLabelValues(strconv.Itoa(int(msg.QoS))).Inc()
 	writeJSON(w, http.StatusOK, pushAnswer{MsgID: strconv.FormatUint(msg.ID, 10), Online: online, Stored: stored})

@@ -129,8 +129,6 @@ func TestPushFlows(t *testing.T) {
 			[]string{"lookup", "push:room-a"}, "\x00\x01\x02"},
 		{"save fails: 503 and nothing pushed", `{"uids":["u1"],"text":"x"}`,
 			func(e *env) { e.store.err = errDown }, 503, 0, 0, []string{"save"}, ""},
-		{"lookup fails, qos 1: stored for later", `{"uids":["u1","u2"],"text":"x"}`,
-			func(e *env) { e.reg.errLookup = errDown }, 200, 0, 2, []string{"lookup", "save"}, "x"},
 		{"lookup fails, qos 0: 503", `{"uids":["u1"],"text":"x","qos":0}`,
 			func(e *env) { e.reg.errLookup = errDown }, 503, 0, 0, []string{"lookup"}, ""},
 		{"one room down", `{"uids":["u1","u2"],"text":"x"}`,

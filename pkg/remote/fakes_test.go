@@ -93,6 +93,7 @@ type fakeRegister struct {
 	m         map[string]push.Session
 	restores  atomic.Int64 // sessions received by Restore
 	failStore atomic.Int64 // Restore calls left to fail
+	failUnreg atomic.Int64 // Unregister calls left to fail
 	calls     atomic.Int64
 }
 
@@ -112,6 +113,9 @@ func (f *fakeRegister) Register(_ context.Context, s push.Session) ([]push.Sessi
 
 func (f *fakeRegister) Unregister(_ context.Context, uid, room string, connID uint64) (bool, error) {
 	f.calls.Add(1)
+	if f.failUnreg.Add(-1) >= 0 {
+		return false, push.ErrUnavailable
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s, ok := f.m[uid]; ok && s.Room == room && s.ConnID == connID {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -16,6 +14,82 @@ import (
 type refillState struct {
 	view    []push.Member    // the register membership last acted on
 	pending map[string]int64 // member ID -> Epoch still owed a full refill (a Restore failed)
+
+	forgets    []movedSession // removals owed to old owners, retried until done
+	forgetNext time.Time      // when retryForgets may run again
+	forgetWait time.Duration  // its backoff
+
+	reconNext  time.Time        // when reconcile may run again
+	reconRound int              // checks done
+	room       string           // this process's room id, learned from its sessions
+	refused    map[sessKey]bool // restored by reconcile and still missing: not retried
+}
+
+// RefilledHook is called (on a goroutine of Registers, one call at a time)
+// after sessions of this process were re-announced to a register — a
+// refill, or the reconciliation restoring missing ones: pushes to them may
+// have been stored while the register could not route them. The room's
+// Redeliver fits: it re-pushes the stored messages of every session it
+// holds and returns how many messages it pushed.
+type RefilledHook func(ctx context.Context) (int, error)
+
+// SetOnRefilled sets the hook called after a refill (see RefilledHook); nil
+// removes it. It may be called at any time. A failing hook is called again
+// with backoff, at most 5 times per refill.
+func (r *Registers) SetOnRefilled(f func(ctx context.Context) (int, error)) {
+	if f == nil {
+		r.onRefilled.Store(nil)
+		return
+	}
+	h := RefilledHook(f)
+	r.onRefilled.Store(&h)
+}
+
+// requestRedeliver asks the redeliver goroutine for one more run of the
+// hook; requests made while one is owed are merged.
+func (r *Registers) requestRedeliver() {
+	if r.onRefilled.Load() == nil {
+		return
+	}
+	select {
+	case r.redeliver <- struct{}{}:
+	default:
+	}
+}
+
+// redeliverLoop runs the hook when asked, until ctx ends.
+func (r *Registers) redeliverLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.redeliver:
+		}
+		for attempt := 0; ; attempt++ {
+			h := r.onRefilled.Load()
+			if h == nil {
+				break
+			}
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.RedeliverTimeout)
+			n, err := (*h)(cctx)
+			cancel()
+			if err == nil {
+				mRedeliver.WithLabelValues("ok").Inc()
+				r.log.Info("register refill: stored messages pushed again", "messages", n)
+				break
+			}
+			mRedeliver.WithLabelValues("error").Inc()
+			r.log.Warn("register refill: pushing stored messages again failed", "attempt", attempt+1, "err", err)
+			if attempt >= 4 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second << attempt):
+			}
+		}
+	}
 }
 
 // SetSource sets where the refill reads this process's sessions (the local
@@ -39,10 +113,12 @@ func (r *Registers) Start(ctx context.Context) error {
 	run, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r.stop = stop
 	r.wg.Go(func() { r.poll(run) })
+	r.wg.Go(func() { r.redeliverLoop(run) })
 	return nil
 }
 
-// Shutdown stops the poller (an unfinished refill is abandoned) and the
+// Shutdown stops the poller (an unfinished refill is abandoned, and so are
+// the removals from old owners still owed), the redeliver goroutine and the
 // fan-out workers, and waits for them; calls made afterwards still work,
 // without fan-out. It is idempotent.
 func (r *Registers) Shutdown(ctx context.Context) error {
@@ -75,7 +151,10 @@ func (r *Registers) poll(ctx context.Context) {
 	t := time.NewTicker(r.cfg.PollEvery)
 	defer t.Stop()
 	for {
+		r.observe(live(r.m, RoleRegister), time.Now())
 		r.refill(ctx)
+		r.retryForgets(ctx)
+		r.reconcile(ctx)
 		r.polls.Add(1)
 		select {
 		case <-ctx.Done():
@@ -93,6 +172,10 @@ func (r *Registers) poll(ctx context.Context) {
 //   - to the new owner of a uid whose owner changed, that session; and the
 //     old owner, if it is still up with the same Epoch, forgets it
 //     (conditional Unregister), so that it neither counts nor shows it.
+//     The removal waits until the new owner has the session and is retried
+//     until it is done (retryForgets).
+//
+// After a round that re-announced sessions, the OnRefilled hook runs.
 //
 // Restore never kicks, and keeps a newer login of the uid. If the source
 // fails, nothing changes and the next poll tries again; a member whose
@@ -100,10 +183,10 @@ func (r *Registers) poll(ctx context.Context) {
 //
 // The sessions are a snapshot: one that closes while the refill is on its
 // way may be restored after its Unregister, and then stays listed (counts,
-// scans; pushes to it find no connection) until that uid logs in or out
-// again. Likewise a register that drops out of membership without
-// restarting (same Epoch) keeps what it held, including sessions that closed
-// meanwhile.
+// scans; pushes to it find no connection) until the reconciliation drops it.
+// Likewise a register that drops out of membership without restarting (same
+// Epoch) keeps what it held, including sessions that closed meanwhile, until
+// the reconciliation drops them.
 func (r *Registers) refill(ctx context.Context) {
 	src := r.source.Load()
 	cur := live(r.m, RoleRegister)
@@ -156,16 +239,23 @@ func (r *Registers) refill(ctx context.Context) {
 	pending := make(map[string]int64)
 	errs := make([]error, len(cur))
 	r.fanOut(len(cur), func(i int) { errs[i] = r.restore(ctx, cur[i], batches[i]) })
+	restored := 0
 	for i, err := range errs {
 		if err != nil {
 			pending[cur[i].ID] = cur[i].Epoch
 			r.log.Warn("register refill failed", "register", cur[i].ID, "sessions", len(batches[i]), "err", err)
+		} else {
+			restored += len(batches[i])
 		}
 	}
-	// A session stays on its old owner until its new owner has it.
-	away = slices.DeleteFunc(away, func(x movedSession) bool { return errs[x.to] != nil })
-	r.forget(ctx, away)
 	st.view, st.pending = cur, pending
+	if restored > 0 {
+		r.requestRedeliver()
+	}
+	// A session stays on its old owner until its new owner has it: the
+	// removals wait in st.forgets (retryForgets runs right after this).
+	r.queueForgets(away, time.Now())
+	st.forgetNext = time.Time{}
 }
 
 // restore sends batch to m in RefillBatch-sized Restore calls.
@@ -193,38 +283,123 @@ func (r *Registers) restore(ctx context.Context, m push.Member, batch []push.Ses
 }
 
 type movedSession struct {
-	m  push.Member // the old owner
-	to int         // index of the new owner in the current view
-	s  push.Session
+	m     push.Member // the old owner
+	to    int         // index of the new owner in the view of the refill that moved it
+	s     push.Session
+	added time.Time
 }
 
-// forget removes moved sessions from their old owners, best effort: a
-// failure leaves a copy that only counts and scans see, until that uid's
-// next logout or the old owner's restart.
-func (r *Registers) forget(ctx context.Context, away []movedSession) {
-	if len(away) == 0 {
+// queueForgets adds moved sessions to the removals owed to their old
+// owners; beyond ForgetMax they are dropped and counted (the
+// reconciliation removes those copies).
+func (r *Registers) queueForgets(away []movedSession, now time.Time) {
+	st := &r.rf
+	room := max(0, r.cfg.ForgetMax-len(st.forgets))
+	if len(away) > room {
+		mForgetDropped.Add(float64(len(away) - room))
+		r.log.Warn("register refill: too many removals owed to old owners, dropping some", "dropped", len(away)-room, "max", r.cfg.ForgetMax)
+		away = away[:room]
+	}
+	for _, x := range away {
+		x.added = now
+		st.forgets = append(st.forgets, x)
+	}
+}
+
+// Backoff of retryForgets.
+const (
+	forgetWaitMax = 5 * time.Second
+)
+
+// retryForgets removes moved sessions from their old owners (conditional
+// Unregister: a newer login there stays). A removal is done when it
+// succeeds, when the old owner restarted (new Epoch: it is empty) or owns
+// the uid again, or after ForgetKeep out of membership; it waits while the
+// uid's current owner is still owed a refill (the session stays on its old
+// owner until its new owner has it). Failures are retried with backoff
+// (PollEvery doubling up to 5 s).
+func (r *Registers) retryForgets(ctx context.Context) {
+	st := &r.rf
+	if len(st.forgets) == 0 {
+		st.forgetWait = 0
 		return
 	}
-	parts := min(r.cfg.FanOut, len(away))
-	var failed sync.Map
-	r.fanOut(parts, func(p int) {
-		for i := p; i < len(away); i += parts {
-			x := &away[i]
-			c, err := r.client(x.m)
-			if err == nil {
-				_, err = c.Unregister(ctx, x.s.UID, x.s.Room, x.s.ConnID)
+	now := time.Now()
+	if now.Before(st.forgetNext) {
+		return
+	}
+	cur := live(r.m, RoleRegister)
+	byID := make(map[string]int, len(cur))
+	for i, m := range cur {
+		byID[m.ID] = i
+	}
+	keep := make([]bool, len(st.forgets))
+	var ready []int
+	for j := range st.forgets {
+		x := &st.forgets[j]
+		k, in := byID[x.m.ID]
+		switch {
+		case !in:
+			// Out of membership: it may come back with what it held.
+			if keep[j] = now.Sub(x.added) < r.cfg.ForgetKeep; !keep[j] {
+				mForgetDropped.Inc()
 			}
-			if err != nil {
-				failed.Store(x.m.ID, err)
+		case cur[k].Epoch != x.m.Epoch:
+			// Restarted empty: nothing left to remove.
+		case cur[owner(cur, x.s.UID)].ID == x.m.ID:
+			// It owns the uid again (and the refill re-announced it there).
+		default:
+			if _, owed := st.pending[cur[owner(cur, x.s.UID)].ID]; owed {
+				keep[j] = true
 				continue
 			}
-			mMovedAway.Inc()
+			x.m = cur[k] // its current address
+			ready = append(ready, j)
 		}
-	})
-	failed.Range(func(k, v any) bool {
-		r.log.Warn("register refill: removing moved sessions failed", "register", k, "err", v)
-		return true
-	})
+	}
+	if len(ready) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, r.cfg.RefillTimeout)
+		parts := min(r.cfg.FanOut, len(ready))
+		errs := make([]error, len(ready))
+		r.fanOut(parts, func(p int) {
+			for i := p; i < len(ready); i += parts {
+				x := &st.forgets[ready[i]]
+				c, err := r.client(x.m)
+				if err == nil {
+					_, err = c.Unregister(ctx, x.s.UID, x.s.Room, x.s.ConnID)
+				}
+				if err != nil {
+					errs[i] = err
+					keep[ready[i]] = true
+					mForgetFailed.Inc()
+					continue
+				}
+				mMovedAway.Inc()
+			}
+		})
+		cancel()
+		logged := make(map[string]bool)
+		for i, err := range errs {
+			if id := st.forgets[ready[i]].m.ID; err != nil && !logged[id] {
+				logged[id] = true
+				r.log.Warn("register refill: removing moved sessions failed, will retry", "register", id, "err", err)
+			}
+		}
+	}
+	out := st.forgets[:0]
+	for j, x := range st.forgets {
+		if keep[j] {
+			out = append(out, x)
+		}
+	}
+	clear(st.forgets[len(out):])
+	st.forgets = out
+	if len(out) == 0 {
+		st.forgetWait = 0
+		return
+	}
+	st.forgetWait = min(max(2*st.forgetWait, r.cfg.PollEvery), forgetWaitMax)
+	st.forgetNext = now.Add(st.forgetWait)
 }
 
 // sameMembers reports whether a and b (sorted by ID) hold the same IDs,

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +31,30 @@ type RegistersConfig struct {
 	// FanOut is the number of resident workers that call several registers
 	// at once (Lookup, Counts, DropRoom, refills). Default 8.
 	FanOut int
+	// FillWindow is how long after a register appears (a restart: new
+	// Epoch, or a join) or after ownership of a uid moved, an owner's "no
+	// session" for that uid is not taken as an answer: the rooms may still
+	// be re-filling it. Lookup and Get report such uids as unanswered.
+	// Default DefaultFillWindow; negative: off.
+	FillWindow time.Duration
+	// ReconcileEvery is how often a process with a Source (a room) checks
+	// that the registers hold exactly its sessions (see reconcile). Default
+	// 3s; negative: off.
+	ReconcileEvery time.Duration
+	// ForgetMax bounds the moved sessions waiting to be removed from their
+	// old owner (retried until done); beyond it they are dropped, counted,
+	// and left to the reconciliation. Default 100000.
+	ForgetMax int
+	// ForgetKeep is how long a removal from an old owner that is out of
+	// membership is kept for retry. Default 10m.
+	ForgetKeep time.Duration
+	// RedeliverTimeout bounds one call of the OnRefilled hook. Default 2m.
+	RedeliverTimeout time.Duration
 }
+
+// DefaultFillWindow is RegistersConfig.FillWindow's default: re-filling a
+// register takes about 0.3 s (docs/cluster.md).
+const DefaultFillWindow = 3 * time.Second
 
 func (c *RegistersConfig) setDefaults() {
 	if c.Logger == nil {
@@ -49,6 +75,21 @@ func (c *RegistersConfig) setDefaults() {
 	if c.FanOut <= 0 {
 		c.FanOut = 8
 	}
+	if c.FillWindow == 0 {
+		c.FillWindow = DefaultFillWindow
+	}
+	if c.ReconcileEvery == 0 {
+		c.ReconcileEvery = 3 * time.Second
+	}
+	if c.ForgetMax <= 0 {
+		c.ForgetMax = 100000
+	}
+	if c.ForgetKeep <= 0 {
+		c.ForgetKeep = 10 * time.Minute
+	}
+	if c.RedeliverTimeout <= 0 {
+		c.RedeliverTimeout = 2 * time.Minute
+	}
 }
 
 // Registers is the register service of a cluster: every uid is owned by one
@@ -64,9 +105,12 @@ func (c *RegistersConfig) setDefaults() {
 //
 // Calls about one uid return the owner's errors as they are (a write during a
 // register restart fails with push.ErrUnavailable or rpc.ErrConnLost: the
-// caller decides), except that Get and Lookup report an owner that is down
-// or restarting as "not online". With no live register at all, every call
-// fails with ErrNoMember (push.ErrUnavailable).
+// caller decides). A lookup that got no answer is never "not online": Get
+// fails, and Lookup returns what the owners that answered hold plus a
+// *LookupError naming the uids left unanswered, for an owner that failed
+// and also for an owner that is still in its FillWindow and said "no
+// session" (it may not have been re-filled yet). With no live register at
+// all, every call fails with ErrNoMember (push.ErrUnavailable).
 type Registers struct {
 	m    Members
 	pool *Pool
@@ -84,6 +128,12 @@ type Registers struct {
 
 	rf    refillState  // owned by the poller goroutine
 	polls atomic.Int64 // refill rounds done, for tests
+
+	fillMu sync.Mutex                // serializes updates of fill
+	fill   atomic.Pointer[fillState] // what FillWindow needs, see observe
+
+	onRefilled atomic.Pointer[RefilledHook]
+	redeliver  chan struct{} // cap 1: a run of onRefilled is owed
 }
 
 // Source returns the sessions held by this process (room.Room.Sessions).
@@ -93,7 +143,7 @@ type Source func(ctx context.Context) ([]push.Session, error)
 // through p. It does no I/O.
 func NewRegisters(m Members, p *Pool, cfg RegistersConfig) *Registers {
 	cfg.setDefaults()
-	return &Registers{m: m, pool: p, cfg: cfg, log: cfg.Logger}
+	return &Registers{m: m, pool: p, cfg: cfg, log: cfg.Logger, redeliver: make(chan struct{}, 1)}
 }
 
 // pick returns a client of uid's owner and the owner's ID.
@@ -156,25 +206,39 @@ func (r *Registers) SetApps(ctx context.Context, uid string, connID uint64, apps
 }
 
 // Get returns the uid's session from its owner. An owner that is down or
-// restarting is reported as "not online".
+// restarting is an error (push.ErrUnavailable), and so is "no session" from
+// an owner still in its FillWindow: neither says the uid is offline.
 func (r *Registers) Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error) {
-	c, id, err := r.pick(uid)
+	ms := live(r.m, RoleRegister)
+	i := owner(ms, uid)
+	if i < 0 {
+		return push.Session{}, false, noMember(RoleRegister)
+	}
+	fs := r.observe(ms, time.Now())
+	c, err := r.client(ms[i])
 	if err != nil {
 		return push.Session{}, false, err
 	}
 	s, ok, err := c.Get(ctx, uid, app)
-	switch {
-	case err == nil:
-		return s, ok, nil
-	case gone(err):
-		return push.Session{}, false, nil
+	if err != nil {
+		if gone(err) && !errors.Is(err, push.ErrUnavailable) { // rpc.ErrConnLost: no answer either
+			return push.Session{}, false, fmt.Errorf("remote get %s on %s: %w (%w)", uid, ms[i].ID, err, push.ErrUnavailable)
+		}
+		return push.Session{}, false, fmt.Errorf("remote get %s on %s: %w", uid, ms[i].ID, err)
 	}
-	return push.Session{}, false, fmt.Errorf("remote get %s on %s: %w", uid, id, err)
+	if !ok {
+		if err := fs.filling(ms, i, uid, time.Now(), r.cfg.FillWindow); err != nil {
+			return push.Session{}, false, fmt.Errorf("remote get %s: %w", uid, err)
+		}
+	}
+	return s, ok, nil
 }
 
 // Lookup splits uids by owner, asks the owners at once (on the fan-out
-// workers) and merges their answers. An owner that is down or restarting
-// counts as holding no session.
+// workers) and merges their answers. When an owner fails (down, restarting)
+// or answers "no session" for a uid while in its FillWindow, Lookup still
+// returns the sessions the others hold, with a *LookupError listing the uids
+// left unanswered (it wraps push.ErrUnavailable and each owner's error).
 func (r *Registers) Lookup(ctx context.Context, uids []string) ([]push.Session, error) {
 	ms := live(r.m, RoleRegister)
 	if len(ms) == 0 {
@@ -183,6 +247,7 @@ func (r *Registers) Lookup(ctx context.Context, uids []string) ([]push.Session, 
 	if len(uids) == 0 {
 		return nil, nil
 	}
+	fs := r.observe(ms, time.Now())
 	ctx, cancel := withTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	groups := make([][]string, len(ms))
@@ -207,25 +272,170 @@ func (r *Registers) Lookup(ctx context.Context, uids []string) ([]push.Session, 
 		if err == nil {
 			res[i].s, err = c.Lookup(ctx, groups[i])
 		}
-		if err != nil && !gone(err) {
+		if err != nil {
 			res[i].err = fmt.Errorf("remote lookup on %s: %w", ms[i].ID, err)
 		}
 	})
+	now := time.Now()
+	var lerr *LookupError
 	n := 0
 	for i := range res {
-		if res[i].err != nil {
-			return nil, res[i].err
+		switch {
+		case res[i].err != nil:
+			lerr = lerr.add(ms[i].ID, res[i].err, groups[i]...)
+			res[i].s = nil
+		case len(res[i].s) < len(groups[i]):
+			// Some uids have no session: an answer unless the owner may
+			// still be being re-filled.
+			found := make(map[string]struct{}, len(res[i].s))
+			for _, s := range res[i].s {
+				found[s.UID] = struct{}{}
+			}
+			for _, uid := range groups[i] {
+				if _, ok := found[uid]; ok {
+					continue
+				}
+				if err := fs.filling(ms, i, uid, now, r.cfg.FillWindow); err != nil {
+					lerr = lerr.add(ms[i].ID, err, uid)
+				}
+			}
 		}
 		n += len(res[i].s)
 	}
+	var out []push.Session
 	if len(ms) == 1 {
-		return res[0].s, nil
+		out = res[0].s
+	} else {
+		out = make([]push.Session, 0, n)
+		for i := range res {
+			out = append(out, res[i].s...)
+		}
 	}
-	out := make([]push.Session, 0, n)
-	for i := range res {
-		out = append(out, res[i].s...)
+	if lerr != nil {
+		mLookupUnanswered.Add(float64(len(lerr.UIDs)))
+		return out, lerr
 	}
 	return out, nil
+}
+
+// LookupError is what Lookup returns when some owners gave no answer: the
+// sessions returned with it are complete for every uid except UIDs.
+type LookupError struct {
+	UIDs   []string         // uids whose owner did not answer, in no particular order
+	Owners map[string]error // owner register ID -> why it did not answer
+}
+
+// add records that owner did not answer for uids; it allocates e if nil.
+func (e *LookupError) add(owner string, why error, uids ...string) *LookupError {
+	if e == nil {
+		e = &LookupError{Owners: make(map[string]error)}
+	}
+	e.UIDs = append(e.UIDs, uids...)
+	if _, ok := e.Owners[owner]; !ok {
+		e.Owners[owner] = why
+	}
+	return e
+}
+
+// Unanswered returns the uids left without an answer (center looks for
+// this method with errors.As, without importing this package).
+func (e *LookupError) Unanswered() []string { return e.UIDs }
+
+func (e *LookupError) Error() string {
+	ids := slices.Sorted(maps.Keys(e.Owners))
+	var b strings.Builder
+	fmt.Fprintf(&b, "remote lookup: %d uids unanswered by register", len(e.UIDs))
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " %s (%v)", id, e.Owners[id])
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, push.ErrUnavailable) hold, and the owners'
+// errors reachable.
+func (e *LookupError) Unwrap() []error {
+	out := []error{push.ErrUnavailable}
+	for _, id := range slices.Sorted(maps.Keys(e.Owners)) {
+		out = append(out, e.Owners[id])
+	}
+	return out
+}
+
+// errFilling is why an owner's "no session" is not an answer.
+var errFilling = errors.New("register may still be being re-filled")
+
+// fillState is what FillWindow needs: since when each live register has
+// been up (as this process saw it), and the view before the last change
+// with its time (a uid whose owner changed may not be on its new owner yet).
+// It is replaced, never changed.
+type fillState struct {
+	view    []push.Member
+	since   map[string]time.Time // member ID -> start of its window
+	prev    []push.Member
+	changed time.Time
+}
+
+// observe returns the fill state for the live registers ms (sorted), after
+// recording a change of membership. The first view uses each member's Epoch
+// (its start time, unix nanos) so that a process starting next to
+// long-running registers does not treat them as filling; later, a member
+// that is new or has a new Epoch starts its window when seen.
+func (r *Registers) observe(ms []push.Member, now time.Time) *fillState {
+	if fs := r.fill.Load(); fs != nil && sameMembers(fs.view, ms) {
+		return fs
+	}
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
+	old := r.fill.Load()
+	if old != nil && sameMembers(old.view, ms) {
+		return old
+	}
+	fs := &fillState{view: slices.Clone(ms), since: make(map[string]time.Time, len(ms))}
+	if old == nil {
+		for _, m := range ms {
+			t := time.Unix(0, m.Epoch)
+			if t.After(now) { // its clock is ahead of ours
+				t = now
+			}
+			fs.since[m.ID] = t
+		}
+	} else {
+		prevEpoch := make(map[string]int64, len(old.view))
+		for _, m := range old.view {
+			prevEpoch[m.ID] = m.Epoch
+		}
+		for _, m := range ms {
+			if e, ok := prevEpoch[m.ID]; ok && e == m.Epoch {
+				fs.since[m.ID] = old.since[m.ID]
+			} else {
+				fs.since[m.ID] = now
+			}
+		}
+		fs.prev, fs.changed = old.view, now
+	}
+	r.fill.Store(fs)
+	return fs
+}
+
+// filling returns a non-nil error when ms[i]'s "no session" for uid is not
+// an answer: ms[i] came up (restart or join) less than window ago, or the
+// uid's owner changed less than window ago.
+func (fs *fillState) filling(ms []push.Member, i int, uid string, now time.Time, window time.Duration) error {
+	if window < 0 || fs == nil {
+		return nil
+	}
+	if t, ok := fs.since[ms[i].ID]; ok && now.Sub(t) < window {
+		return fmt.Errorf("%s up for %v: %w: %w", ms[i].ID, now.Sub(t).Round(time.Millisecond), errFilling, push.ErrUnavailable)
+	}
+	if len(fs.prev) > 0 && now.Sub(fs.changed) < window {
+		if p := fs.prev[owner(fs.prev, uid)]; p.ID != ms[i].ID {
+			return fmt.Errorf("%s owns %s since %v (was %s): %w: %w", ms[i].ID, uid, now.Sub(fs.changed).Round(time.Millisecond), p.ID, errFilling, push.ErrUnavailable)
+		}
+	}
+	return nil
 }
 
 // Counts sums the counts of every live register. A register that is down or

@@ -150,7 +150,7 @@ func TestRegistersLookupAndCounts(t *testing.T) {
 		t.Fatalf("Counts %+v", cnt)
 	}
 
-	// One register goes down: its uids read as offline, writes fail.
+	// One register goes down: its uids are unanswered (not offline), writes fail.
 	down := c.nodes[1]
 	stopRPC(down.srv)
 	var downUID, upUID string
@@ -161,15 +161,27 @@ func TestRegistersLookupAndCounts(t *testing.T) {
 			upUID = u
 		}
 	}
-	if _, ok, err := c.regs.Get(ctx, downUID, 0); err != nil || ok {
-		t.Fatalf("Get on a down owner: ok %v err %v, want not online", ok, err)
+	if _, ok, err := c.regs.Get(ctx, downUID, 0); !errors.Is(err, push.ErrUnavailable) || ok {
+		t.Fatalf("Get on a down owner: ok %v err %v, want ErrUnavailable", ok, err)
 	}
 	if _, ok, err := c.regs.Get(ctx, upUID, 0); err != nil || !ok {
 		t.Fatalf("Get on a live owner: ok %v err %v", ok, err)
 	}
 	got, err = c.regs.Lookup(ctx, uids)
-	if err != nil || len(got) != n-down.api.len() {
-		t.Fatalf("Lookup with a down owner: %d sessions, err %v; want %d", len(got), err, n-down.api.len())
+	var lerr *LookupError
+	if !errors.As(err, &lerr) || !errors.Is(err, push.ErrUnavailable) || len(got) != n-down.api.len() {
+		t.Fatalf("Lookup with a down owner: %d sessions, err %v; want %d and a LookupError", len(got), err, n-down.api.len())
+	}
+	// The partial answer: the sessions of the live owners, and exactly the
+	// down owner's uids unanswered, naming it.
+	unanswered := slices.Sorted(slices.Values(lerr.Unanswered()))
+	if !slices.Equal(unanswered, down.api.uids()) || len(lerr.Owners) != 1 || lerr.Owners[down.id] == nil {
+		t.Fatalf("unanswered %d uids by %v, want the %d of %s", len(unanswered), lerr.Owners, down.api.len(), down.id)
+	}
+	for _, s := range got {
+		if c.ownerNode(s.UID) == down {
+			t.Fatalf("Lookup returned %s, owned by the down register", s.UID)
+		}
 	}
 	if _, err := c.regs.Register(ctx, push.Session{UID: downUID, Room: "r", ConnID: 1}); !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("Register on a down owner: %v, want ErrUnavailable", err)
