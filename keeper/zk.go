@@ -68,6 +68,14 @@ type ZKConfig struct {
 	// ConnectTimeout bounds how long DialZK waits for a session when its
 	// context has no deadline.
 	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds the session handshake on one connection (the
+	// connect request and its answer) before the next server is tried;
+	// default DefaultHandshakeTimeout, at most SessionTimeout (zkoutage.go).
+	HandshakeTimeout time.Duration
+	// OutageGrace is how long, after the session is back from an outage,
+	// members known before it stay listed while their znodes are missing;
+	// default SessionTimeout + 2 x HandshakeTimeout + 5 s (zkoutage.go).
+	OutageGrace time.Duration
 	// Seed, when set, is written as the first revision at Start if no
 	// configuration is stored yet (author "keeper seed").
 	Seed Source
@@ -98,6 +106,12 @@ func (c *ZKConfig) defaults() error {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = min(DefaultHandshakeTimeout, c.SessionTimeout)
+	}
+	if c.OutageGrace <= 0 {
+		c.OutageGrace = defaultGrace(c.SessionTimeout, c.HandshakeTimeout)
+	}
 	if c.HistoryLimit <= 0 {
 		c.HistoryLimit = DefaultHistoryLimit
 	}
@@ -116,6 +130,7 @@ type ZKClient struct {
 	acl  []zk.ACL
 
 	hook      atomic.Pointer[func(zk.Event)] // the Service's event handler
+	shaking   atomic.Pointer[handshakeConn]  // the connection in its handshake
 	ready     chan struct{}                  // closed at the first session
 	treeOK    atomic.Bool                    // ensureTree succeeded once
 	readyOnce sync.Once
@@ -133,9 +148,19 @@ func DialZK(ctx context.Context, cfg ZKConfig) (*ZKClient, error) {
 	if dialer == nil {
 		dialer = net.DialTimeout
 	}
+	// Every connection starts with a bounded handshake (zkoutage.go).
+	bounded := func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		conn, err := dialer(network, addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		hc := newHandshakeConn(conn, cfg.HandshakeTimeout)
+		c.shaking.Store(hc)
+		return hc, nil
+	}
 	// Events reach onEvent, which never blocks; the returned channel drops
 	// what nobody reads, so it is ignored.
-	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithDialer(dialer),
+	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithDialer(bounded),
 		zk.WithLogger(zkLogger{c.log}), zk.WithLogInfo(false), zk.WithEventCallback(c.onEvent))
 	if err != nil {
 		return nil, fmt.Errorf("keeper zk connect %v: %w", cfg.Servers, err)
@@ -161,6 +186,9 @@ func DialZK(ctx context.Context, cfg ZKConfig) (*ZKClient, error) {
 
 func (c *ZKClient) onEvent(ev zk.Event) {
 	if ev.Type == zk.EventSession && ev.State == zk.StateHasSession {
+		if hc := c.shaking.Swap(nil); hc != nil {
+			hc.established()
+		}
 		c.readyOnce.Do(func() { close(c.ready) })
 	}
 	if h := c.hook.Load(); h != nil {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -39,7 +41,9 @@ type zkBackend struct {
 	wake chan struct{}
 
 	evMu   sync.Mutex
-	events []zk.Event // node events not yet applied by a pass
+	events []zk.Event  // node events not yet applied by a pass
+	lost   atomic.Bool // the connection or session was lost since the last pass
+	now    func() time.Time
 
 	mu       sync.Mutex // one pass at a time; guards what follows
 	session  int64      // the session the state below belongs to
@@ -53,6 +57,8 @@ type zkBackend struct {
 	held     map[string]bool                    // own member paths another session holds (logged once)
 	bad      map[string]bool                    // own members with unusable names (logged once)
 	failing  bool                               // the last pass failed (logged once per streak)
+	view     memberView                         // what the directory shows around an outage (zkoutage.go)
+	frozeAt  time.Time                          // when the view froze
 }
 
 func newZKBackend(cli *ZKClient, svc *Service) *zkBackend {
@@ -67,6 +73,8 @@ func newZKBackend(cli *ZKClient, svc *Service) *zkBackend {
 		parents: make(map[string]bool),
 		held:    make(map[string]bool),
 		bad:     make(map[string]bool),
+		now:     time.Now,
+		view:    memberView{grace: cli.cfg.OutageGrace},
 	}
 	h := b.onEvent
 	cli.hook.Store(&h)
@@ -79,6 +87,8 @@ func (b *zkBackend) onEvent(ev zk.Event) {
 		b.evMu.Lock()
 		b.events = append(b.events, ev)
 		b.evMu.Unlock()
+	} else if ev.State == zk.StateDisconnected || ev.State == zk.StateExpired {
+		b.lost.Store(true)
 	}
 	b.kick()
 }
@@ -93,18 +103,25 @@ func (b *zkBackend) kick() {
 func (b *zkBackend) run(ctx context.Context) {
 	retry := time.NewTimer(retryEvery)
 	defer retry.Stop()
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
 		case <-retry.C:
+		case <-grace.C:
 		}
 		err := b.pass(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		b.mu.Lock()
+		if d := b.view.graceLeft(b.now()); d > 0 {
+			grace.Reset(d)
+		}
 		switch {
 		case err != nil && !b.failing:
 			b.failing = true
@@ -125,9 +142,14 @@ func (b *zkBackend) run(ctx context.Context) {
 func (b *zkBackend) pass(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := b.now()
+	if b.lost.Swap(false) || !b.cli.hasSession() {
+		b.freeze(now)
+	}
 	if !b.cli.hasSession() {
 		return errNoSession
 	}
+	b.thaw(now)
 	if sid := b.cli.SessionID(); sid != b.session {
 		if b.session != 0 {
 			b.log.Warn("zookeeper session replaced (the old one expired): re-publishing members and watches",
@@ -146,7 +168,38 @@ func (b *zkBackend) pass(ctx context.Context) error {
 		errs = append(errs, b.watchConfig(ctx))
 	}
 	errs = append(errs, b.syncOwn(ctx), b.syncMirror(ctx))
+	if b.view.expired(b.now()) {
+		b.publishMirror()
+	}
 	return errors.Join(errs...)
+}
+
+// freeze keeps the directory's membership as it is while the session is
+// down (zkoutage.go).
+func (b *zkBackend) freeze(now time.Time) {
+	if !b.view.freeze() {
+		return
+	}
+	b.frozeAt = now
+	metricFrozen.Inc()
+	metricFrozenNow.Set(1)
+	n := 0
+	for _, byID := range b.view.protect {
+		n += len(byID)
+	}
+	b.log.Warn("zookeeper connection lost: membership frozen at the last known list", "members", n)
+}
+
+// thaw ends a freeze once there is a session again; members known at the
+// freeze stay listed for the grace while their znodes are missing.
+func (b *zkBackend) thaw(now time.Time) {
+	if !b.view.thaw(now) {
+		return
+	}
+	metricFrozenNow.Set(0)
+	b.log.Warn("zookeeper session back: membership thawed; members known before stay listed while missing, for the grace",
+		"frozen_for", now.Sub(b.frozeAt).Round(time.Millisecond), "grace", b.view.grace,
+		"session", fmt.Sprintf("%#x", b.cli.SessionID()))
 }
 
 func (b *zkBackend) applyEvents() {
@@ -478,9 +531,10 @@ func (b *zkBackend) forget(rolePath string, byID map[string]*push.Member) {
 	}
 }
 
-// publishMirror hands the directory a copy of the mirror.
+// publishMirror hands the directory a copy of the mirror, as the view
+// shows it (zkoutage.go).
 func (b *zkBackend) publishMirror() {
-	remote := make(map[string]map[string]push.Member, len(b.mirror))
+	mirror := make(map[string]map[string]push.Member, len(b.mirror))
 	for role, byID := range b.mirror {
 		out := make(map[string]push.Member, len(byID))
 		for id, m := range byID {
@@ -488,8 +542,18 @@ func (b *zkBackend) publishMirror() {
 				out[id] = *m
 			}
 		}
-		remote[role] = out
-		metricMembers.WithLabelValues(role).Set(float64(len(out)))
+		mirror[role] = out
 	}
+	shown, removed := b.view.show(b.now(), mirror)
+	if len(removed) > 0 {
+		metricOutageRemoved.Add(float64(len(removed)))
+		b.log.Warn("members still missing from zookeeper when the outage grace ended: removed", "members", removed)
+	}
+	remote := make(map[string]map[string]push.Member, len(shown))
+	for role, byID := range shown {
+		remote[role] = maps.Clone(byID)
+		metricMembers.WithLabelValues(role).Set(float64(len(byID)))
+	}
+	metricHeld.Set(float64(b.view.held))
 	b.svc.dir.setRemote(remote)
 }
