@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lcpush/lcpush/chaos"
 	"github.com/lcpush/lcpush/keeper"
 	"github.com/lcpush/lcpush/pkg/loadgen"
 )
@@ -38,6 +39,10 @@ func main() {
 	case len(args) > 0 && args[0] == "bench":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		err = loadgen.Main(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
+	case len(args) > 0 && args[0] == "chaos":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		err = chaos.Main(ctx, args[1:], os.Stdout, os.Stderr)
 		stop()
 	case len(args) > 0 && args[0] == "keeper":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -62,6 +67,7 @@ usage:
   lcpush client [flags]      example client: receive pushes and ACK them
   lcpush keeper COMMAND      configuration and membership in ZooKeeper (lcpush keeper help)
   lcpush bench SCENARIO      load generator: idle, fanout, smoke (lcpush bench -h)
+  lcpush chaos [flags]       faults one at a time against a 9-process cluster under load (lcpush chaos -h)
 `)
 }
 

@@ -521,7 +521,7 @@ func openStore(ctx context.Context, opts Options, cfg config.Saver) (saver.Store
 			return nil, errors.New("-store=redis needs -redis and -mysql")
 		}
 		return saver.DialRedis(ctx, &redis.UniversalOptions{Addrs: opts.RedisAddrs, IsClusterMode: opts.RedisCluster},
-			opts.MySQLDSN, saver.RedisOptions{Limits: lim, DurableQueue: cfg.DurableQueue, Logger: opts.Logger})
+			opts.MySQLDSN, saver.RedisOptions{Limits: lim, DurableQueue: cfg.DurableQueue, ReconcileEvery: cfg.ReconcileEvery, Logger: opts.Logger})
 	}
 	return nil, fmt.Errorf("unknown store %q (want bolt, memory or redis)", opts.Store)
 }

@@ -33,6 +33,14 @@ type durable struct {
 
 	shards []*dshard
 	wg     sync.WaitGroup
+
+	// cnt gets the count changes of the rows (queued, then committed).
+	cnt *counters
+	// commitMu is read-held by a writer from its batch's commit until
+	// the batch's count changes are in cnt (and by the sweep around its
+	// deletes): the reconcile write-holds it for an instant to cut this
+	// process's changes exactly against a MySQL snapshot.
+	commitMu sync.RWMutex
 }
 
 // dop is one kind of row operation.
@@ -61,6 +69,7 @@ type drow struct {
 	id    uint64
 	msg   *push.Message // dUpsert, dBroadcast: shared by the rows of one call
 	apps  []uint32      // dDeleteIn: shared by the rows of one call
+	cd    cdelta        // what the row changes in the counts once committed
 }
 
 func (r *drow) size() int {
@@ -95,9 +104,9 @@ type ticket struct {
 	seq uint64
 }
 
-func newDurable(db *sql.DB, t tables, log *slog.Logger, o *RedisOptions) *durable {
+func newDurable(db *sql.DB, t tables, log *slog.Logger, o *RedisOptions, cnt *counters) *durable {
 	d := &durable{
-		db: db, t: t, log: log, limit: int64(o.DurableQueue),
+		db: db, t: t, log: log, limit: int64(o.DurableQueue), cnt: cnt,
 		batchRows: o.BatchRows, batchBytes: 4 << 20, writeTimeout: o.WriteTimeout,
 	}
 	for range o.DurableShards {
@@ -145,6 +154,7 @@ func (d *durable) enqueue(rows []drow, forced bool) []ticket {
 		d.depth.Add(int64(len(rows)))
 		metricDurableQueue.Set(float64(d.depth.Load()))
 	}
+	d.cnt.queue(rows) // before a writer can commit them
 	var tickets []ticket
 	for _, r := range rows {
 		s := d.shard(r.uid)

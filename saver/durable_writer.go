@@ -51,22 +51,27 @@ func (s *dshard) run() {
 		s.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), d.writeTimeout)
+		d.commitMu.RLock() // until the batch's count changes are in cnt
 		err := d.write(ctx, batch)
 		cancel()
+		applied := true
 		switch {
 		case err == nil:
 		case rejected(err) && n > 1:
+			d.commitMu.RUnlock()
 			single = n // find the row MySQL refuses
 			continue
 		case rejected(err):
 			d.log.Error("saver: mysql refused a row; dropped", "op", batch[0].op, "uid", truncate(batch[0].uid),
 				"id", batch[0].id, "err", err)
 			metricDurableDropped.WithLabelValues("rejected").Inc()
-			err = nil
+			err, applied = nil, false
 		case stopping && time.Now().After(deadline):
+			d.commitMu.RUnlock()
 			s.dropAll(err)
 			return
 		default:
+			d.commitMu.RUnlock()
 			metricDurableRetries.Inc()
 			s.fail(err)
 			time.Sleep(backoff)
@@ -77,13 +82,16 @@ func (s *dshard) run() {
 		if single > 0 {
 			single--
 		}
-		s.committed(n)
+		s.committed(n, applied)
+		d.commitMu.RUnlock()
 	}
 }
 
-// committed drops the first n rows of the queue after their commit.
-func (s *dshard) committed(n int) {
+// committed drops the first n rows of the queue after their commit
+// (applied false: MySQL refused them) and moves their count changes.
+func (s *dshard) committed(n int, applied bool) {
 	s.mu.Lock()
+	s.d.cnt.commit(s.q[:n], applied)
 	for _, r := range s.q[:n] {
 		if s.perUID[r.uid]--; s.perUID[r.uid] <= 0 {
 			delete(s.perUID, r.uid)
@@ -123,6 +131,7 @@ func (s *dshard) fail(err error) {
 func (s *dshard) dropAll(err error) {
 	s.mu.Lock()
 	n := len(s.q)
+	s.d.cnt.commit(s.q, false)
 	s.q, s.perUID = nil, map[string]int{}
 	s.done = s.seq
 	if s.healthy {

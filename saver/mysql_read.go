@@ -89,19 +89,26 @@ func (d *durable) loadBroadcasts(ctx context.Context, now int64) ([]push.Message
 	return out, rows.Err()
 }
 
+// expiredRow is an inbox row the sweep deletes, with what it counts.
+type expiredRow struct {
+	rowKey
+	app    uint32
+	parked bool
+}
+
 // expiredInbox returns up to limit rows expired at now, oldest deadline first.
-func (d *durable) expiredInbox(ctx context.Context, now int64, limit int) ([]rowKey, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT uid, id FROM `"+d.t.inbox+
+func (d *durable) expiredInbox(ctx context.Context, now int64, limit int) ([]expiredRow, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT uid, id, app, parked FROM `"+d.t.inbox+
 		"` WHERE expire_at > 0 AND expire_at <= ? ORDER BY expire_at LIMIT ?", now, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []rowKey
+	var out []expiredRow
 	for rows.Next() {
 		var uid []byte
-		var k rowKey
-		if err := rows.Scan(&uid, &k.id); err != nil {
+		var k expiredRow
+		if err := rows.Scan(&uid, &k.id, &k.app, &k.parked); err != nil {
 			return nil, err
 		}
 		k.uid = string(uid)

@@ -32,9 +32,12 @@ import (
 //     current epoch is first reloaded from MySQL (see the package doc).
 //   - Expire walks MySQL's expiry index and drops the same entries in Redis.
 //
-// Stats counts what Redis holds (pending per app and parked, in sharded
-// Redis counters fed by the scripts' results, flushed every CounterEvery);
-// Saved, Acked and Expired count what this process did since it opened.
+// Stats counts what the store holds (pending per app and parked, in
+// sharded Redis counters fed by the changes of the rows committed to MySQL,
+// flushed every CounterEvery, plus this process's rows still queued), and
+// the counters are reconciled with MySQL periodically and after Redis lost
+// data (redis_reconcile.go); Saved, Acked and Expired count what this
+// process did since it opened.
 type RedisStore struct {
 	o   RedisOptions
 	lim Limits
@@ -48,7 +51,9 @@ type RedisStore struct {
 	bc   *bcache
 
 	epoch       atomic.Pointer[string]
-	restore     atomic.Bool  // broadcasts must be restored from MySQL
+	restore     atomic.Bool // broadcasts must be restored from MySQL
+	recount     atomic.Bool // the counters must be reconciled now (Redis lost data)
+	recountWake chan struct{}
 	lastRefresh atomic.Int64 // unix nanos of the last broadcast refresh on an unknown ACK
 
 	saved, acked, expired atomic.Uint64
@@ -114,6 +119,10 @@ type RedisOptions struct {
 	EpochEvery time.Duration
 	// CounterEvery is how often counter changes are sent to Redis (default 100ms).
 	CounterEvery time.Duration
+	// ReconcileEvery is how often the pending and parked counters are
+	// recomputed from MySQL (default 1m; one saver of a cluster does it per
+	// period). They are also recomputed as soon as Redis lost data.
+	ReconcileEvery time.Duration
 	// CloseTimeout bounds how long Close keeps retrying queued MySQL rows (default 5s).
 	CloseTimeout time.Duration
 	// Logger receives the store's reports; nil discards them.
@@ -150,6 +159,7 @@ func (o *RedisOptions) defaults() error {
 	setDefault(&o.IdleTTL, 24*time.Hour)
 	setDefault(&o.EpochEvery, time.Second)
 	setDefault(&o.CounterEvery, 100*time.Millisecond)
+	setDefault(&o.ReconcileEvery, time.Minute)
 	setDefault(&o.CloseTimeout, 5*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -181,10 +191,10 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*RedisStore, error) {
 	}
 	r := &RedisStore{
 		o: o, lim: o.Limits.withDefaults(), log: o.Logger, rc: o.Client, k: keyspace{o.Prefix},
-		cnt: newCounters(), bc: newBcache(), stop: make(chan struct{}),
+		cnt: newCounters(), bc: newBcache(), stop: make(chan struct{}), recountWake: make(chan struct{}, 1),
 	}
 	r.pipe = newPipeliner(o.Client, o.PipelineWorkers, o.Pipeline, 4*o.Pipeline*o.PipelineWorkers, o.RedisTimeout)
-	r.dur = newDurable(o.DB, t, o.Logger, &o)
+	r.dur = newDurable(o.DB, t, o.Logger, &o, r.cnt)
 	err := r.checkEpoch(ctx)
 	if err == nil {
 		_, err = r.syncBroadcasts(ctx, true)
@@ -195,6 +205,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*RedisStore, error) {
 		return nil, fmt.Errorf("saver redis: open: %w", err)
 	}
 	r.bg.Go(r.watch)
+	r.bg.Go(r.reconciler)
 	return r, nil
 }
 
@@ -296,36 +307,30 @@ func (r *RedisStore) watch() {
 	}
 }
 
-// Stats implements Store. Pending and Parked are what Redis holds, summed
-// over the counter shards after this process's own changes are sent.
+// Stats implements Store. Pending and Parked are the Redis counters, summed
+// over the shards, plus this process's changes Redis has not seen (rows
+// queued for MySQL included).
 func (r *RedisStore) Stats(ctx context.Context) (push.StoreStats, error) {
 	if !r.enter() {
 		return push.StoreStats{}, fmt.Errorf("saver stats: %w", ErrClosed)
 	}
 	defer r.calls.Done()
-	if err := r.cnt.flush(ctx, r.rc, r.k); err != nil {
+	totals, err := r.cnt.totals(ctx, r.rc, r.k)
+	if err != nil {
 		return push.StoreStats{}, fmt.Errorf("saver stats: %w", redisErr(err))
 	}
-	pipe := r.rc.Pipeline()
-	shards := make([]*redis.MapStringStringCmd, statShards)
-	for i := range shards {
-		shards[i] = pipe.HGetAll(ctx, r.k.stats(i))
-	}
-	blen := pipe.HLen(ctx, r.k.broadcasts())
-	if _, err := pipe.Exec(ctx); err != nil {
+	blen := r.rc.HLen(ctx, r.k.broadcasts())
+	if err := blen.Err(); err != nil {
 		return push.StoreStats{}, fmt.Errorf("saver stats: %w", redisErr(err))
 	}
 	st := push.StoreStats{PendingPerApp: map[uint32]int64{}}
-	for _, c := range shards {
-		for f, v := range c.Val() {
-			n := asInt(v)
-			switch {
-			case f == fieldParked:
-				st.Parked += n
-			case strings.HasPrefix(f, "a"):
-				if app, ok := parseApp(f[1:]); ok {
-					st.PendingPerApp[app] += n
-				}
+	for f, n := range totals {
+		switch {
+		case f == fieldParked:
+			st.Parked += n
+		case strings.HasPrefix(f, "a"):
+			if app, ok := parseApp(f[1:]); ok {
+				st.PendingPerApp[app] += n
 			}
 		}
 	}

@@ -152,9 +152,8 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		switch s[0] {
 		case 'u':
 			res.n++
-			res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id})
-			r.cnt.add(uid, appField(uint32(asInt(l[i+1]))), -1)
-			r.cnt.add(uid, fieldParked, -asInt(l[i+2]))
+			res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id,
+				cd: cdelta{app: uint32(asInt(l[i+1])), pend: -1, park: -int8(asInt(l[i+2]))}})
 			r.acked.Add(1)
 		case 'b':
 			res.n++

@@ -42,6 +42,7 @@ func (r *RedisStore) checkEpoch(ctx context.Context) error {
 		return nil // opening on an epoch that other savers share
 	}
 	r.restore.Store(true)
+	r.wantRecount()
 	metricEpochChanges.Inc()
 	r.log.Warn("saver: new redis epoch: redis lost or replaced its data; users reload from mysql at their next load",
 		"epoch", ep, "started_here", started)

@@ -75,13 +75,15 @@ func (r *RedisStore) Expire(ctx context.Context, now time.Time) (int, error) {
 func (r *RedisStore) sweepStep(ctx context.Context, t int64) (n int, more bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, r.o.ReadTimeout)
 	defer cancel()
-	keys, err := r.dur.expiredInbox(rctx, t, sweepChunk)
-	if err != nil || len(keys) == 0 {
+	expired, err := r.dur.expiredInbox(rctx, t, sweepChunk)
+	if err != nil || len(expired) == 0 {
 		return 0, false, mysqlErr(err)
 	}
+	keys := make([]rowKey, len(expired))
 	byUID := map[string][]any{}
 	var order []string
-	for _, k := range keys {
+	for i, k := range expired {
+		keys[i] = k.rowKey
 		if byUID[k.uid] == nil {
 			byUID[k.uid] = []any{t, r.idle()}
 			order = append(order, k.uid)
@@ -97,19 +99,45 @@ func (r *RedisStore) sweepStep(ctx context.Context, t int64) (n int, more bool, 
 	if err := r.pipe.do(ctx, ptrs...); err != nil {
 		return 0, false, err
 	}
+	type drop struct {
+		uid    string
+		app    uint32
+		parked int64
+	}
+	var inRedis []drop
 	for i := range ops {
 		l, err := ops[i].list()
 		if err != nil {
 			return 0, false, err // MySQL keeps the rows: the next sweep retries
 		}
 		for j := 0; j+1 < len(l); j += 2 {
-			r.cnt.add(order[i], appField(uint32(asInt(l[j]))), -1)
-			r.cnt.add(order[i], fieldParked, -asInt(l[j+1]))
+			inRedis = append(inRedis, drop{order[i], uint32(asInt(l[j])), asInt(l[j+1])})
 		}
 	}
 	dctx, dcancel := context.WithTimeout(ctx, r.o.WriteTimeout)
 	defer dcancel()
+	// The counts follow MySQL: the delete and its count changes are one
+	// step for the reconcile's cut. When every row read went, the rows
+	// themselves say what went (users Redis lost included); when some
+	// were re-saved meanwhile, Redis's drops are the best guess, and the
+	// next reconcile repairs the difference.
+	r.dur.commitMu.RLock()
+	defer r.dur.commitMu.RUnlock()
 	n, err = r.dur.deleteExpiredInbox(dctx, keys, t)
+	switch {
+	case err == nil && n == len(expired):
+		for _, e := range expired {
+			r.cnt.add(e.uid, appField(e.app), -1)
+			if e.parked {
+				r.cnt.add(e.uid, fieldParked, -1)
+			}
+		}
+	case err == nil:
+		for _, d := range inRedis {
+			r.cnt.add(d.uid, appField(d.app), -1)
+			r.cnt.add(d.uid, fieldParked, -d.parked)
+		}
+	}
 	return n, len(keys) == sweepChunk && err == nil, mysqlErr(err)
 }
 

@@ -94,8 +94,7 @@ func (r *RedisStore) mark(ctx context.Context, uid string, out []push.Message, b
 			continue
 		}
 		if s[0] == 'u' {
-			rows = append(rows, drow{op: dPark, uid: uid, id: id})
-			r.cnt.add(uid, fieldParked, 1)
+			rows = append(rows, drow{op: dPark, uid: uid, id: id, cd: cdelta{park: 1}})
 			metricParkedUnicast.Inc()
 		} else {
 			rows = append(rows, drow{op: dBack, state: backParked, uid: uid, id: id})
@@ -186,12 +185,9 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 	if err != nil || len(l) < 1 {
 		return cmpErr(nil, err)
 	}
-	added := 0
-	for i := 1; i+1 < len(l); i += 2 {
-		r.cnt.add(uid, appField(uint32(asInt(l[i]))), 1)
-		r.cnt.add(uid, fieldParked, asInt(l[i+1]))
-		added++
-	}
+	// The counts follow MySQL, which holds these entries already: a
+	// reload changes what Redis has, not what the store holds.
+	added := (len(l) - 1) / 2
 	metricRecovered.Add(float64(added))
 	if added > 0 {
 		r.log.Debug("saver: inbox reloaded from mysql", "uid", truncate(uid), "entries", added)

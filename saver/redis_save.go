@@ -61,13 +61,15 @@ func (r *RedisStore) Save(ctx context.Context, msg push.Message, uids []string) 
 			firstErr = cmpErr(firstErr, err)
 			continue
 		}
+		cd := cdelta{app: m.App, pend: 1}
 		if old := asInt(l[0]); old < 0 {
 			r.saved.Add(1)
+		} else if uint32(old) == m.App {
+			cd.pend = 0 // replaced: no change
 		} else {
-			r.cnt.add(uid, appField(uint32(old)), -1)
+			cd.app2, cd.pend2 = uint32(old), -1
 		}
-		r.cnt.add(uid, appField(m.App), 1)
-		rows = append(rows, drow{op: dUpsert, uid: uid, id: m.ID, msg: &m})
+		rows = append(rows, drow{op: dUpsert, uid: uid, id: m.ID, msg: &m, cd: cd})
 		if c := r.lim.InboxCap; c > 0 && asInt(l[1]) > int64(c) && !slices.Contains(over, uid) {
 			over = append(over, uid)
 		}
@@ -155,9 +157,8 @@ func (r *RedisStore) trim(ctx context.Context, uid string) error {
 		var rows []drow
 		for i := 1; i+2 < len(l); i += 3 {
 			id, _ := parseID8(asString(l[i]))
-			rows = append(rows, drow{op: dDelete, uid: uid, id: id})
-			r.cnt.add(uid, appField(uint32(asInt(l[i+1]))), -1)
-			r.cnt.add(uid, fieldParked, -asInt(l[i+2]))
+			rows = append(rows, drow{op: dDelete, uid: uid, id: id,
+				cd: cdelta{app: uint32(asInt(l[i+1])), pend: -1, park: -int8(asInt(l[i+2]))}})
 		}
 		metricInboxDropped.Add(float64(len(rows)))
 		r.dur.enqueue(rows, true)

@@ -24,6 +24,8 @@ import "github.com/redis/go-redis/v9"
 //	P {meta}      HASH: epoch, fp (fingerprint of the Redis servers)
 //	P {meta}:sweep  lock of the expiry sweep (one saver at a time)
 //	P {stats:k}   HASH, k in 0..statShards-1: a<app> pending entries, parked
+//	P {stats:0}:reconcile, :reconciled  lock of the counter reconcile, time
+//	              of the last one (redis_reconcile.go)
 //
 // id8 is the big-endian id, so fields sort like ids. One hash per user (not a
 // sorted set beside it) keeps a user's state in one key: a key evicted or

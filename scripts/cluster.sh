@@ -14,6 +14,9 @@
 # process and the CLI use, so that the tree is protected by its ACL (default
 # CLUSTER_DIR/zk-auth, created with a random password if missing; set it
 # empty to run with open znodes).
+# STORE picks the saver's message store: bolt (default, embedded in
+# CLUSTER_DIR/saver-1) or redis (Redis + MySQL/MariaDB: REDIS_ADDR and
+# MYSQL_DSN, each started with scripts/services.sh when unset, like ZooKeeper).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,13 +24,14 @@ CLUSTER_DIR=${CLUSTER_DIR:-/tmp/lcpush-cluster}
 BASE_PORT=${BASE_PORT:-7100}
 BIN=$CLUSTER_DIR/lcpush
 ZK_AUTH_FILE=${ZK_AUTH_FILE-$CLUSTER_DIR/zk-auth}
+STORE=${STORE:-bolt}
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
 # name target extra-args...: one process; ports are BASE_PORT + offsets.
 PROCS=(
   "register-1 register -id register-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 1))"
   "register-2 register -id register-2 -rpc-addr 127.0.0.1:$((BASE_PORT + 2))"
-  "saver-1 saver -id saver-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 3)) -data $CLUSTER_DIR/saver-1"
+  "saver-1 saver -id saver-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 3))"
   "coordinator-1 coordinator -id coordinator-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 4))"
   "room-a room -room-id room-a -room-addr 127.0.0.1:$((BASE_PORT + 10)) -rpc-addr 127.0.0.1:$((BASE_PORT + 5))"
   "room-b room -room-id room-b -room-addr 127.0.0.1:$((BASE_PORT + 11)) -rpc-addr 127.0.0.1:$((BASE_PORT + 6))"
@@ -40,14 +44,31 @@ alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return
 
 cmd_start() {
   if [ -f "$CLUSTER_DIR/pids" ]; then log "$CLUSTER_DIR/pids exists: run stop first"; exit 1; fi
+  case $STORE in bolt | redis) ;; *) log "STORE=$STORE: want bolt or redis"; exit 2 ;; esac
   mkdir -p "$CLUSTER_DIR"
-  if [ -z "${ZK_ADDR:-}" ]; then
-    log "ZK_ADDR unset: starting a ZooKeeper (scripts/services.sh)"
-    SVC_DIR=$CLUSTER_DIR/services SERVICES=zookeeper bash scripts/services.sh start >/dev/null
+  # The servers this cluster needs and nobody gave: one services.sh start.
+  local need=""
+  [ -n "${ZK_ADDR:-}" ] || need="zookeeper"
+  if [ "$STORE" = redis ]; then
+    [ -n "${REDIS_ADDR:-}" ] || need="$need redis"
+    [ -n "${MYSQL_DSN:-}" ] || need="$need mariadb"
+  fi
+  if [ -n "$need" ]; then
+    # Keep what was given: the env file sets every server it started.
+    local given_zk=${ZK_ADDR:-} given_redis=${REDIS_ADDR:-} given_mysql=${MYSQL_DSN:-}
+    log "starting$(printf ' %s' $need) (scripts/services.sh; not given in ZK_ADDR/REDIS_ADDR/MYSQL_DSN)"
+    # shellcheck disable=SC2086
+    SVC_DIR=$CLUSTER_DIR/services SERVICES="$need" bash scripts/services.sh start >/dev/null
+    echo "$CLUSTER_DIR/services" > "$CLUSTER_DIR/own-services"
     # shellcheck disable=SC1091
     . "$CLUSTER_DIR/services/env"
-    echo "$CLUSTER_DIR/services" > "$CLUSTER_DIR/own-services"
+    [ -z "$given_zk" ] || ZK_ADDR=$given_zk
+    [ -z "$given_redis" ] || REDIS_ADDR=$given_redis
+    [ -z "$given_mysql" ] || MYSQL_DSN=$given_mysql
   fi
+  local store_args=(-data "$CLUSTER_DIR/saver-1")
+  [ "$STORE" = redis ] && store_args=(-store redis -redis "$REDIS_ADDR" -mysql "$MYSQL_DSN")
+  echo "$STORE" > "$CLUSTER_DIR/store"
   local cfg=${CONFIG:-$CLUSTER_DIR/seed.yaml}
   [ -n "${CONFIG:-}" ] || cp config.demo.yaml "$cfg"
   go build -o "$BIN" .
@@ -61,13 +82,15 @@ cmd_start() {
     auth=(-zk-auth-file "$ZK_AUTH_FILE")
   fi
   : > "$CLUSTER_DIR/pids"
-  local i=0 p name target
+  local i=0 p name target extra
   for p in "${PROCS[@]}"; do
     # shellcheck disable=SC2086
     set -- $p
     name=$1 target=$2; shift 2
+    extra=()
+    [ "$target" = saver ] && extra=("${store_args[@]}")
     "$BIN" -zk "$ZK_ADDR" -zk-root "$root" ${auth[@]+"${auth[@]}"} -config "$cfg" -target "$target" \
-      -admin-addr "127.0.0.1:$((BASE_PORT + 40 + i))" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
+      -admin-addr "127.0.0.1:$((BASE_PORT + 40 + i))" "$@" ${extra[@]+"${extra[@]}"} >"$CLUSTER_DIR/$name.log" 2>&1 &
     echo "$! $name 127.0.0.1:$((BASE_PORT + 40 + i))" >> "$CLUSTER_DIR/pids"
     i=$((i + 1))
   done
@@ -79,7 +102,9 @@ cmd_start() {
       sleep 0.05
     done
   done < "$CLUSTER_DIR/pids"
-  log "cluster up (ZooKeeper $ZK_ADDR, root $root); logs in $CLUSTER_DIR"
+  local store_desc="bolt in $CLUSTER_DIR/saver-1"
+  [ "$STORE" = redis ] && store_desc="redis $REDIS_ADDR + mysql $MYSQL_DSN"
+  log "cluster up (ZooKeeper $ZK_ADDR, root $root, store $store_desc); logs in $CLUSTER_DIR"
   cat <<TXT
 rooms (device TCP):   127.0.0.1:$((BASE_PORT + 10)), 127.0.0.1:$((BASE_PORT + 11))
 centers (HTTP API):   http://127.0.0.1:$((BASE_PORT + 20)), http://127.0.0.1:$((BASE_PORT + 21))
@@ -90,6 +115,7 @@ TXT
 
 cmd_status() {
   [ -f "$CLUSTER_DIR/pids" ] || { log "not running"; return 0; }
+  [ -f "$CLUSTER_DIR/store" ] && echo "store $(cat "$CLUSTER_DIR/store")"
   local pid name admin
   while read -r pid name admin; do
     if alive "$pid"; then echo "up    $name pid=$pid admin=$admin"; else echo "down  $name pid=$pid"; fi
@@ -104,7 +130,7 @@ cmd_stop() {
       for _ in $(seq 300); do alive "$pid" || break; sleep 0.05; done
       if alive "$pid"; then log "$name ignored SIGTERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
     done < "$CLUSTER_DIR/pids"
-    rm -f "$CLUSTER_DIR/pids"
+    rm -f "$CLUSTER_DIR/pids" "$CLUSTER_DIR/store"
   fi
   if [ -f "$CLUSTER_DIR/own-services" ]; then
     SVC_DIR=$(cat "$CLUSTER_DIR/own-services") bash scripts/services.sh stop >/dev/null 2>&1 || true

@@ -38,8 +38,17 @@ step "go build"
 go build -o /dev/null .
 
 step "go test -race"
-# The adversarial suite measures latency and memory: it runs alone below.
-go test -race -count=1 -timeout "$TEST_TIMEOUT" -skip '^TestAdversarial$' ./...
+# The adversarial suite measures latency and memory, and the short chaos run
+# kills processes of a cluster on the shared Redis: each runs alone below.
+go test -race -count=1 -timeout "$TEST_TIMEOUT" -skip '^(TestAdversarial|TestChaosShort)$' ./...
+
+step "short chaos run, alone (docs/reliability.md)"
+chaos_log=$(mktemp /tmp/lcpush-chaos-short.XXXXXX)
+if ! go test -race -count=1 -timeout 10m -run '^TestChaosShort$' -v . >"$chaos_log" 2>&1; then
+  cat "$chaos_log"
+  exit 1
+fi
+grep -E '^(--- |ok)|\|' "$chaos_log" | head -40 || true
 
 step "adversarial suite, alone and without the race detector (figures per attack)"
 adv_log=$(mktemp /tmp/lcpush-adversarial.XXXXXX)
@@ -47,7 +56,7 @@ if ! go test -count=1 -timeout 10m -run '^TestAdversarial$' -v . >"$adv_log" 2>&
   cat "$adv_log"
   exit 1
 fi
-grep -E 'SUMMARY|^(--- |ok)' "$adv_log"
+grep -E 'SUMMARY|^(--- |ok)' "$adv_log" || true
 
 step "allocation tests without -race (sync.Pool is randomised under -race)"
 go test -count=1 -run 'Alloc' ./...

@@ -168,6 +168,11 @@ type Saver struct {
 	// DurableQueue bounds rows waiting for MySQL (Redis store); past it QoS 1
 	// sends are refused with 503. 0 takes the default.
 	DurableQueue int `yaml:"durable_queue"`
+	// ReconcileEvery is how often the Redis store recounts pending and
+	// parked from MySQL (one GROUP BY over the inbox table); a Redis loss
+	// triggers a recount at once. 0 takes the saver's default (1 minute).
+	// Read at start.
+	ReconcileEvery time.Duration `yaml:"reconcile_every"`
 }
 
 // Defaults returns a configuration with every setting at its default and no apps.
