@@ -28,7 +28,8 @@ func gitCommit(dir string) string {
 	// Where the changes are: files at the top, folders with a count.
 	var order []string
 	count := map[string]int{}
-	for _, l := range strings.Split(strings.TrimSpace(string(st)), "\n") {
+	// Only the newline goes: a porcelain line starts with its status, which may be a space.
+	for _, l := range strings.Split(strings.TrimRight(string(st), "\n"), "\n") {
 		if len(l) < 4 {
 			continue
 		}

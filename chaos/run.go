@@ -324,7 +324,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// The end: late deliveries, then the cluster's own counts.
 	_ = sleep(ctx, min(cfg.Drain, 5*time.Second))
 	final(rec, fl, res)
-	res.Stats = checkStats(ctx, cl, fl, rec, 15*time.Second)
+	res.Stats = checkStats(ctx, cl, fl, rec, 10*time.Second) // issue 10: within 10 s
 	res.Seconds = time.Since(res.Started).Seconds()
 	return res, nil
 }
