@@ -72,6 +72,7 @@ type fleet struct {
 	authFails  atomic.Int64 // connection closed or ERROR before AUTH_OK
 	dialFails  atomic.Int64
 	kicks      atomic.Int64
+	frameErrs  atomic.Int64 // ERROR frames after AUTH_OK (an ACK refused, ...)
 	redirects  atomic.Int64
 	dispatchOK atomic.Int64
 	hc         *http.Client
@@ -287,6 +288,8 @@ func (f *fleet) session(ctx context.Context, d *device, addr string) (proto.Redi
 			if fr.Flags&proto.FlagAckRequired != 0 {
 				acks <- id
 			}
+		case proto.OpError:
+			f.frameErrs.Add(1)
 		case proto.OpKick:
 			f.kicks.Add(1)
 		case proto.OpRedirect:

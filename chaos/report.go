@@ -131,10 +131,10 @@ func Markdown(r *Result) string {
 		fmt.Fprintf(&b, "After the run, `/v1/stats`: online %d (devices connected: %d), pending %d (accepted and never delivered: %d): %s.\n\n",
 			s.Online, s.TrueOnline, s.Pending, s.TruePending, conv)
 	}
-	fmt.Fprintln(&b, "| fault | pushes sent | skipped (256 in flight) | delivered late | unaccepted ids delivered | to a wrong device | API p50 / p99 / max ms | delivery p50 / p99 / max ms | fault over at (s) |")
-	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---|---|---:|")
+	fmt.Fprintln(&b, "| fault | pushes sent | skipped (256 in flight) | delivered late | unaccepted ids delivered | to a wrong device | ERROR frames to devices (ACKs refused, ...) | API p50 / p99 / max ms | delivery p50 / p99 / max ms | fault over at (s) |")
+	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|")
 	for _, ph := range r.Phases {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %.1f / %.1f / %.0f | %.1f / %.1f / %.0f | %.1f |\n", ph.Fault, ph.Sent, ph.Skipped, ph.Late, ph.Unaccepted, ph.Wrong,
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.1f / %.1f / %.0f | %.1f / %.1f / %.0f | %.1f |\n", ph.Fault, ph.Sent, ph.Skipped, ph.Late, ph.Unaccepted, ph.Wrong, ph.DeviceErrors,
 			ph.API.P50ms, ph.API.P99ms, ph.API.Maxms, ph.Latency.P50ms, ph.Latency.P99ms, ph.Latency.Maxms, ph.RestoredAt-ph.FaultAt)
 	}
 	for _, ph := range r.Phases {

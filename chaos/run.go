@@ -89,7 +89,10 @@ type Phase struct {
 	RecoverAfterS float64 `json:"recover_after_s"`
 	Recovered     bool    `json:"recovered"`
 	Reconnect     int     `json:"reconnects"` // device connections made in this phase
-	AuthFails     int     `json:"auth_fails"`
+	// DeviceErrors are ERROR frames the devices got after AUTH_OK (an ACK or
+	// a PING refused): 0 means no ACK failed.
+	DeviceErrors int `json:"device_errors"`
+	AuthFails    int `json:"auth_fails"`
 	// LostMsgs are the first messages lost at settle, for a closer look.
 	LostMsgs []LostMsg       `json:"lost_msgs,omitempty"`
 	API      loadgen.Summary `json:"api_ms"`
@@ -99,6 +102,7 @@ type Phase struct {
 	restored                  time.Time
 	conns                     int
 	authSeen                  int
+	errsAt                    int64
 }
 
 // LostMsg is one message not delivered at the end of its phase: times are
@@ -281,7 +285,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		faults = append([]string{"none"}, faults...)
 	}
 	for i, f := range faults {
-		ph := &Phase{Fault: f, start: time.Now(), conns: fl.connections()}
+		ph := &Phase{Fault: f, start: time.Now(), conns: fl.connections(), errsAt: fl.frameErrs.Load()}
 		rec.mu.Lock()
 		ph.authSeen = len(rec.authFails)
 		rec.mu.Unlock()
@@ -479,6 +483,7 @@ func evaluate(rec *recorder, fl *fleet, phases []*Phase, i int) {
 		}
 	}
 	ph.Reconnect = fl.connections() - ph.conns
+	ph.DeviceErrors = int(fl.frameErrs.Load() - ph.errsAt)
 	ph.API = api.Snapshot().Summarize()
 	ph.Latency = lat.Snapshot().Summarize()
 
