@@ -10,7 +10,10 @@ import (
 func TestRedisArgv(t *testing.T) {
 	addr := os.Getenv("REDIS_ADDR")
 	if addr == "" {
-		t.Skip("REDIS_ADDR not set")
+		if os.Getenv("LCPUSH_INTEGRATION") == "1" {
+			t.Fatal("LCPUSH_INTEGRATION=1 but REDIS_ADDR is not set: start servers with scripts/services.sh")
+		}
+		t.Skip("REDIS_ADDR not set (scripts/test.sh starts a real Redis)")
 	}
 	argv, err := redisArgv(addr, "redis-server")
 	if err != nil {
