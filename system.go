@@ -239,19 +239,19 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	// The dependencies each service calls: local services in one process;
 	// in a cluster, RPC clients that route by ZooKeeper membership.
 	var (
-		registrar room.Registrar
-		registry  center.Registry
-		inbox     room.Inbox
-		storage   center.Storage
-		coord     room.Coordinator
-		regs      *remote.Registers
+		roomReg     room.Register
+		centerReg   center.Register
+		roomSaver   room.Saver
+		centerSaver center.Saver
+		coord       room.Coordinator
+		regs        *remote.Registers
 	)
 	if cluster {
 		s.pool = remote.NewPool(rpc.ClientConfig{Logger: log.With("svc", "rpc-client")})
 		regs = remote.NewRegisters(dir, s.pool, remote.RegistersConfig{Logger: log.With("svc", "registers")})
-		registrar, registry = regs, regs
+		roomReg, centerReg = regs, regs
 		rs := remote.NewSaver(dir, s.pool)
-		inbox, storage = rs, rs
+		roomSaver, centerSaver = rs, rs
 		coord = remote.NewCoordinator(dir, s.pool)
 		s.rooms.remote = remote.NewRooms(dir, s.pool)
 	}
@@ -264,7 +264,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 			return nil, err
 		}
 		if !cluster {
-			registrar, registry = s.Register, s.Register
+			roomReg, centerReg = s.Register, s.Register
 		}
 	}
 	if run["saver"] {
@@ -279,7 +279,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if err = s.start(ctx, s.Saver.Start, s.Saver.Shutdown); err != nil {
 			return nil, err
 		}
-		inbox, storage = s.Saver, s.Saver
+		roomSaver, centerSaver = s.Saver, s.Saver
 	}
 	if run["coordinator"] {
 		if s.Coordinator, err = coordinator.New(coordinator.Config{Logger: log.With("svc", "coordinator")},
@@ -294,7 +294,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	if run["room"] {
 		if s.Room, err = room.New(room.Config{
 			ID: opts.RoomID, Addr: opts.RoomAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
-		}, room.Deps{Config: holder, Registrar: registrar, Inbox: inbox, Coordinator: coord}); err != nil {
+		}, room.Deps{Config: holder, Register: roomReg, Saver: roomSaver, Coordinator: coord}); err != nil {
 			return nil, err
 		}
 		if err = s.start(ctx, s.Room.Start, s.Room.Shutdown); err != nil {
@@ -360,7 +360,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 			return nil, err
 		}
 		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, Logger: log.With("svc", "center")}, center.Deps{
-			Config: holder, IDs: ids, Registry: registry, Storage: storage, Rooms: s.rooms,
+			Config: holder, IDs: ids, Register: centerReg, Saver: centerSaver, Rooms: s.rooms,
 		}); err != nil {
 			return nil, err
 		}

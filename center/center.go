@@ -5,7 +5,7 @@
 // finds sessions in register and hands deliveries to the rooms that hold them.
 //
 // center talks to the other services only through the small interfaces
-// declared here (Registry, Storage, Rooms); the assembly wires either the
+// declared here (Register, Saver, Rooms); the assembly wires either the
 // services themselves or RPC clients.
 package center
 
@@ -28,8 +28,8 @@ import (
 // ErrConfig wraps invalid configuration or missing dependencies.
 var ErrConfig = errors.New("center: invalid config")
 
-// Registry is the session directory (register service).
-type Registry interface {
+// Register is the session directory (register service).
+type Register interface {
 	// Get returns the session of uid that has app bound, if any (a uid has
 	// at most one connection per app).
 	Get(ctx context.Context, uid string, app uint32) (push.Session, bool, error)
@@ -44,8 +44,8 @@ type Registry interface {
 	Counts(ctx context.Context) (push.Counts, error)
 }
 
-// Storage is the message store (saver service).
-type Storage interface {
+// Saver is the message store (saver service).
+type Saver interface {
 	// Save stores msg for every uid before it is sent (QoS 1).
 	Save(ctx context.Context, msg push.Message, uids []string) error
 	// SaveBroadcast stores a broadcast once; users get it at their next login
@@ -87,7 +87,7 @@ type Config struct {
 	// KeepJobs is how many finished jobs stay queryable (default 1000).
 	KeepJobs int
 	// LookupRetry is how long a QoS 1 push retries the lookup of recipients
-	// the registry could not answer for before queueing them (retry.go);
+	// the register could not answer for before queueing them (retry.go);
 	// default DefaultLookupRetry, negative: queue at once.
 	LookupRetry time.Duration
 	// RetryQueue bounds the retry queue per app (messages); default
@@ -100,8 +100,8 @@ type Config struct {
 type Deps struct {
 	Config   *config.Holder
 	IDs      *idgen.Generator
-	Registry Registry
-	Storage  Storage
+	Register Register
+	Saver    Saver
 	Rooms    Rooms
 }
 
@@ -111,13 +111,13 @@ type Service struct {
 	log     *slog.Logger
 	conf    *config.Holder
 	ids     *idgen.Generator
-	reg     Registry
-	store   Storage
+	reg     Register
+	store   Saver
 	rooms   Rooms
 	handler http.Handler
 	limits  limiters
 	jobs    *jobStore
-	retry   *retryQueue // deliveries waiting for the registry (retry.go)
+	retry   *retryQueue // deliveries waiting for the register (retry.go)
 
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64
@@ -144,7 +144,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	switch {
 	case deps.Config == nil || deps.Config.Load() == nil:
 		return nil, fmt.Errorf("%w: nil config holder", ErrConfig)
-	case deps.IDs == nil || deps.Registry == nil || deps.Storage == nil || deps.Rooms == nil:
+	case deps.IDs == nil || deps.Register == nil || deps.Saver == nil || deps.Rooms == nil:
 		return nil, fmt.Errorf("%w: missing dependency", ErrConfig)
 	}
 	if cfg.Addr == "" {
@@ -170,8 +170,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		log:   cfg.Logger,
 		conf:  deps.Config,
 		ids:   deps.IDs,
-		reg:   deps.Registry,
-		store: deps.Storage,
+		reg:   deps.Register,
+		store: deps.Saver,
 		rooms: deps.Rooms,
 		jobs:  newJobStore(cfg.KeepJobs),
 		retry: newRetryQueue(),

@@ -40,7 +40,7 @@ func (e *events) list() []string {
 	return slices.Clone(e.log)
 }
 
-type fakeRegistry struct {
+type fakeRegister struct {
 	ev        *events
 	mu        sync.Mutex
 	sessions  map[string]push.Session
@@ -59,7 +59,7 @@ func (p *partialAnswer) Error() string        { return "some registers did not a
 func (p *partialAnswer) Unanswered() []string { return p.uids }
 
 // setLookup sets errLookup and unanswered while the center may be calling.
-func (f *fakeRegistry) setLookup(err error, unanswered ...string) {
+func (f *fakeRegister) setLookup(err error, unanswered ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.errLookup = err
@@ -69,7 +69,7 @@ func (f *fakeRegistry) setLookup(err error, unanswered ...string) {
 	}
 }
 
-func (f *fakeRegistry) add(ss ...push.Session) {
+func (f *fakeRegister) add(ss ...push.Session) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.sessions == nil {
@@ -80,7 +80,7 @@ func (f *fakeRegistry) add(ss ...push.Session) {
 	}
 }
 
-func (f *fakeRegistry) Get(_ context.Context, uid string, app uint32) (push.Session, bool, error) {
+func (f *fakeRegister) Get(_ context.Context, uid string, app uint32) (push.Session, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("get")
@@ -94,7 +94,7 @@ func (f *fakeRegistry) Get(_ context.Context, uid string, app uint32) (push.Sess
 	return s, ok, nil
 }
 
-func (f *fakeRegistry) Lookup(_ context.Context, uids []string) ([]push.Session, error) {
+func (f *fakeRegister) Lookup(_ context.Context, uids []string) ([]push.Session, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("lookup")
@@ -116,7 +116,7 @@ func (f *fakeRegistry) Lookup(_ context.Context, uids []string) ([]push.Session,
 	return out, nil
 }
 
-func (f *fakeRegistry) Counts(context.Context) (push.Counts, error) {
+func (f *fakeRegister) Counts(context.Context) (push.Counts, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.errGet != nil {
@@ -125,7 +125,7 @@ func (f *fakeRegistry) Counts(context.Context) (push.Counts, error) {
 	return f.counts, nil
 }
 
-type fakeStorage struct {
+type fakeSaver struct {
 	ev         *events
 	mu         sync.Mutex
 	err        error
@@ -135,7 +135,7 @@ type fakeStorage struct {
 	stats      push.StoreStats
 }
 
-func (f *fakeStorage) Save(_ context.Context, msg push.Message, uids []string) error {
+func (f *fakeSaver) Save(_ context.Context, msg push.Message, uids []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("save")
@@ -147,7 +147,7 @@ func (f *fakeStorage) Save(_ context.Context, msg push.Message, uids []string) e
 	return nil
 }
 
-func (f *fakeStorage) SaveBroadcast(_ context.Context, msg push.Message) error {
+func (f *fakeSaver) SaveBroadcast(_ context.Context, msg push.Message) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("save_broadcast")
@@ -158,7 +158,7 @@ func (f *fakeStorage) SaveBroadcast(_ context.Context, msg push.Message) error {
 	return nil
 }
 
-func (f *fakeStorage) Stats(context.Context) (push.StoreStats, error) {
+func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.stats, f.err
@@ -166,7 +166,7 @@ func (f *fakeStorage) Stats(context.Context) (push.StoreStats, error) {
 
 // UserStats counts the messages of app (0: every app) saved for uid; none
 // are parked.
-func (f *fakeStorage) UserStats(_ context.Context, uid string, app uint32) (int, int, error) {
+func (f *fakeSaver) UserStats(_ context.Context, uid string, app uint32) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -193,7 +193,7 @@ type kickCall struct {
 
 type fakeRooms struct {
 	ev         *events
-	reg        *fakeRegistry // who is connected where, for Broadcast
+	reg        *fakeRegister // who is connected where, for Broadcast
 	mu         sync.Mutex
 	pushes     []roomPush
 	kicks      []kickCall
@@ -223,7 +223,7 @@ func (f *fakeRooms) wait(ctx context.Context) error {
 	}
 }
 
-// Broadcast reaches the registry's sessions on room that have msg.App.
+// Broadcast reaches the register's sessions on room that have msg.App.
 func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error) {
 	if err := f.wait(ctx); err != nil {
 		return 0, err
@@ -246,7 +246,7 @@ func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message
 	return n, nil
 }
 
-// IDs lists the rooms of the registry's sessions, and the down ones.
+// IDs lists the rooms of the register's sessions, and the down ones.
 func (f *fakeRooms) IDs(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -315,8 +315,8 @@ type env struct {
 	srv   *httptest.Server
 	conf  *config.Holder
 	ev    *events
-	reg   *fakeRegistry
-	store *fakeStorage
+	reg   *fakeRegister
+	store *fakeSaver
 	rooms *fakeRooms
 }
 
@@ -349,19 +349,19 @@ func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
 func newEnv(t testing.TB, cfg Config, mutate func(*config.Config)) *env {
 	t.Helper()
 	ev := &events{}
-	reg := &fakeRegistry{ev: ev}
+	reg := &fakeRegister{ev: ev}
 	e := &env{
 		conf:  config.NewHolder(testConfig(t, mutate)),
 		ev:    ev,
 		reg:   reg,
-		store: &fakeStorage{ev: ev},
+		store: &fakeSaver{ev: ev},
 		rooms: &fakeRooms{ev: ev, reg: reg},
 	}
 	ids, err := idgen.New(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = New(cfg, Deps{Config: e.conf, IDs: ids, Registry: e.reg, Storage: e.store, Rooms: e.rooms})
+	e.svc, err = New(cfg, Deps{Config: e.conf, IDs: ids, Register: e.reg, Saver: e.store, Rooms: e.rooms})
 	if err != nil {
 		t.Fatal(err)
 	}

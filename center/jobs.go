@@ -18,7 +18,7 @@ const (
 
 // Job is one broadcast: a stored (QoS 1) or fire-and-forget (QoS 0) message
 // and the tasks that reach the app's online users, one per room: each room
-// walks its own connections, so a broadcast needs no registry scan and the
+// walks its own connections, so a broadcast needs no register scan and the
 // center's share of the work is one call per room. Its progress is the sum
 // of its tasks'.
 type Job struct {

@@ -195,7 +195,7 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	if msg.QoS == push.QoS1 {
 		stored = len(uids)
 	}
-	// A recipient the registry could not answer for is not "offline":
+	// A recipient the register could not answer for is not "offline":
 	// online counts only recipients reached through an answer. QoS 1
 	// retries them, then queues them (retry.go); QoS 0 pushes to what was
 	// answered and is refused only when nothing was.

@@ -14,12 +14,12 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// A lookup that fails is not "offline". When the registry cannot say
+// A lookup that fails is not "offline". When the register cannot say
 // whether some recipients of a QoS 1 push are online (their register is
 // down, restarting or still being re-filled), handlePush retries the
 // lookup of those uids for up to Config.LookupRetry, then hands them to the
 // retry queue: a bounded in-memory queue per app, drained by one goroutine
-// of the service, that keeps looking them up and pushing until the registry
+// of the service, that keeps looking them up and pushing until the register
 // answers or the message expires. The message is stored before any of
 // this, so a drop (queue full, shutdown, expiry) only means it waits for
 // the user's next login or the room's redelivery after a refill.
@@ -49,12 +49,12 @@ var (
 	})
 )
 
-// unanswered is how a Registry's Lookup names the uids it could not answer
+// unanswered is how a Register's Lookup names the uids it could not answer
 // next to the sessions it found (remote.LookupError has it). Any other
 // error leaves every uid unanswered.
 type unanswered interface{ Unanswered() []string }
 
-// lookup returns the sessions of uids that the registry found, and the uids
+// lookup returns the sessions of uids that the register found, and the uids
 // it could not answer for (with the error).
 func (s *Service) lookup(ctx context.Context, uids []string) ([]push.Session, []string, error) {
 	sessions, err := s.reg.Lookup(ctx, uids)

@@ -23,7 +23,7 @@ func (e *env) pushesOf(room string, id string) []string {
 
 // A registry that fails (a register restart) and then recovers: the QoS 1
 // push is stored, answered with online 0 (nobody was reached), queued, and
-// reaches the connected recipient once the registry answers, without any
+// reaches the connected recipient once the register answers, without any
 // reconnect.
 func TestPushLookupFailsThenRecovers(t *testing.T) {
 	e := newEnv(t, Config{LookupRetry: 50 * time.Millisecond}, nil)

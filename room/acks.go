@@ -163,7 +163,7 @@ func (r *Room) applyAcks(batch []ackEntry) []ackEntry {
 				e.first = now
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			_, err := r.deps.Inbox.Ack(ctx, e.uid, e.apps, e.ids)
+			_, err := r.deps.Saver.Ack(ctx, e.uid, e.apps, e.ids)
 			cancel()
 			if err != nil {
 				r.log.Debug("ack failed, will retry", "uid", e.uid, "ids", len(e.ids), "err", err)

@@ -78,14 +78,14 @@ func (r *Room) authTask(s *connState, sess push.Session, seq uint32) {
 	res := &authResult{seq: seq}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	displaced, err := r.deps.Registrar.Register(ctx, sess)
+	displaced, err := r.deps.Register.Register(ctx, sess)
 	if err != nil {
 		res.err = fmt.Errorf("room register %s: %w", sess.UID, err)
 	} else {
 		res.registered = true
 		r.displace(ctx, sess, displaced)
 		r.status(ctx, sess.UID, sess.Apps[0], push.EventOnline)
-		if res.msgs, err = r.deps.Inbox.Load(ctx, sess.UID, sess.Apps); err != nil {
+		if res.msgs, err = r.deps.Saver.Load(ctx, sess.UID, sess.Apps); err != nil {
 			res.err = fmt.Errorf("room load %s: %w", sess.UID, err)
 		}
 	}
@@ -191,7 +191,7 @@ func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
 	if err == nil {
 		r.status(ctx, s.uid, app, push.EventOnline)
 		online = true
-		msgs, err = r.deps.Inbox.Load(ctx, s.uid, []uint32{app})
+		msgs, err = r.deps.Saver.Load(ctx, s.uid, []uint32{app})
 	}
 	r.onLoop(s, func() {
 		if err != nil {

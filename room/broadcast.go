@@ -55,7 +55,7 @@ func (w *bcastWait) wait(ctx context.Context) (int, error) {
 // at most perSec connections per second (<= 0, NaN or +Inf: no pacing), and returns how
 // many got it once their frames are written (or dropped). Unlike Push it
 // needs no target list: the room walks its own connections, so an app-wide
-// broadcast costs the platform no registry scan. A connection that
+// broadcast costs the platform no register scan. A connection that
 // authenticates while it runs may get the message both live and from the
 // store (at-least-once; clients drop duplicate msg ids).
 func (r *Room) Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error) {

@@ -27,7 +27,7 @@ const (
 //     the index, under the shard lock), so any goroutine may read them;
 //   - apps is an atomic copy-on-write set, read by Push on any goroutine;
 //   - sameNext is guarded by the index shard lock;
-//   - setMu serialises this connection's Registrar.SetApps calls on workers.
+//   - setMu serialises this connection's Register.SetApps calls on workers.
 type connState struct {
 	c    gnet.Conn
 	loop *loopState

@@ -12,11 +12,11 @@ import (
 // In-test fakes of the services the room calls. The real ones are wired in
 // the end-to-end tests of the module root.
 
-// fakeRegistrar behaves like register, simplified: it remembers the newest
+// fakeRegister behaves like register, simplified: it remembers the newest
 // session per uid; a login returns the previous one as displaced with the
 // apps both have (the apps it loses), and sessions are removed or changed
 // only by the connection that owns them.
-type fakeRegistrar struct {
+type fakeRegister struct {
 	mu       sync.Mutex
 	sessions map[string]push.Session
 	unregs   []push.Session // (UID, Room, ConnID) of every Unregister call
@@ -26,11 +26,11 @@ type fakeRegistrar struct {
 	entered  atomic.Int32  // Register calls started
 }
 
-func newFakeRegistrar() *fakeRegistrar {
-	return &fakeRegistrar{sessions: map[string]push.Session{}, setApps: map[uint64][]uint32{}}
+func newFakeRegister() *fakeRegister {
+	return &fakeRegister{sessions: map[string]push.Session{}, setApps: map[uint64][]uint32{}}
 }
 
-func (f *fakeRegistrar) Register(ctx context.Context, s push.Session) ([]push.Session, error) {
+func (f *fakeRegister) Register(ctx context.Context, s push.Session) ([]push.Session, error) {
 	f.entered.Add(1)
 	f.mu.Lock()
 	gate, err := f.gate, f.err
@@ -72,7 +72,7 @@ func displacedFrom(old push.Session, apps []uint32) []push.Session {
 	return []push.Session{old}
 }
 
-func (f *fakeRegistrar) Unregister(_ context.Context, uid, room string, connID uint64) (bool, error) {
+func (f *fakeRegister) Unregister(_ context.Context, uid, room string, connID uint64) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.unregs = append(f.unregs, push.Session{UID: uid, Room: room, ConnID: connID})
@@ -83,7 +83,7 @@ func (f *fakeRegistrar) Unregister(_ context.Context, uid, room string, connID u
 	return false, nil
 }
 
-func (f *fakeRegistrar) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
+func (f *fakeRegister) SetApps(_ context.Context, uid string, connID uint64, apps []uint32) ([]push.Session, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setApps[connID] = slices.Clone(apps)
@@ -95,14 +95,14 @@ func (f *fakeRegistrar) SetApps(_ context.Context, uid string, connID uint64, ap
 	return nil, false, nil
 }
 
-func (f *fakeRegistrar) session(uid string) (push.Session, bool) {
+func (f *fakeRegister) session(uid string) (push.Session, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.sessions[uid]
 	return s, ok
 }
 
-func (f *fakeRegistrar) unregistered(uid string, connID uint64) bool {
+func (f *fakeRegister) unregistered(uid string, connID uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, u := range f.unregs {
@@ -113,20 +113,20 @@ func (f *fakeRegistrar) unregistered(uid string, connID uint64) bool {
 	return false
 }
 
-func (f *fakeRegistrar) appsOf(connID uint64) []uint32 {
+func (f *fakeRegister) appsOf(connID uint64) []uint32 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.setApps[connID])
 }
 
-func (f *fakeRegistrar) setGate(g chan struct{}) {
+func (f *fakeRegister) setGate(g chan struct{}) {
 	f.mu.Lock()
 	f.gate = g
 	f.mu.Unlock()
 }
 
-// fakeInbox holds stored messages per uid and records ACKs.
-type fakeInbox struct {
+// fakeSaver holds stored messages per uid and records ACKs.
+type fakeSaver struct {
 	mu     sync.Mutex
 	stored map[string][]push.Message
 	acks   map[string][]uint64
@@ -140,11 +140,11 @@ type fakeInbox struct {
 	ackGate chan struct{}
 }
 
-func newFakeInbox() *fakeInbox {
-	return &fakeInbox{stored: map[string][]push.Message{}, acks: map[string][]uint64{}, ackApps: map[string][][]uint32{}}
+func newFakeSaver() *fakeSaver {
+	return &fakeSaver{stored: map[string][]push.Message{}, acks: map[string][]uint64{}, ackApps: map[string][][]uint32{}}
 }
 
-func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.Message, error) {
+func (f *fakeSaver) Load(_ context.Context, uid string, apps []uint32) ([]push.Message, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -159,7 +159,7 @@ func (f *fakeInbox) Load(_ context.Context, uid string, apps []uint32) ([]push.M
 	return out, nil
 }
 
-func (f *fakeInbox) Ack(_ context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
+func (f *fakeSaver) Ack(_ context.Context, uid string, apps []uint32, ids []uint64) (int, error) {
 	f.mu.Lock()
 	gate := f.ackGate
 	f.mu.Unlock()
@@ -177,13 +177,13 @@ func (f *fakeInbox) Ack(_ context.Context, uid string, apps []uint32, ids []uint
 	return len(ids), nil
 }
 
-func (f *fakeInbox) store(uid string, msgs ...push.Message) {
+func (f *fakeSaver) store(uid string, msgs ...push.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stored[uid] = append(f.stored[uid], msgs...)
 }
 
-func (f *fakeInbox) acked(uid string) []uint64 {
+func (f *fakeSaver) acked(uid string) []uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.acks[uid])

@@ -79,8 +79,8 @@ type env struct {
 	t      testing.TB
 	room   *Room
 	holder *config.Holder
-	reg    *fakeRegistrar
-	inbox  *fakeInbox
+	reg    *fakeRegister
+	inbox  *fakeSaver
 	coord  *fakeCoord
 }
 
@@ -95,15 +95,15 @@ func startEnv(t testing.TB, o envOpt) *env {
 	e := &env{
 		t:      t,
 		holder: config.NewHolder(testConfig(t, o.cfg)),
-		reg:    newFakeRegistrar(),
-		inbox:  newFakeInbox(),
+		reg:    newFakeRegister(),
+		inbox:  newFakeSaver(),
 		coord:  &fakeCoord{},
 	}
 	rc := Config{ID: "room-t", Addr: "127.0.0.1:0", NumLoops: 2, Workers: 8, Queue: 256, Logger: testLogger()}
 	if o.room != nil {
 		o.room(&rc)
 	}
-	r, err := New(rc, Deps{Config: e.holder, Registrar: e.reg, Inbox: e.inbox, Coordinator: e.coord})
+	r, err := New(rc, Deps{Config: e.holder, Register: e.reg, Saver: e.inbox, Coordinator: e.coord})
 	if err != nil {
 		t.Fatal(err)
 	}

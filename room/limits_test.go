@@ -146,24 +146,24 @@ func TestShutdownBeforeStart(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	h := config.NewHolder(testConfig(t, nil))
-	reg, inbox, coord := newFakeRegistrar(), newFakeInbox(), &fakeCoord{}
+	reg, inbox, coord := newFakeRegister(), newFakeSaver(), &fakeCoord{}
 	cases := []struct {
 		name string
 		cfg  Config
 		deps Deps
 	}{
-		{"no addr", Config{}, Deps{Config: h, Registrar: reg, Inbox: inbox, Coordinator: coord}},
-		{"no holder", Config{Addr: ":0"}, Deps{Registrar: reg, Inbox: inbox, Coordinator: coord}},
-		{"no registrar", Config{Addr: ":0"}, Deps{Config: h, Inbox: inbox, Coordinator: coord}},
-		{"no inbox", Config{Addr: ":0"}, Deps{Config: h, Registrar: reg, Coordinator: coord}},
-		{"no coordinator", Config{Addr: ":0"}, Deps{Config: h, Registrar: reg, Inbox: inbox}},
+		{"no addr", Config{}, Deps{Config: h, Register: reg, Saver: inbox, Coordinator: coord}},
+		{"no holder", Config{Addr: ":0"}, Deps{Register: reg, Saver: inbox, Coordinator: coord}},
+		{"no registrar", Config{Addr: ":0"}, Deps{Config: h, Saver: inbox, Coordinator: coord}},
+		{"no inbox", Config{Addr: ":0"}, Deps{Config: h, Register: reg, Coordinator: coord}},
+		{"no coordinator", Config{Addr: ":0"}, Deps{Config: h, Register: reg, Saver: inbox}},
 	}
 	for _, tc := range cases {
 		if _, err := New(tc.cfg, tc.deps); err == nil {
 			t.Errorf("%s: New accepted it", tc.name)
 		}
 	}
-	r, err := New(Config{Addr: ":0"}, Deps{Config: h, Registrar: reg, Inbox: inbox, Coordinator: coord})
+	r, err := New(Config{Addr: ":0"}, Deps{Config: h, Register: reg, Saver: inbox, Coordinator: coord})
 	if err != nil || r.ID() != "room-1" {
 		t.Fatalf("defaults: %v %v", r, err)
 	}
@@ -172,7 +172,7 @@ func TestNewValidates(t *testing.T) {
 func TestStartFailsOnBusyPort(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	r2, err := New(Config{ID: "room-2", Addr: e.room.Addr(), NumLoops: 1, Logger: testLogger()},
-		Deps{Config: e.holder, Registrar: e.reg, Inbox: e.inbox, Coordinator: e.coord})
+		Deps{Config: e.holder, Register: e.reg, Saver: e.inbox, Coordinator: e.coord})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestAck(t *testing.T) {
 	c.write(proto.AppendAck(nil, 5, []uint64{11, 12, 1 << 60}))
 	c.write(proto.AppendAck(nil, 6, nil)) // empty batch: nothing to do
 	c.expectQuiet()                       // no reply to ACK
-	waitFor(t, "Inbox.Ack", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 3 })
+	waitFor(t, "Saver.Ack", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 3 })
 	got := e.inbox.acked("acker")
 	if got[0] != 11 || got[1] != 12 || got[2] != 1<<60 {
 		t.Fatalf("acked %v", got)

@@ -70,7 +70,7 @@ func (r *Room) redeliverOne(ctx context.Context, sess push.Session) (int, error)
 		return 0, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, callTimeout)
-	msgs, err := r.deps.Inbox.Load(lctx, sess.UID, s.appList())
+	msgs, err := r.deps.Saver.Load(lctx, sess.UID, s.appList())
 	cancel()
 	if err != nil || len(msgs) == 0 {
 		return 0, err

@@ -54,8 +54,8 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Registrar is the session store (register service).
-type Registrar interface {
+// Register is the session store (register service).
+type Register interface {
 	// Register stores s as one of the uid's sessions. Apps are tenants: the
 	// uid's other connections lose the apps s has, and the sessions that
 	// lost apps are returned, each with Apps set to the apps it lost.
@@ -68,8 +68,8 @@ type Registrar interface {
 	SetApps(ctx context.Context, uid string, connID uint64, apps []uint32) (displaced []push.Session, ok bool, err error)
 }
 
-// Inbox is the store of QoS 1 messages (saver service).
-type Inbox interface {
+// Saver is the store of QoS 1 messages (saver service).
+type Saver interface {
 	// Load returns stored QoS 1 (and broadcast) messages in ID order.
 	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
 	// Ack deletes the uid's messages with these ids that belong to one of
@@ -92,8 +92,8 @@ type Coordinator interface {
 // Deps are the services the room calls.
 type Deps struct {
 	Config      *config.Holder
-	Registrar   Registrar
-	Inbox       Inbox
+	Register    Register
+	Saver       Saver
 	Coordinator Coordinator
 }
 
@@ -160,10 +160,10 @@ func New(cfg Config, deps Deps) (*Room, error) {
 	switch {
 	case deps.Config == nil || deps.Config.Load() == nil:
 		return nil, fmt.Errorf("%w: no config holder", ErrConfig)
-	case deps.Registrar == nil:
-		return nil, fmt.Errorf("%w: no Registrar", ErrConfig)
-	case deps.Inbox == nil:
-		return nil, fmt.Errorf("%w: no Inbox", ErrConfig)
+	case deps.Register == nil:
+		return nil, fmt.Errorf("%w: no Register", ErrConfig)
+	case deps.Saver == nil:
+		return nil, fmt.Errorf("%w: no Saver", ErrConfig)
 	case deps.Coordinator == nil:
 		return nil, fmt.Errorf("%w: no Coordinator", ErrConfig)
 	}

@@ -23,7 +23,7 @@ func (r *Room) status(ctx context.Context, uid string, app uint32, event string)
 func (r *Room) unregister(uid string, connID uint64, apps []uint32) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	ok, err := r.deps.Registrar.Unregister(ctx, uid, r.cfg.ID, connID)
+	ok, err := r.deps.Register.Unregister(ctx, uid, r.cfg.ID, connID)
 	if err != nil {
 		r.log.Warn("unregister failed", "uid", uid, "conn", connID, "err", err)
 		return
@@ -52,7 +52,7 @@ func (r *Room) unregisterAsync(s *connState) {
 func (r *Room) setApps(ctx context.Context, s *connState) ([]push.Session, error) {
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	displaced, _, err := r.deps.Registrar.SetApps(ctx, s.uid, s.id, s.appList())
+	displaced, _, err := r.deps.Register.SetApps(ctx, s.uid, s.id, s.appList())
 	return displaced, err
 }
 
