@@ -172,6 +172,7 @@ func TestRawPipelining(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	_ = nc.(*net.TCPConn).SetReadBuffer(64 << 10) // never read: the server must stall
 	var batch []byte
 	for id := uint64(1); id <= 50; id++ {
 		batch = append(batch, rawFrame(kindRequest, id, binary.BigEndian.AppendUint64(nil, id))...)
@@ -232,7 +233,10 @@ func TestServerMisuse(t *testing.T) {
 // the writer's timeout closes it, and the server's other clients go on.
 func TestSlowReaderClosed(t *testing.T) {
 	checkGoroutines(t)
-	ts := startServer(t, ServerConfig{WriteTimeout: 200 * time.Millisecond, MaxFrame: 2 << 20, Workers: 2, QueueLen: 8})
+	// QueueLen above the 40 requests: every one gets its 1 MiB reply (none
+	// is refused as overloaded), so the replies always outgrow what the two
+	// kernels can buffer, however slowly the workers run.
+	ts := startServer(t, ServerConfig{WriteTimeout: 200 * time.Millisecond, MaxFrame: 2 << 20, Workers: 2, QueueLen: 64})
 	c := newClient(t, ts.Addr(), func(cfg *ClientConfig) { cfg.MaxFrame = 2 << 20 })
 	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil); err != nil {
 		t.Fatal(err)
@@ -248,6 +252,7 @@ func TestSlowReaderClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	_ = nc.(*net.TCPConn).SetReadBuffer(64 << 10) // never read: the server must stall
 	var batch []byte
 	for id := uint64(1); id <= 40; id++ {
 		b := appendHeader(nil, header{kind: kindRequest, method: mBig, id: id})
@@ -255,9 +260,14 @@ func TestSlowReaderClosed(t *testing.T) {
 		binary.BigEndian.PutUint32(b, uint32(len(b)-lenSize))
 		batch = append(batch, b...)
 	}
-	if _, err := nc.Write(batch); err != nil {
-		t.Fatal(err)
-	}
+	// The write blocks once the server stops reading, and fails when it
+	// closes the connection: neither is what is tested.
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		_, _ = nc.Write(batch)
+	}()
+	defer func() { _ = nc.Close(); <-wrote }()
 	waitFor(t, 3*time.Second, "the raw connection to be served", func() bool { return conns() == before+1 })
 	waitFor(t, 10*time.Second, "the stalled connection to be closed", func() bool { return conns() == before })
 	var got Bytes
