@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/token"
 )
@@ -55,7 +56,7 @@ const (
 type attackCase struct {
 	name  string
 	store string // -store: memory or bolt
-	// config is the YAML the process runs with (default testConfig("")).
+	// config is the YAML the process runs with (default testkit.ConfigYAML("")).
 	config string
 	// adminHost replaces 127.0.0.1 in -admin-addr (case 10: off loopback).
 	adminHost string
@@ -72,8 +73,8 @@ func TestAdversarial(t *testing.T) {
 		t.Skip("adversarial suite: whole-system processes and floods (skipped with -short)")
 	}
 	bin := buildBinary(t)
-	slotsConfig := testConfig("") + fmt.Sprintf("center:\n  max_jobs: 16\n  max_jobs_per_app: %d\n", atkMaxJobsPerApp)
-	unauthedConfig := strings.Replace(testConfig(""), "auth_deadline: 700ms", "auth_deadline: 10s", 1)
+	slotsConfig := testkit.ConfigYAML("") + fmt.Sprintf("center:\n  max_jobs: 16\n  max_jobs_per_app: %d\n", atkMaxJobsPerApp)
+	unauthedConfig := strings.Replace(testkit.ConfigYAML(""), "auth_deadline: 700ms", "auth_deadline: 10s", 1)
 	cases := []attackCase{
 		{name: "1_ping_flood", attack: attackPingFlood},
 		{name: "2_upstream_flood_unbound_app", attack: attackUpstreamFlood},
@@ -100,7 +101,7 @@ func runAttackCase(t *testing.T, bin string, tc attackCase) {
 		tc.store = "memory"
 	}
 	if tc.config == "" {
-		tc.config = testConfig("")
+		tc.config = testkit.ConfigYAML("")
 	}
 	if tc.deadline == 0 {
 		tc.deadline = 40 * time.Second
@@ -128,7 +129,7 @@ func runAttackCase(t *testing.T, bin string, tc attackCase) {
 	h.bys.stopPushing()
 	t.Run("bystander", func(t *testing.T) {
 		defer h.bys.report(t, tc.saturates)
-		waitFor(t, 8*time.Second, "every bystander push to be answered and received", h.bys.settled)
+		testkit.WaitFor(t, "every bystander push to be answered and received", 8*time.Second, h.bys.settled)
 	})
 	h.rss.stop()
 	base, peak := h.rss.figures()
@@ -173,13 +174,13 @@ func startHarness(t *testing.T, bin string, tc attackCase) *harness {
 	if err := os.WriteFile(cfg, []byte(tc.config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	admin := freePort(t)
+	admin := testkit.FreePort(t)
 	listen := admin
 	if tc.adminHost != "" {
 		_, port, _ := net.SplitHostPort(admin)
 		listen = net.JoinHostPort(tc.adminHost, port)
 	}
-	p := &allInOne{t: t, bin: bin, room: freePort(t), center: freePort(t), admin: listen,
+	p := &allInOne{t: t, bin: bin, room: testkit.FreePort(t), center: testkit.FreePort(t), admin: listen,
 		args: []string{"-config", cfg, "-store", tc.store, "-data", filepath.Join(dir, "data")}}
 	p.start()
 	h := &harness{srv: p, admin: admin}
@@ -212,19 +213,16 @@ func (h *harness) logTail(n int) string {
 }
 
 // login authenticates a raw connection on this case's room.
-func (h *harness) login(t *testing.T, app uint32, uid string) *rawConn {
+func (h *harness) login(t *testing.T, app uint32, uid string) *testkit.Conn {
 	t.Helper()
-	r := dialRaw(t, h.room())
-	r.auth(app, uid, tokenFor(app, uid), 30)
-	r.expect(proto.OpAuthOK)
-	return r
+	return testkit.Login(t, h.room(), app, uid)
 }
 
 // push sends text to uid through the Center API and requires 200.
 func (h *harness) push(t *testing.T, app uint32, key, uid, text string, qos int) map[string]any {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"uids": []string{uid}, "text": text, "qos": qos})
-	code, out, _ := apiAt(t, h.center(), "POST", fmt.Sprintf("/v1/apps/%d/push", app), key, string(body))
+	code, out, _ := testkit.API(t, h.center(), "POST", fmt.Sprintf("/v1/apps/%d/push", app), key, string(body))
 	if code != 200 {
 		t.Fatalf("push app %d to %q: %d %v", app, uid, code, out)
 	}
@@ -234,7 +232,7 @@ func (h *harness) push(t *testing.T, app uint32, key, uid, text string, qos int)
 // online reports GET /v1/apps/{app}/users/{uid} "online" with the app's key.
 func (h *harness) online(t *testing.T, app uint32, key, uid string) bool {
 	t.Helper()
-	code, out, _ := apiAt(t, h.center(), "GET", fmt.Sprintf("/v1/apps/%d/users/%s", app, uid), key, "")
+	code, out, _ := testkit.API(t, h.center(), "GET", fmt.Sprintf("/v1/apps/%d/users/%s", app, uid), key, "")
 	if code != 200 {
 		t.Fatalf("GET users/%s on app %d: %d %v", uid, app, code, out)
 	}
@@ -326,7 +324,7 @@ func readRSS(pid int) (int64, error) {
 // per-IP attacks from 127.0.0.1 are not its business). It ACKs every QoS 1
 // push; a pusher sends it a QoS 1 push through the Center API every 200 ms.
 type bystander struct {
-	r        *rawConn
+	r        *testkit.Conn
 	center   string
 	mu       sync.Mutex
 	sent     map[int]time.Time // just before the HTTP call
@@ -343,14 +341,14 @@ type bystander struct {
 
 func startBystander(t *testing.T, h *harness) *bystander {
 	t.Helper()
-	r := dialRawFrom(t, h.room(), "127.0.0.2")
-	r.auth(1, "bystander", tokenFor(1, "bystander"), 30)
-	r.expect(proto.OpAuthOK)
+	r := testkit.DialFrom(t, h.room(), "127.0.0.2")
+	r.Auth(1, "bystander", testkit.Token(1, "bystander"), 30)
+	r.Expect(proto.OpAuthOK)
 	b := &bystander{r: r, center: h.center(), sent: map[int]time.Time{}, answered: map[int]bool{},
 		got: map[int]time.Time{}, stop: make(chan struct{}), pushing: make(chan struct{})}
 	go b.read()
 	go b.pushLoop()
-	waitFor(t, 5*time.Second, "the bystander's first 3 pushes", func() bool {
+	testkit.WaitFor(t, "the bystander's first 3 pushes", 5*time.Second, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.got) >= 3
@@ -360,7 +358,7 @@ func startBystander(t *testing.T, h *harness) *bystander {
 
 func (b *bystander) read() {
 	for {
-		f, err := b.r.next(time.Hour)
+		f, err := b.r.Next(time.Hour)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				b.mu.Lock()
@@ -383,8 +381,8 @@ func (b *bystander) read() {
 			continue
 		}
 		if f.Flags&proto.FlagAckRequired != 0 {
-			_ = b.r.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = b.r.c.Write(proto.AppendAck(nil, 0, []uint64{id}))
+			_ = b.r.NetConn().SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = b.r.NetConn().Write(proto.AppendAck(nil, 0, []uint64{id}))
 		}
 		if s, ok := strings.CutPrefix(string(payload), "bys-"); ok {
 			if n, err := strconv.Atoi(s); err == nil {
@@ -415,7 +413,7 @@ func (b *bystander) pushLoop() {
 			b.mu.Lock()
 			b.sent[n] = time.Now()
 			b.mu.Unlock()
-			code, out, _, err := apiTry(b.center, "POST", "/v1/apps/1/push", key1, body)
+			code, out, _, err := testkit.TryAPI(b.center, "POST", "/v1/apps/1/push", testkit.Key1, body)
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			switch {
@@ -550,17 +548,17 @@ type floodResult struct {
 // flood writes batch (whole frames) to a again and again for up to d, never
 // reading, and stops when the server has closed the connection. Partial
 // writes are completed, so the stream stays framed.
-func flood(a *rawConn, batch []byte, d time.Duration) floodResult {
+func flood(a *testkit.Conn, batch []byte, d time.Duration) floodResult {
 	start := time.Now()
 	res := floodResult{closedAfter: -1}
 	off := 0
 	for time.Since(start) < d {
-		if st := tcpState(a.c); st != tcpEstablished {
+		if st := tcpState(a.NetConn()); st != tcpEstablished {
 			res.closedAfter, res.how = time.Since(start), fmt.Sprintf("TCP state %d (8 CLOSE_WAIT: FIN received, 7 CLOSE: reset)", st)
 			break
 		}
-		_ = a.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		n, err := a.c.Write(batch[off:])
+		_ = a.NetConn().SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := a.NetConn().Write(batch[off:])
 		res.written += int64(n)
 		off = (off + n) % len(batch)
 		var ne net.Error
@@ -570,7 +568,7 @@ func flood(a *rawConn, batch []byte, d time.Duration) floodResult {
 		}
 	}
 	res.elapsed = time.Since(start)
-	_ = a.c.SetWriteDeadline(time.Time{})
+	_ = a.NetConn().SetWriteDeadline(time.Time{})
 	return res
 }
 
@@ -596,7 +594,7 @@ type floodWant struct {
 // within atkClosedWithin, and what the attacker finally reads is some
 // replies within the limits, ERRORs within the error budget, the last one
 // ERROR rate_limited, then EOF or a reset.
-func checkFlood(t *testing.T, h *harness, a *rawConn, res floodResult, want floodWant) {
+func checkFlood(t *testing.T, h *harness, a *testkit.Conn, res floodResult, want floodWant) {
 	t.Helper()
 	t.Logf("flood: %.1f MiB written in %s; closed after %v (%s)", float64(res.written)/(1<<20), res.elapsed.Round(time.Millisecond), res.closedAfter, res.how)
 	if h.safetyKilled.Load() || h.timedOut.Load() {
@@ -616,7 +614,7 @@ func checkFlood(t *testing.T, h *harness, a *rawConn, res floodResult, want floo
 	deadline := time.Now().Add(3 * time.Second)
 	var end error
 	for {
-		f, err := a.next(time.Until(deadline))
+		f, err := a.Next(time.Until(deadline))
 		if err != nil {
 			end = err
 			break
@@ -726,7 +724,7 @@ func attackAckFlood(t *testing.T, h *harness) {
 func attackCrossTenantAck(t *testing.T, h *harness) {
 	var ids []uint64
 	for i := range 3 {
-		out := h.push(t, 2, key2, "victim", fmt.Sprintf("app2 secret %d", i), 1)
+		out := h.push(t, 2, testkit.Key2, "victim", fmt.Sprintf("app2 secret %d", i), 1)
 		id, err := strconv.ParseUint(fmt.Sprint(out["msg_id"]), 10, 64)
 		if err != nil || out["stored"] != 1.0 {
 			t.Fatalf("push answer %v", out)
@@ -735,22 +733,22 @@ func attackCrossTenantAck(t *testing.T, h *harness) {
 	}
 	a := h.login(t, 1, "victim")
 	// The worst case: the real ids, as a plain ACK and with App 2 in the header.
-	a.write(proto.AppendAck(nil, 1, ids))
+	a.Write(proto.AppendAck(nil, 1, ids))
 	body := binary.BigEndian.AppendUint16(nil, uint16(len(ids)))
 	for _, id := range ids {
 		body = binary.BigEndian.AppendUint64(body, id)
 	}
-	a.write(proto.AppendFrame(nil, proto.Header{Op: proto.OpAck, Seq: 2, App: 2}, body))
+	a.Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpAck, Seq: 2, App: 2}, body))
 	// A sentinel: an app-1 message ACKed after the attack. The loop's ACK
 	// queue applies ACKs in order, so once the store's acked counter has
 	// moved for the sentinel, the attack's ACKs were applied too.
-	h.push(t, 1, key1, "victim", "app1 sentinel", 1)
-	sid, _, f := a.expectPush()
+	h.push(t, 1, testkit.Key1, "victim", "app1 sentinel", 1)
+	sid, _, f := a.ExpectPush()
 	if f.App != 1 {
 		t.Fatalf("sentinel came with app %d", f.App)
 	}
 	acked := func() float64 {
-		code, out, _ := apiAt(t, h.center(), "GET", "/v1/stats", adminK, "")
+		code, out, _ := testkit.API(t, h.center(), "GET", "/v1/stats", testkit.AdminKey, "")
 		m, _ := out["messages"].(map[string]any)
 		n, ok := m["acked"].(float64)
 		if code != 200 || !ok {
@@ -759,12 +757,12 @@ func attackCrossTenantAck(t *testing.T, h *harness) {
 		return n
 	}
 	before := acked()
-	a.write(proto.AppendAck(nil, 3, []uint64{sid}))
-	waitFor(t, 5*time.Second, "the sentinel ACK to be applied", func() bool { return acked() > before })
+	a.Write(proto.AppendAck(nil, 3, []uint64{sid}))
+	testkit.WaitFor(t, "the sentinel ACK to be applied", 5*time.Second, func() bool { return acked() > before })
 	// Any ERROR to the attack's ACKs (none documented) is only logged.
-	a.send(proto.OpPing, 0, 0, nil)
+	a.Send(proto.OpPing, 0, 0, nil)
 	for {
-		f, err := a.next(3 * time.Second)
+		f, err := a.Next(3 * time.Second)
 		if err != nil {
 			t.Fatalf("attacker session: %v", err)
 		}
@@ -773,15 +771,15 @@ func attackCrossTenantAck(t *testing.T, h *harness) {
 		}
 		t.Logf("attacker got op 0x%02x %q", f.Op, f.Body)
 	}
-	a.c.Close()
-	waitFor(t, 5*time.Second, "victim offline on app 1", func() bool { return !h.online(t, 1, key1, "victim") })
+	a.Close()
+	testkit.WaitFor(t, "victim offline on app 1", 5*time.Second, func() bool { return !h.online(t, 1, testkit.Key1, "victim") })
 
-	v := dialRaw(t, h.room())
-	v.auth(2, "victim", tokenFor(2, "victim"), 30)
-	v.expect(proto.OpAuthOK)
+	v := testkit.Dial(t, h.room())
+	v.Auth(2, "victim", testkit.Token(2, "victim"), 30)
+	v.Expect(proto.OpAuthOK)
 	var got []uint64
 	for range ids {
-		f, err := v.next(3 * time.Second)
+		f, err := v.Next(3 * time.Second)
 		if err != nil || f.Op != proto.OpPush {
 			t.Fatalf("victim on app 2 received %d of its 3 stored messages %v, then op 0x%02x err %v: the app-1 session's ACK deleted them",
 				len(got), ids, f.Op, err)
@@ -794,103 +792,50 @@ func attackCrossTenantAck(t *testing.T, h *harness) {
 	}
 }
 
-// expectKick reads the next non-PONG frame: a KICK with code.
-func expectKick(t *testing.T, r *rawConn, code int, reason string) {
-	t.Helper()
-	f := r.expect(proto.OpKick)
-	var k proto.Kick
-	if err := json.Unmarshal(f.Body, &k); err != nil || k.Code != code || k.Reason != reason {
-		t.Fatalf("KICK %q, want code %d %s", f.Body, code, reason)
-	}
-}
-
-// expectPushText reads the next non-PONG frame: a PUSH of app with text.
-func expectPushText(t *testing.T, who string, r *rawConn, app uint32, text string) {
-	t.Helper()
-	f, err := r.next(5 * time.Second)
-	for err == nil && f.Op == proto.OpPong {
-		f, err = r.next(5 * time.Second)
-	}
-	if err != nil {
-		t.Fatalf("%s: waiting for PUSH %q: %v", who, text, err)
-	}
-	if f.Op != proto.OpPush {
-		t.Fatalf("%s: got op 0x%02x %q, want PUSH %q (app %d)", who, f.Op, f.Body, text, app)
-	}
-	_, p, _ := proto.ParsePush(f.Body)
-	if string(p) != text || f.App != app {
-		t.Fatalf("%s: got PUSH %q app %d, want %q app %d", who, p, f.App, text, app)
-	}
-}
-
-// nextNonPong reads the next frame that is not a PONG, within 5 s.
-func nextNonPong(t *testing.T, who string, r *rawConn) proto.Frame {
-	t.Helper()
-	for {
-		f, err := r.next(5 * time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", who, err)
-		}
-		if f.Op != proto.OpPong {
-			return f
-		}
-	}
-}
-
-// expectQuiet: a PING is answered by PONG with nothing before it.
-func expectQuiet(t *testing.T, who string, r *rawConn) {
-	t.Helper()
-	r.send(proto.OpPing, 0, 0, nil)
-	f, err := r.next(5 * time.Second)
-	if err != nil || f.Op != proto.OpPong {
-		t.Fatalf("%s: PING answered by op 0x%02x %q (err %v), want PONG and nothing else", who, f.Op, f.Body, err)
-	}
-}
-
 // Case 5: logins through app 1 must not disturb app 2.
 func attackCrossTenantKick(t *testing.T, h *harness) {
 	t.Run("app2 session untouched by an app1 login", func(t *testing.T) {
-		v := dialRaw(t, h.room())
-		v.auth(2, "victim2", tokenFor(2, "victim2"), 30)
-		v.expect(proto.OpAuthOK)
-		if !h.online(t, 2, key2, "victim2") {
+		v := testkit.Dial(t, h.room())
+		v.Auth(2, "victim2", testkit.Token(2, "victim2"), 30)
+		v.Expect(proto.OpAuthOK)
+		if !h.online(t, 2, testkit.Key2, "victim2") {
 			t.Fatal("victim2 not online on app 2 before the attack")
 		}
 		a := h.login(t, 1, "victim2")
-		if !h.online(t, 2, key2, "victim2") {
+		if !h.online(t, 2, testkit.Key2, "victim2") {
 			t.Error("victim2 offline on app 2 after the app-1 login")
 		}
-		h.push(t, 2, key2, "victim2", "app2 after attack", 1)
-		expectPushText(t, "victim2 (app 2)", v, 2, "app2 after attack")
-		expectQuiet(t, "victim2 (app 2)", v)
-		h.push(t, 1, key1, "victim2", "app1 to attacker", 1)
-		expectPushText(t, "attacker (app 1)", a, 1, "app1 to attacker")
-		if !h.online(t, 2, key2, "victim2") {
+		h.push(t, 2, testkit.Key2, "victim2", "app2 after attack", 1)
+		v.As("victim2 (app 2)").ExpectPushText(2, "app2 after attack")
+		v.As("victim2 (app 2)").ExpectQuiet(0)
+		h.push(t, 1, testkit.Key1, "victim2", "app1 to attacker", 1)
+		a.As("attacker (app 1)").ExpectPushText(1, "app1 to attacker")
+		if !h.online(t, 2, testkit.Key2, "victim2") {
 			t.Error("victim2 offline on app 2 at the end")
 		}
 	})
 	t.Run("uid on apps 1+2, new app1 login takes app 1 only", func(t *testing.T) {
 		old := h.login(t, 1, "multi")
-		seq := old.send(proto.OpBind, 2, 0, mustJSON(proto.Bind{Token: tokenFor(2, "multi")}))
-		if f := old.expect(proto.OpBindOK); f.Seq != seq {
+		seq := old.Send(proto.OpBind, 2, 0, mustJSON(proto.Bind{Token: testkit.Token(2, "multi")}))
+		if f := old.Expect(proto.OpBindOK); f.Seq != seq {
 			t.Fatalf("BIND_OK seq %d, want %d", f.Seq, seq)
 		}
 		nw := h.login(t, 1, "multi")
 		// docs/protocol.md rule 6: A is taken from a connection that keeps
 		// other apps without a frame (no KICK); it keeps serving app 2.
-		h.push(t, 2, key2, "multi", "m2-a", 1)
-		expectPushText(t, "old connection", old, 2, "m2-a")
-		h.push(t, 1, key1, "multi", "m1", 1)
-		expectPushText(t, "new connection", nw, 1, "m1")
-		h.push(t, 2, key2, "multi", "m2-b", 1)
-		expectPushText(t, "old connection (must not get app-1 pushes any more)", old, 2, "m2-b")
-		expectQuiet(t, "new connection (app 1 only)", nw)
-		expectQuiet(t, "old connection", old)
+		h.push(t, 2, testkit.Key2, "multi", "m2-a", 1)
+		old.As("old connection").ExpectPushText(2, "m2-a")
+		h.push(t, 1, testkit.Key1, "multi", "m1", 1)
+		nw.As("new connection").ExpectPushText(1, "m1")
+		h.push(t, 2, testkit.Key2, "multi", "m2-b", 1)
+		old.As("old connection (must not get app-1 pushes any more)").ExpectPushText(2, "m2-b")
+		nw.As("new connection (app 1 only)").ExpectQuiet(0)
+		old.As("old connection").ExpectQuiet(0)
 		// The old connection's room took app 1 from it: its app-1 frames
 		// are refused (the revocation reaches its loop asynchronously).
-		waitFor(t, 3*time.Second, "app 1 to be unbound on the old connection", func() bool {
-			seq := old.send(proto.OpUpstream, 1, proto.FlagReplyWanted, []byte{0, 1})
-			f := nextNonPong(t, "old connection", old)
+		testkit.WaitFor(t, "app 1 to be unbound on the old connection", 3*time.Second, func() bool {
+			seq := old.Send(proto.OpUpstream, 1, proto.FlagReplyWanted, []byte{0, 1})
+			f := old.As("old connection").ExpectNonPong()
 			if f.Op != proto.OpError || f.Seq != seq {
 				t.Fatalf("UPSTREAM to app 1 answered by op 0x%02x seq %d, want ERROR seq %d", f.Op, f.Seq, seq)
 			}
@@ -900,10 +845,12 @@ func attackCrossTenantKick(t *testing.T, h *harness) {
 	t.Run("uid on app 1 only, new app1 login kicks", func(t *testing.T) {
 		old := h.login(t, 1, "single")
 		nw := h.login(t, 1, "single")
-		expectKick(t, old, 1, "login_elsewhere")
-		old.expectClosed(3 * time.Second)
-		h.push(t, 1, key1, "single", "to the new one", 1)
-		expectPushText(t, "new connection", nw, 1, "to the new one")
+		if k := old.ExpectKick(1); k.Reason != "login_elsewhere" {
+			t.Fatalf("KICK %+v, want code 1 login_elsewhere", k)
+		}
+		old.ExpectClosed(3 * time.Second)
+		h.push(t, 1, testkit.Key1, "single", "to the new one", 1)
+		nw.As("new connection").ExpectPushText(1, "to the new one")
 	})
 }
 
@@ -915,22 +862,22 @@ func attackBroadcastSlots(t *testing.T, h *harness) {
 		h.login(t, 1, fmt.Sprintf("bc-%d", i))
 	}
 	bcast := func(app uint32, key, body string) (int, map[string]any, http.Header) {
-		return apiAt(t, h.center(), "POST", fmt.Sprintf("/v1/apps/%d/broadcast", app), key, body)
+		return testkit.API(t, h.center(), "POST", fmt.Sprintf("/v1/apps/%d/broadcast", app), key, body)
 	}
 	for i := range 3 {
-		code, out, _ := bcast(1, key1, `{"text":"tiny rate","rate":1e-300}`)
-		if code != 400 || errCode(out) != "bad_request" {
+		code, out, _ := bcast(1, testkit.Key1, `{"text":"tiny rate","rate":1e-300}`)
+		if code != 400 || testkit.ErrCode(out) != "bad_request" {
 			t.Errorf("broadcast %d with rate 1e-300: %d %v, want 400 bad_request", i, code, out)
 		}
 	}
 	accepted := 0
 	for i := 0; i < 70; i++ {
-		code, out, hdr := bcast(1, key1, fmt.Sprintf(`{"text":"slot %d","qos":0,"rate":10}`, i))
+		code, out, hdr := bcast(1, testkit.Key1, fmt.Sprintf(`{"text":"slot %d","qos":0,"rate":10}`, i))
 		if code == 202 {
 			accepted++
 			continue
 		}
-		if code != 429 || errCode(out) != "rate_limited" || hdr.Get("Retry-After") == "" {
+		if code != 429 || testkit.ErrCode(out) != "rate_limited" || hdr.Get("Retry-After") == "" {
 			t.Fatalf("broadcast %d: %d %v (Retry-After %q), want 202 or 429 rate_limited with Retry-After", i, code, out, hdr.Get("Retry-After"))
 		}
 		break
@@ -938,13 +885,13 @@ func attackBroadcastSlots(t *testing.T, h *harness) {
 	if accepted != atkMaxJobsPerApp {
 		t.Errorf("app 1 got %d broadcasts running before 429, want max_jobs_per_app = %d", accepted, atkMaxJobsPerApp)
 	}
-	if code, out, _ := bcast(2, key2, `{"text":"app 2 news","qos":0}`); code != 202 {
+	if code, out, _ := bcast(2, testkit.Key2, `{"text":"app 2 news","qos":0}`); code != 202 {
 		t.Errorf("app 2's broadcast after app 1 took its slots: %d %v, want 202", code, out)
 	}
-	if code, out, _ := bcast(3, adminK, `{"text":"admin on app 3","qos":0}`); code != 202 {
+	if code, out, _ := bcast(3, testkit.AdminKey, `{"text":"admin on app 3","qos":0}`); code != 202 {
 		t.Errorf("the admin's broadcast (app 3) after app 1 took its slots: %d %v, want 202", code, out)
 	}
-	code, out, _ := bcast(1, adminK, `{"text":"admin on app 1","qos":0}`)
+	code, out, _ := bcast(1, testkit.AdminKey, `{"text":"admin on app 1","qos":0}`)
 	t.Logf("admin key on app 1 (not asserted: the contract does not say whether the admin shares app 1's slots): %d %v", code, out)
 }
 
@@ -974,20 +921,20 @@ func attackUnauthed(t *testing.T, h *harness) {
 	}
 	freshLogin := func(t *testing.T) {
 		t.Helper()
-		r := dialRawFrom(t, h.room(), "127.0.0.3")
-		r.auth(1, "fresh", tokenFor(1, "fresh"), 30)
-		r.expect(proto.OpAuthOK)
-		r.c.Close()
+		r := testkit.DialFrom(t, h.room(), "127.0.0.3")
+		r.Auth(1, "fresh", testkit.Token(1, "fresh"), 30)
+		r.Expect(proto.OpAuthOK)
+		r.Close()
 	}
 
 	t.Run("a_big_frame_before_auth", func(t *testing.T) {
-		r := dialRaw(t, h.room())
+		r := testkit.Dial(t, h.room())
 		var b [16]byte
 		binary.BigEndian.PutUint32(b[:], 65536+12)
 		b[4], b[5] = 1, proto.OpAuth
-		r.write(b[:])
-		r.expectError(proto.ErrCodeFrameTooLarge)
-		r.expectClosed(3 * time.Second)
+		r.Write(b[:])
+		r.ExpectError(proto.ErrCodeFrameTooLarge)
+		r.ExpectClosed(3 * time.Second)
 	})
 
 	t.Run("b_partial_frames_held", func(t *testing.T) {
@@ -1072,7 +1019,7 @@ func attackUnauthed(t *testing.T, h *harness) {
 					conns = append(conns, c)
 					mu.Unlock()
 					uid := fmt.Sprintf("rate-%d", i)
-					body, _ := json.Marshal(proto.Auth{UID: uid, Token: tokenFor(1, uid), HB: 30})
+					body, _ := json.Marshal(proto.Auth{UID: uid, Token: testkit.Token(1, uid), HB: 30})
 					_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 					if _, err := c.Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpAuth, Seq: 1, App: 1}, body)); err != nil {
 						refused.Add(1)
@@ -1115,34 +1062,34 @@ func attackUnauthed(t *testing.T, h *harness) {
 
 func attackBadUID(t *testing.T, h *harness) {
 	uid := "nul\x00uid"
-	r := dialRaw(t, h.room())
-	r.auth(1, uid, token.Sign([]byte(secret1), 1, uid, time.Now().Add(time.Hour).Unix()), 30)
-	r.expectError(proto.ErrCodeBadToken)
-	r.expectClosed(3 * time.Second)
+	r := testkit.Dial(t, h.room())
+	r.Auth(1, uid, testkit.Token(1, uid), 30)
+	r.ExpectError(proto.ErrCodeBadToken)
+	r.ExpectClosed(3 * time.Second)
 
-	code, out, _ := apiAt(t, h.center(), "POST", "/v1/apps/1/push", key1, `{"uids":["nul\u0000uid"],"text":"x"}`)
-	if code != 400 || errCode(out) != "bad_request" {
+	code, out, _ := testkit.API(t, h.center(), "POST", "/v1/apps/1/push", testkit.Key1, `{"uids":["nul\u0000uid"],"text":"x"}`)
+	if code != 400 || testkit.ErrCode(out) != "bad_request" {
 		t.Errorf("push to a uid with NUL: %d %v, want 400 bad_request", code, out)
 	}
-	code, out, _ = apiAt(t, h.center(), "GET", "/v1/apps/1/users/nul%00uid", key1, "")
-	if code != 400 || errCode(out) != "bad_request" {
+	code, out, _ = testkit.API(t, h.center(), "GET", "/v1/apps/1/users/nul%00uid", testkit.Key1, "")
+	if code != 400 || testkit.ErrCode(out) != "bad_request" {
 		t.Errorf("GET users/nul%%00uid: %d %v, want 400 bad_request", code, out)
 	}
 }
 
 func attackTokenLifetime(t *testing.T, h *harness) {
-	r := dialRaw(t, h.room())
-	r.auth(1, "forever", token.Sign([]byte(secret1), 1, "forever", math.MaxInt64), 30)
-	r.expectError(proto.ErrCodeBadToken)
-	r.expectClosed(3 * time.Second)
+	r := testkit.Dial(t, h.room())
+	r.Auth(1, "forever", token.Sign([]byte(testkit.Secret1), 1, "forever", math.MaxInt64), 30)
+	r.ExpectError(proto.ErrCodeBadToken)
+	r.ExpectClosed(3 * time.Second)
 
 	// Within room.max_token_lifetime (30 days) a token is fine.
-	ok := dialRaw(t, h.room())
-	ok.auth(1, "month", token.Sign([]byte(secret1), 1, "month", time.Now().Add(29*24*time.Hour).Unix()), 30)
-	ok.expect(proto.OpAuthOK)
+	ok := testkit.Dial(t, h.room())
+	ok.Auth(1, "month", testkit.TokenUntil(1, "month", time.Now().Add(29*24*time.Hour)), 30)
+	ok.Expect(proto.OpAuthOK)
 
-	code, out, _ := apiAt(t, h.center(), "POST", "/v1/apps/1/tokens", key1, `{"uid":"forever","ttl":315360000}`)
-	if code != 400 || errCode(out) != "bad_request" {
+	code, out, _ := testkit.API(t, h.center(), "POST", "/v1/apps/1/tokens", testkit.Key1, `{"uid":"forever","ttl":315360000}`)
+	if code != 400 || testkit.ErrCode(out) != "bad_request" {
 		t.Errorf("token with ttl 10 years: %d %v, want 400 bad_request", code, out)
 	}
 }
@@ -1152,15 +1099,15 @@ func attackTokenLifetime(t *testing.T, h *harness) {
 func attackLeaks(t *testing.T, h *harness) {
 	t.Run("users answer shows app 1 nothing of app 2", func(t *testing.T) {
 		for i := range 3 {
-			h.push(t, 2, key2, "leaky", fmt.Sprintf("app 2 only %d", i), 1)
+			h.push(t, 2, testkit.Key2, "leaky", fmt.Sprintf("app 2 only %d", i), 1)
 		}
 		r := h.login(t, 1, "leaky")
-		r.send(proto.OpBind, 2, 0, mustJSON(proto.Bind{Token: tokenFor(2, "leaky")}))
-		r.expect(proto.OpBindOK)
+		r.Send(proto.OpBind, 2, 0, mustJSON(proto.Bind{Token: testkit.Token(2, "leaky")}))
+		r.Expect(proto.OpBindOK)
 		for range 3 { // delivered, not ACKed: still pending for app 2
-			r.expectPush()
+			r.ExpectPush()
 		}
-		code, out, _ := apiAt(t, h.center(), "GET", "/v1/apps/1/users/leaky", key1, "")
+		code, out, _ := testkit.API(t, h.center(), "GET", "/v1/apps/1/users/leaky", testkit.Key1, "")
 		if code != 200 {
 			t.Fatalf("GET users/leaky with app 1's key: %d %v", code, out)
 		}
@@ -1170,7 +1117,7 @@ func attackLeaks(t *testing.T, h *harness) {
 		if apps, _ := out["apps"].([]any); slices.Contains(apps, any(2.0)) {
 			t.Errorf("app 1's key sees apps %v, want no app 2", apps)
 		}
-		_, out2, _ := apiAt(t, h.center(), "GET", "/v1/apps/2/users/leaky", key2, "")
+		_, out2, _ := testkit.API(t, h.center(), "GET", "/v1/apps/2/users/leaky", testkit.Key2, "")
 		t.Logf("app 1's key sees %v; app 2's key sees %v", out, out2)
 	})
 
@@ -1194,17 +1141,17 @@ func attackLeaks(t *testing.T, h *harness) {
 		if c := get("wrong-key"); c != 401 && c != 403 {
 			t.Errorf("/metrics on 0.0.0.0 with a wrong key: %d, want 401 or 403", c)
 		}
-		if c := get(adminK); c != 200 {
+		if c := get(testkit.AdminKey); c != 200 {
 			t.Errorf("/metrics with the admin key: %d, want 200", c)
 		}
 	})
 
 	t.Run("demo keys refused off loopback", func(t *testing.T) {
-		_, port, _ := net.SplitHostPort(freePort(t))
-		admin := freePort(t)
+		_, port, _ := net.SplitHostPort(testkit.FreePort(t))
+		admin := testkit.FreePort(t)
 		cmd := exec.Command(h.srv.bin, "-store", "memory", "-data", t.TempDir(),
-			"-room-addr", freePort(t), "-center-addr", "0.0.0.0:"+port,
-			"-dispatch-addr", freePort(t), "-admin-addr", admin)
+			"-room-addr", testkit.FreePort(t), "-center-addr", "0.0.0.0:"+port,
+			"-dispatch-addr", testkit.FreePort(t), "-admin-addr", admin)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -1214,7 +1161,7 @@ func attackLeaks(t *testing.T, h *harness) {
 		go func() { done <- cmd.Wait() }()
 		var exitErr error
 		exited, ready := false, false
-		waitFor(t, 10*time.Second, "the demo-config server to exit (or to become ready)", func() bool {
+		testkit.WaitFor(t, "the demo-config server to exit (or to become ready)", 10*time.Second, func() bool {
 			select {
 			case exitErr = <-done:
 				exited = true

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -36,16 +37,6 @@ func zkForTest(t *testing.T) string {
 	}
 	c.Close()
 	return addr
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // proc is one lcpush process of the test cluster.
@@ -87,7 +78,7 @@ func (c *cluster) start(name string, args ...string) *proc {
 	c.t.Helper()
 	p := c.procs[name]
 	if p == nil {
-		p = &proc{name: name, admin: freePort(c.t), args: args}
+		p = &proc{name: name, admin: testkit.FreePort(c.t), args: args}
 		c.procs[name] = p
 	}
 	all := append([]string{
@@ -106,19 +97,13 @@ func (c *cluster) start(name string, args ...string) *proc {
 
 func (c *cluster) waitReady(p *proc) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if p.cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	up := false
+	testkit.Poll(30*time.Second, func() bool {
+		up = ready(p.admin)
+		return up || p.cmd.ProcessState != nil
+	})
+	if up {
+		return
 	}
 	c.t.Fatalf("%s not ready; log:\n%s", p.name, p.log.String())
 }
@@ -171,32 +156,32 @@ func TestClusterOfProcesses(t *testing.T) {
 	c := &cluster{t: t, bin: buildBinary(t), zk: zkAddr, dir: dir, procs: map[string]*proc{},
 		root: fmt.Sprintf("/lcpush-cluster-%d", time.Now().UnixNano())}
 	c.cfgPath = filepath.Join(dir, "seed.yaml")
-	if err := os.WriteFile(c.cfgPath, []byte(testConfig("")), 0o600); err != nil {
+	if err := os.WriteFile(c.cfgPath, []byte(testkit.ConfigYAML("")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.stopAll)
 
-	reg1RPC, reg2RPC := freePort(t), freePort(t)
+	reg1RPC, reg2RPC := testkit.FreePort(t), testkit.FreePort(t)
 	c.start("register-1", "-target", "register", "-id", "register-1", "-rpc-addr", reg1RPC)
 	c.start("register-2", "-target", "register", "-id", "register-2", "-rpc-addr", reg2RPC)
-	c.start("saver", "-target", "saver", "-id", "saver-1", "-rpc-addr", freePort(t), "-data", filepath.Join(dir, "saver"))
-	c.start("coordinator", "-target", "coordinator", "-id", "coordinator-1", "-rpc-addr", freePort(t))
-	roomA, roomB := freePort(t), freePort(t)
-	c.start("room-a", "-target", "room", "-room-id", "room-a", "-room-addr", roomA, "-rpc-addr", freePort(t))
-	c.start("room-b", "-target", "room", "-room-id", "room-b", "-room-addr", roomB, "-rpc-addr", freePort(t))
-	center1, center2 := freePort(t), freePort(t)
+	c.start("saver", "-target", "saver", "-id", "saver-1", "-rpc-addr", testkit.FreePort(t), "-data", filepath.Join(dir, "saver"))
+	c.start("coordinator", "-target", "coordinator", "-id", "coordinator-1", "-rpc-addr", testkit.FreePort(t))
+	roomA, roomB := testkit.FreePort(t), testkit.FreePort(t)
+	c.start("room-a", "-target", "room", "-room-id", "room-a", "-room-addr", roomA, "-rpc-addr", testkit.FreePort(t))
+	c.start("room-b", "-target", "room", "-room-id", "room-b", "-room-addr", roomB, "-rpc-addr", testkit.FreePort(t))
+	center1, center2 := testkit.FreePort(t), testkit.FreePort(t)
 	c.start("center-1", "-target", "center", "-id", "center-1", "-center-addr", center1, "-node", "1")
 	c.start("center-2", "-target", "center", "-id", "center-2", "-center-addr", center2, "-node", "2")
-	dispatch := freePort(t)
+	dispatch := testkit.FreePort(t)
 	c.start("dispatcher", "-target", "dispatcher", "-id", "dispatcher-1", "-dispatch-addr", dispatch)
 
 	online := func(center, uid string) bool {
-		_, out, _ := apiAt(t, center, "GET", "/v1/apps/1/users/"+uid, key1, "")
+		_, out, _ := testkit.API(t, center, "GET", "/v1/apps/1/users/"+uid, testkit.Key1, "")
 		return out["online"] == true
 	}
 	pushVia := func(center, uid, text string) map[string]any {
 		body, _ := json.Marshal(map[string]any{"uids": []string{uid}, "text": text})
-		code, out, _ := apiAt(t, center, "POST", "/v1/apps/1/push", key1, string(body))
+		code, out, _ := testkit.API(t, center, "POST", "/v1/apps/1/push", testkit.Key1, string(body))
 		if code != 200 {
 			t.Fatalf("push via %s: %d %v", center, code, out)
 		}
@@ -204,39 +189,39 @@ func TestClusterOfProcesses(t *testing.T) {
 	}
 
 	t.Run("push through either center reaches room A", func(t *testing.T) {
-		a := dialRaw(t, roomA)
-		a.auth(1, "walker", tokenFor(1, "walker"), 30)
-		a.expect(proto.OpAuthOK)
-		waitFor(t, 5*time.Second, "walker online", func() bool { return online(center2, "walker") })
+		a := testkit.Dial(t, roomA)
+		a.Auth(1, "walker", testkit.Token(1, "walker"), 30)
+		a.Expect(proto.OpAuthOK)
+		testkit.WaitFor(t, "walker online", 5*time.Second, func() bool { return online(center2, "walker") })
 		for i, center := range []string{center1, center2} {
 			pushVia(center, "walker", fmt.Sprintf("via center %d", i+1))
-			if _, p, _ := a.expectPush(); string(p) != fmt.Sprintf("via center %d", i+1) {
+			if _, p, _ := a.ExpectPush(); string(p) != fmt.Sprintf("via center %d", i+1) {
 				t.Fatalf("got %q", p)
 			}
 		}
 
 		// Second login on room B kicks the session on room A.
-		b := dialRaw(t, roomB)
-		b.auth(1, "walker", tokenFor(1, "walker"), 30)
-		b.expect(proto.OpAuthOK)
-		f := a.expect(proto.OpKick)
+		b := testkit.Dial(t, roomB)
+		b.Auth(1, "walker", testkit.Token(1, "walker"), 30)
+		b.Expect(proto.OpAuthOK)
+		f := a.Expect(proto.OpKick)
 		var k proto.Kick
 		if err := json.Unmarshal(f.Body, &k); err != nil || k.Code != 1 {
 			t.Fatalf("KICK %q", f.Body)
 		}
-		a.expectClosed(5 * time.Second)
+		a.ExpectClosed(5 * time.Second)
 		pushVia(center1, "walker", "on room b")
 		// The two pushes above were not ACKed, so room B delivers them again
 		// first (stored QoS 1), then the new one.
 		for _, want := range []string{"via center 1", "via center 2", "on room b"} {
-			if _, p, _ := b.expectPush(); string(p) != want {
+			if _, p, _ := b.ExpectPush(); string(p) != want {
 				t.Fatalf("room b got %q, want %q", p, want)
 			}
 		}
 	})
 
 	t.Run("dispatcher lists both rooms", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "both rooms in dispatch", func() bool {
+		testkit.WaitFor(t, "both rooms in dispatch", 10*time.Second, func() bool {
 			resp, err := http.Get("http://" + dispatch + "/v1/dispatch?uid=someone&app=1")
 			if err != nil {
 				return false
@@ -250,7 +235,7 @@ func TestClusterOfProcesses(t *testing.T) {
 	})
 
 	t.Run("register killed and restarted is refilled", func(t *testing.T) {
-		var conns []*rawConn
+		var conns []*testkit.Conn
 		var uids []string
 		for i := 0; i < 16; i++ {
 			uid := fmt.Sprintf("refill-%d", i)
@@ -258,12 +243,12 @@ func TestClusterOfProcesses(t *testing.T) {
 			if i%2 == 1 {
 				addr = roomB
 			}
-			r := dialRaw(t, addr)
-			r.auth(1, uid, tokenFor(1, uid), 60)
-			r.expect(proto.OpAuthOK)
+			r := testkit.Dial(t, addr)
+			r.Auth(1, uid, testkit.Token(1, uid), 60)
+			r.Expect(proto.OpAuthOK)
 			conns, uids = append(conns, r), append(uids, uid)
 		}
-		waitFor(t, 5*time.Second, "all online", func() bool {
+		testkit.WaitFor(t, "all online", 5*time.Second, func() bool {
 			for _, u := range uids {
 				if !online(center1, u) {
 					return false
@@ -274,7 +259,7 @@ func TestClusterOfProcesses(t *testing.T) {
 		c.kill9("register-1")
 		c.start("register-1") // same id and RPC port, empty
 		start := time.Now()
-		waitFor(t, 15*time.Second, "sessions re-filled", func() bool {
+		testkit.WaitFor(t, "sessions re-filled", 15*time.Second, func() bool {
 			for _, u := range uids {
 				if !online(center1, u) {
 					return false
@@ -285,26 +270,26 @@ func TestClusterOfProcesses(t *testing.T) {
 		t.Logf("re-filled in %s", time.Since(start))
 		for i, u := range uids {
 			pushVia(center2, u, "after refill")
-			if _, p, _ := conns[i].expectPush(); string(p) != "after refill" {
+			if _, p, _ := conns[i].ExpectPush(); string(p) != "after refill" {
 				t.Fatalf("%s got %q", u, p)
 			}
 		}
 
 		// A broadcast through a center is delivered by each room to its
 		// own connections (room Broadcast over RPC): both rooms' clients get it.
-		code, out, _ := apiAt(t, center2, "POST", "/v1/apps/1/broadcast", key1, `{"text":"to both rooms","qos":0}`)
+		code, out, _ := testkit.API(t, center2, "POST", "/v1/apps/1/broadcast", testkit.Key1, `{"text":"to both rooms","qos":0}`)
 		if code != 202 {
 			t.Fatalf("broadcast: %d %v", code, out)
 		}
 		for i, u := range uids {
-			if _, p, _ := conns[i].expectPush(); string(p) != "to both rooms" {
+			if _, p, _ := conns[i].ExpectPush(); string(p) != "to both rooms" {
 				t.Fatalf("%s got %q", u, p)
 			}
 		}
 		job, _ := out["job_id"].(string)
 		var st map[string]any
-		waitFor(t, 10*time.Second, "broadcast job done", func() bool {
-			_, st, _ = apiAt(t, center2, "GET", "/v1/jobs/"+job, key1, "")
+		testkit.WaitFor(t, "broadcast job done", 10*time.Second, func() bool {
+			_, st, _ = testkit.API(t, center2, "GET", "/v1/jobs/"+job, testkit.Key1, "")
 			return st["state"] != "running"
 		})
 		// The 16 here (the earlier subtest's connections were closed with it).
@@ -330,14 +315,14 @@ func TestClusterOfProcesses(t *testing.T) {
 			t.Fatalf("keeper put: %v\n%s", err, out)
 		}
 		hbOnRoomA := func() int {
-			r := dialRaw(t, roomA)
-			defer r.c.Close()
-			r.auth(1, "hb-probe", tokenFor(1, "hb-probe"), 100)
+			r := testkit.Dial(t, roomA)
+			defer r.Close()
+			r.Auth(1, "hb-probe", testkit.Token(1, "hb-probe"), 100)
 			var ok proto.AuthOK
-			_ = json.Unmarshal(r.expect(proto.OpAuthOK).Body, &ok)
+			_ = json.Unmarshal(r.Expect(proto.OpAuthOK).Body, &ok)
 			return ok.HB
 		}
-		waitFor(t, 10*time.Second, "room A to clamp hb to 45", func() bool { return hbOnRoomA() == 45 })
+		testkit.WaitFor(t, "room A to clamp hb to 45", 10*time.Second, func() bool { return hbOnRoomA() == 45 })
 
 		bad := filepath.Join(dir, "bad.yaml")
 		if err := os.WriteFile(bad, []byte(strings.Replace(changed, "heartbeat_max: 45", "heartbeat_max: -1", 1)), 0o600); err != nil {
@@ -352,21 +337,21 @@ func TestClusterOfProcesses(t *testing.T) {
 	})
 
 	t.Run("a room stopping redirects its clients to the other room", func(t *testing.T) {
-		r := dialRaw(t, roomA)
-		r.auth(1, "mover", tokenFor(1, "mover"), 60)
-		r.expect(proto.OpAuthOK)
+		r := testkit.Dial(t, roomA)
+		r.Auth(1, "mover", testkit.Token(1, "mover"), 60)
+		r.Expect(proto.OpAuthOK)
 		p := c.procs["room-a"]
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		var red proto.Redirect
-		if err := json.Unmarshal(r.expect(proto.OpRedirect).Body, &red); err != nil {
+		if err := json.Unmarshal(r.Expect(proto.OpRedirect).Body, &red); err != nil {
 			t.Fatal(err)
 		}
 		if len(red.Addrs) != 1 || red.Addrs[0] != roomB || red.AfterMS <= 0 {
 			t.Fatalf("REDIRECT %+v, want room B %s with a spread", red, roomB)
 		}
-		r.c.Close() // the client moves: the room can finish its shutdown
+		r.Close() // the client moves: the room can finish its shutdown
 		done := make(chan error, 1)
 		go func() { done <- p.cmd.Wait() }()
 		select {
@@ -377,9 +362,9 @@ func TestClusterOfProcesses(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("room A still running 10 s after SIGTERM and its last client left")
 		}
-		m := dialRaw(t, roomB)
-		m.auth(1, "mover", tokenFor(1, "mover"), 60)
-		m.expect(proto.OpAuthOK)
+		m := testkit.Dial(t, roomB)
+		m.Auth(1, "mover", testkit.Token(1, "mover"), 60)
+		m.Expect(proto.OpAuthOK)
 	})
 	_ = context.Background
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -59,19 +60,22 @@ func (p *allInOne) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + p.admin + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if testkit.Poll(30*time.Second, func() bool { return ready(p.admin) }) {
+		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.t.Fatalf("not ready:\n%s", p.log.String())
+}
+
+// ready reports whether the admin port at addr answers /readyz with 200.
+func ready(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
 }
 
 func (p *allInOne) kill9() {
@@ -107,11 +111,11 @@ func TestKill9MidBurstLosesNothingAccepted(t *testing.T) {
 	for name, storeArgs := range stores {
 		t.Run(name, func(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "config.yaml")
-			if err := os.WriteFile(cfg, []byte(testConfig("")), 0o600); err != nil {
+			if err := os.WriteFile(cfg, []byte(testkit.ConfigYAML("")), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			p := &allInOne{t: t, bin: bin, args: append([]string{"-config", cfg}, storeArgs...),
-				center: freePort(t), room: freePort(t), admin: freePort(t)}
+				center: testkit.FreePort(t), room: testkit.FreePort(t), admin: testkit.FreePort(t)}
 			p.start()
 			t.Cleanup(p.stop)
 
@@ -140,7 +144,7 @@ func TestKill9MidBurstLosesNothingAccepted(t *testing.T) {
 						uid := uids[(w+n)%len(uids)]
 						body := fmt.Sprintf(`{"uids":[%q],"text":"w%d-%d"}`, uid, w, n)
 						req, _ := http.NewRequest("POST", "http://"+p.center+"/v1/apps/1/push", strings.NewReader(body))
-						req.Header.Set("Authorization", "Bearer "+key1)
+						req.Header.Set("Authorization", "Bearer "+testkit.Key1)
 						resp, err := client.Do(req)
 						if err != nil {
 							continue // the process is gone: not accepted
@@ -158,7 +162,7 @@ func TestKill9MidBurstLosesNothingAccepted(t *testing.T) {
 					}
 				}(w)
 			}
-			waitFor(t, 10*time.Second, "a burst under way", func() bool {
+			testkit.WaitFor(t, "a burst under way", 10*time.Second, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return len(accepted) >= 200
@@ -174,19 +178,19 @@ func TestKill9MidBurstLosesNothingAccepted(t *testing.T) {
 			p.start()
 			got := map[string]bool{}
 			for _, uid := range uids {
-				r := dialRaw(t, p.room)
-				r.auth(1, uid, tokenFor(1, uid), 30)
-				r.expect(proto.OpAuthOK)
-				r.send(proto.OpPing, 0, 0, nil)
+				r := testkit.Dial(t, p.room)
+				r.Auth(1, uid, testkit.Token(1, uid), 30)
+				r.Expect(proto.OpAuthOK)
+				r.Send(proto.OpPing, 0, 0, nil)
 				for {
-					f := r.expect2(proto.OpPush, proto.OpPong)
+					f := r.ExpectNext(proto.OpPush, proto.OpPong)
 					if f.Op == proto.OpPong {
 						break // stored messages come before the reply to a later PING
 					}
 					id, _, _ := proto.ParsePush(f.Body)
 					got[fmt.Sprint(id)] = true
 				}
-				r.c.Close()
+				r.Close()
 			}
 			var lost []string
 			for id, uid := range accepted {

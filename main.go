@@ -8,13 +8,17 @@
 //	lcpush [flags]                 run services (default -target=all)
 //	lcpush client [flags]          example SDK client: receive and ACK pushes
 //	lcpush keeper COMMAND          operator CLI for configuration in ZooKeeper
-//	lcpush bench SCENARIO          load generator (idle, fanout, smoke)
+//	lcpush bench SCENARIO          load generator (smoke, idle, storm, fanout, unicast, compare)
+//	lcpush chaos [flags]           faults one at a time against a 9-process cluster under load
 //
-// The services live in their own packages; system.go assembles them.
+// lcpush -h prints the subcommands and the server flags.
+//
+// The services live in their own packages; package system assembles them.
 package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,8 +31,15 @@ import (
 
 	"github.com/lcpush/lcpush/chaos"
 	"github.com/lcpush/lcpush/keeper"
-	"github.com/lcpush/lcpush/pkg/loadgen"
+	"github.com/lcpush/lcpush/loadgen"
+	"github.com/lcpush/lcpush/system"
 )
+
+// demoConfig is the published demo configuration: the configuration
+// without -config, and the keys whose presence means demo mode.
+//
+//go:embed config.demo.yaml
+var demoConfig []byte
 
 func main() {
 	args := os.Args[1:]
@@ -49,7 +60,7 @@ func main() {
 		err = keeper.RunCLI(ctx, args[1:], os.Stdout, os.Stderr)
 		stop()
 	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
-		usage()
+		err = runServer([]string{"-h"}) // prints usage and the server flags
 	default:
 		err = runServer(args)
 	}
@@ -59,21 +70,27 @@ func main() {
 	}
 }
 
+// usage prints the subcommands; the server's flag set adds its flags.
 func usage() {
 	fmt.Fprint(os.Stderr, `lcpush: a long-connection push platform
 
 usage:
-  lcpush [server flags]      run services (lcpush -h for the flags)
+  lcpush [server flags]      run services (the server flags below)
   lcpush client [flags]      example client: receive pushes and ACK them
   lcpush keeper COMMAND      configuration and membership in ZooKeeper (lcpush keeper help)
-  lcpush bench SCENARIO      load generator: idle, fanout, smoke (lcpush bench -h)
+  lcpush bench SCENARIO      load generator: smoke, idle, storm, fanout, unicast; compare DIR (lcpush bench -h)
   lcpush chaos [flags]       faults one at a time against a 9-process cluster under load (lcpush chaos -h)
 `)
 }
 
 func runServer(args []string) error {
 	fs := flag.NewFlagSet("lcpush", flag.ContinueOnError)
-	var o Options
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintln(fs.Output(), "\nserver flags:")
+		fs.PrintDefaults()
+	}
+	o := system.Options{DemoConfig: demoConfig}
 	target := fs.String("target", "all", "services to run: all, or a comma list of keeper,register,saver,coordinator,room,center,dispatcher")
 	fs.StringVar(&o.ConfigPath, "config", "", "configuration file (YAML); empty uses the embedded demo config (config.demo.yaml)")
 	fs.StringVar(&o.DataDir, "data", "data", "data directory of the embedded message store")
@@ -88,7 +105,7 @@ func runServer(args []string) error {
 	// (resolveListen): with the published demo keys, only loopback.
 	fs.StringVar(&o.CenterAddr, "center-addr", "", `Center API listen address (default ":8000"; "127.0.0.1:8000", and loopback only, with the published demo keys)`)
 	fs.StringVar(&o.DispatchAddr, "dispatch-addr", "", `dispatcher listen address (default ":8001"; "127.0.0.1:8001", and loopback only, with the published demo keys)`)
-	fs.StringVar(&o.AdminAddr, "admin-addr", defaultAdminAddr, "admin port: /healthz /readyz /metrics /debug/pprof (off loopback /metrics and pprof need the admin key; with the demo keys loopback only)")
+	fs.StringVar(&o.AdminAddr, "admin-addr", system.DefaultAdminAddr, "admin port: /healthz /readyz /metrics /debug/pprof (off loopback /metrics and pprof need the admin key; with the demo keys loopback only)")
 	fs.IntVar(&o.NodeID, "node", 0, "message-id node number, unique per center process (0..1023)")
 	fs.StringVar(&o.IDC, "idc", "", "data centre name of this process")
 	zkServers := fs.String("zk", "", "ZooKeeper servers (host:port,...): configuration and membership from ZooKeeper instead of -config")
@@ -135,7 +152,7 @@ func runServer(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	sys, err := Start(ctx, o)
+	sys, err := system.Start(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 )
 
@@ -42,7 +43,7 @@ func startBroadcast(t *testing.T, e *env, app, key, body string) (string, string
 func waitJob(t *testing.T, e *env, job, key string) map[string]any {
 	t.Helper()
 	var m map[string]any
-	waitFor(t, "job "+job+" to finish", func() bool {
+	testkit.WaitFor(t, "job "+job+" to finish", 5*time.Second, func() bool {
 		a := e.do(t, "GET", "/v1/jobs/"+job, key, "")
 		if a.status != 200 {
 			t.Fatalf("job: %d %s", a.status, a.body)
@@ -353,7 +354,7 @@ func TestBroadcastFairSlots(t *testing.T) {
 				}
 			}
 			// Every slot came back once: the caps hold again, exactly.
-			waitFor(t, "slots to be free", func() bool { total, _ := e.svc.slots.running(1); return total == 0 })
+			testkit.WaitFor(t, "slots to be free", 5*time.Second, func() bool { total, _ := e.svc.slots.running(1); return total == 0 })
 			e.rooms.block = make(chan struct{})
 			defer close(e.rooms.block)
 			for i := range tc.perApp {
@@ -455,7 +456,7 @@ func TestBroadcastJobDeadline(t *testing.T) {
 			if dl, _ := m["deadline"].(float64); dl < float64(t0.Unix()+1) || dl > float64(t0.Unix()+2) {
 				t.Fatalf("deadline %v, want start+1..2s", m["deadline"])
 			}
-			waitFor(t, "the slot to be free", func() bool { _, n := e.svc.slots.running(1); return n == 0 })
+			testkit.WaitFor(t, "the slot to be free", 5*time.Second, func() bool { _, n := e.svc.slots.running(1); return n == 0 })
 			// The slot is free again: app 1 (1 slot) can start a new job.
 			startBroadcast(t, e, "1", key1, `{"text":"x","qos":0}`)
 			if total, _ := e.svc.slots.running(1); total != 1 {

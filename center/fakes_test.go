@@ -430,18 +430,6 @@ func (e *env) do(t *testing.T, method, path, key, body string) answer {
 	return answer{resp.StatusCode, resp.Header, b}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // session returns a session of uid on room with apps bound.
 func session(uid, room string, conn uint64, apps ...uint32) push.Session {
 	return push.Session{UID: uid, Room: room, ConnID: conn, Apps: apps, Since: 1700000000, IP: "10.0.0.1"}

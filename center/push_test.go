@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -203,7 +204,7 @@ func TestPushRateLimit(t *testing.T) {
 		}
 	}
 	// Refill: 1 token per second.
-	waitFor(t, "a token for app 3", func() bool {
+	testkit.WaitFor(t, "a token for app 3", 5*time.Second, func() bool {
 		return e.do(t, "POST", "/v1/apps/3/push", key3, body).status == 200
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/lcpush/lcpush/internal/testkit"
 )
 
 // pushesOf returns the uids pushed msg id on room.
@@ -50,12 +52,12 @@ func TestPushLookupFailsThenRecovers(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "the queue to retry", func() bool { return lookups() >= 4 })
+	testkit.WaitFor(t, "the queue to retry", 5*time.Second, func() bool { return lookups() >= 4 })
 	e.reg.setLookup(nil)
-	waitFor(t, "the pushes after recovery", func() bool {
+	testkit.WaitFor(t, "the pushes after recovery", 5*time.Second, func() bool {
 		return slices.Equal(e.pushesOf("room-a", id), []string{"u1"}) && slices.Equal(e.pushesOf("room-b", id), []string{"u2"})
 	})
-	waitFor(t, "the queue to empty", func() bool { return e.svc.retry.len() == 0 })
+	testkit.WaitFor(t, "the queue to empty", 5*time.Second, func() bool { return e.svc.retry.len() == 0 })
 	if e.svc.retry.answered.Load() != 1 || e.svc.retry.droppedFull.Load() != 0 {
 		t.Fatalf("answered %d dropped %d", e.svc.retry.answered.Load(), e.svc.retry.droppedFull.Load())
 	}
@@ -117,7 +119,7 @@ func TestPushPartialAnswer(t *testing.T) {
 		t.Fatalf("retry queue holds %d, want 1", e.svc.retry.len())
 	}
 	e.reg.setLookup(nil)
-	waitFor(t, "u2's push after recovery", func() bool { return slices.Equal(e.pushesOf("room-b", id), []string{"u2"}) })
+	testkit.WaitFor(t, "u2's push after recovery", 5*time.Second, func() bool { return slices.Equal(e.pushesOf("room-b", id), []string{"u2"}) })
 	// u1 is not pushed twice: only the unanswered uid was queued.
 	if got := e.pushesOf("room-a", id); len(got) != 1 {
 		t.Fatalf("u1 pushed %d times", len(got))
@@ -154,7 +156,7 @@ func TestRetryQueueExpires(t *testing.T) {
 	if a := e.do(t, "POST", "/v1/apps/1/push", key1, `{"uids":["u1"],"text":"x","ttl":1}`); a.status != 200 {
 		t.Fatalf("push: %d %s", a.status, a.body)
 	}
-	waitFor(t, "the message to expire from the queue", func() bool {
+	testkit.WaitFor(t, "the message to expire from the queue", 5*time.Second, func() bool {
 		return e.svc.retry.len() == 0 && e.svc.retry.expired.Load() == 1
 	})
 }

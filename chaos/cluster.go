@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lcpush/lcpush/loadgen"
 )
 
 // ClusterOptions describe the 9 processes of scripts/cluster.sh: 2 rooms,
@@ -65,33 +67,14 @@ const (
 	adminKey = "demo-admin-key"
 )
 
-// seedConfig is the demo configuration with what a load from one loopback
-// address needs: the per-IP connection caps and connect rate lifted (a room
-// killed under 100 devices sees them all come back at once), ACKs and
-// pushes above the load's rate. Everything else keeps its default.
-const seedConfig = `admin_key: demo-admin-key
-apps:
-  - id: 1
-    name: demo-chat
-    secret: demo-secret-app-1-change-me
-    api_key: demo-key-app-1
-    push_rate: 100000
-room:
-  heartbeat_min: 10
-  heartbeat_max: 600
-  heartbeat_default: 60
-  heartbeat_grace: 10s
-  auth_deadline: 10s
-  max_conns: 18000
-  max_conns_per_ip: 200000
-  max_unauthed: 200000
-  max_unauthed_per_ip: 200000
-  connect_rate_per_ip: -1
-  limits:
-    ack: {rate: 1000, burst: 65535}
-saver:
+// seedConfig is the bench's configuration (loadgen.BenchConfig: the demo
+// app with the API throttles, per-IP connection caps and connect rate lifted,
+// since a room killed under 100 devices sees them all come back at once from
+// one loopback address), plus a short saver reconcile period. Everything
+// else keeps its default.
+var seedConfig = loadgen.BenchConfig(0, `saver:
   reconcile_every: 5s  # stats must agree with the store within 10 s of a run
-`
+`)
 
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -174,24 +157,6 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	}
 	fmt.Fprintf(o.Log, "chaos: cluster up (store %s, ZooKeeper %s, root %s), logs in %s\n", o.Store, o.ZK, c.Root, o.Dir)
 	return c, nil
-}
-
-// Names lists the processes in start order.
-func (c *Cluster) Names() []string {
-	var out []string
-	for _, p := range c.procs {
-		out = append(out, p.name)
-	}
-	return out
-}
-
-// PID is the process id of name (0 when it is not running).
-func (c *Cluster) PID(name string) int {
-	p := c.byName[name]
-	if p == nil || p.cmd == nil || p.cmd.Process == nil || isClosed(p.done) {
-		return 0
-	}
-	return p.cmd.Process.Pid
 }
 
 func isClosed(ch chan struct{}) bool {

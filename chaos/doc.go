@@ -8,7 +8,7 @@
 //
 // The binary mounts it as `lcpush chaos` (Main); TestChaosShort in the root
 // package runs a short version (Run) in the test command. It reuses the load
-// tool's histograms (pkg/loadgen.Hist); its devices are its own raw-protocol
+// tool's histograms (loadgen.Hist); its devices are its own raw-protocol
 // clients, one goroutine each, because the chaos accounting needs every
 // message id per device and per connection, which the load tool's epoll
 // clients count but do not keep.

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lcpush/lcpush/pkg/loadgen"
+	"github.com/lcpush/lcpush/loadgen"
 )
 
 // attempt is one push request.

@@ -128,8 +128,8 @@ func Markdown(r *Result) string {
 		if s.ConvergedS < 0 {
 			conv = fmt.Sprintf("did not agree within %.0f s", s.WaitedS)
 		}
-		fmt.Fprintf(&b, "After the run, `/v1/stats`: online %d (devices connected: %d), pending %d (accepted and never delivered: %d): %s.\n\n",
-			s.Online, s.TrueOnline, s.Pending, s.TruePending, conv)
+		fmt.Fprintf(&b, "After the run, `/v1/stats`: online %d (devices connected: %d), pending %d (accepted and never delivered: %d; pushes a center took but never answered, which the store may hold: %d): %s.\n\n",
+			s.Online, s.TrueOnline, s.Pending, s.TruePending, s.Unanswered, conv)
 	}
 	fmt.Fprintln(&b, "| fault | pushes sent | skipped (256 in flight) | delivered late | unaccepted ids delivered | to a wrong device | ERROR frames to devices (ACKs refused, ...) | API p50 / p99 / max ms | delivery p50 / p99 / max ms | fault over at (s) |")
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|")

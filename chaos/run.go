@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lcpush/lcpush/pkg/loadgen"
+	"github.com/lcpush/lcpush/loadgen"
 )
 
 // Config is one chaos run.
@@ -148,6 +148,12 @@ type Stats struct {
 	Pending     int64   `json:"pending"`
 	TrueOnline  int     `json:"true_online"`
 	TruePending int     `json:"true_pending"` // accepted, never delivered
+	// Unanswered counts pushes that reached a center and got no answer or a
+	// 5xx (connection reset, timeout: the center was killed mid-call). The
+	// store may hold them (saved, never pushed: the next login of the
+	// device delivers them), so pending agrees when it lies in
+	// [TruePending, TruePending+Unanswered].
+	Unanswered int `json:"unanswered"`
 	ConvergedS  float64 `json:"converged_s"`  // -1: not within the wait
 	WaitedS     float64 `json:"waited_s"`
 	Error       string  `json:"error,omitempty"`
@@ -556,10 +562,13 @@ func checkStats(ctx context.Context, cl *Cluster, fl *fleet, rec *recorder, with
 	st := &Stats{TrueOnline: fl.upCount(), ConvergedS: -1}
 	rec.mu.Lock()
 	for _, a := range rec.attempts {
-		if a.accepted() {
+		switch {
+		case a.accepted():
 			if ar := rec.arrivals[a.id]; ar == nil {
 				st.TruePending++
 			}
+		case a.errKey != "conn refused" && (a.status == 0 || a.status >= 500):
+			st.Unanswered++
 		}
 	}
 	rec.mu.Unlock()
@@ -580,7 +589,7 @@ func checkStats(ctx context.Context, cl *Cluster, fl *fleet, rec *recorder, with
 		}
 		if err != nil {
 			st.Error = err.Error()
-		} else if st.Online == st.TrueOnline && st.Pending == int64(st.TruePending) {
+		} else if st.Online == st.TrueOnline && st.Pending >= int64(st.TruePending) && st.Pending <= int64(st.TruePending+st.Unanswered) {
 			st.ConvergedS = time.Since(start).Seconds()
 			st.Error = ""
 		}

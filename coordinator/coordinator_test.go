@@ -13,23 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
 const secret = "0123456789abcdef-secret"
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // sink is a product's callback endpoint that records what it gets.
 type sink struct {
@@ -127,11 +116,11 @@ func TestCallbackBodiesAndSignature(t *testing.T) {
 	if err := s.Upstream(ctx, push.Upstream{App: 1, UID: "u1", Type: 7, Data: []byte("hi"), TS: 1700000000123}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "upstream callback", func() bool { return k.got() == 1 })
+	testkit.WaitFor(t, "upstream callback", 5*time.Second, func() bool { return k.got() == 1 })
 	if err := s.Status(ctx, push.StatusEvent{App: 1, UID: "u1", Event: push.EventOnline, Room: "room-1", TS: 1700000000456}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "status callback", func() bool { return k.got() == 2 })
+	testkit.WaitFor(t, "status callback", 5*time.Second, func() bool { return k.got() == 2 })
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -191,7 +180,7 @@ func TestRetry(t *testing.T) {
 			if err := s.Upstream(context.Background(), push.Upstream{App: 1, UID: "u"}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "all attempts", func() bool { return k.calls.Load() >= tc.calls })
+			testkit.WaitFor(t, "all attempts", 5*time.Second, func() bool { return k.calls.Load() >= tc.calls })
 			// No attempt beyond the budget.
 			time.Sleep(50 * time.Millisecond)
 			if n := k.calls.Load(); n != tc.calls {
@@ -252,7 +241,7 @@ func TestQueueFull(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "queued callbacks", func() bool { return k.got() == 4 })
+	testkit.WaitFor(t, "queued callbacks", 5*time.Second, func() bool { return k.got() == 4 })
 	if err := s.Upstream(ctx, push.Upstream{App: 1, UID: "u"}); err != nil {
 		t.Fatalf("after the queue emptied: %v", err)
 	}
@@ -300,13 +289,13 @@ func TestSlowAppDoesNotBlockOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "slow app holding its workers", func() bool { return slow.calls.Load() == 2 })
+	testkit.WaitFor(t, "slow app holding its workers", 5*time.Second, func() bool { return slow.calls.Load() == 2 })
 	for i := 0; i < 20; i++ {
 		if err := s.Upstream(ctx, push.Upstream{App: 2, UID: "u"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "fast app delivered", func() bool { return fast.got() == 20 })
+	testkit.WaitFor(t, "fast app delivered", 5*time.Second, func() bool { return fast.got() == 20 })
 	if n := slow.calls.Load(); n != 2 {
 		t.Fatalf("slow app has %d calls in flight, want its cap of 2", n)
 	}
@@ -336,7 +325,7 @@ func TestShutdown(t *testing.T) {
 		for i := 0; i < 10; i++ {
 			s.Upstream(ctx, push.Upstream{App: 1, UID: "u"})
 		}
-		waitFor(t, "callbacks in flight", func() bool { return k.calls.Load() == 1 })
+		testkit.WaitFor(t, "callbacks in flight", 5*time.Second, func() bool { return k.calls.Load() == 1 })
 		t0 := time.Now()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Fatal(err)
@@ -344,7 +333,7 @@ func TestShutdown(t *testing.T) {
 		if d := time.Since(t0); d > time.Second {
 			t.Fatalf("Shutdown took %v", d)
 		}
-		waitFor(t, "in-flight request aborted", func() bool { return k.aborted.Load() == 1 })
+		testkit.WaitFor(t, "in-flight request aborted", 5*time.Second, func() bool { return k.aborted.Load() == 1 })
 		if err := s.Upstream(ctx, push.Upstream{App: 1, UID: "u"}); !errors.Is(err, push.ErrClosed) {
 			t.Fatalf("upstream after shutdown: %v", err)
 		}

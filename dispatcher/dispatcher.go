@@ -35,7 +35,9 @@ type Members interface {
 
 // Config configures a dispatcher.
 type Config struct {
-	Addr   string // listen address, default ":8080"
+	// Addr is the listen address, default ":8001" (the port of the lcpush
+	// binary's -dispatch-addr, which always sets it).
+	Addr   string
 	Logger *slog.Logger
 	// TTL is how long, in seconds, a client may cache the answer (default 300).
 	TTL int
@@ -58,7 +60,7 @@ func New(cfg Config, m Members) (*Service, error) {
 		return nil, fmt.Errorf("%w: nil Members", ErrConfig)
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = ":8080"
+		cfg.Addr = ":8001"
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = 300

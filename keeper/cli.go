@@ -20,7 +20,7 @@ import (
 // ErrUsage means the command line was wrong; the message says how.
 var ErrUsage = errors.New("keeper: usage")
 
-const cliUsage = `usage: lcpush keeper [-zk host:port,...] [-root /lcpush] COMMAND [ARGS]
+const cliUsage = `usage: lcpush keeper [-zk host:port,...] [-zk-root /lcpush] COMMAND [ARGS]
 
 The configuration and membership kept in ZooKeeper.
 
@@ -39,7 +39,8 @@ commands:
 
 flags (before or after COMMAND):
   -zk       ZooKeeper servers, comma separated (default $ZK_ADDR, else 127.0.0.1:2181)
-  -root     root znode of the tree (default /lcpush)
+  -zk-root  root znode of the tree (default /lcpush), the servers' -zk-root;
+            -root is the same flag
   -timeout  how long to wait for a ZooKeeper session (default 10s)
   -author   recorded with writes (default $USER@host)
   -zk-auth-file PATH
@@ -61,7 +62,8 @@ type cliFlags struct {
 
 func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.zk, "zk", f.zk, "ZooKeeper servers, comma separated")
-	fs.StringVar(&f.root, "root", f.root, "root znode")
+	fs.StringVar(&f.root, "zk-root", f.root, "root znode (the servers' -zk-root)")
+	fs.StringVar(&f.root, "root", f.root, "root znode (same as -zk-root)")
 	fs.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for a session")
 	fs.StringVar(&f.author, "author", f.author, "author recorded with writes")
 	fs.StringVar(&f.auth, "zk-auth", f.auth, "ZooKeeper digest credential user:password")

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -126,7 +127,7 @@ func TestCLI(t *testing.T) {
 	s := tt.startService(t, tt.zkConfig())
 	s.Directory().Join(push.Member{Role: "room", ID: "room-1", Addrs: []string{"10.0.0.1:7000"}, IDC: "sh", Load: 3})
 	s.Directory().Join(push.Member{Role: "register", ID: "reg-1", RPCAddr: "10.0.0.2:9000"})
-	waitFor(t, 10*time.Second, "members published", func() bool {
+	testkit.WaitFor(t, "members published", 10*time.Second, func() bool {
 		out, _ := tt.cli(t, "members")
 		return strings.Contains(out, "room-1") && strings.Contains(out, "reg-1")
 	})
@@ -151,18 +152,18 @@ func TestCLIWatch(t *testing.T) {
 	go func() {
 		done <- RunCLI(ctx, []string{"-zk", strings.Join(tt.servers, ","), "-root", tt.root, "watch"}, out, out)
 	}()
-	waitFor(t, 10*time.Second, "watch to wait for a config", func() bool { return strings.Contains(out.String(), "no configuration stored") })
+	testkit.WaitFor(t, "watch to wait for a config", 10*time.Second, func() bool { return strings.Contains(out.String(), "no configuration stored") })
 
 	tt.put(t, testYAML("one"))
-	waitFor(t, 10*time.Second, "version 0", func() bool { return strings.Contains(out.String(), "version 0 revision") })
+	testkit.WaitFor(t, "version 0", 10*time.Second, func() bool { return strings.Contains(out.String(), "version 0 revision") })
 	if _, err := tt.admin.conn.Set(tt.admin.path(configNode), []byte("admin_key: ''\n"), -1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the invalid version 1", func() bool {
+	testkit.WaitFor(t, "the invalid version 1", 10*time.Second, func() bool {
 		return strings.Contains(out.String(), "version 1 revision none: INVALID")
 	})
 	rev := tt.put(t, testYAML("two"))
-	waitFor(t, 10*time.Second, "version 2", func() bool {
+	testkit.WaitFor(t, "version 2", 10*time.Second, func() bool {
 		return strings.Contains(out.String(), "version 2 revision "+strconv.FormatInt(rev.Seq, 10)+": valid, 1 apps")
 	})
 	cancel()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 )
 
@@ -37,11 +38,11 @@ func TestFileSourceReload(t *testing.T) {
 		t.Fatalf("admin key = %q", h.Load().AdminKey)
 	}
 	write(testYAML("second-version")) // another size: seen even within one mtime tick
-	waitFor(t, 5*time.Second, "the poller to reload", func() bool { return h.Load().AdminKey == "second-version" })
+	testkit.WaitFor(t, "the poller to reload", 5*time.Second, func() bool { return h.Load().AdminKey == "second-version" })
 
 	refused := counterValue(t, metricVersions.WithLabelValues("refused"))
 	write([]byte("admin_key: ''\n"))
-	waitFor(t, 5*time.Second, "the poller to refuse the invalid file", func() bool {
+	testkit.WaitFor(t, "the poller to refuse the invalid file", 5*time.Second, func() bool {
 		return counterValue(t, metricVersions.WithLabelValues("refused")) > refused
 	})
 	if h.Load().AdminKey != "second-version" {

@@ -138,18 +138,6 @@ apps:
 `, adminKey)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // netCutter dials ZooKeeper for one client and can cut it off, as a
 // network partition would: open connections close, new dials fail.
 type netCutter struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -234,7 +235,7 @@ func TestZKACLProtectsTree(t *testing.T) {
 	s.Directory().Join(push.Member{Role: "room", ID: "room-a", RPCAddr: "127.0.0.1:9100", Load: 1})
 	owner := tt.dialAs(t, testAuth)
 	memberPath := tt.admin.path(membersNode, "room", "room-a")
-	waitFor(t, 10*time.Second, "room-a published", func() bool {
+	testkit.WaitFor(t, "room-a published", 10*time.Second, func() bool {
 		ok, _, _ := owner.conn.Exists(memberPath)
 		return ok
 	})
@@ -328,9 +329,9 @@ func TestZKACLProtectsTree(t *testing.T) {
 	if _, err := owner.Put(context.Background(), testYAML("next"), VersionAny, WriteMeta{Author: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the keeper to load the next config", func() bool { return s.Holder().Load().AdminKey == "next" })
+	testkit.WaitFor(t, "the keeper to load the next config", 10*time.Second, func() bool { return s.Holder().Load().AdminKey == "next" })
 	s.Directory().SetLoad("room", "room-a", 7)
-	waitFor(t, 10*time.Second, "the load update", func() bool {
+	testkit.WaitFor(t, "the load update", 10*time.Second, func() bool {
 		m, ok := member(zkMembers(t, owner, "room"), "room-a")
 		return ok && m.Load == 7
 	})
@@ -394,7 +395,7 @@ func TestZKACLReauth(t *testing.T) {
 			zc.dialer = cut.dial
 			s := tt.startService(t, zc)
 			s.Directory().Join(push.Member{Role: "room", ID: "room-x", Load: 1})
-			waitFor(t, 10*time.Second, "room-x published", func() bool {
+			testkit.WaitFor(t, "room-x published", 10*time.Second, func() bool {
 				m, ok := member(zkMembers(t, owner, "room"), "room-x")
 				return ok && m.Load == 1
 			})
@@ -402,9 +403,9 @@ func TestZKACLReauth(t *testing.T) {
 
 			cut.set(true)
 			if tc.expire {
-				waitFor(t, 60*time.Second, "the session to expire", func() bool { return len(zkMembers(t, owner, "room")) == 0 })
+				testkit.WaitFor(t, "the session to expire", 60*time.Second, func() bool { return len(zkMembers(t, owner, "room")) == 0 })
 			} else {
-				waitFor(t, 10*time.Second, "the keeper to lose its connection", func() bool { return !s.ZK().hasSession() })
+				testkit.WaitFor(t, "the keeper to lose its connection", 10*time.Second, func() bool { return !s.ZK().hasSession() })
 			}
 			if _, err := owner.Put(context.Background(), testYAML("during"), VersionAny, WriteMeta{}); err != nil {
 				t.Fatal(err)
@@ -412,8 +413,8 @@ func TestZKACLReauth(t *testing.T) {
 			s.Directory().SetLoad("room", "room-x", 2)
 			cut.set(false)
 
-			waitFor(t, 30*time.Second, "the config written while cut off", func() bool { return s.Holder().Load().AdminKey == "during" })
-			waitFor(t, 30*time.Second, "the member written again", func() bool {
+			testkit.WaitFor(t, "the config written while cut off", 30*time.Second, func() bool { return s.Holder().Load().AdminKey == "during" })
+			testkit.WaitFor(t, "the member written again", 30*time.Second, func() bool {
 				m, ok := member(zkMembers(t, owner, "room"), "room-x")
 				return ok && m.Load == 2
 			})
@@ -423,7 +424,7 @@ func TestZKACLReauth(t *testing.T) {
 			if _, err := owner.Put(context.Background(), testYAML("after"), VersionAny, WriteMeta{}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "the next config", func() bool { return s.Holder().Load().AdminKey == "after" })
+			testkit.WaitFor(t, "the next config", 10*time.Second, func() bool { return s.Holder().Load().AdminKey == "after" })
 			for p, acl := range walkACLs(t, owner.conn, tt.root) {
 				if !slices.Equal(acl, testAuth.acl()) {
 					t.Errorf("%s: acl %+v", p, acl)
@@ -443,7 +444,7 @@ func TestZKACLUpgrade(t *testing.T) {
 	tt.put(t, testYAML("open-2"))
 	old := tt.startService(t, tt.zkConfig())
 	old.Directory().Join(push.Member{Role: "room", ID: "old-room", Load: 1})
-	waitFor(t, 10*time.Second, "old-room published", func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
+	testkit.WaitFor(t, "old-room published", 10*time.Second, func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
 
 	// Before: open to anyone.
 	before := walkACLs(t, tt.admin.conn, tt.root)
@@ -513,11 +514,11 @@ func TestZKNoCredentialWarns(t *testing.T) {
 	}
 	defer s.Shutdown(ctx)
 	s.Directory().Join(push.Member{Role: "room", ID: "r"})
-	waitFor(t, 10*time.Second, "r published", func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
+	testkit.WaitFor(t, "r published", 10*time.Second, func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
 	if _, err := tt.admin.Put(ctx, testYAML("k2"), VersionAny, WriteMeta{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "reload", func() bool { return s.Holder().Load().AdminKey == "k2" })
+	testkit.WaitFor(t, "reload", 10*time.Second, func() bool { return s.Holder().Load().AdminKey == "k2" })
 	if n := strings.Count(logs.String(), "open to anyone"); n != 1 || !strings.Contains(logs.String(), "level=WARN") {
 		t.Fatalf("%d warnings in:\n%s", n, logs.String())
 	}

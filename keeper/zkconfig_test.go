@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 )
 
@@ -198,14 +199,14 @@ func TestZKHotReload(t *testing.T) {
 	h.Subscribe(func(c *config.Config) { reloads <- c.AdminKey })
 
 	tt.put(t, testYAML("second"))
-	waitFor(t, 10*time.Second, "the watch to deliver version 2", func() bool { return h.Load().AdminKey == "second" })
+	testkit.WaitFor(t, "the watch to deliver version 2", 10*time.Second, func() bool { return h.Load().AdminKey == "second" })
 
 	// An invalid version is refused; the running one stays, and Reload says why.
 	refusedBefore := counterValue(t, metricVersions.WithLabelValues("refused"))
 	if _, err := tt.admin.conn.Set(tt.admin.path(configNode), []byte("admin_key: ''\n"), -1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the bad version to be refused", func() bool {
+	testkit.WaitFor(t, "the bad version to be refused", 10*time.Second, func() bool {
 		return counterValue(t, metricVersions.WithLabelValues("refused")) > refusedBefore
 	})
 	if got := h.Load().AdminKey; got != "second" {
@@ -220,7 +221,7 @@ func TestZKHotReload(t *testing.T) {
 
 	// The watch is re-armed after every event, the refused one included.
 	tt.put(t, testYAML("third"))
-	waitFor(t, 10*time.Second, "version 4", func() bool { return h.Load().AdminKey == "third" })
+	testkit.WaitFor(t, "version 4", 10*time.Second, func() bool { return h.Load().AdminKey == "third" })
 	if err := s.Reload(context.Background()); err != nil {
 		t.Fatalf("Reload = %v", err)
 	}
@@ -240,7 +241,7 @@ func TestZKConfigDeletedKeepsRunning(t *testing.T) {
 	if err := tt.admin.conn.Delete(tt.admin.path(configNode), -1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the deletion to be seen", func() bool {
+	testkit.WaitFor(t, "the deletion to be seen", 10*time.Second, func() bool {
 		return errors.Is(s.Reload(context.Background()), ErrNoConfig)
 	})
 	if s.Holder().Load().AdminKey != "kept" {
@@ -248,7 +249,7 @@ func TestZKConfigDeletedKeepsRunning(t *testing.T) {
 	}
 	// Written again, it is picked up through the existence watch.
 	tt.put(t, testYAML("back"))
-	waitFor(t, 10*time.Second, "the new config", func() bool { return s.Holder().Load().AdminKey == "back" })
+	testkit.WaitFor(t, "the new config", 10*time.Second, func() bool { return s.Holder().Load().AdminKey == "back" })
 }
 
 func TestZKStartSeedsEmptyTree(t *testing.T) {

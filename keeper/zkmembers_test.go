@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -38,11 +39,11 @@ func TestZKMembership(t *testing.T) {
 	b.Directory().Join(push.Member{Role: "center", ID: "center-b"})
 
 	// Another process's directory mirrors the member, as does a plain client.
-	waitFor(t, 10*time.Second, "b to see room-a", func() bool {
+	testkit.WaitFor(t, "b to see room-a", 10*time.Second, func() bool {
 		m, ok := member(b.Directory().Members("room"), "room-a")
 		return ok && m.Load == 5 && m.IDC == "bj" && slices.Equal(m.Addrs, room.Addrs) && m.RPCAddr == room.RPCAddr
 	})
-	waitFor(t, 10*time.Second, "a to see center-b", func() bool {
+	testkit.WaitFor(t, "a to see center-b", 10*time.Second, func() bool {
 		_, ok := member(a.Directory().Members("center"), "center-b")
 		return ok
 	})
@@ -56,18 +57,18 @@ func TestZKMembership(t *testing.T) {
 
 	// Load updates travel too.
 	a.Directory().SetLoad("room", "room-a", 900)
-	waitFor(t, 10*time.Second, "b to see load 900", func() bool {
+	testkit.WaitFor(t, "b to see load 900", 10*time.Second, func() bool {
 		m, _ := member(b.Directory().Members("room"), "room-a")
 		return m.Load == 900
 	})
 
 	// A second room joins and leaves.
 	a.Directory().Join(push.Member{Role: "room", ID: "room-a2"})
-	waitFor(t, 10*time.Second, "b to see room-a2", func() bool {
+	testkit.WaitFor(t, "b to see room-a2", 10*time.Second, func() bool {
 		return slices.Equal(ids(b.Directory().Members("room")), []string{"room-a", "room-a2"})
 	})
 	a.Directory().Leave("room", "room-a2")
-	waitFor(t, 10*time.Second, "b to see room-a2 leave", func() bool {
+	testkit.WaitFor(t, "b to see room-a2 leave", 10*time.Second, func() bool {
 		return slices.Equal(ids(b.Directory().Members("room")), []string{"room-a"})
 	})
 	if ms := zkMembers(t, tt.admin, "room"); !slices.Equal(ids(ms), []string{"room-a"}) {
@@ -80,7 +81,7 @@ func TestZKMembership(t *testing.T) {
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "b to see room-a go", func() bool { return len(b.Directory().Members("room")) == 0 })
+	testkit.WaitFor(t, "b to see room-a go", 3*time.Second, func() bool { return len(b.Directory().Members("room")) == 0 })
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
@@ -92,7 +93,7 @@ func TestZKMemberBadNameStaysLocal(t *testing.T) {
 	a := tt.startService(t, tt.zkConfig())
 	a.Directory().Join(push.Member{Role: "room", ID: "bad/id"})
 	a.Directory().Join(push.Member{Role: "room", ID: "good"})
-	waitFor(t, 10*time.Second, "good to be published", func() bool {
+	testkit.WaitFor(t, "good to be published", 10*time.Second, func() bool {
 		return slices.Equal(ids(zkMembers(t, tt.admin, "room")), []string{"good"})
 	})
 	if got := ids(a.Directory().Members("room")); !slices.Equal(got, []string{"bad/id", "good"}) {
@@ -112,14 +113,14 @@ func TestZKSessionExpiry(t *testing.T) {
 	zc.dialer = cut.dial
 	a := tt.startService(t, zc)
 	a.Directory().Join(push.Member{Role: "room", ID: "room-x", Load: 1})
-	waitFor(t, 10*time.Second, "room-x published", func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
+	testkit.WaitFor(t, "room-x published", 10*time.Second, func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
 	oldSession := a.ZK().SessionID()
 	sessionsBefore := counterValue(t, metricSessions)
 
 	cut.set(true)
 	// The server expires the session after its timeout (2 s here, or the
 	// server's minimum, 2 x tickTime): the ephemeral member goes.
-	waitFor(t, 60*time.Second, "the session to expire on the server", func() bool {
+	testkit.WaitFor(t, "the session to expire on the server", 60*time.Second, func() bool {
 		return len(zkMembers(t, tt.admin, "room")) == 0
 	})
 	// While a is cut off, the config changes and someone else joins.
@@ -129,7 +130,7 @@ func TestZKSessionExpiry(t *testing.T) {
 	a.Directory().SetLoad("room", "room-x", 2)
 
 	cut.set(false)
-	waitFor(t, 30*time.Second, "room-x re-created in a new session", func() bool {
+	testkit.WaitFor(t, "room-x re-created in a new session", 30*time.Second, func() bool {
 		m, ok := member(zkMembers(t, tt.admin, "room"), "room-x")
 		return ok && m.Load == 2
 	})
@@ -141,17 +142,17 @@ func TestZKSessionExpiry(t *testing.T) {
 	}
 	// Watches are set again on the new session: what changed while cut off
 	// is seen, and so is what changes next.
-	waitFor(t, 10*time.Second, "a to load the config written while cut off", func() bool {
+	testkit.WaitFor(t, "a to load the config written while cut off", 10*time.Second, func() bool {
 		return a.Holder().Load().AdminKey == "during"
 	})
-	waitFor(t, 10*time.Second, "a to mirror room-y", func() bool {
+	testkit.WaitFor(t, "a to mirror room-y", 10*time.Second, func() bool {
 		_, ok := member(a.Directory().Members("room"), "room-y")
 		return ok
 	})
 	tt.put(t, testYAML("after"))
-	waitFor(t, 10*time.Second, "a to load the next config", func() bool { return a.Holder().Load().AdminKey == "after" })
+	testkit.WaitFor(t, "a to load the next config", 10*time.Second, func() bool { return a.Holder().Load().AdminKey == "after" })
 	b.Directory().Leave("room", "room-y")
-	waitFor(t, 10*time.Second, "a to see room-y leave", func() bool {
+	testkit.WaitFor(t, "a to see room-y leave", 10*time.Second, func() bool {
 		_, ok := member(a.Directory().Members("room"), "room-y")
 		return !ok
 	})
@@ -164,12 +165,12 @@ func TestZKMemberHeldByOldSession(t *testing.T) {
 	tt.put(t, testYAML("k"))
 	old := tt.startService(t, tt.zkConfig())
 	old.Directory().Join(push.Member{Role: "room", ID: "room-1", Load: 1})
-	waitFor(t, 10*time.Second, "old room-1", func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
+	testkit.WaitFor(t, "old room-1", 10*time.Second, func() bool { return len(zkMembers(t, tt.admin, "room")) == 1 })
 
 	restarted := tt.startService(t, tt.zkConfig())
 	restarted.Directory().Join(push.Member{Role: "room", ID: "room-1", Load: 2})
 	held := tt.admin.path(membersNode, "room", "room-1")
-	waitFor(t, 10*time.Second, "the restarted instance to find room-1 held", func() bool {
+	testkit.WaitFor(t, "the restarted instance to find room-1 held", 10*time.Second, func() bool {
 		b := restarted.zk
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -183,7 +184,7 @@ func TestZKMemberHeldByOldSession(t *testing.T) {
 	if err := old.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the restarted instance to join", func() bool {
+	testkit.WaitFor(t, "the restarted instance to join", 10*time.Second, func() bool {
 		m, ok := member(zkMembers(t, tt.admin, "room"), "room-1")
 		return ok && m.Load == 2
 	})

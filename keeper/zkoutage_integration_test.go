@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -74,16 +75,16 @@ func TestZKStalledHandshakeResumesSession(t *testing.T) {
 		t.Fatalf("handshake bound %v", got)
 	}
 	s.Directory().Join(push.Member{Role: "room", ID: "room-s", RPCAddr: "127.0.0.1:9106"})
-	waitFor(t, 10*time.Second, "room-s published", func() bool { return len(zkMembers(t, admin, "room")) == 1 })
+	testkit.WaitFor(t, "room-s published", 10*time.Second, func() bool { return len(zkMembers(t, admin, "room")) == 1 })
 	sid := s.ZK().SessionID()
 
 	stall.set(true)
-	waitFor(t, 5*time.Second, "the connection to drop", func() bool { return !s.ZK().hasSession() })
-	waitFor(t, 5*time.Second, "a handshake to stall", func() bool { return stall.hole.accepted.Load() > 0 })
+	testkit.WaitFor(t, "the connection to drop", 5*time.Second, func() bool { return !s.ZK().hasSession() })
+	testkit.WaitFor(t, "a handshake to stall", 5*time.Second, func() bool { return stall.hole.accepted.Load() > 0 })
 	stall.set(false)
 	t0 := time.Now()
 	// At most the rest of the stalled handshake (3 s), 1 s of backoff, the dial.
-	waitFor(t, 8*time.Second, "the session to be resumed", func() bool { return s.ZK().hasSession() })
+	testkit.WaitFor(t, "the session to be resumed", 8*time.Second, func() bool { return s.ZK().hasSession() })
 	t.Logf("session resumed %v after the stall ended", time.Since(t0).Round(time.Millisecond))
 	if got := s.ZK().SessionID(); got != sid {
 		t.Fatalf("session %#x, want the same %#x resumed", got, sid)
@@ -170,7 +171,7 @@ func TestZKOutageMembership(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, 10*time.Second, "the watcher to list every member", func() bool {
+	testkit.WaitFor(t, "the watcher to list every member", 10*time.Second, func() bool {
 		v := view()
 		return slices.Equal(v["room"], []string{"room-a"}) && slices.Equal(v["saver"], []string{"saver-b"}) &&
 			slices.Equal(v["register"], []string{"reg-c"}) && slices.Equal(v["coordinator"], []string{"coord-d"})
@@ -182,7 +183,7 @@ func TestZKOutageMembership(t *testing.T) {
 	if err := d.Shutdown(sctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "coord-d to leave the watcher's list", func() bool { return len(view()["coordinator"]) == 0 })
+	testkit.WaitFor(t, "coord-d to leave the watcher's list", 3*time.Second, func() bool { return len(view()["coordinator"]) == 0 })
 	before := view()
 	stop := sampleView(watcher.Directory(), roles)
 	frozen0, removed0 := counterValue(t, metricFrozen), counterValue(t, metricOutageRemoved)
@@ -194,7 +195,7 @@ func TestZKOutageMembership(t *testing.T) {
 	stall.set(true)
 	z.kill()
 	tKill := time.Now()
-	waitFor(t, 10*time.Second, "the watcher to lose its connection", func() bool { return !watcher.ZK().hasSession() })
+	testkit.WaitFor(t, "the watcher to lose its connection", 10*time.Second, func() bool { return !watcher.ZK().hasSession() })
 	if err := c.Shutdown(sctx); err != nil {
 		t.Fatal(err)
 	}
@@ -206,17 +207,17 @@ func TestZKOutageMembership(t *testing.T) {
 	tBack := time.Now()
 	t.Logf("zookeeper down for %v", tBack.Sub(tKill).Round(time.Millisecond))
 
-	waitFor(t, 10*time.Second, "the watcher to have a session again", func() bool { return watcher.ZK().hasSession() })
+	testkit.WaitFor(t, "the watcher to have a session again", 10*time.Second, func() bool { return watcher.ZK().hasSession() })
 	// saver-b's old session expires on the server while its handshakes stall.
 	bPath := admin.path(membersNode, "saver", "saver-b")
-	waitFor(t, 15*time.Second, "saver-b's old session to expire on the server", func() bool {
+	testkit.WaitFor(t, "saver-b's old session to expire on the server", 15*time.Second, func() bool {
 		ok, _, err := admin.exists(ctx, bPath)
 		return err == nil && !ok
 	})
 	tExpired := time.Now()
 	stall.set(false)
 	// Its own member znode is re-created promptly in its new session.
-	waitFor(t, 10*time.Second, "saver-b re-created in a new session", func() bool {
+	testkit.WaitFor(t, "saver-b re-created in a new session", 10*time.Second, func() bool {
 		ok, st, err := admin.exists(ctx, bPath)
 		sid := b.ZK().SessionID()
 		return err == nil && ok && sid != 0 && sid != bSession && st.EphemeralOwner == sid
@@ -224,7 +225,7 @@ func TestZKOutageMembership(t *testing.T) {
 	t.Logf("saver-b: old session expired %v after zookeeper was back, re-created %v later",
 		tExpired.Sub(tBack).Round(time.Millisecond), time.Since(tExpired).Round(time.Millisecond))
 	// The watcher lists it from ZooKeeper again (not only held), and room-a.
-	waitFor(t, 5*time.Second, "the watcher to mirror room-a and saver-b from zookeeper", func() bool {
+	testkit.WaitFor(t, "the watcher to mirror room-a and saver-b from zookeeper", 5*time.Second, func() bool {
 		w := watcher.zk
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -235,18 +236,18 @@ func TestZKOutageMembership(t *testing.T) {
 	// grace or not.
 	e := tt.startService(t, zc)
 	e.Directory().Join(push.Member{Role: "room", ID: "room-e", RPCAddr: "127.0.0.1:9105"})
-	waitFor(t, 5*time.Second, "the watcher to list room-e", func() bool {
+	testkit.WaitFor(t, "the watcher to list room-e", 5*time.Second, func() bool {
 		return slices.Equal(view()["room"], []string{"room-a", "room-e"})
 	})
 	e.Directory().Leave("room", "room-e")
-	waitFor(t, 3*time.Second, "room-e to leave the watcher's list", func() bool {
+	testkit.WaitFor(t, "room-e to leave the watcher's list", 3*time.Second, func() bool {
 		return slices.Equal(view()["room"], []string{"room-a"})
 	})
 
 	// reg-c, whose process ended, goes once its session expired and the
 	// grace (11 s after the watcher's reconnect) ended.
 	grace := watcher.cfg.ZK.OutageGrace
-	waitFor(t, grace+10*time.Second, "reg-c to be removed", func() bool { return len(view()["register"]) == 0 })
+	testkit.WaitFor(t, "reg-c to be removed", grace+10*time.Second, func() bool { return len(view()["register"]) == 0 })
 	tRemoved := time.Now()
 	t.Logf("reg-c removed %v after zookeeper was back (grace %v)", tRemoved.Sub(tBack).Round(time.Millisecond), grace)
 	if held := tRemoved.Sub(tBack); held < grace-time.Second {

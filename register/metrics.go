@@ -19,10 +19,6 @@ var (
 		Name: "lcpush_register_unregisters_total",
 		Help: "Unregister calls by result: removed, stale (the uid is held by a newer connection, kept), missing (uid offline).",
 	}, []string{"result"})
-	metricDropped = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "lcpush_register_room_dropped_sessions_total",
-		Help: "Sessions removed because their room instance was dropped.",
-	})
 
 	// Resolved once so the hot path does no label lookup.
 	metricRegisters   = children(registersVec, resultNew, resultReplaced, resultRefreshed, resultAdded)

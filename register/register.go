@@ -8,8 +8,8 @@
 // its own RWMutex, so registers and lookups of different users rarely
 // contend. Per-app and per-room counters are kept incrementally per shard,
 // which keeps Counts cheap at millions of sessions. Each shard also keeps its
-// sessions in insertion order (see scan.go) so that broadcasts can page
-// through them with a stable cursor.
+// sessions in insertion order (see scan.go) so that a room's reconciliation
+// (pkg/remote) can page through them with a stable cursor.
 package register
 
 import (
@@ -233,25 +233,4 @@ func (s *Service) Counts(ctx context.Context) (push.Counts, error) {
 		sh.mu.RUnlock()
 	}
 	return c, nil
-}
-
-// DropRoom removes every session held by room, for when that room instance
-// died without unregistering its connections. It returns how many it removed.
-func (s *Service) DropRoom(ctx context.Context, room string) (int, error) {
-	if err := s.check(ctx, "drop room"); err != nil {
-		return 0, err
-	}
-	n := 0
-	for i := range s.shards {
-		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("register drop room %s: %w", room, err)
-		}
-		n += s.shards[i].dropRoom(room)
-	}
-	metricSessions.Sub(float64(n))
-	metricDropped.Add(float64(n))
-	if n > 0 {
-		s.log.Info("register dropped room", "room", room, "sessions", n)
-	}
-	return n, nil
 }

@@ -288,7 +288,17 @@ func TestCounts(t *testing.T) {
 			2, map[uint32]int{1: 1, 2: 1, 3: 1}, map[string]int{"r2": 2}},
 		{"c logs in through app 1 on r1: a second connection", func() error { _, err := s.Register(ctx, sess("c", "r1", 8, 1)); return err },
 			2, map[uint32]int{1: 2, 2: 1, 3: 1}, map[string]int{"r1": 1, "r2": 2}},
-		{"room r2 dies", func() error { _, err := s.DropRoom(ctx, "r2"); return err },
+		{"r2's connections close", func() error {
+			for _, k := range []struct {
+				uid  string
+				conn uint64
+			}{{"a", 7}, {"c", 1}} {
+				if _, err := s.Unregister(ctx, k.uid, "r2", k.conn); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 			1, map[uint32]int{1: 1}, map[string]int{"r1": 1}},
 	}
 	for _, st := range steps {
@@ -301,33 +311,6 @@ func TestCounts(t *testing.T) {
 		}
 		if c.Total != st.total || !reflect.DeepEqual(c.PerApp, st.perApp) || !reflect.DeepEqual(c.PerRoom, st.perRoom) {
 			t.Fatalf("%s: counts %+v, want total %d apps %v rooms %v", st.name, c, st.total, st.perApp, st.perRoom)
-		}
-	}
-}
-
-func TestDropRoom(t *testing.T) {
-	ctx := context.Background()
-	s := newTest(t, 8)
-	for i := range 300 {
-		room := []string{"r1", "r2", "r3"}[i%3]
-		if _, err := s.Register(ctx, sess(fmt.Sprint("u", i), room, uint64(i), 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n, err := s.DropRoom(ctx, "r2")
-	if err != nil || n != 100 {
-		t.Fatalf("drop = %d %v, want 100", n, err)
-	}
-	if n, _ := s.DropRoom(ctx, "r2"); n != 0 {
-		t.Fatalf("second drop = %d", n)
-	}
-	all := scanAll(t, s, 0, 7)
-	if len(all) != 200 {
-		t.Fatalf("scan after drop: %d sessions", len(all))
-	}
-	for uid, se := range all {
-		if se.Room == "r2" {
-			t.Fatalf("%s still on r2", uid)
 		}
 	}
 }
@@ -351,7 +334,6 @@ func TestShutdown(t *testing.T) {
 	_, calls["lookup"] = s.Lookup(ctx, []string{"u"})
 	_, _, calls["scan"] = s.Scan(ctx, 0, 0, 10)
 	_, calls["counts"] = s.Counts(ctx)
-	_, calls["droproom"] = s.DropRoom(ctx, "r")
 	calls["start"] = s.Start(ctx)
 	for name, err := range calls {
 		if !errors.Is(err, ErrClosed) {

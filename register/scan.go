@@ -25,8 +25,10 @@ import (
 // shards a non-zero index.
 //
 // Cursors are only meaningful for the store instance that made them: a
-// restarted register renumbers its sessions, and the caller (a broadcast job)
-// starts over, which at worst delivers a message twice; clients dedup by id.
+// restarted register renumbers its sessions, and the caller starts over. The
+// caller is a room's reconciliation (pkg/remote, Registers.reconcile), which
+// scans with app 0 and keeps its own room's sessions; a scan cut short by a
+// restart only delays the reconciliation to its next check.
 const (
 	shardBits = 16
 	seqBits   = 64 - shardBits

@@ -371,31 +371,6 @@ func (sh *shard) setApps(uid string, connID uint64, apps []uint32) ([]push.Sessi
 	return displaced, true
 }
 
-// dropRoom removes every session of room and returns how many.
-func (sh *shard) dropRoom(room string) int {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.perRoom[room] == nil {
-		return 0
-	}
-	type key struct {
-		uid    string
-		connID uint64
-	}
-	var gone []key
-	for _, head := range sh.m {
-		for e := head; e != nil; e = e.next {
-			if e.room == room {
-				gone = append(gone, key{e.uid, e.connID})
-			}
-		}
-	}
-	for _, k := range gone {
-		sh.unlink(k.uid, room, k.connID)
-	}
-	return len(gone)
-}
-
 // copyApps returns an exact-size copy of apps without duplicates, nil when empty.
 func copyApps(apps []uint32) []uint32 {
 	if len(apps) == 0 {

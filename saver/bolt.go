@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,9 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, &lockedError{path: path, err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("saver open %s: %w", path, err)
 	}
@@ -124,6 +128,21 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 	}
 	return b, nil
 }
+
+// lockedError is OpenBoltWith's error when another process holds the file
+// lock: it names the data directory and what to do, and matches ErrLocked
+// and bolt's ErrTimeout.
+type lockedError struct {
+	path string
+	err  error
+}
+
+func (e *lockedError) Error() string {
+	return fmt.Sprintf("saver: data dir %s is in use by another lcpush process (bolt lock on %s): stop it or use another -data directory",
+		filepath.Dir(e.path), filepath.Base(e.path))
+}
+
+func (e *lockedError) Unwrap() []error { return []error{ErrLocked, e.err} }
 
 // init creates the buckets, checks the layout version (migrating version 1
 // files) and rebuilds the in-memory broadcast cache and counters from the file.

@@ -2,6 +2,7 @@ package saver
 
 import (
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -125,15 +126,67 @@ func TestParseUserHash(t *testing.T) {
 	}
 }
 
-// Corrupt hashes are skipped, never a panic.
+func TestParseBState(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bstate
+		ok   bool
+	}{
+		{"0:0", bstate{}, true},
+		{"3:17", bstate{loads: 3, expire: 17}, true},
+		{"a:17", bstate{acked: true, expire: 17}, true},
+		{"p:9", bstate{parked: true, expire: 9}, true},
+		{"2:-1", bstate{loads: 2, expire: -1}, true},
+		{"-1:5", bstate{}, false}, // a negative load count is corrupt
+		{"a", bstate{}, false},
+		{":", bstate{}, false},
+		{"x:1", bstate{}, false},
+		{"a:", bstate{}, false},
+		{"a:1:2", bstate{}, false},
+		{"99999999999999999999:1", bstate{}, false},
+		{"1:99999999999999999999", bstate{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseBState(tt.in)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("parseBState(%q) = %+v, %v; want %+v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// formatBState writes b as the store's scripts do (the reference for the
+// fuzz round trip).
+func formatBState(b bstate) string {
+	switch {
+	case b.acked:
+		return "a:" + strconv.FormatInt(b.expire, 10)
+	case b.parked:
+		return "p:" + strconv.FormatInt(b.expire, 10)
+	}
+	return strconv.Itoa(b.loads) + ":" + strconv.FormatInt(b.expire, 10)
+}
+
+// Corrupt hashes are skipped, never a panic; what is accepted is one state
+// (never both acked and parked, never a negative count) that reads back the
+// same once written the store's way.
 func FuzzParseBState(f *testing.F) {
-	for _, s := range []string{"1:0", "a:17", "p:9", ":", "x:", "1:-5", "99999999999999999999:1"} {
+	for _, s := range []string{"1:0", "a:17", "p:9", ":", "x:", "1:-5", "-1:5", "+3:07", "99999999999999999999:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		b, ok := parseBState(s)
-		if ok && b.acked && b.parked {
-			t.Fatalf("%q: acked and parked", s)
+		if !ok {
+			if b != (bstate{}) {
+				t.Fatalf("%q: refused but %+v", s, b)
+			}
+			return
+		}
+		if b.acked && b.parked || b.loads < 0 || (b.acked || b.parked) && b.loads != 0 {
+			t.Fatalf("%q: impossible state %+v", s, b)
+		}
+		again, ok := parseBState(formatBState(b))
+		if !ok || again != b {
+			t.Fatalf("%q: %+v reads back as %+v, %v", s, b, again, ok)
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lcpush/lcpush/internal/testkit"
 )
 
 // The contract suite on a Redis Cluster of three masters started by the
@@ -70,7 +72,7 @@ func startCluster(t *testing.T, n int) []string {
 	}
 	for _, a := range addrs {
 		rc := redis.NewClient(&redis.Options{Addr: a})
-		waitFor(t, "cluster state ok on "+a, func() bool {
+		testkit.WaitFor(t, "cluster state ok on "+a, 5*time.Second, func() bool {
 			info, err := rc.ClusterInfo(bg).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})
@@ -105,7 +107,7 @@ func waitRedis(t *testing.T, addr string) {
 	t.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer rc.Close()
-	waitFor(t, "redis on "+addr, func() bool {
+	testkit.WaitFor(t, "redis on "+addr, 5*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
 		defer cancel()
 		return rc.Ping(ctx).Err() == nil

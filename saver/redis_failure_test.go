@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -79,7 +80,7 @@ func (w *workload) finish() {
 // waitSaves waits until n saves were accepted since the start.
 func (w *workload) waitSaves(t *testing.T, n int64) {
 	t.Helper()
-	waitFor(t, fmt.Sprint(n, " saves"), func() bool { return w.saves.Load() >= n })
+	testkit.WaitFor(t, fmt.Sprint(n, " saves"), 5*time.Second, func() bool { return w.saves.Load() >= n })
 }
 
 // step saves one message for one or two users, and every third step ACKs
@@ -207,7 +208,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	srv.kill()
 	// While Redis is down, saves fail with ErrUnavailable (checked by the
 	// workload) and are not accepted.
-	waitFor(t, "saves to fail", func() bool { return w.failures.Load() >= 4 })
+	testkit.WaitFor(t, "saves to fail", 5*time.Second, func() bool { return w.failures.Load() >= 4 })
 	srv.start()
 	n := w.saves.Load()
 	w.waitSaves(t, n+300)
@@ -232,10 +233,12 @@ func TestRedisMySQLDownQueuesAndCatchesUp(t *testing.T) {
 	if n := env.rows(t, "inbox", ""); n != 10 {
 		t.Fatalf("mysql holds %d rows after synchronous saves, want 10", n)
 	}
-	healthy := value(metricDurableHealthy)
+	if value(metricDurableHealthy) != 1 {
+		t.Errorf("healthy gauge %v with mysql up", value(metricDurableHealthy))
+	}
 	proxy.setCut(true)
 	mustSave(t, st, msg(6, 1, future()), both...) // waits at most SyncWait
-	waitFor(t, "the writer to count mysql as down", func() bool {
+	testkit.WaitFor(t, "the writer to count mysql as down", 5*time.Second, func() bool {
 		return !st.dur.healthy()
 	})
 	start := time.Now()
@@ -245,7 +248,7 @@ func TestRedisMySQLDownQueuesAndCatchesUp(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("24 saves with mysql down took %v: they should not wait for it", d)
 	}
-	if healthy == 1 && value(metricDurableHealthy) != 0 {
+	if value(metricDurableHealthy) != 0 {
 		t.Errorf("healthy gauge still 1 with mysql down")
 	}
 	var ids []uint64
@@ -260,7 +263,10 @@ func TestRedisMySQLDownQueuesAndCatchesUp(t *testing.T) {
 		t.Fatalf("queued rows %d with mysql down, want >= 50 (25 saves x 2 uids, 10 acks)", q)
 	}
 	proxy.setCut(false)
-	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	testkit.WaitFor(t, "the durable queue to drain", 5*time.Second, func() bool { return st.dur.queued() == 0 })
+	if value(metricDurableHealthy) != 1 {
+		t.Errorf("healthy gauge still 0 after mysql came back and the queue drained")
+	}
 	if n := env.rows(t, "inbox", "uid = ?", "u1"); n != 20 {
 		t.Errorf("mysql holds %d rows of u1, want 20", n)
 	}
@@ -310,7 +316,7 @@ func TestRedisQueueFullRefuses(t *testing.T) {
 	}
 	mustAck(t, st, "u", 1, 1) // ACKs still flow
 	proxy.setCut(false)
-	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	testkit.WaitFor(t, "the durable queue to drain", 5*time.Second, func() bool { return st.dur.queued() == 0 })
 	mustSave(t, st, msg(60, 1, future()), "u")
 	if n := env.rows(t, "inbox", "uid = ?", "u"); n != 10 {
 		t.Errorf("mysql holds %d rows of u, want 10 (10 saved, 1 acked, 1 more)", n)
@@ -328,7 +334,7 @@ func TestRedisLossWhileMySQLDown(t *testing.T) {
 	}
 	proxy.setCut(true)
 	mustSave(t, st, msg(4, 1, future()), "u")
-	waitFor(t, "mysql to count as down", st.dur.down)
+	testkit.WaitFor(t, "mysql to count as down", 5*time.Second, st.dur.down)
 	dropKeys(bg, env.rc, env.prefix)
 	start := time.Now()
 	if got := loadIDs(t, st, "u", []uint32{1}, 0); len(got) != 0 {
@@ -339,7 +345,7 @@ func TestRedisLossWhileMySQLDown(t *testing.T) {
 	}
 	mustSave(t, st, msg(5, 1, future()), "u")
 	proxy.setCut(false)
-	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	testkit.WaitFor(t, "the durable queue to drain", 5*time.Second, func() bool { return st.dur.queued() == 0 })
 	if got := loadIDs(t, st, "u", []uint32{1}, 0); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
 		t.Fatalf("u after mysql came back: %v", got)
 	}
@@ -395,7 +401,7 @@ func TestRedisAckUncheckedIsPerApp(t *testing.T) {
 		t.Fatalf("%d rows queued, want 2 conditional deletes", d)
 	}
 	proxy.setCut(false)
-	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	testkit.WaitFor(t, "the durable queue to drain", 5*time.Second, func() bool { return st.dur.queued() == 0 })
 	if n := env.rows(t, "inbox", "uid = ? AND id = 1", "u"); n != 0 {
 		t.Errorf("app 1's ACKed row is still in mysql")
 	}

@@ -68,7 +68,7 @@ func parseBState(v string) (bstate, bool) {
 		b.parked = true
 	default:
 		n, err := strconv.Atoi(state)
-		if err != nil {
+		if err != nil || n < 0 {
 			return bstate{}, false
 		}
 		b.loads = n

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -400,18 +401,18 @@ func TestRedisReconcileMySQLDown(t *testing.T) {
 	for id := uint64(5); id <= 7; id++ {
 		mustSave(t, st, msg(id, 1, future()), "u", "v")
 	}
-	waitFor(t, "mysql to count as down", st.dur.down)
+	testkit.WaitFor(t, "mysql to count as down", 5*time.Second, st.dur.down)
 	mustAck(t, st, "v", 1, 5) // queued too
 	if s := mustStats(t, st); s.Pending != 13 {
 		t.Fatalf("pending %d with rows queued, want 13 (8 committed, 6 queued saves, 1 queued ACK)", s.Pending)
 	}
 	failed := value(metricReconciles.WithLabelValues("failed"))
 	dropKeys(bg, env.rc, env.prefix)
-	waitFor(t, "a reconcile to fail with mysql down", func() bool {
+	testkit.WaitFor(t, "a reconcile to fail with mysql down", 5*time.Second, func() bool {
 		return value(metricReconciles.WithLabelValues("failed")) > failed
 	})
 	proxy.setCut(false)
-	waitFor(t, "the durable queue to drain", func() bool { return st.dur.queued() == 0 })
+	testkit.WaitFor(t, "the durable queue to drain", 5*time.Second, func() bool { return st.dur.queued() == 0 })
 	want := env.truth(t)
 	if want.pending != 13 {
 		t.Fatalf("mysql holds %d entries, want 13", want.pending)

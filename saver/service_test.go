@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lcpush/lcpush/internal/testkit"
 )
 
 func newService(t *testing.T, cfg Config, st Store) *Service {
@@ -22,18 +24,6 @@ func newService(t *testing.T, cfg Config, st Store) *Service {
 	}
 	t.Cleanup(func() { _ = s.Shutdown(bg) })
 	return s
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestNewService(t *testing.T) {
@@ -122,11 +112,11 @@ func TestServiceSweeper(t *testing.T) {
 	if err := s.Save(bg, msg(2, 1, 0), []string{"u"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the sweeper to expire 2 entries", func() bool {
+	testkit.WaitFor(t, "the sweeper to expire 2 entries", 5*time.Second, func() bool {
 		st, err := s.Stats(bg)
 		return err == nil && st.Pending == 1 && st.Expired == 2
 	})
-	waitFor(t, "the pending gauge", func() bool { return value(metricPending) == 1 })
+	testkit.WaitFor(t, "the pending gauge", 5*time.Second, func() bool { return value(metricPending) == 1 })
 	if msgs, _ := s.Load(bg, "u", []uint32{1}); len(msgs) != 1 || msgs[0].ID != 2 {
 		t.Fatalf("after sweep: %v", msgs)
 	}

@@ -42,6 +42,9 @@ var (
 	ErrCorrupt = errors.New("saver: corrupt record")
 	// ErrClosed is push.ErrClosed: the store or service was closed.
 	ErrClosed = push.ErrClosed
+	// ErrLocked means the bolt file is locked by another process (another
+	// lcpush on the same data directory) past BoltOptions.LockTimeout.
+	ErrLocked = errors.New("saver: data dir in use")
 )
 
 const (

@@ -14,6 +14,9 @@
 # process and the CLI use, so that the tree is protected by its ACL (default
 # CLUSTER_DIR/zk-auth, created with a random password if missing; set it
 # empty to run with open znodes).
+# start writes CLUSTER_DIR/env (ZK_ADDR, ZK_ROOT, ZK_AUTH_FILE, the cluster's
+# ZooKeeper, root znode and credential): `. CLUSTER_DIR/env` before the
+# operator CLI lines of docs/cluster.md.
 # STORE picks the saver's message store: bolt (default, embedded in
 # CLUSTER_DIR/saver-1) or redis (Redis + MySQL/MariaDB: REDIS_ADDR and
 # MYSQL_DSN, each started with scripts/services.sh when unset, like ZooKeeper).
@@ -104,12 +107,14 @@ cmd_start() {
   done < "$CLUSTER_DIR/pids"
   local store_desc="bolt in $CLUSTER_DIR/saver-1"
   [ "$STORE" = redis ] && store_desc="redis $REDIS_ADDR + mysql $MYSQL_DSN"
+  printf 'export ZK_ADDR=%q ZK_ROOT=%q ZK_AUTH_FILE=%q\n' "$ZK_ADDR" "$root" "$ZK_AUTH_FILE" > "$CLUSTER_DIR/env"
   log "cluster up (ZooKeeper $ZK_ADDR, root $root, store $store_desc); logs in $CLUSTER_DIR"
   cat <<TXT
 rooms (device TCP):   127.0.0.1:$((BASE_PORT + 10)), 127.0.0.1:$((BASE_PORT + 11))
 centers (HTTP API):   http://127.0.0.1:$((BASE_PORT + 20)), http://127.0.0.1:$((BASE_PORT + 21))
 dispatcher:           http://127.0.0.1:$((BASE_PORT + 30))
-operator CLI:         $BIN keeper -zk $ZK_ADDR -root $root ${auth[*]+${auth[*]}} members
+operator CLI:         $BIN keeper -zk $ZK_ADDR -zk-root $root ${auth[*]+${auth[*]}} members
+                      (or: . $CLUSTER_DIR/env, then the lines of docs/cluster.md)
 TXT
 }
 
@@ -130,7 +135,7 @@ cmd_stop() {
       for _ in $(seq 300); do alive "$pid" || break; sleep 0.05; done
       if alive "$pid"; then log "$name ignored SIGTERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
     done < "$CLUSTER_DIR/pids"
-    rm -f "$CLUSTER_DIR/pids" "$CLUSTER_DIR/store"
+    rm -f "$CLUSTER_DIR/pids" "$CLUSTER_DIR/store" "$CLUSTER_DIR/env"
   fi
   if [ -f "$CLUSTER_DIR/own-services" ]; then
     SVC_DIR=$(cat "$CLUSTER_DIR/own-services") bash scripts/services.sh stop >/dev/null 2>&1 || true

@@ -61,6 +61,10 @@ grep -E 'SUMMARY|^(--- |ok)' "$adv_log" || true
 step "allocation tests without -race (sync.Pool is randomised under -race)"
 go test -count=1 -run 'Alloc' ./...
 
+# Every benchmark once, so that none rots and the checks inside them run.
+step "every benchmark once (-benchtime=1x)"
+go test -count=1 -run '^$' -bench . -benchtime=1x ./...
+
 if [ "$FUZZTIME" != "0" ]; then
   step "fuzz targets, $FUZZTIME each"
   # Every "func FuzzX(" in a _test.go file, run in its own package.

@@ -3,6 +3,7 @@ package httpserve
 import (
 	"context"
 	"errors"
+	"github.com/lcpush/lcpush/internal/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -12,18 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func get(addr, path string) (int, string, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -175,7 +164,7 @@ func TestShutdownDrains(t *testing.T) {
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(ctx) }()
-	waitFor(t, "listener closed", func() bool {
+	testkit.WaitFor(t, "listener closed", 5*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
@@ -269,7 +258,7 @@ func TestErrorLogAtDebug(t *testing.T) {
 		t.Fatal("panicking handler answered")
 	}
 	var r slog.Record
-	waitFor(t, "panic logged", func() bool {
+	testkit.WaitFor(t, "panic logged", 5*time.Second, func() bool {
 		var ok bool
 		r, ok = rec.find("panic serving")
 		return ok

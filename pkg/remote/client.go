@@ -97,13 +97,6 @@ func (c RegisterClient) Counts(ctx context.Context) (push.Counts, error) {
 	return out.C, nil
 }
 
-// DropRoom implements RegisterAPI.
-func (c RegisterClient) DropRoom(ctx context.Context, room string) (int, error) {
-	var out intMsg
-	err := call(ctx, c.C, c.Timeout, MethodDropRoom, &stringMsg{S: room}, &out)
-	return out.N, err
-}
-
 // Restore implements RegisterAPI.
 func (c RegisterClient) Restore(ctx context.Context, sessions []push.Session) error {
 	return call(ctx, c.C, c.Timeout, MethodRestore, &sessionsMsg{S: sessions}, nil)

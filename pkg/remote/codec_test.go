@@ -41,7 +41,6 @@ var codecCases = []struct {
 	{"setApps/none", &setAppsReq{UID: "u", ConnID: 3}, func() codec { return new(setAppsReq) }},
 	{"bool", &boolMsg{V: true}, func() codec { return new(boolMsg) }},
 	{"int", &intMsg{N: -12345}, func() codec { return new(intMsg) }},
-	{"string", &stringMsg{S: "room-x"}, func() codec { return new(stringMsg) }},
 	{"get", &getResp{S: tSess, OK: true}, func() codec { return new(getResp) }},
 	{"get/miss", &getResp{}, func() codec { return new(getResp) }},
 	{"strings", &stringsMsg{S: []string{"a", "", "ccc"}}, func() codec { return new(stringsMsg) }},

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -63,7 +64,7 @@ func TestLookupFillWindow(t *testing.T) {
 		t.Fatalf("lookup after the refill: %v %v", ss, err)
 	}
 	// After the window, "no session" is an answer again.
-	waitFor(t, "the fill window to pass", func() bool {
+	testkit.WaitFor(t, "the fill window to pass", 10*time.Second, func() bool {
 		_, err := c.regs.Lookup(ctx, []string{ghost1})
 		return err == nil
 	})
@@ -77,7 +78,7 @@ func TestLookupFillWindow(t *testing.T) {
 	if _, err := c.regs.Lookup(ctx, []string{ghost1}); err != nil {
 		t.Fatalf("lookup of a uid that did not move: %v", err)
 	}
-	waitFor(t, "the fill window to pass", func() bool {
+	testkit.WaitFor(t, "the fill window to pass", 10*time.Second, func() bool {
 		_, err := c.regs.Lookup(ctx, []string{ghost0})
 		return err == nil
 	})
@@ -132,12 +133,12 @@ func TestRefillConvergesWhenRestoreFails(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.regs.Shutdown(context.Background()) })
 	c.waitShares(t, ss, c.nodes...)
-	waitFor(t, "the hook after the first refill", func() bool { return hook.Load() >= 1 })
+	testkit.WaitFor(t, "the hook after the first refill", 10*time.Second, func() bool { return hook.Load() >= 1 })
 
 	interim, back := c.nodes[0], c.nodes[1]
 	c.mem.remove(RoleRegister, back.id)
 	stopRPC(back.srv)
-	waitFor(t, "the interim owner to hold every session", func() bool { return interim.api.len() == len(ss) })
+	testkit.WaitFor(t, "the interim owner to hold every session", 10*time.Second, func() bool { return interim.api.len() == len(ss) })
 
 	fresh := startRegister(t, back.id, 2)
 	fresh.api.failStore.Store(3)
@@ -149,7 +150,7 @@ func TestRefillConvergesWhenRestoreFails(t *testing.T) {
 	if n := interim.api.len() + fresh.api.len(); n != len(ss) {
 		t.Fatalf("registers hold %d sessions for %d connections", n, len(ss))
 	}
-	waitFor(t, "the hook after the refill", func() bool { return hook.Load() > h })
+	testkit.WaitFor(t, "the hook after the refill", 10*time.Second, func() bool { return hook.Load() > h })
 }
 
 func TestReconcile(t *testing.T) {
@@ -166,7 +167,7 @@ func TestReconcile(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.regs.Shutdown(ctx) })
 	c.waitShares(t, ss, c.nodes...)
-	waitFor(t, "the hook after the first refill", func() bool { return hook.Load() >= 1 })
+	testkit.WaitFor(t, "the hook after the first refill", 10*time.Second, func() bool { return hook.Load() >= 1 })
 	h := hook.Load()
 
 	old := time.Now().Add(-time.Minute).Unix()
@@ -206,7 +207,7 @@ func TestReconcile(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	waitFor(t, "the registers to hold exactly the room's sessions", func() bool {
+	testkit.WaitFor(t, "the registers to hold exactly the room's sessions", 10*time.Second, func() bool {
 		for _, n := range c.nodes {
 			if !slices.Equal(n.api.uids(), want(n)) {
 				return false
@@ -214,7 +215,7 @@ func TestReconcile(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, "the hook after restoring the missing session", func() bool { return hook.Load() > h })
+	testkit.WaitFor(t, "the hook after restoring the missing session", 10*time.Second, func() bool { return hook.Load() > h })
 }
 
 func TestRedeliverStopsOnShutdown(t *testing.T) {

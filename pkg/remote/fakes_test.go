@@ -40,18 +40,6 @@ func newPool(t testing.TB) *Pool {
 	return p
 }
 
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // fakeMembers is a settable membership.
 type fakeMembers struct {
 	mu sync.Mutex
@@ -193,20 +181,6 @@ func (f *fakeRegister) Counts(context.Context) (push.Counts, error) {
 		c.PerRoom[s.Room]++
 	}
 	return c, nil
-}
-
-func (f *fakeRegister) DropRoom(_ context.Context, room string) (int, error) {
-	f.calls.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for u, s := range f.m {
-		if s.Room == room {
-			delete(f.m, u)
-			n++
-		}
-	}
-	return n, nil
 }
 
 func (f *fakeRegister) Restore(_ context.Context, ss []push.Session) error {

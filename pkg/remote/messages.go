@@ -124,14 +124,6 @@ func (m *pairMsg) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.A, m.B = int(r.Varint()), int(r.Varint()) })
 }
 
-// stringMsg: a uid or room id request.
-type stringMsg struct{ S string }
-
-func (m *stringMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendString(b, m.S), nil }
-func (m *stringMsg) UnmarshalBinary(b []byte) error {
-	return decode(b, func(r *wire.Reader) { m.S = r.String() })
-}
-
 // getResp: Get reply (found, then the session).
 type getResp struct {
 	S  push.Session

@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -17,8 +16,10 @@ const (
 	MethodLookup     uint16 = 0x0105
 	MethodScan       uint16 = 0x0106
 	MethodCounts     uint16 = 0x0107
-	MethodDropRoom   uint16 = 0x0108
-	MethodRestore    uint16 = 0x0109
+	// 0x0108 was DropRoom, removed: it had no caller (a room's reconciliation
+	// removes its stale sessions). The id stays unused so that the others
+	// keep their values on the wire.
+	MethodRestore uint16 = 0x0109
 )
 
 // Method ids of the saver API.
@@ -66,7 +67,4 @@ var (
 	// ErrNoMember: no live member of the role can serve the call. It wraps
 	// push.ErrUnavailable.
 	ErrNoMember = fmt.Errorf("remote: no live member: %w", push.ErrUnavailable)
-	// ErrCursor: a Registers scan cursor cannot be encoded (a register
-	// answered a cursor above 56 bits: more than 256 register shards).
-	ErrCursor = errors.New("remote: scan cursor out of range")
 )

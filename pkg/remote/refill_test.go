@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -37,7 +38,7 @@ func (c *regCluster) owned(node *regNode, ss []push.Session) []string {
 // waitShares waits until every live node holds exactly the sessions of ss it owns.
 func (c *regCluster) waitShares(t *testing.T, ss []push.Session, nodes ...*regNode) {
 	t.Helper()
-	waitFor(t, "every register to hold exactly its share", func() bool {
+	testkit.WaitFor(t, "every register to hold exactly its share", 10*time.Second, func() bool {
 		for _, n := range nodes {
 			if !slices.Equal(n.api.uids(), c.owned(n, ss)) {
 				return false
@@ -130,7 +131,7 @@ func TestRefillAllRegistersGone(t *testing.T) {
 		c.mem.remove(RoleRegister, n.id)
 	}
 	seen := c.regs.polls.Load()
-	waitFor(t, "the poller to run with no register", func() bool { return c.regs.polls.Load() >= seen+2 })
+	testkit.WaitFor(t, "the poller to run with no register", 10*time.Second, func() bool { return c.regs.polls.Load() >= seen+2 })
 	for i, n := range c.nodes {
 		stopRPC(n.srv)
 		c.nodes[i] = startRegister(t, n.id, 2)

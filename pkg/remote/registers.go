@@ -29,7 +29,7 @@ type RegistersConfig struct {
 	// call it makes). Default 30s.
 	RefillTimeout time.Duration
 	// FanOut is the number of resident workers that call several registers
-	// at once (Lookup, Counts, DropRoom, refills). Default 8.
+	// at once (Lookup, Counts, refills). Default 8.
 	FanOut int
 	// FillWindow is how long after a register appears (a restart: new
 	// Epoch, or a join) or after ownership of a uid moved, an owner's "no
@@ -95,7 +95,7 @@ func (c *RegistersConfig) setDefaults() {
 // Registers is the register service of a cluster: every uid is owned by one
 // live "register" member, chosen by rendezvous hashing (xxhash of member ID
 // and uid), and calls about a uid go to its owner. It implements what room
-// (Registrar) and center (Registry) need, plus DropRoom.
+// (Registrar) and center (Registry) need.
 //
 // Registers keep sessions in memory only, so Start also runs the refill:
 // when a register member appears or restarts (new Epoch: it is empty), the
@@ -473,34 +473,6 @@ func (r *Registers) Counts(ctx context.Context) (push.Counts, error) {
 		}
 	}
 	return sum, nil
-}
-
-// DropRoom removes room's sessions from every live register and returns how
-// many were removed. On failures it returns what the others removed and the
-// failures joined.
-func (r *Registers) DropRoom(ctx context.Context, room string) (int, error) {
-	ms := live(r.m, RoleRegister)
-	if len(ms) == 0 {
-		return 0, noMember(RoleRegister)
-	}
-	ctx, cancel := withTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
-	ns := make([]int, len(ms))
-	errs := make([]error, len(ms))
-	r.fanOut(len(ms), func(i int) {
-		c, err := r.client(ms[i])
-		if err == nil {
-			ns[i], err = c.DropRoom(ctx, room)
-		}
-		if err != nil {
-			errs[i] = fmt.Errorf("remote drop room %s on %s: %w", room, ms[i].ID, err)
-		}
-	})
-	n := 0
-	for _, x := range ns {
-		n += x
-	}
-	return n, errors.Join(errs...)
 }
 
 // fanOut runs f(0..n-1) on the fan-out workers and the calling goroutine,

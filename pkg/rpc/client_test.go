@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lcpush/lcpush/internal/testkit"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -154,7 +155,7 @@ func TestDeadlineLateReplyDropped(t *testing.T) {
 			t.Fatalf("got %q, %v", got, err)
 		}
 	}
-	waitFor(t, 3*time.Second, "the late reply", func() bool { return c.late.Load() == 1 })
+	testkit.WaitFor(t, "the late reply", 3*time.Second, func() bool { return c.late.Load() == 1 })
 	want := []byte("after")
 	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, (*Bytes)(&want), &got); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("got %q, %v", got, err)
@@ -183,7 +184,7 @@ func TestDeadlineSkippedInQueue(t *testing.T) {
 	c := newClient(t, ts.Addr(), nil)
 	done := make(chan error, 1)
 	go func() { done <- c.Call(ctxTimeout(t, 5*time.Second), mBlock, nil, nil) }()
-	waitFor(t, 3*time.Second, "the worker to be busy", func() bool { return ts.running.Load() == 1 })
+	testkit.WaitFor(t, "the worker to be busy", 3*time.Second, func() bool { return ts.running.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := c.Call(ctx, mEcho, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
@@ -193,7 +194,7 @@ func TestDeadlineSkippedInQueue(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "the late reply", func() bool { return c.late.Load() == 1 })
+	testkit.WaitFor(t, "the late reply", 3*time.Second, func() bool { return c.late.Load() == 1 })
 	if n := ts.calls.Load(); n != 1 {
 		t.Fatalf("handlers ran %d times, want 1 (the expired request must be skipped)", n)
 	}
@@ -286,13 +287,13 @@ func TestReconnectAfterRestart(t *testing.T) {
 	if err := ts.Shutdown(ctxTimeout(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "calls to fail fast", func() bool {
+	testkit.WaitFor(t, "calls to fail fast", 3*time.Second, func() bool {
 		start := time.Now()
 		err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil)
 		return errors.Is(err, ErrUnavailable) && errors.Is(err, push.ErrUnavailable) && time.Since(start) < 50*time.Millisecond
 	})
 	ts2 := startServer(t, ServerConfig{Addr: addr})
-	waitFor(t, 5*time.Second, "the client to reconnect", func() bool {
+	testkit.WaitFor(t, "the client to reconnect", 5*time.Second, func() bool {
 		return c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil) == nil
 	})
 	if ts2.calls.Load() == 0 {
@@ -309,7 +310,7 @@ func TestClientClose(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		go func() { errs <- c.Call(context.Background(), mBlock, nil, nil) }()
 	}
-	waitFor(t, 3*time.Second, "the calls to run", func() bool { return ts.running.Load() == 4 })
+	testkit.WaitFor(t, "the calls to run", 3*time.Second, func() bool { return ts.running.Load() == 4 })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +388,7 @@ func TestClientBadFrameFromServer(t *testing.T) {
 	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil); !errors.Is(err, ErrConnLost) {
 		t.Fatalf("err = %v, want ErrConnLost", err)
 	}
-	waitFor(t, 3*time.Second, "a second dial", func() bool { return len(conns) >= 2 })
+	testkit.WaitFor(t, "a second dial", 3*time.Second, func() bool { return len(conns) >= 2 })
 }
 
 func TestClientConfig(t *testing.T) {

@@ -131,18 +131,6 @@ func sleepReq(ms int, payload []byte) *Bytes {
 	return &b
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // checkGoroutines fails the test if goroutines started during it outlive
 // its cleanups. Register it first, so it runs last.
 func checkGoroutines(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/lcpush/lcpush/internal/testkit"
 	"io"
 	"net"
 	"sync"
@@ -22,11 +23,11 @@ func TestServerQueueFull(t *testing.T) {
 	c := newClient(t, ts.Addr(), nil)
 	errs := make(chan error, 3)
 	go func() { errs <- c.Call(ctxTimeout(t, 5*time.Second), mBlock, nil, nil) }()
-	waitFor(t, 3*time.Second, "the worker to be busy", func() bool { return ts.running.Load() == 1 })
+	testkit.WaitFor(t, "the worker to be busy", 3*time.Second, func() bool { return ts.running.Load() == 1 })
 	for i := 0; i < 2; i++ {
 		go func() { errs <- c.Call(ctxTimeout(t, 5*time.Second), mBlock, nil, nil) }()
 	}
-	waitFor(t, 3*time.Second, "the queue to fill", func() bool { return ts.pool.Len() == 2 })
+	testkit.WaitFor(t, "the queue to fill", 3*time.Second, func() bool { return ts.pool.Len() == 2 })
 	start := time.Now()
 	err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil)
 	var re *Error
@@ -66,12 +67,12 @@ func TestShutdownDrains(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, 3*time.Second, "calls in flight", func() bool {
+	testkit.WaitFor(t, "calls in flight", 3*time.Second, func() bool {
 		return ts.running.Load() == 4 && ts.pool.Len() == n-4
 	})
 	shut := make(chan error, 1)
 	go func() { shut <- ts.Shutdown(ctxTimeout(t, 10*time.Second)) }()
-	waitFor(t, 3*time.Second, "the client to see GoAway", func() bool { return !c.Ready() })
+	testkit.WaitFor(t, "the client to see GoAway", 3*time.Second, func() bool { return !c.Ready() })
 	start := time.Now()
 	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, nil, nil); !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("call during drain: %v", err)
@@ -101,7 +102,7 @@ func TestShutdownTimeout(t *testing.T) {
 	c := newClient(t, ts.Addr(), nil)
 	errs := make(chan error, 1)
 	go func() { errs <- c.Call(context.Background(), mBlock, nil, nil) }()
-	waitFor(t, 3*time.Second, "the call to run", func() bool { return ts.running.Load() == 1 })
+	testkit.WaitFor(t, "the call to run", 3*time.Second, func() bool { return ts.running.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := ts.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -268,8 +269,8 @@ func TestSlowReaderClosed(t *testing.T) {
 		_, _ = nc.Write(batch)
 	}()
 	defer func() { _ = nc.Close(); <-wrote }()
-	waitFor(t, 3*time.Second, "the raw connection to be served", func() bool { return conns() == before+1 })
-	waitFor(t, 10*time.Second, "the stalled connection to be closed", func() bool { return conns() == before })
+	testkit.WaitFor(t, "the raw connection to be served", 3*time.Second, func() bool { return conns() == before+1 })
+	testkit.WaitFor(t, "the stalled connection to be closed", 10*time.Second, func() bool { return conns() == before })
 	var got Bytes
 	want := []byte("others unaffected")
 	if err := c.Call(ctxTimeout(t, 5*time.Second), mEcho, (*Bytes)(&want), &got); err != nil || !bytes.Equal(got, want) {

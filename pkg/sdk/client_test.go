@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -70,9 +71,9 @@ func TestConnectAuth(t *testing.T) {
 	if err := c.Connect(context.Background()); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Connect: %v; want ErrStarted", err)
 	}
-	waitFor(t, "connected state", func() bool { return st.has(StateConnected) })
+	testkit.WaitFor(t, "connected state", waitTimeout, func() bool { return st.has(StateConnected) })
 	_ = c.Close()
-	waitFor(t, "closed state", func() bool { return st.has(StateClosed) })
+	testkit.WaitFor(t, "closed state", waitTimeout, func() bool { return st.has(StateClosed) })
 	if got := st.list(); !slices.Equal(got, []State{StateConnecting, StateConnected, StateClosed}) {
 		t.Fatalf("states %v", got)
 	}
@@ -136,7 +137,7 @@ func TestMessagesOnMessageAndAutoAck(t *testing.T) {
 	fc.send(proto.AppendPush(nil, 7, true, 101, []byte("a")))
 	fc.send(proto.AppendPush(nil, 7, false, 102, []byte("b")))
 	fc.send(proto.AppendPush(nil, 8, true, 103, nil))
-	waitFor(t, "3 messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
+	testkit.WaitFor(t, "3 messages", waitTimeout, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
 	mu.Lock()
 	want := []Message{{101, 7, true, []byte("a")}, {102, 7, false, []byte("b")}, {103, 8, true, nil}}
 	for i := range want {
@@ -145,7 +146,7 @@ func TestMessagesOnMessageAndAutoAck(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	waitFor(t, "ACK of 101 and 103", func() bool { return len(fc.acked(t)) >= 2 })
+	testkit.WaitFor(t, "ACK of 101 and 103", waitTimeout, func() bool { return len(fc.acked(t)) >= 2 })
 	if ids := fc.acked(t); !slices.Equal(ids, []uint64{101, 103}) {
 		t.Fatalf("acked %v; want [101 103] (QoS 0 is not acked)", ids)
 	}
@@ -169,7 +170,7 @@ func TestMessagesChannel(t *testing.T) {
 			t.Fatalf("message %d not delivered", i)
 		}
 	}
-	waitFor(t, "5 acks", func() bool { return len(fc.acked(t)) == 5 })
+	testkit.WaitFor(t, "5 acks", waitTimeout, func() bool { return len(fc.acked(t)) == 5 })
 	_ = c.Close()
 	select {
 	case _, ok := <-c.Messages():
@@ -194,7 +195,7 @@ func TestAckBatching(t *testing.T) {
 		burst = proto.AppendPush(burst, 7, true, i, []byte("x"))
 	}
 	fc.send(burst)
-	waitFor(t, "all acks", func() bool { return len(fc.acked(t)) == n })
+	testkit.WaitFor(t, "all acks", waitTimeout, func() bool { return len(fc.acked(t)) == n })
 	ids := fc.acked(t) // also checks each frame holds 1..64 ids
 	for i, id := range ids {
 		if id != uint64(i+1) {
@@ -215,13 +216,13 @@ func TestDedup(t *testing.T) {
 	connect(t, c)
 	fc := srv.accept(t)
 	fc.send(proto.AppendPush(nil, 7, true, 5, []byte("once")))
-	waitFor(t, "first ack", func() bool { return len(fc.acked(t)) == 1 })
+	testkit.WaitFor(t, "first ack", waitTimeout, func() bool { return len(fc.acked(t)) == 1 })
 	// A redelivery of an acked message is not shown again but ACKed again,
 	// so the server can delete it.
 	fc.send(proto.AppendPush(nil, 7, true, 5, []byte("once")))
 	fc.send(proto.AppendPush(nil, 7, true, 6, []byte("new")))
-	waitFor(t, "second delivery", func() bool { return delivered.Load() == 2 })
-	waitFor(t, "acks", func() bool { return len(fc.acked(t)) == 3 })
+	testkit.WaitFor(t, "second delivery", waitTimeout, func() bool { return delivered.Load() == 2 })
+	testkit.WaitFor(t, "acks", waitTimeout, func() bool { return len(fc.acked(t)) == 3 })
 	ids := fc.acked(t)
 	slices.Sort(ids)
 	if !slices.Equal(ids, []uint64{5, 5, 6}) {
@@ -261,7 +262,7 @@ func TestManualAck(t *testing.T) {
 	if err := c.Ack(12, 11); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "manual acks", func() bool { return len(fc.acked(t)) == 2 })
+	testkit.WaitFor(t, "manual acks", waitTimeout, func() bool { return len(fc.acked(t)) == 2 })
 	if ids := fc.acked(t); !slices.Equal(ids, []uint64{12, 11}) {
 		t.Fatalf("acked %v", ids)
 	}
@@ -280,12 +281,12 @@ func TestAcksQueuedWhileDisconnectedAreSentAfterReconnect(t *testing.T) {
 	connect(t, c)
 	fc := srv.accept(t)
 	fc.Close()
-	waitFor(t, "disconnect", func() bool { return c.State() != StateConnected })
+	testkit.WaitFor(t, "disconnect", waitTimeout, func() bool { return c.State() != StateConnected })
 	if err := c.Ack(77); err != nil {
 		t.Fatal(err)
 	}
 	fc2 := srv.accept(t)
-	waitFor(t, "ack on the new connection", func() bool { return slices.Equal(fc2.acked(t), []uint64{77}) })
+	testkit.WaitFor(t, "ack on the new connection", waitTimeout, func() bool { return slices.Equal(fc2.acked(t), []uint64{77}) })
 }
 
 func TestReconnectAfterServerCloses(t *testing.T) {
@@ -311,7 +312,7 @@ func TestReconnectAfterServerCloses(t *testing.T) {
 			t.Fatalf("AUTH %d used token %q; want %q (TokenFunc per connect)", i, fc.auth.Token, want)
 		}
 	}
-	waitFor(t, "connected", func() bool { return c.State() == StateConnected })
+	testkit.WaitFor(t, "connected", waitTimeout, func() bool { return c.State() == StateConnected })
 	// Messages still flow on the new connection.
 	fc.send(proto.AppendPush(nil, 7, true, 900, nil))
 	select {
@@ -322,7 +323,7 @@ func TestReconnectAfterServerCloses(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("no message after reconnect")
 	}
-	waitFor(t, "states", func() bool { return len(st.list()) >= 7 })
+	testkit.WaitFor(t, "states", waitTimeout, func() bool { return len(st.list()) >= 7 })
 	want := []State{StateConnecting, StateConnected, StateDisconnected, StateConnecting, StateConnected, StateDisconnected, StateConnecting, StateConnected}
 	if got := st.list(); !slices.Equal(got[:min(len(got), len(want))], want[:min(len(got), len(want))]) {
 		t.Fatalf("states %v; want prefix of %v", got, want)
@@ -332,11 +333,12 @@ func TestReconnectAfterServerCloses(t *testing.T) {
 func TestReconnectBacksOff(t *testing.T) {
 	srv := newFakeServer(t)
 	cfg := testConfig(srv.addr())
-	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 80*time.Millisecond
+	cfg.BackoffMin, cfg.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
 	c := newClient(t, cfg)
 	connect(t, c)
 	srv.accept(t)
 	// From now on every AUTH is refused with a retryable error.
+	const retries = 12
 	var times []time.Time
 	var mu sync.Mutex
 	srv.setAuth(func(proto.Auth, proto.Header) []byte {
@@ -349,14 +351,19 @@ func TestReconnectBacksOff(t *testing.T) {
 	first := srv.all[0]
 	srv.mu.Unlock()
 	first.Close()
-	waitFor(t, "6 retries", func() bool { mu.Lock(); defer mu.Unlock(); return len(times) >= 6 })
+	testkit.WaitFor(t, "retries", waitTimeout, func() bool { mu.Lock(); defer mu.Unlock(); return len(times) >= retries })
 	_ = c.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	total := times[5].Sub(times[0])
-	// Five gaps, each up to 20, 40, 80, 80, 80ms plus work: jittered, but
-	// bounded above, and not a busy loop.
-	if total > 2*time.Second {
+	total := times[retries-1].Sub(times[0])
+	// Eleven gaps with full jitter under ceilings of 50, 100, then 200 ms:
+	// about 1 s expected, and below 250 ms with a chance under 1e-6. Without
+	// the backoff a local reconnect takes a millisecond or two. Above: at
+	// most 11 x 200 ms plus work.
+	if total < 250*time.Millisecond {
+		t.Fatalf("%d retries in %v: no backoff", retries, total)
+	}
+	if total > 5*time.Second {
 		t.Fatalf("retries too slow: %v", total)
 	}
 	if c.Err() != nil {
@@ -472,7 +479,7 @@ func TestRedirect(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("redirect took %v; after_ms was 60", d)
 	}
-	waitFor(t, "room-b", func() bool { return c.Room() == "room-b" })
+	testkit.WaitFor(t, "room-b", waitTimeout, func() bool { return c.Room() == "room-b" })
 	a.noConn(t, 30*time.Millisecond)
 }
 

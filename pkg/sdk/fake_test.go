@@ -11,21 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
 const waitTimeout = 5 * time.Second
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // fakeServer is a minimal room speaking PROTOCOL.md over a real loopback
 // listener: it answers AUTH (through onAuth), PING with PONG, and records
@@ -201,7 +191,7 @@ func (fc *fakeConn) send(frame []byte) {
 func (fc *fakeConn) take(t *testing.T, op uint8) *rxFrame {
 	t.Helper()
 	var got *rxFrame
-	waitFor(t, "frame op "+opName(op), func() bool {
+	testkit.WaitFor(t, "frame op "+opName(op), waitTimeout, func() bool {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		for _, f := range fc.frames {

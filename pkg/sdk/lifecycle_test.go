@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -129,7 +130,7 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("HB %v", c.HB())
 	}
 	fc := srv.accept(t)
-	waitFor(t, "two PINGs", func() bool { return fc.pings.Load() >= 2 })
+	testkit.WaitFor(t, "two PINGs", waitTimeout, func() bool { return fc.pings.Load() >= 2 })
 	if srv.auths.Load() != 1 {
 		t.Fatal("reconnected while the server answered PINGs")
 	}
@@ -181,7 +182,7 @@ func TestCloseStopsAllGoroutines(t *testing.T) {
 		if onMessage == nil {
 			<-c.Messages()
 		}
-		waitFor(t, "ack", func() bool { return len(fc.acked(t)) == 1 })
+		testkit.WaitFor(t, "ack", waitTimeout, func() bool { return len(fc.acked(t)) == 1 })
 		if goroutinesOf("sdk.(*Client)") < 4 {
 			t.Fatalf("expected reader, heartbeat, flusher and callback goroutines")
 		}
@@ -193,12 +194,12 @@ func TestCloseStopsAllGoroutines(t *testing.T) {
 		}
 		// Close waited for every goroutine; poll only for the instant
 		// between a goroutine's WaitGroup.Done and its exit.
-		waitFor(t, "client goroutines gone", func() bool { return goroutinesOf("sdk.(*Client)") == 0 })
+		testkit.WaitFor(t, "client goroutines gone", waitTimeout, func() bool { return goroutinesOf("sdk.(*Client)") == 0 })
 		if err := c.Connect(context.Background()); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Connect after Close: %v", err)
 		}
 	}
-	waitFor(t, "goroutine count back to the baseline", func() bool { return runtime.NumGoroutine() <= before })
+	testkit.WaitFor(t, "goroutine count back to the baseline", waitTimeout, func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestCloseWhileReconnecting(t *testing.T) {
@@ -209,7 +210,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	c := newClient(t, cfg)
 	connect(t, c)
 	srv.accept(t).Close()
-	waitFor(t, "disconnected", func() bool { return c.State() == StateDisconnected })
+	testkit.WaitFor(t, "disconnected", waitTimeout, func() bool { return c.State() == StateDisconnected })
 	done := make(chan struct{})
 	go func() { _ = c.Close(); close(done) }()
 	select {
@@ -218,7 +219,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 		t.Fatal("Close blocked by the backoff sleep")
 	}
 	srv.close()
-	waitFor(t, "goroutines gone", func() bool { return runtime.NumGoroutine() <= before })
+	testkit.WaitFor(t, "goroutines gone", waitTimeout, func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestCloseBeforeConnect(t *testing.T) {
@@ -288,7 +289,7 @@ func TestCloseFromCallbacks(t *testing.T) {
 			case <-time.After(waitTimeout):
 				t.Fatal("Close from a callback deadlocked")
 			}
-			waitFor(t, "client goroutines gone", func() bool { return goroutinesOf("sdk.(*Client)") == 0 })
+			testkit.WaitFor(t, "client goroutines gone", waitTimeout, func() bool { return goroutinesOf("sdk.(*Client)") == 0 })
 		})
 	}
 }
@@ -307,13 +308,13 @@ func TestSlowHandlerBoundsMemory(t *testing.T) {
 		burst = proto.AppendPush(burst, 7, true, i, []byte("x"))
 	}
 	go fc.send(burst) // may block in the kernel: the client stops reading
-	waitFor(t, "queue full", func() bool { return len(c.events) == eventQueue })
+	testkit.WaitFor(t, "queue full", waitTimeout, func() bool { return len(c.events) == eventQueue })
 	time.Sleep(20 * time.Millisecond)
 	if n := len(c.events); n != eventQueue {
 		t.Fatalf("queue %d beyond its bound %d", n, eventQueue)
 	}
 	close(release)
-	waitFor(t, "every message acked", func() bool { return len(fc.acked(t)) == 3*eventQueue })
+	testkit.WaitFor(t, "every message acked", waitTimeout, func() bool { return len(fc.acked(t)) == 3*eventQueue })
 }
 
 func TestDedupRing(t *testing.T) {

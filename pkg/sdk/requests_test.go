@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -144,7 +145,7 @@ func TestRequestContextAndDisconnect(t *testing.T) {
 	if err := c.Bind(ctx, 8, "t"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("unanswered Bind: %v", err)
 	}
-	waitFor(t, "pending cleared", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 0 })
+	testkit.WaitFor(t, "pending cleared", waitTimeout, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 0 })
 
 	errc := make(chan error, 1)
 	go func() { errc <- c.Upstream(context.Background(), 7, 1, nil, true) }()
@@ -158,7 +159,7 @@ func TestRequestContextAndDisconnect(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("request not failed by the disconnect")
 	}
-	waitFor(t, "disconnected", func() bool { return c.State() != StateConnected })
+	testkit.WaitFor(t, "disconnected", waitTimeout, func() bool { return c.State() != StateConnected })
 	if err := c.Bind(context.Background(), 8, "t"); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Bind while disconnected: %v", err)
 	}
@@ -168,7 +169,7 @@ func TestRequestContextAndDisconnect(t *testing.T) {
 
 	// A request pending at Close fails with ErrClosed.
 	fc = srv.accept(t)
-	waitFor(t, "reconnected", func() bool { return c.State() == StateConnected })
+	testkit.WaitFor(t, "reconnected", waitTimeout, func() bool { return c.State() == StateConnected })
 	go func() { errc <- c.Bind(context.Background(), 8, "t") }()
 	fc.take(t, proto.OpBind)
 	_ = c.Close()
@@ -201,7 +202,7 @@ func TestRebindAfterReconnect(t *testing.T) {
 	}
 	// The token is refused now: the app is forgotten, not retried forever.
 	fc.send(proto.AppendError(nil, f.Seq, proto.ErrCodeBadToken, "expired"))
-	waitFor(t, "binding forgotten", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.binds) == 0 })
+	testkit.WaitFor(t, "binding forgotten", waitTimeout, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.binds) == 0 })
 	fc.Close()
 	fc = srv.accept(t)
 	time.Sleep(20 * time.Millisecond)

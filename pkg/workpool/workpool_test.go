@@ -1,22 +1,12 @@
 package workpool
 
 import (
+	"github.com/lcpush/lcpush/internal/testkit"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func TestTrySubmitFull(t *testing.T) {
 	tests := []struct {
@@ -34,9 +24,9 @@ func TestTrySubmitFull(t *testing.T) {
 			var started atomic.Int32
 			block := func() { started.Add(1); <-release }
 			for i := 0; i < tt.workers; i++ {
-				waitFor(t, "an idle worker", func() bool { return p.TrySubmit(block) })
+				testkit.WaitFor(t, "an idle worker", 5*time.Second, func() bool { return p.TrySubmit(block) })
 			}
-			waitFor(t, "every worker busy", func() bool { return started.Load() == int32(tt.workers) })
+			testkit.WaitFor(t, "every worker busy", 5*time.Second, func() bool { return started.Load() == int32(tt.workers) })
 			for i := 0; i < tt.queue; i++ {
 				if !p.TrySubmit(func() {}) {
 					t.Fatalf("submit %d of %d queue slots refused", i+1, tt.queue)
@@ -49,7 +39,7 @@ func TestTrySubmitFull(t *testing.T) {
 				t.Fatal("TrySubmit accepted a task with every worker busy and the queue full")
 			}
 			close(release)
-			waitFor(t, "queue drained", func() bool { return p.Len() == 0 })
+			testkit.WaitFor(t, "queue drained", 5*time.Second, func() bool { return p.Len() == 0 })
 			p.Close()
 		})
 	}
@@ -76,7 +66,7 @@ func TestCloseRunsQueuedAndWaits(t *testing.T) {
 func TestNormalizesArguments(t *testing.T) {
 	p := New(0, -5)
 	done := make(chan struct{})
-	waitFor(t, "a worker", func() bool { return p.TrySubmit(func() { close(done) }) })
+	testkit.WaitFor(t, "a worker", 5*time.Second, func() bool { return p.TrySubmit(func() { close(done) }) })
 	<-done
 	p.Close()
 }
@@ -97,7 +87,7 @@ func TestSubmitDuringClose(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "some submissions", func() bool { return submitted.Load() > 10 })
+	testkit.WaitFor(t, "some submissions", 5*time.Second, func() bool { return submitted.Load() > 10 })
 	p.Close() // must not panic with a send on a closed channel
 	close(stop)
 }
@@ -111,7 +101,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		p.Close()
 	}
-	waitFor(t, "workers to exit", func() bool { return runtime.NumGoroutine() <= before })
+	testkit.WaitFor(t, "workers to exit", 5*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func BenchmarkTrySubmit(b *testing.B) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/lcpush/lcpush/internal/testkit"
 	"io"
 	"os"
 	"os/signal"
@@ -14,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lcpush/lcpush/pkg/loadgen/naive"
+	"github.com/lcpush/lcpush/loadgen/naive"
 )
 
 // The test binary doubles as the tool's worker and naive server: the tests
@@ -159,12 +160,12 @@ func TestLoadHeartbeatAndAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitFor(t, func() bool { return l.Stats().Authed == 3 })
+	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { return l.Stats().Authed == 3 })
 	tg := &Target{API: "http://" + s.HTTPAddr(), App: 1, APIKey: "x"}
 	if err := tg.Broadcast(context.Background(), payload(32, time.Now(), 7), 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { st := l.Stats(); return st.Pongs >= 3 && st.Acked == 3 })
+	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { st := l.Stats(); return st.Pongs >= 3 && st.Acked == 3 })
 	st := l.Stats()
 	if st.Round(7).Count != 3 || st.Latency.Count() != 3 || st.Handshake.Count() != 3 {
 		t.Errorf("stats %+v", st)
@@ -178,7 +179,7 @@ func TestBadTokenCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitFor(t, func() bool { return l.Stats().AuthErrors == 2 })
+	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { return l.Stats().AuthErrors == 2 })
 	if l.Stats().Authed != 0 {
 		t.Error("authed with a bad secret")
 	}
@@ -229,17 +230,6 @@ func TestHist(t *testing.T) {
 		if i := histIndex(v); i < 0 || i >= histBuckets || histIndex(histValue(i)) != i {
 			t.Fatalf("index %d of %d round-trips wrong", i, v)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"github.com/lcpush/lcpush/internal/testkit"
 	"net"
 	"slices"
 	"testing"
@@ -113,7 +114,7 @@ func TestLoadCloseAccounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitFor(t, func() bool { s := l.Stats(); return s.Refused == 5 && s.DialErrors == 5 })
+	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { s := l.Stats(); return s.Refused == 5 && s.DialErrors == 5 })
 	if s := l.Stats(); s.Authed != 0 || s.Open != 0 || s.Dialed != 10 || s.Connected != 5 {
 		t.Errorf("stats %+v", s)
 	}
@@ -158,7 +159,7 @@ func TestLoadSplitFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	waitFor(t, func() bool { s := l.Stats(); return s.Authed == 1 && s.Pushes == 1 && s.Acked == 1 })
+	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { s := l.Stats(); return s.Authed == 1 && s.Pushes == 1 && s.Acked == 1 })
 	<-done
 	if s := l.Stats(); s.Round(3).Count != 1 || s.Handshake.Count() != 1 || s.Errors != 0 {
 		t.Errorf("stats %+v", s)

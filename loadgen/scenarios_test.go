@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lcpush/lcpush/pkg/loadgen/naive"
+	"github.com/lcpush/lcpush/loadgen/naive"
 )
 
 func TestUnicastAgainstNaive(t *testing.T) {

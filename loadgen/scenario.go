@@ -17,10 +17,14 @@ import (
 
 // Result is what a run writes as result.json.
 type Result struct {
-	Scenario  string        `json:"scenario"`
-	Started   time.Time     `json:"started"`
-	Seconds   float64       `json:"seconds"`
-	Args      []string      `json:"args"`
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	Args     []string  `json:"args"` // the load tool's arguments (after "bench")
+	// Command re-runs this measurement from the module root, with lcpush
+	// the binary of the tree (go build -o lcpush .): the tool's own
+	// arguments after "lcpush" and -self-args, shell quoted.
+	Command   string        `json:"command"`
 	Machine   Machine       `json:"machine"`
 	Target    *Target       `json:"target"`
 	N         int           `json:"n"`

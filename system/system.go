@@ -1,8 +1,13 @@
-package main
+// Package system assembles the services of one lcpush process (keeper,
+// register, saver, coordinator, room, center, dispatcher and the admin
+// port), wired for direct in-process calls or, with ZooKeeper, as members
+// of a cluster. The command (main.go) parses flags into Options and calls
+// Start; tests start a whole system on random ports the same way
+// (internal/testkit/systest).
+package system
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,9 +37,6 @@ import (
 	"github.com/lcpush/lcpush/saver"
 )
 
-//go:embed config.demo.yaml
-var demoConfig []byte
-
 // Targets a process can run. "all" is every one of them.
 var allTargets = []string{"keeper", "register", "saver", "coordinator", "room", "center", "dispatcher"}
 
@@ -53,10 +54,17 @@ var needs = map[string][]string{
 // Options say what one process runs and where. Flags fill it (main.go); tests
 // build it directly with ":0"-style addresses.
 type Options struct {
-	Targets      []string // subset of allTargets, or "all"
-	ConfigPath   string   // YAML file; empty = the embedded demo config
-	DataDir      string   // saver's embedded store lives here
-	Store        string   // "bolt" (durable, default), "memory" or "redis" (Redis + MySQL)
+	Targets    []string // subset of allTargets, or "all"
+	ConfigPath string   // YAML file; empty = DemoConfig
+	// DemoConfig is the published demo configuration (config.demo.yaml,
+	// embedded in the command): the configuration when ConfigPath is
+	// empty, and the source of the published keys whose presence in the
+	// running configuration turns demo mode on (loopback only). main sets
+	// it; without it there is no demo mode and ConfigPath (or ZooKeeper)
+	// is required.
+	DemoConfig   []byte
+	DataDir      string // saver's embedded store lives here
+	Store        string // "bolt" (durable, default), "memory" or "redis" (Redis + MySQL)
 	RoomID       string
 	RoomAddr     string
 	PublicAddr   string // what the dispatcher hands to clients; default the bound room address
@@ -190,9 +198,14 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	}()
 	log := opts.Logger
 
-	var src keeper.Source = &keeper.BytesSource{Name: "demo", Data: demoConfig}
-	if opts.ConfigPath != "" {
+	var src keeper.Source
+	switch {
+	case opts.ConfigPath != "":
 		src = &keeper.FileSource{Path: opts.ConfigPath}
+	case len(opts.DemoConfig) > 0:
+		src = &keeper.BytesSource{Name: "demo", Data: opts.DemoConfig}
+	case len(opts.ZKServers) == 0:
+		return nil, errors.New("no configuration: set ConfigPath (or DemoConfig)")
 	}
 	kcfg := keeper.Config{Source: src, PollEvery: opts.ConfigPoll, Logger: log.With("svc", "keeper")}
 	if len(opts.ZKServers) > 0 {
@@ -405,8 +418,12 @@ func publicAddr(configured, bound string) string {
 // configuration. They are published (README, config.demo.yaml): whoever
 // reaches a Center API, dispatcher or admin port that accepts them acts as
 // the demo apps or as the operator.
-var demoKeys = sync.OnceValues(func() (map[string]bool, error) {
-	cfg, err := config.Parse(demoConfig)
+// No demo configuration (nil): no keys.
+func demoKeys(demo []byte) (map[string]bool, error) {
+	if len(demo) == 0 {
+		return nil, nil
+	}
+	cfg, err := config.Parse(demo)
 	if err != nil {
 		return nil, fmt.Errorf("embedded demo config: %w", err)
 	}
@@ -416,12 +433,12 @@ var demoKeys = sync.OnceValues(func() (map[string]bool, error) {
 	}
 	delete(keys, "")
 	return keys, nil
-})
+}
 
-// usesDemoKeys reports whether cfg holds any of the published demo keys:
-// the embedded demo configuration, or a file copied from it.
-func usesDemoKeys(cfg *config.Config) (bool, error) {
-	keys, err := demoKeys()
+// usesDemoKeys reports whether cfg holds any of the published demo keys of
+// the demo configuration demo: that configuration, or a file copied from it.
+func usesDemoKeys(demo []byte, cfg *config.Config) (bool, error) {
+	keys, err := demoKeys(demo)
 	if err != nil {
 		return false, err
 	}
@@ -443,7 +460,7 @@ var errDemoKeys = errors.New("demo keys are published: listen on loopback or use
 const (
 	defaultCenterAddr       = ":8000"
 	defaultDispatchAddr     = ":8001"
-	defaultAdminAddr        = "127.0.0.1:9000"
+	DefaultAdminAddr        = "127.0.0.1:9000" // the -admin-addr default
 	demoDefaultCenterAddr   = "127.0.0.1:8000"
 	demoDefaultDispatchAddr = "127.0.0.1:8001"
 )
@@ -456,7 +473,7 @@ const (
 // or admin keys (with the published demo secrets anyone can sign tokens for
 // the demo apps, which reach only the demo apps' own users).
 func resolveListen(o *Options, cfg *config.Config, run map[string]bool) (demo bool, err error) {
-	if demo, err = usesDemoKeys(cfg); err != nil {
+	if demo, err = usesDemoKeys(o.DemoConfig, cfg); err != nil {
 		return false, err
 	}
 	center, dispatch := defaultCenterAddr, defaultDispatchAddr
@@ -470,7 +487,7 @@ func resolveListen(o *Options, cfg *config.Config, run map[string]bool) (demo bo
 		o.DispatchAddr = dispatch
 	}
 	if o.AdminAddr == "" {
-		o.AdminAddr = defaultAdminAddr
+		o.AdminAddr = DefaultAdminAddr
 	}
 	if !demo {
 		return false, nil

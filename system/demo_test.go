@@ -1,12 +1,24 @@
-package main
+package system
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/lcpush/lcpush/pkg/config"
 )
+
+// demoConfig is the command's embedded demo configuration (main.go embeds
+// the same file).
+func demoConfig(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../config.demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func parseConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
@@ -26,7 +38,8 @@ apps:
 // configuration the Center API, dispatcher and admin port default to
 // loopback and refuse another address; with one's own keys nothing changes.
 func TestDemoKeysListenOnLoopback(t *testing.T) {
-	demo := parseConfig(t, string(demoConfig))
+	demoYAML := demoConfig(t)
+	demo := parseConfig(t, string(demoYAML))
 	copied := parseConfig(t, `admin_key: demo-admin-key
 apps:
   - {id: 7, name: mine, secret: my-secret-of-app-seven, api_key: my-key-7}
@@ -84,6 +97,7 @@ apps:
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.in
+			o.DemoConfig = demoYAML
 			demo, err := resolveListen(&o, tc.cfg, tc.run)
 			if demo != tc.demo {
 				t.Fatalf("demo = %v, want %v", demo, tc.demo)
@@ -108,7 +122,7 @@ apps:
 // TestDemoKeysAreTheREADMEs: the keys the refusal looks for are the ones
 // the README publishes.
 func TestDemoKeysAreTheREADMEs(t *testing.T) {
-	keys, err := demoKeys()
+	keys, err := demoKeys(demoConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lcpush/lcpush/pkg/loadgen/naive"
+	"github.com/lcpush/lcpush/loadgen/naive"
 )
 
 const usageText = `load tool: loopback only, every run bounded in time and count
@@ -25,6 +25,7 @@ usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
   lcpush bench unicast [flags]  (d) open-loop pushes to one uid each at -rates, N connections online
   lcpush bench smoke  [flags]   idle + fanout (+ unicast at 50/s against lcpush) with N=50 for a few seconds (CI)
   lcpush bench compare DIR [OUT]      side-by-side tables (compare.md) and SVG charts of the runs under DIR (OUT: DIR/compare)
+  lcpush bench redraw DIR             draw the SVG charts under DIR again from the values they hold (e.g. docs/bench)
   lcpush bench naive-server [flags]   the goroutine-per-connection baseline server
   lcpush bench worker -config JSON    (internal) one client process of a large N
 
@@ -57,6 +58,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "compare: %s\n", filepath.Join(out, "compare.md"))
 		return nil
+	case "redraw":
+		if len(args) != 2 {
+			return fmt.Errorf("%w: redraw DIR", ErrUsage)
+		}
+		done, err := redrawCharts(args[1])
+		for _, p := range done {
+			fmt.Fprintf(stdout, "redrawn: %s\n", p)
+		}
+		return err
 	case "idle", "fanout", "storm", "unicast", "smoke":
 		return runCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
@@ -205,6 +215,30 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
+// commandLine is the shell command that runs the load tool with args:
+// "lcpush", then selfArgs (the arguments that reach the tool, "bench"),
+// then args, each quoted when the shell would split or expand it. It names
+// the binary "lcpush", not this process's path: under go run that is a
+// temporary file.
+func commandLine(selfArgs, args []string) string {
+	words := append([]string{"lcpush"}, selfArgs...)
+	words = append(words, args...)
+	for i, w := range words {
+		words[i] = shellQuote(w)
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote returns w as one POSIX shell word.
+func shellQuote(w string) string {
+	if w != "" && strings.IndexFunc(w, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) < 0 {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
@@ -217,6 +251,7 @@ func runOne(ctx context.Context, o runOpts, args []string, stdout, stderr io.Wri
 		return err
 	}
 	res.Args = args
+	res.Command = commandLine(o.SelfArgs, args)
 	if res.Seconds == 0 {
 		res.Seconds = time.Since(res.Started).Seconds()
 	}

@@ -48,7 +48,8 @@ const (
 )
 
 // benchConfig is the demo configuration with the API throttles opened: the
-// bench measures the gateway, not the per-app limits.
+// bench measures the gateway, not the per-app limits. The chaos run seeds
+// its cluster with the same text (BenchConfig).
 const benchConfig = `admin_key: demo-admin-key
 apps:
   - id: 1
@@ -74,6 +75,19 @@ room:
 center:
   max_jobs_per_app: 64  # the stream scenario keeps 16 broadcasts in flight
 `
+
+// BenchConfig returns the configuration a started lcpush runs the bench
+// with: the demo app 1 (config.demo.yaml's credentials), the API throttles
+// opened, and the per-IP connection caps and connect rate lifted for a load
+// from a few loopback addresses. maxConns is the room cap (0: the default);
+// extra, when set, is YAML appended at the top level (a section the bench
+// configuration does not set, e.g. "saver:").
+func BenchConfig(maxConns int, extra string) string {
+	if maxConns <= 0 {
+		maxConns = defaultMaxConns
+	}
+	return fmt.Sprintf(benchConfig, maxConns) + extra
+}
 
 // defaultMaxConns is the room cap of a started lcpush unless -max-conns
 // says otherwise: below the 20,000 open-files limit of the process.
@@ -126,7 +140,7 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxCo
 	switch kind {
 	case "lcpush":
 		cfgPath := filepath.Join(dir, "bench.yaml")
-		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(benchConfig, maxConns)), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(BenchConfig(maxConns, "")), 0o600); err != nil {
 			return nil, err
 		}
 		args = []string{"-config", cfgPath, "-store", store, "-data", filepath.Join(dir, "data"),

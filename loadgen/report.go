@@ -26,7 +26,11 @@ func writeResults(dir string, r *Result) error {
 	fmt.Fprintf(&md, "# %s: %s, N = %d\n\n", r.Scenario, r.Target.Kind, r.N)
 	fmt.Fprintf(&md, "Run %s, %.1f s, %d CPUs, %s, %d client process(es).\n\n",
 		r.Started.Format(time.RFC3339), r.Seconds, r.Machine.CPUs, r.Machine.Go, r.Processes)
-	fmt.Fprintf(&md, "Command: `%s`\n\n", strings.Join(r.Args, " "))
+	cmd := r.Command
+	if cmd == "" { // a result.json written before Command existed
+		cmd = commandLine([]string{"bench"}, r.Args)
+	}
+	fmt.Fprintf(&md, "Command (from the module root, lcpush built with `go build -o lcpush .`): `%s`\n\n", cmd)
 	if r.Target.Store != "" {
 		fmt.Fprintf(&md, "Store: %s.\n\n", r.Target.Store)
 	}
@@ -35,7 +39,7 @@ func writeResults(dir string, r *Result) error {
 		bars := []bar{
 			{"RSS", r.Idle.RSSPerConn}, {"Go heap", r.Idle.HeapPerConn}, {"kernel TCP buffers (both ends)", r.Idle.KernelPerConn}, {"kernel slab (both ends)", r.Idle.SlabPerConn},
 		}
-		if err := os.WriteFile(filepath.Join(dir, "memory.svg"), barChart("bytes per idle connection", "bytes", bars), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "memory.svg"), barChart("bytes per idle connection", "B", bars), 0o644); err != nil {
 			return err
 		}
 		md.WriteString("\n![memory per connection](memory.svg)\n")
@@ -123,56 +127,6 @@ func summary(w io.Writer, r *Result) {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-type bar struct {
-	label string
-	v     float64
-}
-
-// barChart draws a small self-contained SVG bar chart.
-func barChart(title, unit string, bars []bar) []byte {
-	const w, left, top = 720, 70, 40
-	h, bottom := 360, 40
-	slant := len(bars) > 8 // long labels of many bars: write them at an angle
-	if slant {
-		h, bottom = 420, 100
-	}
-	maxV := 0.0
-	for _, b := range bars {
-		maxV = max(maxV, b.v)
-	}
-	if maxV <= 0 {
-		maxV = 1
-	}
-	var s strings.Builder
-	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", w, h)
-	fmt.Fprintf(&s, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="20" font-size="14">%s</text>`+"\n", left, esc(title))
-	plotH := float64(h - top - bottom)
-	for i := 0; i <= 4; i++ {
-		y := float64(h-bottom) - plotH*float64(i)/4
-		fmt.Fprintf(&s, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.4g %s</text>`+"\n",
-			left, w-10, y, y, left-4, y+4, maxV*float64(i)/4, esc(unit))
-	}
-	n := max(len(bars), 1)
-	slot := float64(w-left-10) / float64(n)
-	every := max(1, n/20)
-	for i, b := range bars {
-		bh := plotH * b.v / maxV
-		x := float64(left) + slot*float64(i)
-		fmt.Fprintf(&s, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4C78A8"><title>%s: %.4g %s</title></rect>`+"\n",
-			x+slot*0.1, float64(h-bottom)-bh, slot*0.8, bh, esc(b.label), b.v, esc(unit))
-		switch {
-		case i%every != 0:
-		case slant:
-			fmt.Fprintf(&s, `<text x="%.1f" y="%d" text-anchor="end" transform="rotate(-40 %.1f %d)">%s</text>`+"\n",
-				x+slot/2, h-bottom+14, x+slot/2, h-bottom+14, esc(b.label))
-		default:
-			fmt.Fprintf(&s, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+slot/2, h-bottom+14, esc(b.label))
-		}
-	}
-	s.WriteString("</svg>\n")
-	return []byte(s.String())
-}
 
 func esc(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)

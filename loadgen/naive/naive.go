@@ -124,13 +124,6 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) Addr() string     { return s.ln.Addr().String() }
 func (s *Server) HTTPAddr() string { return s.hln.Addr().String() }
 
-// Conns counts authenticated connections.
-func (s *Server) Conns() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.conns)
-}
-
 // Shutdown closes everything and waits for every goroutine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() {
