@@ -100,7 +100,13 @@ func runServer(args []string) error {
 	fs.StringVar(&o.MySQLDSN, "mysql", "", "MySQL/MariaDB DSN for -store=redis, e.g. user:pass@tcp(127.0.0.1:3306)/lcpush")
 	fs.StringVar(&o.RoomID, "room-id", "room-1", "room instance id")
 	fs.StringVar(&o.RoomAddr, "room-addr", ":7000", "room client TCP listen address")
-	fs.StringVar(&o.PublicAddr, "room-public", "", "room address handed to clients by the dispatcher (default: the bound address)")
+	fs.StringVar(&o.PublicAddr, "room-public", "", "room TCP address handed to clients by the dispatcher (transport=tcp; default: the bound address)")
+	// TODO(issue 12): proposed default ":7001" (a browser connects out of the
+	// box) once the room serves WebSocket; "" until then.
+	fs.StringVar(&o.WSAddr, "room-ws-addr", "", `room WebSocket listen address, path /v1/ws ("": no WebSocket; not served by the room yet)`)
+	publicWS := fs.String("room-public-ws", "", "room WebSocket address(es) handed out for transport=ws, comma separated: ws://host:port[/v1/ws] or host:port, announced as ws://host:port/v1/ws")
+	publicTLS := fs.String("room-public-tls", "", "host:port of the TLS terminator(s) in front of this room's TCP port, handed out for transport=tls, comma separated")
+	publicWSS := fs.String("room-public-wss", "", "WebSocket-over-TLS address(es) of the terminator(s) in front of this room, handed out for transport=wss, comma separated: wss://host:port[/v1/ws] or host:port, announced as wss://host:port/v1/ws")
 	// Empty addresses are resolved once the configuration is known
 	// (resolveListen): with the published demo keys, only loopback.
 	fs.StringVar(&o.CenterAddr, "center-addr", "", `Center API listen address (default ":8000"; "127.0.0.1:8000", and loopback only, with the published demo keys)`)
@@ -132,6 +138,7 @@ func runServer(args []string) error {
 	if *zkServers != "" {
 		o.ZKServers = strings.Split(*zkServers, ",")
 	}
+	o.PublicWS, o.PublicTLS, o.PublicWSS = splitList(*publicWS), splitList(*publicTLS), splitList(*publicWSS)
 	var err error
 	if o.ZKAuth, err = keeper.LoadZKAuth(*zkAuth, *zkAuthFile); err != nil {
 		return err
@@ -164,4 +171,12 @@ func runServer(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return sys.Shutdown(sctx)
+}
+
+// splitList splits a comma separated flag value; empty is nil.
+func splitList(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }

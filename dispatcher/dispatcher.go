@@ -3,7 +3,9 @@
 // addresses. The first address is the room instance the uid hashes to by
 // rendezvous hashing over the live rooms, so a flash reconnect lands where the
 // user's state is; the rest are spread over other instances, and after a
-// failure other instances (in another IDC where one exists) come first.
+// failure other instances (in another IDC where one exists) come first. The
+// transport parameter (tcp, the default, ws, tls or wss) picks which of the
+// rooms' announced addresses are handed out (PROTOCOL.md, "Transports").
 //
 // The dispatcher is stateless: membership comes from a Members source (keeper)
 // on every request, so any number of dispatchers can run side by side.
@@ -28,7 +30,8 @@ const RoleRoom = "room"
 var ErrConfig = errors.New("dispatcher: invalid config")
 
 // Members lists the live instances of a role (keeper membership): for rooms,
-// ID, Addrs (public client addresses), IDC and Load.
+// ID, the public client addresses per transport (Addrs for TCP, TLSAddrs,
+// WSAddrs, WSSAddrs), IDC and Load.
 type Members interface {
 	Members(role string) []push.Member
 }

@@ -36,25 +36,41 @@ func (f *fakeMembers) set(m []push.Member) {
 	f.mu.Unlock()
 }
 
-// rooms builds n room members with ports ports each; idc(i) names the IDC.
+// rooms builds n room members with ports ports each, of every transport
+// (tcp 70xx, ws 71xx, wss 72xx, tls 74xx); idc(i) names the IDC.
 func rooms(n, ports int, idc func(i int) string) []push.Member {
 	out := make([]push.Member, n)
 	for i := range out {
 		out[i] = push.Member{Role: RoleRoom, ID: fmt.Sprintf("room-%d", i), IDC: idc(i)}
 		for p := 0; p < ports; p++ {
-			out[i].Addrs = append(out[i].Addrs, fmt.Sprintf("10.0.%d.1:%d", i, 7000+p))
+			m := &out[i]
+			m.Addrs = append(m.Addrs, fmt.Sprintf("10.0.%d.1:%d", i, 7000+p))
+			m.WSAddrs = append(m.WSAddrs, fmt.Sprintf("ws://10.0.%d.1:%d/v1/ws", i, 7100+p))
+			m.WSSAddrs = append(m.WSSAddrs, fmt.Sprintf("wss://10.0.%d.1:%d/v1/ws", i, 7200+p))
+			m.TLSAddrs = append(m.TLSAddrs, fmt.Sprintf("10.0.%d.1:%d", i, 7400+p))
 		}
 	}
 	return out
 }
 
+// tcpOnly strips every transport but TCP: rooms as announced before the
+// other transports existed.
+func tcpOnly(ms []push.Member) []push.Member {
+	for i := range ms {
+		ms[i].TLSAddrs, ms[i].WSAddrs, ms[i].WSSAddrs = nil, nil, nil
+	}
+	return ms
+}
+
 func oneIDC(int) string { return "" }
 
-// owner maps an address back to its room id.
+// owner maps an address of any transport back to its room id.
 func owner(ms []push.Member, addr string) string {
 	for _, m := range ms {
-		if slices.Contains(m.Addrs, addr) {
-			return m.ID
+		for _, tr := range push.Transports {
+			if slices.Contains(m.TransportAddrs(tr), addr) {
+				return m.ID
+			}
 		}
 	}
 	return ""
@@ -203,13 +219,22 @@ func TestStability(t *testing.T) {
 	}
 }
 
-func TestSpread(t *testing.T) {
+// forEachTransport runs f as a subtest per transport.
+func forEachTransport(t *testing.T, f func(t *testing.T, tr string)) {
+	for _, tr := range push.Transports {
+		t.Run(tr, func(t *testing.T) { f(t, tr) })
+	}
+}
+
+func TestSpread(t *testing.T) { forEachTransport(t, testSpread) }
+
+func testSpread(t *testing.T, tr string) {
 	ms := rooms(4, 3, oneIDC)
 	perRoom := make(map[string]int)
 	perAddr := make(map[string]int)
 	const users = 8000
 	for i := 0; i < users; i++ {
-		addrs := pick(ms, request{uid: fmt.Sprintf("u%d", i)}, 8)
+		addrs := pick(ms, request{uid: fmt.Sprintf("u%d", i), transport: tr}, 8)
 		if len(addrs) != 8 {
 			t.Fatalf("%d addrs, want 8", len(addrs))
 		}
@@ -240,16 +265,19 @@ func TestSpread(t *testing.T) {
 	}
 }
 
-func TestRetry(t *testing.T) {
+func TestRetry(t *testing.T) { forEachTransport(t, testRetry) }
+
+func testRetry(t *testing.T, tr string) {
 	idc := func(i int) string { return []string{"east", "west"}[i%2] }
 	ms := rooms(6, 2, idc)
 	for i := 0; i < 300; i++ {
 		uid := fmt.Sprintf("u%d", i)
-		normal := pick(ms, request{uid: uid}, 12)
+		normal := pick(ms, request{uid: uid, transport: tr}, 12)
 		home := owner(ms, normal[0])
 		homeIDC := idcOf(ms, home)
-		// The first address failed: it is left out, another IDC comes first.
-		got := pick(ms, request{uid: uid, retry: 1, failed: map[string]bool{normal[0]: true}}, 12)
+		// The first address failed (named host:port, whatever the
+		// transport): it is left out, another IDC comes first.
+		got := pick(ms, request{uid: uid, transport: tr, retry: 1, failed: map[string]bool{push.HostPort(normal[0]): true}}, 12)
 		if slices.Contains(got, normal[0]) {
 			t.Fatalf("failed address %s returned: %v", normal[0], got)
 		}
@@ -265,7 +293,7 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("failed instance %s should come last, got %s", home, o)
 		}
 		// A retry without a list treats the uid's own instance as failed.
-		got = pick(ms, request{uid: uid, retry: 2}, 12)
+		got = pick(ms, request{uid: uid, transport: tr, retry: 2}, 12)
 		if len(got) != 12 || owner(ms, got[0]) == home || idcOf(ms, owner(ms, got[0])) == homeIDC {
 			t.Fatalf("retry without list: %v (home %s)", got, home)
 		}
@@ -273,11 +301,11 @@ func TestRetry(t *testing.T) {
 	// Everything failed: the full list rather than nothing.
 	all := make(map[string]bool)
 	for _, m := range ms {
-		for _, a := range m.Addrs {
-			all[a] = true
+		for _, a := range m.TransportAddrs(tr) {
+			all[push.HostPort(a)] = true
 		}
 	}
-	if got := pick(ms, request{uid: "u", failed: all}, 8); len(got) != 8 {
+	if got := pick(ms, request{uid: "u", transport: tr, failed: all}, 8); len(got) != 8 {
 		t.Fatalf("all failed: %v", got)
 	}
 }
@@ -300,6 +328,140 @@ func TestRetryHTTP(t *testing.T) {
 	_, got, _ := get(t, ts.URL, url.Values{"uid": {"u9"}, "failed": {failed}, "retry": {"1"}})
 	if len(got.Addrs) != 1 || got.Addrs[0] != ans.Addrs[2] {
 		t.Fatalf("after failing %s: %v, want [%s]", failed, got.Addrs, ans.Addrs[2])
+	}
+}
+
+// serves reports whether addr is one of the transport tr addresses of its room.
+func serves(ms []push.Member, tr, addr string) bool {
+	for _, m := range ms {
+		if slices.Contains(m.TransportAddrs(tr), addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTransportHTTP(t *testing.T) {
+	all := rooms(3, 2, oneIDC)
+	// room-2 is a member announced before the other transports: TCP only.
+	mixed := rooms(3, 2, oneIDC)
+	tcpOnly(mixed[2:])
+	type check func(t *testing.T, ms []push.Member, ans dispatchAnswer)
+	want := func(tr string, n int, prefix string) check {
+		return func(t *testing.T, ms []push.Member, ans dispatchAnswer) {
+			if len(ans.Addrs) != n {
+				t.Fatalf("%d addrs %v, want %d", len(ans.Addrs), ans.Addrs, n)
+			}
+			for _, a := range ans.Addrs {
+				if !serves(ms, tr, a) || !strings.HasPrefix(a, prefix) {
+					t.Fatalf("%s is not a %s address (%v)", a, tr, ans.Addrs)
+				}
+				if (tr == push.TransportWS || tr == push.TransportWSS) && !strings.HasSuffix(a, "/v1/ws") {
+					t.Fatalf("%s is not a WebSocket URL", a)
+				}
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		members []push.Member
+		q       url.Values
+		status  int
+		code    string
+		msg     string // in the error message
+		check   check
+	}{
+		{"default is tcp", all, url.Values{}, 200, "", "", want(push.TransportTCP, 6, "10.0.")},
+		{"tcp", all, url.Values{"transport": {"tcp"}}, 200, "", "", want(push.TransportTCP, 6, "10.0.")},
+		{"ws", all, url.Values{"transport": {"ws"}}, 200, "", "", want(push.TransportWS, 6, "ws://10.0.")},
+		{"tls", all, url.Values{"transport": {"tls"}}, 200, "", "", want(push.TransportTLS, 6, "10.0.")},
+		{"wss", all, url.Values{"transport": {"wss"}}, 200, "", "", want(push.TransportWSS, 6, "wss://10.0.")},
+		{"case-insensitive", all, url.Values{"transport": {"WSS"}}, 200, "", "", want(push.TransportWSS, 6, "wss://")},
+		{"mixed tcp: every room", mixed, url.Values{"transport": {"tcp"}}, 200, "", "", want(push.TransportTCP, 6, "10.0.")},
+		{"mixed ws: only rooms that serve it", mixed, url.Values{"transport": {"ws"}}, 200, "", "", want(push.TransportWS, 4, "ws://")},
+		{"unknown", all, url.Values{"transport": {"quic"}}, 400, "bad_request", `transport must be one of tcp, ws, tls, wss (default tcp), not "quic"`, nil},
+		{"list", all, url.Values{"transport": {"tcp,ws"}}, 400, "bad_request", "transport", nil},
+		{"url", all, url.Values{"transport": {"ws://"}}, 400, "bad_request", "transport", nil},
+		{"bad before transport", all, url.Values{"transport": {"quic"}, "retry": {"x"}}, 400, "bad_request", "retry", nil},
+		{"none serves ws", tcpOnly(rooms(2, 1, oneIDC)), url.Values{"transport": {"ws"}}, 503, "unavailable", "no live room serves transport ws", nil},
+		{"none serves tls", tcpOnly(rooms(2, 1, oneIDC)), url.Values{"transport": {"tls"}}, 503, "unavailable", "no live room serves transport tls", nil},
+		{"no room at all, ws", nil, url.Values{"transport": {"wss"}}, 503, "unavailable", "no live room serves transport wss", nil},
+		{"no room at all, tcp", nil, url.Values{}, 503, "unavailable", "no live room", nil},
+		{"none serves tcp", []push.Member{{Role: RoleRoom, ID: "r", WSAddrs: []string{"ws://h:1/v1/ws"}}}, url.Values{}, 503, "unavailable", "no live room serves transport tcp", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fm := &fakeMembers{}
+			fm.set(tc.members)
+			ts := newTestServer(t, fm, Config{})
+			tc.q.Set("uid", "u1")
+			st, ans, eb := get(t, ts.URL, tc.q)
+			if st != tc.status {
+				t.Fatalf("status %d (%+v), want %d", st, eb, tc.status)
+			}
+			if tc.status != 200 {
+				if eb.Error.Code != tc.code || !strings.Contains(eb.Error.Message, tc.msg) {
+					t.Fatalf("error %+v, want code %s and message with %q", eb, tc.code, tc.msg)
+				}
+				return
+			}
+			tc.check(t, tc.members, ans)
+		})
+	}
+}
+
+// TestSameInstanceEveryTransport: the uid's own instance does not depend on
+// the transport when every room serves them all.
+func TestSameInstanceEveryTransport(t *testing.T) {
+	ms := rooms(5, 2, oneIDC)
+	for i := 0; i < 500; i++ {
+		uid := fmt.Sprintf("user-%d", i)
+		home := owner(ms, pick(ms, request{uid: uid}, 8)[0])
+		for _, tr := range push.Transports {
+			if got := owner(ms, pick(ms, request{uid: uid, transport: tr}, 8)[0]); got != home {
+				t.Fatalf("%s: first instance over %s is %s, over tcp %s", uid, tr, got, home)
+			}
+		}
+	}
+}
+
+// TestFailedHTTPEveryTransport: the failed list is host:port whatever the
+// transport; URLs in it are understood as their host:port.
+func TestFailedHTTPEveryTransport(t *testing.T) {
+	fm := &fakeMembers{}
+	fm.set(rooms(3, 1, oneIDC))
+	ts := newTestServer(t, fm, Config{})
+	for _, tr := range push.Transports {
+		t.Run(tr, func(t *testing.T) {
+			_, ans, _ := get(t, ts.URL, url.Values{"uid": {"u9"}, "transport": {tr}})
+			if len(ans.Addrs) != 3 {
+				t.Fatalf("answer %v, want 3 addrs", ans.Addrs)
+			}
+			tests := []struct {
+				name   string
+				failed string
+				want   []string
+			}{
+				{"host:port", push.HostPort(ans.Addrs[0]) + ", " + push.HostPort(ans.Addrs[1]), ans.Addrs[2:]},
+				{"as given", ans.Addrs[0] + "," + ans.Addrs[1], ans.Addrs[2:]},
+				{"one", push.HostPort(ans.Addrs[1]), []string{ans.Addrs[0], ans.Addrs[2]}},
+				{"all: the full list", push.HostPort(ans.Addrs[0]) + "," + push.HostPort(ans.Addrs[1]) + "," + push.HostPort(ans.Addrs[2]), ans.Addrs},
+			}
+			for _, tc := range tests {
+				_, got, _ := get(t, ts.URL, url.Values{"uid": {"u9"}, "transport": {tr}, "failed": {tc.failed}, "retry": {"1"}})
+				if !slices.Equal(got.Addrs, tc.want) {
+					t.Fatalf("%s: failed %s: %v, want %v", tc.name, tc.failed, got.Addrs, tc.want)
+				}
+			}
+		})
+	}
+	// A failed address of another transport (same host, another port)
+	// fails nothing of this one: a plain retry, the uid's instance last.
+	_, ws, _ := get(t, ts.URL, url.Values{"uid": {"u9"}, "transport": {"ws"}})
+	_, tcp, _ := get(t, ts.URL, url.Values{"uid": {"u9"}})
+	_, got, _ := get(t, ts.URL, url.Values{"uid": {"u9"}, "transport": {"ws"}, "failed": {tcp.Addrs[1]}, "retry": {"1"}})
+	if want := []string{ws.Addrs[1], ws.Addrs[2], ws.Addrs[0]}; !slices.Equal(got.Addrs, want) {
+		t.Fatalf("ws after a failed tcp address: %v, want %v", got.Addrs, want)
 	}
 }
 

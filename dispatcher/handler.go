@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,8 @@ func (s *Service) routes() http.Handler {
 	return mux
 }
 
-// handleDispatch answers GET /v1/dispatch?uid=U&app=A&net=N&retry=R&failed=a,b.
+// handleDispatch answers
+// GET /v1/dispatch?uid=U&app=A&net=N&retry=R&failed=a,b&transport=T.
 func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := request{uid: q.Get("uid")}
@@ -65,6 +67,13 @@ func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
 		}
 		req.retry = n
 	}
+	if code == "" {
+		var ok bool
+		if req.transport, ok = parseTransport(q.Get("transport")); !ok {
+			code, msg = "bad_request", "transport must be one of "+strings.Join(push.Transports, ", ")+
+				" (default tcp), not "+strconv.Quote(truncate(q.Get("transport"), 32))
+		}
+	}
 	if code != "" {
 		requests.WithLabelValues("400").Inc()
 		writeError(w, http.StatusBadRequest, code, msg)
@@ -75,6 +84,9 @@ func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
 			if a = strings.TrimSpace(a); a == "" || len(req.failed) >= maxFailed {
 				continue
 			}
+			// host:port for every transport; a client that names the
+			// URL it failed on is understood too.
+			a = push.HostPort(a)
 			if req.failed == nil {
 				req.failed = make(map[string]bool)
 			}
@@ -84,17 +96,46 @@ func (s *Service) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	if req.retry > 0 || len(req.failed) > 0 {
 		retries.Inc()
 	}
-	addrs := pick(s.members.Members(RoleRoom), req, s.cfg.MaxAddrs)
+	members := s.members.Members(RoleRoom)
+	addrs := pick(members, req, s.cfg.MaxAddrs)
 	if len(addrs) == 0 {
+		// Which transport is missing, unless there is no room at all and
+		// the client asked for the default.
+		msg := "no live room"
+		if len(members) > 0 || req.transport != push.TransportTCP {
+			msg += " serves transport " + req.transport
+		}
 		requests.WithLabelValues("503").Inc()
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "no live room")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", msg)
 		return
 	}
 	requests.WithLabelValues("200").Inc()
 	netRequests.WithLabelValues(netLabel(q.Get("net"))).Inc()
+	transportAnswers.WithLabelValues(req.transport).Inc()
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, dispatchAnswer{Addrs: addrs, TTL: s.cfg.TTL})
+}
+
+// parseTransport reads the transport parameter: empty is TCP; the names are
+// those of push.Transports, in any case.
+func parseTransport(t string) (string, bool) {
+	if t == "" {
+		return push.TransportTCP, true
+	}
+	t = strings.ToLower(t)
+	if !slices.Contains(push.Transports, t) {
+		return "", false
+	}
+	return t, true
+}
+
+// truncate bounds a client's value quoted back in an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // netLabel bounds the metric label to a few known network types.

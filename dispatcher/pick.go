@@ -19,13 +19,16 @@ type candidate struct {
 
 // request is what the client told us.
 type request struct {
-	uid    string
-	retry  int
-	failed map[string]bool // host:port the client could not use
+	uid       string
+	transport string // push.TransportTCP, ...; "" is TCP
+	retry     int
+	failed    map[string]bool // host:port the client could not use, for every transport
 }
 
-// pick orders the addresses of the live rooms for r, at most max of them.
-// It returns nil when no room has an address.
+// pick orders the addresses of r.transport of the live rooms for r, at most
+// max of them. It returns nil when no room has an address of that transport.
+// Rooms that do not serve the transport take no part: the uid's instance is
+// the one it hashes to among those that do.
 //
 // Normal answer: round 1 takes one address of every instance in rendezvous
 // order (so the first is the uid's own instance and the next ones are the
@@ -41,7 +44,7 @@ type request struct {
 // failed, the normal answer is returned rather than nothing: the failures may
 // have been transient and an empty list would strand the client.
 func pick(members []push.Member, r request, max int) []string {
-	cands := rank(members, r.uid)
+	cands := rank(members, r.uid, r.transport)
 	if len(cands) == 0 {
 		return nil
 	}
@@ -63,27 +66,32 @@ func pick(members []push.Member, r request, max int) []string {
 	if len(out) > 0 {
 		return out
 	}
-	return spread(rank(members, r.uid), max)
+	return spread(rank(members, r.uid, r.transport), max)
 }
 
-// rank scores every member that has addresses and sorts them, best first.
-func rank(members []push.Member, uid string) []candidate {
+// rank scores every member that has addresses of transport and sorts them,
+// best first.
+func rank(members []push.Member, uid, transport string) []candidate {
+	if transport == "" {
+		transport = push.TransportTCP
+	}
 	total := 0
 	for i := range members {
-		total += len(members[i].Addrs)
+		total += len(members[i].TransportAddrs(transport))
 	}
 	cands := make([]candidate, 0, len(members))
 	all := make([]string, 0, total) // one backing array for every candidate's list
 	for i := range members {
 		m := &members[i]
-		if len(m.Addrs) == 0 {
+		addrs := m.TransportAddrs(transport)
+		if len(addrs) == 0 {
 			continue
 		}
 		sc := score(uid, m.ID)
-		off := int(sc % uint64(len(m.Addrs)))
+		off := int(sc % uint64(len(addrs)))
 		start := len(all)
-		all = append(all, m.Addrs[off:]...)
-		all = append(all, m.Addrs[:off]...)
+		all = append(all, addrs[off:]...)
+		all = append(all, addrs[:off]...)
 		cands = append(cands, candidate{m: m, score: sc, addrs: all[start:len(all):len(all)]})
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
@@ -104,7 +112,9 @@ func score(uid, id string) uint64 {
 	return xxhash.Sum64(b)
 }
 
-// regroup drops failed addresses and reorders cands for a retry.
+// regroup drops failed addresses and reorders cands for a retry. The failed
+// list is host:port for every transport, so a WebSocket URL is compared by
+// its host:port.
 func regroup(cands []candidate, r request) {
 	badIDC := make(map[string]bool)
 	anySuspect := false
@@ -112,7 +122,7 @@ func regroup(cands []candidate, r request) {
 		c := &cands[i]
 		kept := c.addrs[:0]
 		for _, a := range c.addrs {
-			if r.failed[a] {
+			if r.failed[push.HostPort(a)] {
 				c.suspect = true
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // ErrUsage means the command line was wrong; the message says how.
@@ -334,7 +336,7 @@ func (c *cli) members(ctx context.Context, args []string) error {
 			return err
 		}
 		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", m.Role, m.ID, dash(m.RPCAddr), dash(strings.Join(m.Addrs, ",")), dash(m.IDC), m.Load)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", m.Role, m.ID, dash(m.RPCAddr), dash(strings.Join(publicAddrs(m), ",")), dash(m.IDC), m.Load)
 		}
 	}
 	return tw.Flush()
@@ -447,6 +449,18 @@ func (c *cli) printVersion(ctx context.Context, z *ZKClient, data []byte, st *zk
 }
 
 func stamp() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// publicAddrs lists a member's public addresses of every transport: TCP
+// ones as host:port, TLS ones as tls://host:port, WebSocket ones as the
+// URLs they are.
+func publicAddrs(m push.Member) []string {
+	out := slices.Clone(m.Addrs)
+	for _, a := range m.TLSAddrs {
+		out = append(out, push.TransportTLS+"://"+a)
+	}
+	out = append(out, m.WSAddrs...)
+	return append(out, m.WSSAddrs...)
+}
 
 func dash(s string) string {
 	if s == "" {

@@ -41,6 +41,9 @@ func NewDirectory() *Directory {
 // kept local.
 func (d *Directory) Join(m push.Member) {
 	m.Addrs = slices.Clone(m.Addrs)
+	m.TLSAddrs = slices.Clone(m.TLSAddrs)
+	m.WSAddrs = slices.Clone(m.WSAddrs)
+	m.WSSAddrs = slices.Clone(m.WSSAddrs)
 	d.mu.Lock()
 	byID := d.local[m.Role]
 	if byID == nil {
@@ -82,7 +85,8 @@ func (d *Directory) SetLoad(role, id string, load int) bool {
 
 // Members returns the live members of role, sorted by id: those published in
 // ZooKeeper and those joined here (which win, being the freshest). The slice
-// is the caller's; the Addrs slices in it are shared and must not be modified.
+// is the caller's; the address slices in it (Addrs, TLSAddrs, WSAddrs,
+// WSSAddrs) are shared and must not be modified.
 func (d *Directory) Members(role string) []push.Member {
 	d.mu.RLock()
 	cached, ok := d.sorted[role]

@@ -114,3 +114,17 @@ func BenchmarkDirectoryMembers(b *testing.B) {
 		}
 	})
 }
+
+// TestDirectoryJoinCopiesAddrs: the caller may reuse its slices after Join.
+func TestDirectoryJoinCopiesAddrs(t *testing.T) {
+	d := NewDirectory()
+	m := push.Member{Role: "room", ID: "r1", Addrs: []string{"a:1"}, TLSAddrs: []string{"b:2"},
+		WSAddrs: []string{"ws://c:3/v1/ws"}, WSSAddrs: []string{"wss://d:4/v1/ws"}}
+	d.Join(m)
+	m.Addrs[0], m.TLSAddrs[0], m.WSAddrs[0], m.WSSAddrs[0] = "x", "x", "x", "x"
+	got := d.Members("room")
+	if len(got) != 1 || got[0].Addrs[0] != "a:1" || got[0].TLSAddrs[0] != "b:2" ||
+		got[0].WSAddrs[0] != "ws://c:3/v1/ws" || got[0].WSSAddrs[0] != "wss://d:4/v1/ws" {
+		t.Fatalf("members = %+v", got)
+	}
+}

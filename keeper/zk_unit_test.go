@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +133,58 @@ func TestMemberCodec(t *testing.T) {
 	}
 }
 
+// TestMemberCodecTransports: a room's addresses of every transport survive
+// the znode, the TCP ones under the key every version reads.
+func TestMemberCodecTransports(t *testing.T) {
+	m := push.Member{Role: "room", ID: "r1", Addrs: []string{"1.2.3.4:7000"},
+		TLSAddrs: []string{"1.2.3.4:7443"}, WSAddrs: []string{"ws://1.2.3.4:7001/v1/ws"},
+		WSSAddrs: []string{"wss://push.example.com:443/v1/ws"}, Load: 1, Epoch: 9}
+	data, err := encodeMember(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"addrs":["1.2.3.4:7000"]`, `"tls_addrs":["1.2.3.4:7443"]`,
+		`"ws_addrs":["ws://1.2.3.4:7001/v1/ws"]`, `"wss_addrs":["wss://push.example.com:443/v1/ws"]`} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Fatalf("json %s lacks %s", data, want)
+		}
+	}
+	got, err := decodeMember("room", "r1", data)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("decode = %+v, %v; want %+v", got, err, m)
+	}
+	// A TCP-only room writes no key of the newer transports.
+	data, _ = encodeMember(push.Member{Role: "room", ID: "r2", Addrs: []string{"1.2.3.4:7000"}})
+	if bytes.Contains(data, []byte("tls_addrs")) || bytes.Contains(data, []byte("ws")) {
+		t.Fatalf("tcp-only json = %s", data)
+	}
+}
+
+// TestMemberDecodeOldFormat: a znode written before the transports (only
+// "addrs") is a TCP-only room; one with keys this version does not know
+// still decodes.
+func TestMemberDecodeOldFormat(t *testing.T) {
+	old := []byte(`{"role":"room","id":"room-a","rpc_addr":"10.0.0.5:7105","addrs":["203.0.113.7:7000","203.0.113.7:7002"],"idc":"bj","load":12,"epoch":1700000000000000000}`)
+	got, err := decodeMember("room", "room-a", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := push.Member{Role: "room", ID: "room-a", RPCAddr: "10.0.0.5:7105",
+		Addrs: []string{"203.0.113.7:7000", "203.0.113.7:7002"}, IDC: "bj", Load: 12, Epoch: 1700000000000000000}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decode = %+v, want %+v", got, want)
+	}
+	for _, tr := range []string{push.TransportTLS, push.TransportWS, push.TransportWSS} {
+		if a := got.TransportAddrs(tr); len(a) != 0 {
+			t.Fatalf("old member serves %s: %v", tr, a)
+		}
+	}
+	future := []byte(`{"role":"room","id":"room-a","addrs":["h:1"],"quic_addrs":["h:2"],"load":0}`)
+	if got, err := decodeMember("room", "room-a", future); err != nil || !slices.Equal(got.Addrs, []string{"h:1"}) {
+		t.Fatalf("decode with an unknown key = %+v, %v", got, err)
+	}
+}
+
 func TestNewChecksConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -222,5 +276,17 @@ func TestCLIUsage(t *testing.T) {
 				t.Fatalf("stdout %q, stderr %q; want %q, %q", out.String(), errOut.String(), tc.stdout, tc.stderr)
 			}
 		})
+	}
+}
+
+func TestPublicAddrsListsEveryTransport(t *testing.T) {
+	m := push.Member{Addrs: []string{"h:7000"}, TLSAddrs: []string{"h:7443"},
+		WSAddrs: []string{"ws://h:7001/v1/ws"}, WSSAddrs: []string{"wss://h:443/v1/ws"}}
+	want := []string{"h:7000", "tls://h:7443", "ws://h:7001/v1/ws", "wss://h:443/v1/ws"}
+	if got := publicAddrs(m); !slices.Equal(got, want) {
+		t.Fatalf("publicAddrs = %v, want %v", got, want)
+	}
+	if got := publicAddrs(push.Member{}); len(got) != 0 {
+		t.Fatalf("publicAddrs(empty) = %v", got)
 	}
 }

@@ -13,19 +13,27 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// memberJSON is the data of a member znode.
+// memberJSON is the data of a member znode. "addrs" are a room's raw TCP
+// addresses; the other transports' lists were added later and are omitted
+// when empty, so a member written before them (or by a room serving only
+// TCP) reads as a TCP-only room, and a process that predates them ignores
+// them (encoding/json skips unknown fields) and still sees the TCP ones.
 type memberJSON struct {
-	Role    string   `json:"role"`
-	ID      string   `json:"id"`
-	RPCAddr string   `json:"rpc_addr,omitempty"`
-	Addrs   []string `json:"addrs,omitempty"`
-	IDC     string   `json:"idc,omitempty"`
-	Load    int      `json:"load"`
-	Epoch   int64    `json:"epoch,omitempty"`
+	Role     string   `json:"role"`
+	ID       string   `json:"id"`
+	RPCAddr  string   `json:"rpc_addr,omitempty"`
+	Addrs    []string `json:"addrs,omitempty"`
+	TLSAddrs []string `json:"tls_addrs,omitempty"`
+	WSAddrs  []string `json:"ws_addrs,omitempty"`
+	WSSAddrs []string `json:"wss_addrs,omitempty"`
+	IDC      string   `json:"idc,omitempty"`
+	Load     int      `json:"load"`
+	Epoch    int64    `json:"epoch,omitempty"`
 }
 
 func encodeMember(m push.Member) ([]byte, error) {
-	return json.Marshal(memberJSON{Role: m.Role, ID: m.ID, RPCAddr: m.RPCAddr, Addrs: m.Addrs, IDC: m.IDC, Load: m.Load, Epoch: m.Epoch})
+	return json.Marshal(memberJSON{Role: m.Role, ID: m.ID, RPCAddr: m.RPCAddr, Addrs: m.Addrs,
+		TLSAddrs: m.TLSAddrs, WSAddrs: m.WSAddrs, WSSAddrs: m.WSSAddrs, IDC: m.IDC, Load: m.Load, Epoch: m.Epoch})
 }
 
 // decodeMember reads a member znode; role and id come from its path, which
@@ -35,7 +43,8 @@ func decodeMember(role, id string, data []byte) (push.Member, error) {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return push.Member{}, fmt.Errorf("keeper member %s/%s: %w", role, id, err)
 	}
-	return push.Member{Role: role, ID: id, RPCAddr: j.RPCAddr, Addrs: j.Addrs, IDC: j.IDC, Load: j.Load, Epoch: j.Epoch}, nil
+	return push.Member{Role: role, ID: id, RPCAddr: j.RPCAddr, Addrs: j.Addrs,
+		TLSAddrs: j.TLSAddrs, WSAddrs: j.WSAddrs, WSSAddrs: j.WSSAddrs, IDC: j.IDC, Load: j.Load, Epoch: j.Epoch}, nil
 }
 
 func (c *ZKClient) memberPath(m push.Member) (string, error) {

@@ -12,7 +12,9 @@
 #   scripts/services.sh stop                stop what start started (TERM, then KILL)
 #   scripts/services.sh status              show what runs and whether it answers
 #   scripts/services.sh run CMD [ARG...]    start, run CMD with the env, stop
-# NAME is redis, mariadb, zookeeper, mosquitto or nats; default: $SERVICES if
+# NAME is redis, mariadb, zookeeper, mosquitto or nats (and, for `install`
+# only, haproxy and chromium: the TLS and browser tests start their own);
+# default: $SERVICES if
 # set (e.g. SERVICES=zookeeper), else the first three, and all five with EXTRA=1.
 #
 # `start` prints the environment as `export` lines on stdout (logs go to
@@ -35,7 +37,7 @@ DB_PASS=${DB_PASS:-lcpush}
 MYSQL_OPTS=${MYSQL_OPTS:---innodb-log-file-size=16M}
 ZK_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
 
-ALL_NAMES="redis mariadb zookeeper mosquitto nats"
+ALL_NAMES="redis mariadb zookeeper mosquitto nats haproxy chromium"
 
 now_ms() { date +%s%3N; }
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -66,6 +68,8 @@ packages() {
     zookeeper) echo "zookeeper netcat-openbsd" ;;
     mosquitto) echo "mosquitto mosquitto-clients" ;;
     nats) echo nats-server ;;
+    haproxy) echo "haproxy openssl" ;; # install only: tests start their own (scripts/tls.sh)
+    chromium) echo "chromium fonts-liberation" ;; # install only: playwright-core drives it
   esac
 }
 installed() {
@@ -75,6 +79,8 @@ installed() {
     zookeeper) [ -f /usr/share/java/zookeeper.jar ] && [ -f /usr/share/java/slf4j-log4j12.jar ] && command -v java >/dev/null ;;
     mosquitto) command -v mosquitto >/dev/null && command -v mosquitto_sub >/dev/null ;;
     nats) command -v nats-server >/dev/null ;;
+    haproxy) command -v haproxy >/dev/null && command -v openssl >/dev/null ;;
+    chromium) command -v chromium >/dev/null ;;
   esac
 }
 

@@ -74,6 +74,25 @@ type Options struct {
 	NodeID       int    // message-id node, 0..1023
 	IDC          string
 	ConfigPoll   time.Duration
+	// WSAddr is the room's WebSocket listen address (PROTOCOL.md,
+	// "Transports"); empty: no WebSocket. Proposed default for the
+	// single-process run once the room serves WebSocket: ":7001", so that a
+	// browser connects out of the box; "" until then.
+	// TODO(issue 12): the room does not serve WebSocket yet; Start only
+	// warns that WSAddr is set (the TODO in Start where the room's Config
+	// is built).
+	WSAddr string
+	// PublicWS, PublicTLS and PublicWSS are the room's public addresses of
+	// the other transports, announced in membership next to PublicAddr (the
+	// TCP one) and handed out by the dispatcher for ?transport=ws, tls, wss.
+	// PublicWS: ws:// URLs or host:port, normalised to ws://host:port/v1/ws;
+	// PublicTLS: host:port of the TLS terminator in front of this room;
+	// PublicWSS: wss:// URLs or host:port of the terminator, normalised to
+	// wss://host:port/v1/ws (push.WSURL). Empty: the room is not announced
+	// for that transport.
+	PublicWS  []string
+	PublicTLS []string
+	PublicWSS []string
 	// ZKServers, when set, takes configuration and membership from
 	// ZooKeeper under ZKRoot; ConfigPath (or the demo config) seeds an empty tree.
 	ZKServers []string
@@ -185,6 +204,10 @@ type System struct {
 func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	opts.defaults()
 	run, err := resolveTargets(opts.Targets, len(opts.ZKServers) > 0)
+	if err != nil {
+		return nil, err
+	}
+	roomPub, err := opts.roomTransports()
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +328,12 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		coord = s.Coordinator
 	}
 	if run["room"] {
+		// TODO(issue 12, room WebSocket listener): pass opts.WSAddr to the
+		// room's Config here once the room serves WebSocket (it has no such
+		// field yet); until then a set WSAddr listens nowhere.
+		if opts.WSAddr != "" {
+			log.Warn("the room does not serve WebSocket yet: -room-ws-addr is ignored", "ws_addr", opts.WSAddr)
+		}
 		if s.Room, err = room.New(room.Config{
 			ID: opts.RoomID, Addr: opts.RoomAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
 		}, room.Deps{Config: holder, Register: roomReg, Saver: roomSaver, Coordinator: coord}); err != nil {
@@ -363,7 +392,15 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if opts.PublicAddr == "" && pub != s.Room.Addr() {
 			log.Warn("room bound to all interfaces: the dispatcher hands out "+pub+"; set -room-public for other hosts", "bound", s.Room.Addr())
 		}
-		join("room", s.Room.ID(), pub)
+		// The room's member: its client addresses of every transport,
+		// what the dispatcher hands out (in one process too: it reads the
+		// same directory).
+		// TODO(issue 12, room WebSocket listener): with the room serving
+		// WebSocket and no PublicWS, announce
+		// push.WSURL("ws", publicAddr("", <the room's bound WS address>)).
+		dir.Join(push.Member{Role: "room", ID: s.Room.ID(), RPCAddr: rpcAddr, Addrs: []string{pub},
+			TLSAddrs: roomPub.tls, WSAddrs: roomPub.ws, WSSAddrs: roomPub.wss, IDC: opts.IDC, Epoch: epoch})
+		s.joined = append(s.joined, [2]string{"room", s.Room.ID()})
 		s.startLoadReports(dir, s.Room)
 	}
 
@@ -396,6 +433,47 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	log.Info("started", "targets", opts.Targets, "room", s.RoomAddr(), "center", s.CenterAddr(),
 		"dispatcher", s.DispatchAddr(), "admin", s.Admin.Addr())
 	return s, nil
+}
+
+// roomAddrs are a room's announced addresses of the transports besides TCP.
+type roomAddrs struct{ tls, ws, wss []string }
+
+// roomTransports checks and normalises PublicTLS, PublicWS and PublicWSS.
+func (o *Options) roomTransports() (roomAddrs, error) {
+	var out roomAddrs
+	norm := func(list []string, name string, f func(string) (string, error)) ([]string, error) {
+		var got []string
+		for _, a := range list {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			n, err := f(a)
+			if err != nil {
+				return nil, fmt.Errorf("room public %s address: %w", name, err)
+			}
+			if !slices.Contains(got, n) {
+				got = append(got, n)
+			}
+		}
+		return got, nil
+	}
+	var err error
+	if out.tls, err = norm(o.PublicTLS, push.TransportTLS, func(a string) (string, error) {
+		return a, push.CheckHostPort(a)
+	}); err != nil {
+		return out, err
+	}
+	if out.ws, err = norm(o.PublicWS, push.TransportWS, func(a string) (string, error) {
+		return push.WSURL(push.TransportWS, a)
+	}); err != nil {
+		return out, err
+	}
+	if out.wss, err = norm(o.PublicWSS, push.TransportWSS, func(a string) (string, error) {
+		return push.WSURL(push.TransportWSS, a)
+	}); err != nil {
+		return out, err
+	}
+	return out, nil
 }
 
 // publicAddr is the address clients are told to use: the configured one, or

@@ -3,8 +3,9 @@
 // service speaks in these types, so that the same values travel through
 // direct in-process calls today and through the pipelined RPC library when
 // services run as separate processes. Besides the types it holds only the rules
-// their values must pass everywhere (CheckUID), and imports nothing of the
-// project.
+// their values must pass everywhere (CheckUID, and the forms of announced
+// client addresses: CheckHostPort, WSURL, HostPort), and imports nothing of
+// the project.
 package push
 
 import "errors"
@@ -119,14 +120,54 @@ type StoreStats struct {
 }
 
 // Member is one live service instance (keeper membership).
+//
+// A room announces its public client addresses per transport (PROTOCOL.md,
+// "Transports"): Addrs are the raw TCP ones (what every room had before the
+// other transports, so a member with only Addrs is a TCP-only room), the
+// others are empty when the room does not serve that transport.
 type Member struct {
 	Role    string   // "room", "register", "center", ...
 	ID      string   // instance id, unique per role
 	RPCAddr string   // internal address, empty in single-process mode
 	Addrs   []string // public addresses (rooms: client TCP host:port)
-	IDC     string   // data centre
-	Load    int      // e.g. connections held
+	// TLSAddrs are host:port of the TLS terminators in front of the room
+	// (TCP+TLS); WSAddrs and WSSAddrs are WebSocket URLs,
+	// ws://host:port/v1/ws and wss://host:port/v1/ws (see WSURL).
+	TLSAddrs []string
+	WSAddrs  []string
+	WSSAddrs []string
+	IDC      string // data centre
+	Load     int    // e.g. connections held
 	// Epoch changes when the instance restarts (its start time, unix nanos):
 	// a register that restarted empty is told apart from one that stayed.
 	Epoch int64
+}
+
+// Client transports (PROTOCOL.md, "Transports"), as the dispatcher's
+// transport parameter names them.
+const (
+	TransportTCP = "tcp" // raw TCP, the default
+	TransportTLS = "tls" // TCP+TLS through a terminator
+	TransportWS  = "ws"  // WebSocket
+	TransportWSS = "wss" // WebSocket over TLS through a terminator
+)
+
+// Transports lists the client transports, the default first.
+var Transports = []string{TransportTCP, TransportWS, TransportTLS, TransportWSS}
+
+// TransportAddrs returns the member's public addresses of transport t (one
+// of the Transport constants), nil for an unknown one. The slice is the
+// member's.
+func (m *Member) TransportAddrs(t string) []string {
+	switch t {
+	case TransportTCP:
+		return m.Addrs
+	case TransportTLS:
+		return m.TLSAddrs
+	case TransportWS:
+		return m.WSAddrs
+	case TransportWSS:
+		return m.WSSAddrs
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +46,16 @@ func (c *Client) dispatch(ctx context.Context, attempt int) ([]string, error) {
 		q.Set("net", c.cfg.Net)
 	}
 	q.Set("retry", strconv.Itoa(attempt))
+	q.Set("transport", string(c.cfg.Transport))
 	if len(failed) > 0 {
-		q.Set("failed", strings.Join(failed, ","))
+		// host:port for every transport (PROTOCOL.md, Transports).
+		hps := make([]string, 0, len(failed))
+		for _, a := range failed {
+			if hp := failedHostPort(a, c.cfg.Transport); !slices.Contains(hps, hp) {
+				hps = append(hps, hp)
+			}
+		}
+		q.Set("failed", strings.Join(hps, ","))
 	}
 	u := strings.TrimSuffix(c.cfg.DispatchURL, "/") + "/v1/dispatch?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

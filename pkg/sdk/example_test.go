@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -43,4 +44,30 @@ func Example() {
 		log.Print(err)
 	}
 	<-c.Done() // until Close or a terminal kick
+}
+
+// A web view or a network that only lets HTTPS through: WebSocket over TLS,
+// with the gateway's key pinned (the current key and a backup).
+func Example_wss() {
+	c, err := sdk.New(sdk.Config{
+		DispatchURL: "https://dispatcher.example", // asked with transport=wss
+		Addrs:       []string{"wss://gw1.example/v1/ws"},
+		Transport:   sdk.TransportWSS,
+		Pins: []string{
+			"sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+			"sha256/YLh1dUR9y6Kja30RrAn7JKnbQG/uEtLMkBgFF2Fuihg=",
+		},
+		App:   7,
+		UID:   "device-42",
+		Token: "1900000000.<hmac from the product back end>",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); errors.Is(err, sdk.ErrPinMismatch) {
+		log.Fatal("the gateway presented an unexpected key: ", err)
+	}
 }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
@@ -23,6 +26,7 @@ const waitTimeout = 5 * time.Second
 type fakeServer struct {
 	t      *testing.T
 	ln     net.Listener
+	opts   fakeOpts
 	noPong atomic.Bool
 
 	// Guarded by mu: change them with configure.
@@ -46,6 +50,7 @@ type rxFrame struct {
 
 type fakeConn struct {
 	net.Conn
+	ws    *wsServerConn // the WebSocket transport, or nil
 	auth  proto.Auth
 	app   uint32
 	pings atomic.Int32
@@ -56,20 +61,41 @@ type fakeConn struct {
 	closed chan struct{}
 }
 
-func newFakeServer(t *testing.T) *fakeServer {
+// fakeOpts chooses the fake server's transport: raw TCP by default, TLS
+// with tls, WebSocket (at WSPath) with ws, WSS with both.
+type fakeOpts struct {
+	tls *tls.Config
+	ws  bool
+}
+
+func newFakeServer(t *testing.T) *fakeServer { return newFakeServerOpts(t, fakeOpts{}) }
+
+func newFakeServerOpts(t *testing.T, opts fakeOpts) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, hb: 30, room: "room-test", conns: make(chan *fakeConn, 64)}
+	s := &fakeServer{t: t, ln: ln, opts: opts, hb: 30, room: "room-test", conns: make(chan *fakeConn, 64)}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	t.Cleanup(s.close)
 	return s
 }
 
-func (s *fakeServer) addr() string { return s.ln.Addr().String() }
+// addr is the address a client is given: host:port for TCP and TLS, a
+// ws:// or wss:// URL for WebSocket.
+func (s *fakeServer) addr() string {
+	switch {
+	case s.opts.ws && s.opts.tls != nil:
+		return "wss://" + s.hostport() + WSPath
+	case s.opts.ws:
+		return "ws://" + s.hostport() + WSPath
+	}
+	return s.hostport()
+}
+
+func (s *fakeServer) hostport() string { return s.ln.Addr().String() }
 
 // configure changes hb, room or onAuth while the server runs.
 func (s *fakeServer) configure(f func(s *fakeServer)) {
@@ -99,7 +125,14 @@ func (s *fakeServer) acceptLoop() {
 		if err != nil {
 			return
 		}
+		if s.opts.tls != nil {
+			conn = tls.Server(conn, s.opts.tls)
+		}
 		fc := &fakeConn{Conn: conn, closed: make(chan struct{})}
+		if s.opts.ws {
+			fc.ws = newWSServerConn(conn)
+			fc.Conn = fc.ws
+		}
 		s.mu.Lock()
 		s.all = append(s.all, fc)
 		s.mu.Unlock()
@@ -112,6 +145,9 @@ func (s *fakeServer) serve(fc *fakeConn) {
 	defer s.wg.Done()
 	defer close(fc.closed)
 	defer fc.Close()
+	if fc.ws != nil && !fc.ws.upgrade() {
+		return
+	}
 	dec := proto.NewDecoder(fc, 0)
 	f, err := dec.Next()
 	if err != nil || f.Op != proto.OpAuth {
@@ -134,6 +170,14 @@ func (s *fakeServer) serve(fc *fakeConn) {
 		fc.send(answer)
 	} else {
 		fc.send(answer)
+		if fc.ws != nil {
+			// Like the room: a close frame after KICK (1000) or ERROR (1008).
+			code := ws.StatusPolicyViolation
+			if len(answer) > 5 && answer[5] == proto.OpKick {
+				code = ws.StatusNormalClosure
+			}
+			fc.ws.sendClose(code, "")
+		}
 		// Like the room: an ERROR or KICK to an AUTH ends the connection.
 		// Wait for the client to hang up first, so the answer is not lost
 		// to a reset.

@@ -11,10 +11,53 @@
 // connection, one ACK flusher and one callback goroutine. Every queue is
 // bounded; a slow message handler slows the reader, which lets TCP push back
 // on the server instead of buffering without limit.
+//
+// # Transports
+//
+// The frames are the same bytes on every transport (PROTOCOL.md,
+// "Transports"); Config.Transport picks one, and the dispatcher is asked for
+// addresses of it (transport=tcp|tls|ws|wss):
+//
+//   - tcp (default): frames back to back on a TCP stream; addresses host:port.
+//   - tls: the same stream inside TLS; addresses host:port.
+//   - ws: WebSocket (RFC 6455); addresses ws://host:port/v1/ws. The upgrade
+//     is GET on the URL's path (WSPath when the address is a bare host:port
+//     or has no path) and offers the subprotocol lcpush.v1 (WSSubprotocol);
+//     no Origin header is sent. Each frame the client writes is one masked
+//     binary message; each message received must hold exactly one frame
+//     (Len included): a text message, or one holding more or less than a
+//     frame or more than the maximum, drops the connection (then reconnect).
+//     Server pings are answered with pongs of the same payload by the
+//     reader; a server close frame is echoed and ends the connection. After
+//     a KICK the disconnect reason is the *KickError, after a lone ERROR it
+//     wraps that *proto.Error and the *CloseError (code 1008 from the room);
+//     Close sends a close frame with code 1000.
+//   - wss: WebSocket over TLS; addresses wss://host:port/v1/ws.
+//
+// An address that is a URL (ws://, wss://, tcp://, tls://) is dialed as its
+// scheme says, whatever Transport is; a bare host:port is dialed with
+// Transport. The dispatcher's failed list always names host:port.
+//
+// TLS (tls and wss) verifies the server's chain against Config.RootCAs (the
+// system roots when nil) and the name Config.ServerName (default: the
+// address's host, also sent as SNI unless it is an IP address). Config.Pins
+// adds public-key pinning in the HPKP / OkHttp style ("sha256/<base64>" of
+// a SubjectPublicKeyInfo, see PinOf): any certificate of the verified chain
+// with a pinned key passes; none fails the connection with an error
+// wrapping ErrPinMismatch, which is retried like an unreachable gateway.
+// Dial, TLS handshake, upgrade and AUTH share one Config.DialTimeout and
+// the Connect context.
+//
+// The transport sits behind a small seam (frameConn: next frame, write one
+// frame, close), so the session logic — AUTH, heartbeat, ACKs, requests,
+// reconnects — is the same on all four. The WebSocket transport uses
+// github.com/gobwas/ws and adds no goroutine.
 package sdk
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,12 +143,45 @@ type Message struct {
 // callback runs, at most one queue (256 events) of further frames is read.
 type Config struct {
 	// DispatchURL, when set, is asked for gateway addresses before each
-	// (re)connect: GET {DispatchURL}/v1/dispatch?uid&app&net&retry&failed.
+	// (re)connect: GET {DispatchURL}/v1/dispatch?uid&app&net&retry&failed&transport.
 	DispatchURL string
-	// Addrs are static gateway addresses (host:port), tried after the dispatched ones.
+	// Addrs are static gateway addresses, tried after the dispatched ones:
+	// host:port (dialed with Transport), or URLs that name their own
+	// transport: ws://host:port/v1/ws, wss://host:port/v1/ws, tcp://host:port,
+	// tls://host:port.
 	Addrs []string
-	App   uint32
-	UID   string
+	// Transport is how gateways are reached: TransportTCP (the default),
+	// TransportTLS, TransportWS or TransportWSS. The dispatcher is asked
+	// for addresses of this transport (transport=...), and a bare host:port
+	// (in Addrs, a dispatcher answer or a REDIRECT) is dialed with it; for
+	// ws and wss it means the URL scheme://host:port/v1/ws.
+	Transport Transport
+
+	// TLS, used by every tls and wss address. The handshake shares the
+	// DialTimeout of the connect attempt.
+
+	// ServerName is the name sent as SNI and verified against the server's
+	// certificate. Default: the host of each address.
+	ServerName string
+	// RootCAs verifies the server's chain; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Pins, when set, pins the server's public key on top of the normal
+	// verification: each pin is "sha256/" + base64(SHA-256 of a
+	// certificate's SubjectPublicKeyInfo), as HPKP and OkHttp's
+	// CertificatePinner write them (see PinOf). A connection passes when any
+	// certificate of the verified chain (leaf, intermediate or root) has a
+	// pinned key; otherwise it fails with an error wrapping ErrPinMismatch.
+	// That failure is treated like an unreachable gateway: the next address
+	// is tried and the background loop keeps retrying with backoff (another
+	// path may not be intercepted, and a fixed deployment heals), so watch
+	// Connect's error and the logs for it. Pin a backup key too. With Pins
+	// set the client speaks only TLS: Transport must be tls or wss, and a
+	// plaintext address (in Addrs, or later from the dispatcher or a
+	// REDIRECT) is refused.
+	Pins []string
+
+	App uint32
+	UID string
 	// Token authenticates UID for App; TokenFunc, if set, is called instead
 	// before each (re)connect so an expired token can be refreshed.
 	Token     string
@@ -129,7 +205,9 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the reconnect delay (default 500ms, 30s):
 	// exponential growth, full jitter.
 	BackoffMin, BackoffMax time.Duration
-	// DialTimeout bounds one dial plus AUTH, one dispatch call and one write (default 5s).
+	// DialTimeout bounds one connect attempt (TCP dial, TLS handshake,
+	// WebSocket upgrade and AUTH together), one dispatch call and one write
+	// (default 5s).
 	DialTimeout time.Duration
 	// DedupSize is how many recent message ids are remembered (default 4096).
 	DedupSize int
@@ -167,6 +245,30 @@ func (c *Config) fill() error {
 			return fmt.Errorf("%w: DispatchURL %q is not an http(s) URL", ErrConfig, c.DispatchURL)
 		}
 	}
+	if c.Transport == "" {
+		c.Transport = TransportTCP
+	}
+	if !c.Transport.valid() {
+		return fmt.Errorf("%w: unknown Transport %q (tcp, tls, ws, wss)", ErrConfig, c.Transport)
+	}
+	if _, err := parsePins(c.Pins); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if len(c.Pins) > 0 && !c.Transport.secure() {
+		return fmt.Errorf("%w: Pins need Transport tls or wss", ErrConfig)
+	}
+	for _, a := range c.Addrs {
+		if a == "" {
+			continue
+		}
+		ep, err := parseAddr(a, c.Transport)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		if len(c.Pins) > 0 && !ep.transport.secure() {
+			return fmt.Errorf("%w: Pins set, but address %q is not TLS", ErrConfig, a)
+		}
+	}
 	if c.SDKName == "" {
 		c.SDKName = "lcpush-go"
 	}
@@ -201,11 +303,12 @@ type Client struct {
 	log   *slog.Logger
 	hbReq int // requested heartbeat, seconds
 
-	ctx    context.Context // canceled by Close
-	cancel context.CancelFunc
-	seq    atomic.Uint32
-	httpc  *http.Client
-	httpT  *http.Transport
+	ctx     context.Context // canceled by Close
+	cancel  context.CancelFunc
+	seq     atomic.Uint32
+	httpc   *http.Client
+	httpT   *http.Transport
+	tlsConf *tls.Config // template for tls and wss connections
 
 	events     chan event
 	msgs       chan Message
@@ -241,6 +344,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.Addrs = append([]string(nil), cfg.Addrs...)
+	pins, _ := parsePins(cfg.Pins) // checked by fill
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// Dispatch is called once per reconnect: idle keep-alive connections
 	// would only hold goroutines and sockets between calls.
@@ -265,6 +369,7 @@ func New(cfg Config) (*Client, error) {
 		pending: make(map[uint32]pendingReq),
 		binds:   make(map[uint32]string),
 		hb:      cfg.Heartbeat,
+		tlsConf: newTLSConfig(&cfg, pins),
 	}
 	c.acks.init()
 	return c, nil

@@ -13,11 +13,11 @@ import (
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
-// session is one authenticated TCP connection.
+// session is one authenticated connection, on any transport.
 type session struct {
-	conn         net.Conn
+	conn         net.Conn  // the outermost connection: deadlines are set here
+	fr           frameConn // reads and writes whole frames over conn
 	addr         string
-	dec          *proto.Decoder
 	hb           time.Duration
 	room         string
 	writeTimeout time.Duration
@@ -56,7 +56,7 @@ func (s *session) writeLocked(frame []byte) error {
 	default:
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-	if _, err := s.conn.Write(frame); err != nil {
+	if err := s.fr.writeFrame(frame); err != nil {
 		s.close()
 		return fmt.Errorf("sdk write %s: %w", s.addr, err)
 	}
@@ -66,7 +66,7 @@ func (s *session) writeLocked(frame []byte) error {
 func (s *session) close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		_ = s.conn.Close()
+		_ = s.fr.close()
 	})
 }
 
@@ -120,22 +120,23 @@ func decodeError(body []byte) *proto.Error {
 	return &e
 }
 
-// handshake dials addr, sends AUTH and waits for AUTH_OK. ERROR, KICK and
-// REDIRECT answers come back as *proto.Error, *KickError and *redirectError.
+// handshake dials addr (TCP, TLS, WebSocket: see dial), sends AUTH and waits
+// for AUTH_OK, all within one DialTimeout. ERROR, KICK and REDIRECT answers
+// come back as *proto.Error, *KickError and *redirectError.
 func (c *Client) handshake(ctx context.Context, addr, token string) (*session, error) {
-	d := net.Dialer{Timeout: c.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	deadline := time.Now().Add(c.cfg.DialTimeout)
+	conn, fr, err := c.dial(ctx, addr, deadline)
 	if err != nil {
-		return nil, fmt.Errorf("sdk dial %s: %w", addr, err)
+		return nil, err
 	}
 	s := &session{
 		conn:         conn,
+		fr:           fr,
 		addr:         addr,
-		dec:          proto.NewDecoder(conn, maxFrameIn),
 		writeTimeout: c.cfg.DialTimeout,
 		done:         make(chan struct{}),
 	}
-	_ = conn.SetDeadline(time.Now().Add(c.cfg.DialTimeout))
+	_ = conn.SetDeadline(deadline)
 	// Cancelling ctx aborts a blocked read or write at once.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -152,7 +153,7 @@ func (c *Client) handshake(ctx context.Context, addr, token string) (*session, e
 		return fail(err)
 	}
 	for {
-		f, err := s.dec.Next()
+		f, err := s.fr.next()
 		if err != nil {
 			return fail(err)
 		}
@@ -204,11 +205,20 @@ func (s *session) readTimeout() time.Duration { return s.hb*5/2 + time.Second }
 
 func (c *Client) readLoop(s *session) error {
 	timeout := s.readTimeout()
+	var serverErr *proto.Error // the last ERROR no request waited for
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-		f, err := s.dec.Next()
+		f, err := s.fr.next()
 		if err != nil {
+			if serverErr != nil {
+				// The server closes after an ERROR it sent on its own:
+				// that ERROR is why the connection ended.
+				return fmt.Errorf("sdk: server error %w, then: %w", serverErr, err)
+			}
 			return err
+		}
+		if f.Op != proto.OpError {
+			serverErr = nil // the connection went on: that ERROR was not fatal
 		}
 		switch f.Op {
 		case proto.OpPush:
@@ -220,6 +230,7 @@ func (c *Client) readLoop(s *session) error {
 		case proto.OpError:
 			e := decodeError(f.Body)
 			if !c.resolve(f.Seq, e) {
+				serverErr = e
 				c.log.Warn("sdk: server error", "addr", s.addr, "seq", f.Seq, "code", e.Code, "message", e.Message)
 			}
 		case proto.OpKick:
