@@ -5,11 +5,68 @@ import (
 	"sync"
 )
 
-// Connection admission (OnOpen): caps per process and per client IP, on
-// every connection and on those that have not authenticated yet, and a
-// connect rate per IP. A connection that has not authenticated is cheap to
-// open and to hold, so it has caps of its own, well below the others: idle
-// sockets from a handful of addresses must not lock out every new login.
+// Connection admission (OnOpen, admitConn): the allow/deny lists, caps per
+// process and per client IP, on every connection and on those that have not
+// authenticated yet, and a connect rate per IP. A connection that has not
+// authenticated is cheap to open and to hold, so it has caps of its own,
+// well below the others: idle sockets from a handful of addresses must not
+// lock out every new login.
+
+// admitConn counts a new connection from ip in the caps, or names why it is
+// refused (OnOpen). An admitted connection is unauthenticated until
+// authenticated (session.go) and gives its counts back in releaseConn.
+func (r *Room) admitConn(ip netip.Addr) admitResult {
+	cfg := &r.deps.Config.Load().Room
+	if r.isClosing() {
+		return refusedShutdown
+	}
+	if !cfg.IPAllowed(ip) {
+		return refusedIPDenied
+	}
+	// The cap counts every admitted connection, authenticated or not: it is
+	// what keeps the process below its open-files limit, where an accept
+	// error (EMFILE) would stop the whole engine.
+	if r.conns.Add(1) > int64(cfg.MaxConns) {
+		r.conns.Add(-1)
+		return refusedMaxConns
+	}
+	if r.unauthed.Add(1) > int64(cfg.MaxUnauthed) {
+		r.unauthed.Add(-1)
+		r.conns.Add(-1)
+		return refusedUnauthAll
+	}
+	if res := r.ips.acquire(ip, cfg.MaxConnsPerIP, cfg.MaxUnauthedPerIP,
+		connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS()); res != admitted {
+		r.unauthed.Add(-1)
+		r.conns.Add(-1)
+		return res
+	}
+	return admitted
+}
+
+// readmit moves a connection in its transport's handshake (still
+// unauthenticated) to the client address the transport learned (a PROXY
+// header): the allow/deny lists and the per-IP caps apply to that address
+// from then on, not to the peer's. It reports false, counted as refused,
+// when that address may not connect; the connection keeps its counts under
+// its old address, which its close gives back (loop only).
+func (r *Room) readmit(s *connState, ip netip.Addr) bool {
+	cfg := &r.deps.Config.Load().Room
+	res := admitted
+	if !cfg.IPAllowed(ip) {
+		res = refusedIPDenied
+	} else {
+		res = r.ips.acquire(ip, cfg.MaxConnsPerIP, cfg.MaxUnauthedPerIP,
+			connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS())
+	}
+	if res != admitted {
+		mRefused.WithLabelValues(string(res)).Inc()
+		return false
+	}
+	r.ips.release(s.ip, s.unauthed)
+	s.ip = ip
+	return true
+}
 
 // ipState is what the room keeps per client IP.
 type ipState struct {
@@ -36,6 +93,9 @@ const (
 	refusedUnauthIP  admitResult = "max_unauthed_per_ip"
 	refusedRateIP    admitResult = "connect_rate"
 	refusedUnauthAll admitResult = "max_unauthed"
+	refusedMaxConns  admitResult = "max_conns"
+	refusedIPDenied  admitResult = "ip_denied"
+	refusedShutdown  admitResult = "shutdown"
 )
 
 // acquire counts one more (unauthenticated) connection from ip unless a

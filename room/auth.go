@@ -13,6 +13,12 @@ import (
 	"github.com/lcpush/lcpush/pkg/token"
 )
 
+// AUTH: the first frame of every connection. The token is checked offline
+// on the loop (handleAuth); a worker registers the session, takes its app
+// from the uid's other connections and loads its stored messages
+// (authTask); AUTH_OK, those messages, the pushes that came meanwhile and
+// the frames the client pipelined follow on the loop (finishAuth).
+
 // handleAuth checks an AUTH offline on the loop and hands the blocking part
 // (register, kick the previous session, load stored messages) to the workers.
 func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
@@ -29,7 +35,7 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	if r.isClosing() {
 		mAuths.WithLabelValues("shutdown").Inc()
 		r.writeKick(s, push.KickShutdown, proto.KickReason(push.KickShutdown))
-		r.markClose(s, closeKick)
+		r.markClose(s, closeKick, "")
 		return gnet.Close
 	}
 
@@ -116,7 +122,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 		r.log.Warn("auth failed", "uid", s.uid, "err", res.err)
 		mAuths.WithLabelValues("internal").Inc()
 		r.writeError(s, res.seq, proto.ErrCodeInternal, "session store unavailable")
-		r.lingerClose(s, closeAuthFailed)
+		r.lingerClose(s, closeAuthFailed, proto.ErrCodeInternal)
 		return
 	}
 	s.state = stAuthed
@@ -142,31 +148,9 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 	}
 }
 
-// appendStored appends PUSH frames of stored messages, flushing to s every
-// 64 KiB so the loop's buffer stays small (loop only). One load is written
-// whole (kindStored, write.go): it is bounded by the store's load limit.
-func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) ([]byte, int) {
-	now := time.Now().Unix()
-	n := 0
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Expired(now) || !s.hasApp(m.App) {
-			continue
-		}
-		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
-		mPushes.Inc()
-		n++
-		if len(buf) >= 64<<10 {
-			r.send(s, kindStored, buf) // a closed s ignores the writes that follow
-			buf = buf[:0]
-		}
-	}
-	return buf, n
-}
-
 // displace takes from the uid's other connections the apps that sess's
-// login or BIND took over (worker): a connection left with no app is kicked
-// (KICK login_elsewhere), the others keep serving their other apps.
+// login or BIND (bind.go) took over (worker): a connection left with no app
+// is kicked (KICK login_elsewhere), the others keep serving their other apps.
 func (r *Room) displace(ctx context.Context, sess push.Session, displaced []push.Session) {
 	for _, d := range displaced {
 		if d.Room == sess.Room && d.ConnID == sess.ConnID {
@@ -176,41 +160,6 @@ func (r *Room) displace(ctx context.Context, sess push.Session, displaced []push
 			r.log.Warn("taking apps from the previous session failed", "uid", d.UID, "room", d.Room, "apps", d.Apps, "err", err)
 		}
 	}
-}
-
-// bindTask registers a new app binding and loads its stored messages (worker).
-func (r *Room) bindTask(s *connState, app uint32, seq uint32) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	displaced, err := r.setApps(ctx, s)
-	if err == nil {
-		r.displace(ctx, push.Session{UID: s.uid, Room: r.cfg.ID, ConnID: s.id}, displaced)
-	}
-	var msgs []push.Message
-	online := false
-	if err == nil {
-		r.status(ctx, s.uid, app, push.EventOnline)
-		online = true
-		msgs, err = r.deps.Saver.Load(ctx, s.uid, []uint32{app})
-	}
-	r.onLoop(s, func() {
-		if err != nil {
-			r.log.Warn("bind failed", "uid", s.uid, "app", app, "err", err)
-			if s.removeApp(app) {
-				r.syncApps(s, app, online)
-			}
-			r.writeError(s, seq, proto.ErrCodeInternal, "bind failed")
-			return
-		}
-		if s.c.OutboundBuffered() > maxOutbound {
-			r.closeConn(s, closeSlow) // a load starts only under the budget
-			return
-		}
-		l := s.loop
-		l.outBuf = proto.AppendHeader(l.outBuf[:0], proto.Header{Op: proto.OpBindOK, Seq: seq}, 0)
-		l.outBuf, _ = r.appendStored(s, l.outBuf, msgs)
-		r.send(s, kindStored, l.outBuf)
-	})
 }
 
 // verifyToken checks a token for (app, uid) offline: the app's secret, the

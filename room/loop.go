@@ -25,10 +25,10 @@ type loopState struct {
 	head   *connState // intrusive list of the loop's connections
 	n      int
 	outBuf []byte // frame building for writes on this loop
-	ackBuf []uint64
+	wire   []byte // wire form of frames for transports that are not plain (write.go)
 
-	push    pushQueue  // pushes waiting for the loop's flush (flush.go)
-	acks    ackQueue   // ACKs waiting for the store (acks.go)
+	push    pushQueue  // pushes waiting for the loop's flush (write.go)
+	acks    ackQueue   // ACKs waiting for the store (ack.go)
 	flusher *pushFlush // the flush task, allocated once
 
 	backlog  atomic.Int64 // bytes of push batches queued on the loop (admit)
@@ -83,6 +83,17 @@ func (r *Room) loopOf(el gnet.EventLoop) *loopState {
 		r.loopSeq = append(r.loopSeq, l)
 	}
 	return l
+}
+
+// onLoop runs f on s's loop if s is still open when it gets there; f may
+// write to s. An error means the engine is stopping and f will not run.
+func (r *Room) onLoop(s *connState, f func()) error {
+	return s.loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if s.state != stClosed {
+			f()
+		}
+		return nil
+	}))
 }
 
 // allLoops returns a snapshot of the known loops.
@@ -146,9 +157,11 @@ func (r *Room) sweep(l *loopState) {
 			if now-s.active <= authDL {
 				return
 			}
-			if s.c.InboundBuffered() > 0 { // something was sent, just not an AUTH in time
+			// Something was sent, just not an AUTH in time (a connection
+			// still in its transport's handshake is sent no frame).
+			if s.c.InboundBuffered() > 0 && !s.shaking {
 				r.writeError(s, 0, proto.ErrCodeAuthRequired, "no AUTH within the deadline")
-				r.lingerClose(s, closeAuthTimeout)
+				r.lingerClose(s, closeAuthTimeout, proto.ErrCodeAuthRequired)
 				return
 			}
 			r.closeConn(s, closeAuthTimeout)

@@ -91,6 +91,7 @@ const (
 	closeAuthFailed  = "auth_failed"
 	closeInbound     = "inbound_overflow"
 	closeErrors      = "error_budget" // too many refused frames
+	closeHandshake   = "handshake"    // the transport refused the preamble or its address
 )
 
 // framesIn caches the per-op children so the hot path skips the label lookup.

@@ -3,13 +3,15 @@ package room
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
 )
+
+// Push: delivery of a message to listed connections. Push finds them in
+// the index and queues one batch per loop; the loop's flush (write.go)
+// writes them. Broadcast (broadcast.go) queues app-wide batches instead.
 
 // pushBatch is one message for the connections of one loop. Push queues it
 // on the loop (pushQueue); the loop's flush writes every batch queued since
@@ -108,78 +110,4 @@ func (r *Room) Push(_ context.Context, msg push.Message, targets []push.Target) 
 		}
 	}
 	return found, nil
-}
-
-// Kick takes apps from the uid's connection with connID (0 = its newest
-// connection here): apps are tenants, so a login or a kick through app A
-// ends only A's session. The connection is sent KICK {code, reason} and
-// closed when it has no app left, or when apps is empty (the whole
-// connection); otherwise it keeps serving its other apps, and is sent
-// nothing (version 1 has no frame for it: the client learns it from ERROR
-// not_bound if it uses the app). It reports whether such a connection was
-// found; the frames are written asynchronously by its loop.
-func (r *Room) Kick(_ context.Context, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error) {
-	if r.isClosing() {
-		return false, fmt.Errorf("room kick: %w", push.ErrClosed)
-	}
-	s := r.idx.get(uid, connID)
-	if s == nil {
-		return false, nil
-	}
-	if reason == "" {
-		reason = proto.KickReason(code)
-	}
-	apps = slices.Clone(apps)
-	err := r.onLoop(s, func() {
-		if len(apps) > 0 {
-			var took []uint32
-			for _, a := range apps {
-				if s.removeApp(a) {
-					took = append(took, a)
-				}
-			}
-			if len(s.appList()) > 0 {
-				r.revoked(s, took, code)
-				return
-			}
-		}
-		r.writeKick(s, code, reason)
-		r.lingerClose(s, closeKick)
-	})
-	if err != nil {
-		return false, fmt.Errorf("room kick: %w", push.ErrClosed)
-	}
-	return true, nil
-}
-
-// revoked tells the register what a connection that kept other apps has
-// left (loop only). A login elsewhere took the apps there: the user is still
-// online for them, so no offline event; a kick reports them offline.
-func (r *Room) revoked(s *connState, took []uint32, code int) {
-	mRevoked.Add(float64(len(took)))
-	for _, a := range took {
-		r.syncApps(s, a, code != push.KickLoginElsewhere)
-	}
-}
-
-// Drain asks every authenticated client to reconnect to one of addrs after
-// a random delay in [0, afterMS] (REDIRECT) and returns how many were told.
-// It waits for the loops (bounded by ctx); clients close by themselves.
-func (r *Room) Drain(ctx context.Context, addrs []string, afterMS int) int {
-	if addrs == nil {
-		addrs = []string{}
-	}
-	frame := proto.AppendJSON(nil, proto.Header{Op: proto.OpRedirect},
-		proto.Redirect{Addrs: addrs, AfterMS: afterMS, Reason: "drain"})
-	var told atomic.Int64
-	r.onLoops(ctx, func(l *loopState) {
-		n := 0
-		l.each(func(s *connState) {
-			if s.state == stAuthed && r.send(s, kindControl, frame) {
-				n++
-			}
-		})
-		told.Add(int64(n))
-	})
-	return int(told.Load())
 }

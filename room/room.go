@@ -11,6 +11,34 @@
 // EventLoop.Execute. Nothing outside a loop ever touches a gnet.Conn or the
 // per-connection state, except the few immutable or atomic fields documented
 // on connState.
+//
+// The session state machine knows frames, not bytes: a connection's
+// transport (transport.go) turns its byte stream into decoded frames and the
+// frames the room writes into the bytes on the wire. Raw TCP, the
+// length-prefixed frames of the protocol back to back, is the transport of
+// the one listener; the seam is where WebSocket and the PROXY protocol come
+// in, chosen per listener, with a handshake before frames flow.
+//
+// Map of the package, by feature:
+//   - room.go: Config, the services the room calls (Deps), Room, Start, the
+//     worker pool hand-off (submit) and status events.
+//   - engine.go: the gnet event handler; it only dispatches.
+//   - transport.go: the transport seam and raw TCP framing.
+//   - session.go: per-connection state (connState) and the session
+//     lifecycle: open, handshake, end, close, linger, unregister.
+//   - admit.go: admission at open (lists, caps per process and per IP).
+//   - dispatch.go: the frame loop of a connection and the op dispatch.
+//   - auth.go, bind.go (BIND, UNBIND), ack.go, upstream.go: each client
+//     op, its loop-side handling, the worker task it hands off to and the
+//     loop-side completion.
+//   - limits.go: per-connection op rate limits (token buckets).
+//   - write.go: the write path: frame building, output budget and
+//     backpressure, per-loop push coalescing and the flush.
+//   - push.go, broadcast.go: delivery of messages (targeted, app-wide).
+//   - kick.go: Kick (apps are tenants). shutdown.go: Drain and Shutdown.
+//   - recovery.go: Sessions and Redeliver, for a register re-fill.
+//   - loop.go: per-loop state, tasks on a loop, the housekeeping sweep.
+//   - index.go: connections by uid. metrics.go: metrics, close reasons.
 package room
 
 import (
@@ -135,6 +163,10 @@ type Room struct {
 	runErr   error
 	shutOnce sync.Once
 	shutErr  error
+
+	// pickTransport, when set (tests, before Start), chooses the transport
+	// of each new connection by its listener address (transportFor).
+	pickTransport pickTransportFunc
 }
 
 // New validates cfg and deps and returns a room that is not yet listening.
@@ -264,6 +296,15 @@ func nowMilli() int64 { return time.Now().UnixMilli() }
 
 // now is a monotonic clock in nanoseconds, immune to wall-clock steps.
 func (r *Room) now() int64 { return int64(time.Since(r.epoch)) }
+
+// status reports an online/offline event (worker); a failure is logged,
+// never fatal.
+func (r *Room) status(ctx context.Context, uid string, app uint32, event string) {
+	ev := push.StatusEvent{App: app, UID: uid, Event: event, Room: r.cfg.ID, TS: nowMilli()}
+	if err := r.deps.Coordinator.Status(ctx, ev); err != nil {
+		r.log.Debug("status event not sent", "uid", uid, "app", app, "event", event, "err", err)
+	}
+}
 
 // submit hands f to the worker pool; false when the pool is full or closed.
 func (r *Room) submit(f func()) bool {

@@ -4,11 +4,37 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
 )
+
+// Graceful drain and shutdown: Drain redirects the clients elsewhere,
+// Shutdown kicks what is left and stops.
+
+// Drain asks every authenticated client to reconnect to one of addrs after
+// a random delay in [0, afterMS] (REDIRECT) and returns how many were told.
+// It waits for the loops (bounded by ctx); clients close by themselves.
+func (r *Room) Drain(ctx context.Context, addrs []string, afterMS int) int {
+	if addrs == nil {
+		addrs = []string{}
+	}
+	frame := proto.AppendJSON(nil, proto.Header{Op: proto.OpRedirect},
+		proto.Redirect{Addrs: addrs, AfterMS: afterMS, Reason: "drain"})
+	var told atomic.Int64
+	r.onLoops(ctx, func(l *loopState) {
+		n := 0
+		l.each(func(s *connState) {
+			if s.state == stAuthed && r.send(s, kindControl, frame) {
+				n++
+			}
+		})
+		told.Add(int64(n))
+	})
+	return int(told.Load())
+}
 
 // Shutdown kicks every session (KICK 4 server_shutdown), unregisters them,
 // stops the engine and the workers and waits for them. It is idempotent and

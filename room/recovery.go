@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -10,6 +11,44 @@ import (
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
+
+// Recovery of a register that lost its sessions: Sessions is the snapshot
+// it is re-filled from, and Redeliver pushes again what was stored while it
+// could not route.
+
+// Sessions returns a snapshot of the registered sessions held here. A
+// register that restarted empty is re-filled from it: recovery by re-filling
+// rather than by replicating the session store.
+func (r *Room) Sessions(ctx context.Context) ([]push.Session, error) {
+	var (
+		mu   sync.Mutex
+		out  []push.Session
+		over bool // the caller gave up: loops that run late must not append
+	)
+	ran := r.onLoops(ctx, func(l *loopState) {
+		var mine []push.Session
+		l.each(func(s *connState) {
+			if s.state == stAuthed && s.registered && !s.cleaned {
+				mine = append(mine, push.Session{
+					UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: slices.Clone(s.appList()),
+					Since: s.since, IP: s.ip.String(),
+				})
+			}
+		})
+		mu.Lock()
+		if !over {
+			out = append(out, mine...)
+		}
+		mu.Unlock()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	over = true
+	if err := ctx.Err(); err != nil && ran < len(r.allLoops()) {
+		return nil, fmt.Errorf("room sessions: %w", err)
+	}
+	return out, nil
+}
 
 // redeliverParallel bounds the store loads one Redeliver makes at once.
 const redeliverParallel = 8

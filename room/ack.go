@@ -2,9 +2,19 @@ package room
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/lcpush/lcpush/pkg/proto"
 )
+
+// ACK: the client's batch ACK of QoS 1 messages. The loop parses it
+// (handleAck) and queues its ids on the loop's ackQueue; one worker task
+// drains a loop's queue into the store (drainAcks), retrying what the store
+// refused, and Shutdown makes a last attempt (flushAcks).
 
 // maxAckQueued bounds the ACKed ids waiting on one loop; past it an ACK is
 // refused with ERROR overloaded (the client retries) instead of queueing
@@ -51,6 +61,29 @@ type ackEntry struct {
 	apps  []uint32 // the connection's copy-on-write set: never modified
 	ids   []uint64
 	first int64 // unix nano of the first attempt, 0 before it
+}
+
+// handleAck parses an ACK on the loop and queues its ids for the store.
+func (r *Room) handleAck(s *connState, f proto.Frame) gnet.Action {
+	var want int
+	if len(f.Body) >= 2 {
+		want = int(binary.BigEndian.Uint16(f.Body))
+	}
+	ids, err := proto.ParseAck(make([]uint64, 0, want), f.Body)
+	if err != nil {
+		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "bad ACK body")
+	}
+	if len(ids) == 0 {
+		return gnet.None
+	}
+	mAcks.Add(float64(len(ids)))
+	if !r.queueAck(s, ids) {
+		// Dropping an ACK silently would make the client believe its
+		// messages are gone while they would come back at next login.
+		mPoolDropped.WithLabelValues("ack").Inc()
+		r.writeError(s, f.Seq, proto.ErrCodeOverloaded, "ack not accepted, retry")
+	}
+	return gnet.None
 }
 
 // queueAck queues ids ACKed by s's uid (loop only). It reports false when

@@ -1,0 +1,146 @@
+package room
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/lcpush/lcpush/pkg/proto"
+)
+
+// The transport seam. The session state machine (dispatch.go and the ops'
+// files) takes decoded frames and gives whole frames to the write path
+// (write.go); how those frames travel on a connection's byte stream is its
+// transport's business. Raw TCP (frames back to back, PROTOCOL.md "Frame")
+// is one transport; WebSocket and a PROXY-protocol header in front of
+// either are others (PROTOCOL.md "Transports").
+//
+// A transport is chosen per connection in OnOpen (transportFor: by the
+// listener the connection came in on). One whose connections start with a
+// preamble (a WebSocket upgrade, a PROXY header) reports it through
+// handshaking; the room then hands the connection's input to handshake on
+// every OnTraffic, within the auth deadline, until it is done, and only then
+// reads frames. A PROXY-protocol transport wraps the listener's other one:
+// its handshake parses the header (and names the client's address), then
+// hands the connection over to the inner transport (handshakeStep.handoff),
+// whose own handshake, if any, follows. Every method runs on the
+// connection's loop, inside gnet's callbacks or the loop's tasks; none may
+// block, and none may keep a slice of gnet's buffers beyond the call that
+// got it.
+//
+// Raw TCP costs the hot paths nothing: a connection whose transport is
+// rawTCP (connState.custom unset) is read and written without a call
+// through the interface (drainFrames reads its frames inline, and frames
+// are written as they are), so shared and pre-built frames go out without
+// a copy. Every other
+// transport is called through it.
+type transport interface {
+	// handshaking reports whether a new connection has a preamble to go
+	// through before frames flow (asked once, in OnOpen, and after a
+	// handoff).
+	handshaking() bool
+	// handshake consumes what it can of the preamble from c's input. It
+	// may put bytes to answer (e.g. 101 Switching Protocols, or a refusal)
+	// in step.reply, built on out, which the room writes under the
+	// connection's output budget; it may name the client's real address
+	// (step.addr, PROXY protocol), which then replaces the peer's for
+	// admission, lists, the register and logs; and it may hand the
+	// connection over to another transport (step.handoff). step.done
+	// means the preamble is over: what is left in the input belongs to the
+	// next transport's handshake or to frames. An error refuses the
+	// connection: the room writes step.reply, if any, and closes it. It
+	// bounds what it leaves buffered (a preamble has a maximum size), as
+	// next does for frames.
+	handshake(c gnet.Conn, out []byte) (step handshakeStep, err error)
+
+	// next returns the next whole frame in c's input — its bytes, Len
+	// field included, as PROTOCOL.md "Frame" lays them out — having
+	// checked the size it announces against maxLen before buffering it, so
+	// that a huge announced size never makes gnet buffer it. It returns
+	// n == 0 and no error while the input holds no whole frame; a size
+	// error is proto.ErrTooLarge or proto.ErrBadLen. The session parses
+	// the frame; frame aliases gnet's buffer until done(c, n).
+	next(c gnet.Conn, maxLen int) (frame []byte, n int, err error)
+	// done drops the frame that next returned with size n from c's input.
+	done(c gnet.Conn, n int)
+
+	// appendWire appends to dst the wire form of frames: one or more
+	// whole protocol frames back to back, Len fields included.
+	appendWire(dst, frames []byte) []byte
+	// appendClose appends to dst what the transport sends before the room
+	// closes the connection (a WebSocket close frame): reason is the close
+	// reason (metrics.go), code the ERROR code just sent, "" when the
+	// close follows no ERROR (KICK, timeouts, a slow consumer). Not asked
+	// while the handshake is not done.
+	appendClose(dst []byte, reason, code string) []byte
+}
+
+// handshakeStep is what one call to transport.handshake did.
+type handshakeStep struct {
+	done    bool       // the preamble is over
+	addr    netip.Addr // when valid: the client's real address
+	reply   []byte     // bytes to send back, built on the out buffer given
+	handoff transport  // when set with done: the connection's transport from now on
+}
+
+// transportFor picks the transport of a connection that just opened, by the
+// listener address it came in on (OnOpen). The room has one listener, raw
+// TCP, unless a test installed another picker.
+func (r *Room) transportFor(c gnet.Conn) transport {
+	if r.pickTransport != nil {
+		if t := r.pickTransport(c.LocalAddr()); t != nil {
+			return t
+		}
+	}
+	return rawTCP{}
+}
+
+// pickTransportFunc chooses a transport by listener address (nil: raw TCP).
+type pickTransportFunc func(local net.Addr) transport
+
+// isRaw reports whether t is raw TCP, which the hot paths run inline.
+func isRaw(t transport) bool {
+	_, ok := t.(rawTCP)
+	return ok
+}
+
+// rawTCP is the raw TCP transport: length-prefixed frames back to back on
+// the stream, read in place from gnet's inbound buffer, written as they
+// are. It has no state: it is zero-size, so holding it in the connection's
+// transport field allocates nothing.
+type rawTCP struct{}
+
+func (rawTCP) handshaking() bool { return false }
+
+func (rawTCP) handshake(gnet.Conn, []byte) (handshakeStep, error) {
+	return handshakeStep{done: true}, nil
+}
+
+func (rawTCP) next(c gnet.Conn, maxLen int) ([]byte, int, error) { return rawNext(c, maxLen) }
+
+func (rawTCP) done(c gnet.Conn, n int) { _, _ = c.Discard(n) }
+
+func (rawTCP) appendWire(dst, frames []byte) []byte { return append(dst, frames...) }
+
+func (rawTCP) appendClose(dst []byte, _, _ string) []byte { return dst }
+
+// rawNext is rawTCP.next: it peeks the 4-byte Len first and checks it,
+// then peeks exactly the frame, so gnet never buffers more than maxLen+4
+// bytes for one frame. drainFrames runs the same steps inline for raw TCP
+// connections: keep the two alike.
+func rawNext(c gnet.Conn, maxLen int) ([]byte, int, error) {
+	hdr, err := c.Peek(proto.LenSize)
+	if err != nil {
+		return nil, 0, nil // fewer than 4 bytes so far
+	}
+	n, err := proto.FrameLen(hdr, maxLen)
+	if err != nil {
+		return nil, 0, err
+	}
+	buf, err := c.Peek(n)
+	if err != nil {
+		return nil, 0, nil // the rest of the frame has not arrived
+	}
+	return buf, n, nil
+}
