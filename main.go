@@ -23,8 +23,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +85,24 @@ usage:
 `)
 }
 
+// defaultWSAddr is the WebSocket listen address of the out-of-the-box run
+// (no -room-addr, no -room-ws-addr).
+const defaultWSAddr = ":7001"
+
+// freeWSAddr returns defaultWSAddr when the port can be bound now, else ""
+// (with a note on stderr): a convenience default must not stop a server
+// whose operator did not ask for WebSocket. Runs that choose their ports
+// (tests, deployments) set -room-addr and get no default.
+func freeWSAddr() string {
+	ln, err := net.Listen("tcp", defaultWSAddr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "note: no WebSocket listener: %s is taken (%v); set -room-ws-addr\n", defaultWSAddr, err)
+		return ""
+	}
+	_ = ln.Close()
+	return defaultWSAddr
+}
+
 func runServer(args []string) error {
 	fs := flag.NewFlagSet("lcpush", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -101,9 +121,7 @@ func runServer(args []string) error {
 	fs.StringVar(&o.RoomID, "room-id", "room-1", "room instance id")
 	fs.StringVar(&o.RoomAddr, "room-addr", ":7000", "room client TCP listen address")
 	fs.StringVar(&o.PublicAddr, "room-public", "", "room TCP address handed to clients by the dispatcher (transport=tcp; default: the bound address)")
-	// TODO(issue 12): proposed default ":7001" (a browser connects out of the
-	// box) once the room serves WebSocket; "" until then.
-	fs.StringVar(&o.WSAddr, "room-ws-addr", "", `room WebSocket listen address, path /v1/ws ("": no WebSocket; not served by the room yet)`)
+	fs.StringVar(&o.WSAddr, "room-ws-addr", "", `room WebSocket listen address, path /v1/ws (default `+defaultWSAddr+` when -room-addr is left at its default and that port is free, so a browser connects out of the box; "": no WebSocket)`)
 	publicWS := fs.String("room-public-ws", "", "room WebSocket address(es) handed out for transport=ws, comma separated: ws://host:port[/v1/ws] or host:port, announced as ws://host:port/v1/ws")
 	publicTLS := fs.String("room-public-tls", "", "host:port of the TLS terminator(s) in front of this room's TCP port, handed out for transport=tls, comma separated")
 	publicWSS := fs.String("room-public-wss", "", "WebSocket-over-TLS address(es) of the terminator(s) in front of this room, handed out for transport=wss, comma separated: wss://host:port[/v1/ws] or host:port, announced as wss://host:port/v1/ws")
@@ -139,6 +157,11 @@ func runServer(args []string) error {
 		o.ZKServers = strings.Split(*zkServers, ",")
 	}
 	o.PublicWS, o.PublicTLS, o.PublicWSS = splitList(*publicWS), splitList(*publicTLS), splitList(*publicWSS)
+	setFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
+	if !setFlags["room-ws-addr"] && !setFlags["room-addr"] && slices.ContainsFunc(o.Targets, func(t string) bool { return t == "all" || t == "room" }) {
+		o.WSAddr = freeWSAddr()
+	}
 	var err error
 	if o.ZKAuth, err = keeper.LoadZKAuth(*zkAuth, *zkAuthFile); err != nil {
 		return err

@@ -144,19 +144,19 @@ type Result struct {
 
 // Stats is the cluster's own account after the run (/v1/stats) against the truth.
 type Stats struct {
-	Online      int     `json:"online"`
-	Pending     int64   `json:"pending"`
-	TrueOnline  int     `json:"true_online"`
-	TruePending int     `json:"true_pending"` // accepted, never delivered
+	Online      int   `json:"online"`
+	Pending     int64 `json:"pending"`
+	TrueOnline  int   `json:"true_online"`
+	TruePending int   `json:"true_pending"` // accepted, never delivered
 	// Unanswered counts pushes that reached a center and got no answer or a
 	// 5xx (connection reset, timeout: the center was killed mid-call). The
 	// store may hold them (saved, never pushed: the next login of the
 	// device delivers them), so pending agrees when it lies in
 	// [TruePending, TruePending+Unanswered].
-	Unanswered int `json:"unanswered"`
-	ConvergedS  float64 `json:"converged_s"`  // -1: not within the wait
-	WaitedS     float64 `json:"waited_s"`
-	Error       string  `json:"error,omitempty"`
+	Unanswered int     `json:"unanswered"`
+	ConvergedS float64 `json:"converged_s"` // -1: not within the wait
+	WaitedS    float64 `json:"waited_s"`
+	Error      string  `json:"error,omitempty"`
 }
 
 func (c *Config) defaults() {

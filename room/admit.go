@@ -15,12 +15,16 @@ import (
 // admitConn counts a new connection from ip in the caps, or names why it is
 // refused (OnOpen). An admitted connection is unauthenticated until
 // authenticated (session.go) and gives its counts back in releaseConn.
-func (r *Room) admitConn(ip netip.Addr) admitResult {
+//
+// proxied means the peer is a trusted proxy (proxy.go): its address is not
+// the client's, so the lists and the per-IP caps wait for the PROXY header
+// (readmit) and only the process-wide caps apply here.
+func (r *Room) admitConn(ip netip.Addr, proxied bool) admitResult {
 	cfg := &r.deps.Config.Load().Room
 	if r.isClosing() {
 		return refusedShutdown
 	}
-	if !cfg.IPAllowed(ip) {
+	if !proxied && !cfg.IPAllowed(ip) {
 		return refusedIPDenied
 	}
 	// The cap counts every admitted connection, authenticated or not: it is
@@ -34,6 +38,9 @@ func (r *Room) admitConn(ip netip.Addr) admitResult {
 		r.unauthed.Add(-1)
 		r.conns.Add(-1)
 		return refusedUnauthAll
+	}
+	if proxied {
+		return admitted
 	}
 	if res := r.ips.acquire(ip, cfg.MaxConnsPerIP, cfg.MaxUnauthedPerIP,
 		connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS()); res != admitted {
@@ -49,7 +56,8 @@ func (r *Room) admitConn(ip netip.Addr) admitResult {
 // header): the allow/deny lists and the per-IP caps apply to that address
 // from then on, not to the peer's. It reports false, counted as refused,
 // when that address may not connect; the connection keeps its counts under
-// its old address, which its close gives back (loop only).
+// its old address, which its close gives back (loop only). A connection
+// from a trusted proxy has no old address (s.ip invalid, counted nowhere).
 func (r *Room) readmit(s *connState, ip netip.Addr) bool {
 	cfg := &r.deps.Config.Load().Room
 	res := admitted

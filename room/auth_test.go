@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -27,12 +28,12 @@ func TestAuthOK(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// The previous subtest's client is closed by its cleanup.
-			waitFor(t, "Online() back to 0", 3*time.Second, func() bool { return e.room.Online() == 0 })
-			c := dial(t, e.room.Addr())
+			testkit.WaitFor(t, "Online() back to 0", testkit.Timeout, func() bool { return e.room.Online() == 0 })
+			c := testkit.Dial(t, e.room.Addr())
 			uid := "u-" + strings.ReplaceAll(tc.name, " ", "-")
 			before := time.Now().Unix()
-			seq := c.auth(1, uid, tokenFor(1, uid), tc.hb)
-			f := c.expect(proto.OpAuthOK)
+			seq := c.Auth(1, uid, testkit.Token(1, uid), tc.hb)
+			f := c.ExpectNext(proto.OpAuthOK)
 			var ok proto.AuthOK
 			if err := json.Unmarshal(f.Body, &ok); err != nil {
 				t.Fatal(err)
@@ -44,8 +45,8 @@ func TestAuthOK(t *testing.T) {
 			if !found || s.Room != "room-t" || s.ConnID == 0 || len(s.Apps) != 1 || s.Apps[0] != 1 || s.IP != "127.0.0.1" || s.Since == 0 {
 				t.Fatalf("registered session %+v", s)
 			}
-			waitFor(t, "online status", 2*time.Second, func() bool { return e.coord.hasStatus(uid, 1, push.EventOnline) })
-			c.expectQuiet()
+			testkit.WaitFor(t, "online status", 2*time.Second, func() bool { return e.coord.hasStatus(uid, 1, push.EventOnline) })
+			c.ExpectQuiet(0)
 			if e.room.Online() != 1 {
 				t.Fatalf("Online() = %d", e.room.Online())
 			}
@@ -55,38 +56,38 @@ func TestAuthOK(t *testing.T) {
 
 func TestAuthRefused(t *testing.T) {
 	e := startEnv(t, envOpt{})
-	expired := token.Sign([]byte(secret1), 1, "u1", time.Now().Add(-time.Hour).Unix())
+	expired := token.Sign([]byte(testkit.Secret1), 1, "u1", time.Now().Add(-time.Hour).Unix())
 	long := strings.Repeat("x", 129)
 	cases := []struct {
 		name, uid, tok, code string
 		app                  uint32
 		body                 []byte // raw body instead of JSON of uid/tok
 	}{
-		{name: "bad signature", uid: "u1", tok: tokenFor(1, "u1")[:20] + strings.Repeat("0", 53), app: 1, code: proto.ErrCodeBadToken},
+		{name: "bad signature", uid: "u1", tok: testkit.Token(1, "u1")[:20] + strings.Repeat("0", 53), app: 1, code: proto.ErrCodeBadToken},
 		{name: "garbage token", uid: "u1", tok: "not-a-token", app: 1, code: proto.ErrCodeBadToken},
 		{name: "expired", uid: "u1", tok: expired, app: 1, code: proto.ErrCodeBadToken},
-		{name: "other uid", uid: "u1", tok: tokenFor(1, "someone-else"), app: 1, code: proto.ErrCodeBadToken},
-		{name: "other app", uid: "u1", tok: tokenFor(2, "u1"), app: 1, code: proto.ErrCodeBadToken},
-		{name: "unknown app", uid: "u1", tok: tokenFor(1, "u1"), app: 99, code: proto.ErrCodeBadToken},
-		{name: "app zero", uid: "u1", tok: tokenFor(1, "u1"), app: 0, code: proto.ErrCodeBadToken},
-		{name: "empty uid", uid: "", tok: tokenFor(1, ""), app: 1, code: proto.ErrCodeBadToken},
-		{name: "uid too long", uid: long, tok: tokenFor(1, long), app: 1, code: proto.ErrCodeBadToken},
+		{name: "other uid", uid: "u1", tok: testkit.Token(1, "someone-else"), app: 1, code: proto.ErrCodeBadToken},
+		{name: "other app", uid: "u1", tok: testkit.Token(2, "u1"), app: 1, code: proto.ErrCodeBadToken},
+		{name: "unknown app", uid: "u1", tok: testkit.Token(1, "u1"), app: 99, code: proto.ErrCodeBadToken},
+		{name: "app zero", uid: "u1", tok: testkit.Token(1, "u1"), app: 0, code: proto.ErrCodeBadToken},
+		{name: "empty uid", uid: "", tok: testkit.Token(1, ""), app: 1, code: proto.ErrCodeBadToken},
+		{name: "uid too long", uid: long, tok: testkit.Token(1, long), app: 1, code: proto.ErrCodeBadToken},
 		{name: "bad json", app: 1, body: []byte("{"), code: proto.ErrCodeBadFrame},
 		{name: "trailing json", app: 1, body: []byte(`{"uid":"a"} x`), code: proto.ErrCodeBadFrame},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, e.room.Addr())
+			c := testkit.Dial(t, e.room.Addr())
 			var seq uint32
 			if tc.body != nil {
-				seq = c.send(proto.OpAuth, 0, tc.app, tc.body)
+				seq = c.Send(proto.OpAuth, tc.app, 0, tc.body)
 			} else {
-				seq = c.auth(tc.app, tc.uid, tc.tok, 0)
+				seq = c.Auth(tc.app, tc.uid, tc.tok, 0)
 			}
-			if f := c.expectError(tc.code); f.Seq != seq {
+			if f := c.ExpectError(tc.code); f.Seq != seq {
 				t.Fatalf("ERROR seq %d, want %d", f.Seq, seq)
 			}
-			c.expectClosed(3 * time.Second)
+			c.ExpectClosed(testkit.Timeout)
 		})
 	}
 	if _, ok := e.reg.session("u1"); ok {
@@ -97,45 +98,45 @@ func TestAuthRefused(t *testing.T) {
 func TestFirstFrameMustBeAuth(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	for _, op := range []uint8{proto.OpPing, proto.OpAck, proto.OpBind, proto.OpPush, 0x7f} {
-		c := dial(t, e.room.Addr())
-		seq := c.send(op, 0, 1, nil)
-		if f := c.expectError(proto.ErrCodeAuthRequired); f.Seq != seq {
+		c := testkit.Dial(t, e.room.Addr())
+		seq := c.Send(op, 1, 0, nil)
+		if f := c.ExpectError(proto.ErrCodeAuthRequired); f.Seq != seq {
 			t.Fatalf("op %#x: ERROR seq %d, want %d", op, f.Seq, seq)
 		}
-		c.expectClosed(3 * time.Second)
+		c.ExpectClosed(testkit.Timeout)
 	}
 }
 
 func TestAuthDeadline(t *testing.T) {
 	e := startEnv(t, envOpt{cfg: func(c *config.Config) { c.Room.AuthDeadline = 300 * time.Millisecond }})
 
-	silent := dial(t, e.room.Addr())
+	silent := testkit.Dial(t, e.room.Addr())
 	start := time.Now()
-	silent.expectClosed(3 * time.Second)
+	silent.ExpectClosed(testkit.Timeout)
 	if el := time.Since(start); el < 250*time.Millisecond {
 		t.Fatalf("closed after %s, before the deadline", el)
 	}
 
 	// Half a frame: something was sent, so the close says why.
-	partial := dial(t, e.room.Addr())
-	partial.write([]byte{0, 0, 0, 40, 1, proto.OpAuth})
-	partial.expectError(proto.ErrCodeAuthRequired)
-	partial.expectClosed(3 * time.Second)
+	partial := testkit.Dial(t, e.room.Addr())
+	partial.Write([]byte{0, 0, 0, 40, 1, proto.OpAuth})
+	partial.ExpectError(proto.ErrCodeAuthRequired)
+	partial.ExpectClosed(testkit.Timeout)
 
 	// An authenticated connection is not subject to the auth deadline.
 	c, _ := e.login(1, "on-time")
 	time.Sleep(500 * time.Millisecond) // longer than the deadline, not waiting for a state
-	c.expectQuiet()
+	c.ExpectQuiet(0)
 }
 
 func TestSecondAuthIsBadFrame(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "twice")
-	seq := c.auth(1, "twice", tokenFor(1, "twice"), 0)
-	if f := c.expectError(proto.ErrCodeBadFrame); f.Seq != seq {
+	seq := c.Auth(1, "twice", testkit.Token(1, "twice"), 0)
+	if f := c.ExpectError(proto.ErrCodeBadFrame); f.Seq != seq {
 		t.Fatalf("seq %d want %d", f.Seq, seq)
 	}
-	c.expectClosed(3 * time.Second)
+	c.ExpectClosed(testkit.Timeout)
 }
 
 func TestAuthStoreFailure(t *testing.T) {
@@ -143,12 +144,12 @@ func TestAuthStoreFailure(t *testing.T) {
 	e.reg.mu.Lock()
 	e.reg.err = push.ErrUnavailable
 	e.reg.mu.Unlock()
-	c := dial(t, e.room.Addr())
-	seq := c.auth(1, "u", tokenFor(1, "u"), 0)
-	if f := c.expectError(proto.ErrCodeInternal); f.Seq != seq {
+	c := testkit.Dial(t, e.room.Addr())
+	seq := c.Auth(1, "u", testkit.Token(1, "u"), 0)
+	if f := c.ExpectError(proto.ErrCodeInternal); f.Seq != seq {
 		t.Fatalf("seq %d want %d", f.Seq, seq)
 	}
-	c.expectClosed(3 * time.Second)
+	c.ExpectClosed(testkit.Timeout)
 
 	// A Load failure after a successful Register unregisters again.
 	e.reg.mu.Lock()
@@ -157,11 +158,11 @@ func TestAuthStoreFailure(t *testing.T) {
 	e.inbox.mu.Lock()
 	e.inbox.err = push.ErrUnavailable
 	e.inbox.mu.Unlock()
-	c2 := dial(t, e.room.Addr())
-	c2.auth(1, "v", tokenFor(1, "v"), 0)
-	c2.expectError(proto.ErrCodeInternal)
-	c2.expectClosed(3 * time.Second)
-	waitFor(t, "unregister after failed load", 3*time.Second, func() bool {
+	c2 := testkit.Dial(t, e.room.Addr())
+	c2.Auth(1, "v", testkit.Token(1, "v"), 0)
+	c2.ExpectError(proto.ErrCodeInternal)
+	c2.ExpectClosed(testkit.Timeout)
+	testkit.WaitFor(t, "unregister after failed load", testkit.Timeout, func() bool {
 		_, ok := e.reg.session("v")
 		return !ok
 	})
@@ -172,23 +173,23 @@ func TestAuthOverloaded(t *testing.T) {
 	gate := make(chan struct{})
 	e.reg.setGate(gate)
 	// One AUTH occupies the worker, one waits in the queue, the next is refused.
-	var cs []*client
+	var cs []*testkit.Conn
 	for i, uid := range []string{"a", "b"} {
-		c := dial(t, e.room.Addr())
-		c.auth(1, uid, tokenFor(1, uid), 0)
+		c := testkit.Dial(t, e.room.Addr())
+		c.Auth(1, uid, testkit.Token(1, uid), 0)
 		cs = append(cs, c)
 		if i == 0 {
-			waitFor(t, "worker busy", 2*time.Second, func() bool { return e.reg.entered.Load() == 1 })
+			testkit.WaitFor(t, "worker busy", 2*time.Second, func() bool { return e.reg.entered.Load() == 1 })
 		}
 	}
-	waitFor(t, "queue full", 2*time.Second, func() bool { return e.room.pool.Len() == 1 })
-	c := dial(t, e.room.Addr())
-	c.auth(1, "c", tokenFor(1, "c"), 0)
-	c.expectError(proto.ErrCodeOverloaded)
-	c.expectClosed(3 * time.Second)
+	testkit.WaitFor(t, "queue full", 2*time.Second, func() bool { return e.room.pool.Len() == 1 })
+	c := testkit.Dial(t, e.room.Addr())
+	c.Auth(1, "c", testkit.Token(1, "c"), 0)
+	c.ExpectError(proto.ErrCodeOverloaded)
+	c.ExpectClosed(testkit.Timeout)
 	close(gate)
 	for _, c := range cs {
-		c.expect(proto.OpAuthOK)
+		c.ExpectNext(proto.OpAuthOK)
 	}
 }
 
@@ -203,12 +204,12 @@ func TestAuthPipelineAndPending(t *testing.T) {
 	gate := make(chan struct{})
 	e.reg.setGate(gate)
 
-	c := dial(t, e.room.Addr())
+	c := testkit.Dial(t, e.room.Addr())
 	var b []byte
-	b = proto.AppendFrame(b, proto.Header{Op: proto.OpAuth, Seq: 1, App: 1}, mustJSON(t, proto.Auth{UID: "p", Token: tokenFor(1, "p")}))
+	b = proto.AppendFrame(b, proto.Header{Op: proto.OpAuth, Seq: 1, App: 1}, mustJSON(t, proto.Auth{UID: "p", Token: testkit.Token(1, "p")}))
 	b = proto.AppendFrame(b, proto.Header{Op: proto.OpPing, Seq: 2}, nil)
-	c.write(b)
-	waitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("p", 0) != nil })
+	c.Write(b)
+	testkit.WaitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("p", 0) != nil })
 	s := e.room.idx.get("p", 0)
 	n, err := e.room.Push(t.Context(), push.Message{ID: 20, App: 1, QoS: 0, Payload: []byte("live")}, []push.Target{{UID: "p", ConnID: s.id}})
 	if err != nil || n != 1 {
@@ -216,7 +217,7 @@ func TestAuthPipelineAndPending(t *testing.T) {
 	}
 	close(gate)
 
-	if f := c.expect(proto.OpAuthOK); f.Seq != 1 {
+	if f := c.ExpectNext(proto.OpAuthOK); f.Seq != 1 {
 		t.Fatalf("AUTH_OK seq %d", f.Seq)
 	}
 	for _, want := range []struct {
@@ -224,12 +225,12 @@ func TestAuthPipelineAndPending(t *testing.T) {
 		body string
 		qos1 bool
 	}{{10, "stored-1", true}, {11, "stored-2", true}, {20, "live", false}} {
-		id, p, f := c.expectPush()
+		id, p, f := c.ExpectPush()
 		if id != want.id || string(p) != want.body || (f.Flags&proto.FlagAckRequired != 0) != want.qos1 || f.App != 1 || f.Seq != 0 {
 			t.Fatalf("push id=%d %q flags=%d app=%d, want %+v", id, p, f.Flags, f.App, want)
 		}
 	}
-	if f := c.expect(proto.OpPong); f.Seq != 2 {
+	if f := c.ExpectNext(proto.OpPong); f.Seq != 2 {
 		t.Fatalf("PONG seq %d, want 2", f.Seq)
 	}
 }
@@ -240,7 +241,7 @@ func TestConfigReloadAppliesToNewConnections(t *testing.T) {
 	if ok.HB != 30 {
 		t.Fatalf("hb %d", ok.HB)
 	}
-	e.holder.Store(testConfig(t, func(c *config.Config) {
+	e.holder.Store(roomTestConfig(t, func(c *config.Config) {
 		c.Room.HeartbeatMin = 40
 		c.Room.HeartbeatDefault = 50
 	}))

@@ -46,13 +46,13 @@ func benchFanout(b *testing.B, n, size int, broadcast bool) {
 		uid := fmt.Sprintf("bench-%d", i)
 		c, _ := e.login(1, uid)
 		targets[i] = push.Target{UID: uid}
-		_ = c.c.SetReadDeadline(time.Time{}) // login left one
+		_ = c.NetConn().SetReadDeadline(time.Time{}) // login left one
 		wg.Add(1)
 		go func() { // the client: read and count bytes
 			defer wg.Done()
 			buf := make([]byte, 64<<10)
 			for {
-				k, err := c.c.Read(buf)
+				k, err := c.NetConn().Read(buf)
 				read.Add(int64(k))
 				if err != nil {
 					return
@@ -112,7 +112,7 @@ func waitRead(b *testing.B, read *atomic.Int64, want int64) {
 func BenchmarkPushLone(b *testing.B) {
 	e := startEnv(b, envOpt{cfg: liftPerIP})
 	c, _ := e.login(1, "lone")
-	_ = c.c.SetReadDeadline(time.Time{})
+	_ = c.NetConn().SetReadDeadline(time.Time{})
 	msg := push.Message{ID: 1, App: 1, Payload: make([]byte, 64)}
 	frame := proto.AppendPush(nil, 1, false, 1, msg.Payload)
 	buf := make([]byte, len(frame))
@@ -122,7 +122,7 @@ func BenchmarkPushLone(b *testing.B) {
 		if n, err := e.room.Push(b.Context(), msg, targets); n != 1 || err != nil {
 			b.Fatalf("Push = %d, %v", n, err)
 		}
-		if _, err := io.ReadFull(c.c, buf); err != nil {
+		if _, err := io.ReadFull(c.NetConn(), buf); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -30,7 +31,7 @@ func TestBroadcast(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEnv(t, envOpt{})
-			clients := make([]*client, tc.users)
+			clients := make([]*testkit.Conn, tc.users)
 			for i := range clients {
 				clients[i], _ = e.login(1, fmt.Sprintf("u%d", i))
 			}
@@ -46,13 +47,13 @@ func TestBroadcast(t *testing.T) {
 				t.Fatalf("Broadcast took %v, want >= %v (paced)", took, tc.minTook)
 			}
 			for i, c := range clients {
-				id, p, f := c.expectPush()
+				id, p, f := c.ExpectPush()
 				if id != 42 || string(p) != "to all of app 1" || f.App != 1 {
 					t.Fatalf("client %d got %d %q app %d", i, id, p, f.App)
 				}
-				c.expectQuiet()
+				c.ExpectQuiet(0)
 			}
-			other.expectQuiet()
+			other.ExpectQuiet(0)
 		})
 	}
 }
@@ -79,7 +80,7 @@ func TestBroadcastMixedWithPushes(t *testing.T) {
 		n, err := e.room.Broadcast(t.Context(), push.Message{ID: 2, App: 1, Payload: []byte("b1")}, 0)
 		done <- result{n, err}
 	}()
-	waitFor(t, "broadcast queued", 2*time.Second, func() bool { return queued(e.room) >= 1+loops })
+	testkit.WaitFor(t, "broadcast queued", 2*time.Second, func() bool { return queued(e.room) >= 1+loops })
 	if n, err := e.room.Push(t.Context(), push.Message{ID: 3, App: 2, Payload: []byte("p")}, []push.Target{{UID: "c"}}); n != 1 || err != nil {
 		t.Fatalf("Push = %d, %v", n, err)
 	}
@@ -87,7 +88,7 @@ func TestBroadcastMixedWithPushes(t *testing.T) {
 		n, err := e.room.Broadcast(t.Context(), push.Message{ID: 4, App: 2, Payload: []byte("b2")}, 0)
 		done <- result{n, err}
 	}()
-	waitFor(t, "second broadcast queued", 2*time.Second, func() bool { return queued(e.room) >= 2+2*loops })
+	testkit.WaitFor(t, "second broadcast queued", 2*time.Second, func() bool { return queued(e.room) >= 2+2*loops })
 	close(release)
 
 	got := 0
@@ -102,15 +103,15 @@ func TestBroadcastMixedWithPushes(t *testing.T) {
 		t.Fatalf("broadcasts reached %d, want 3", got)
 	}
 	for _, w := range []struct {
-		c   *client
+		c   *testkit.Conn
 		ids []uint64
 	}{{a, []uint64{1, 2}}, {b, []uint64{2}}, {c, []uint64{3, 4}}} {
 		for _, want := range w.ids {
-			if id, _, _ := w.c.expectPush(); id != want {
+			if id, _, _ := w.c.ExpectPush(); id != want {
 				t.Fatalf("got %d, want %d", id, want)
 			}
 		}
-		w.c.expectQuiet()
+		w.c.ExpectQuiet(0)
 	}
 }
 

@@ -1,6 +1,8 @@
 package room
 
 import (
+	"errors"
+
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/lcpush/lcpush/pkg/proto"
@@ -40,7 +42,7 @@ func (r *Room) drainFrames(s *connState) gnet.Action {
 		if s.custom {
 			var err error
 			if buf, n, err = s.tr.next(c, maxLen); err != nil {
-				return r.protocolError(s, 0, proto.Code(err), err.Error())
+				return r.transportError(s, err)
 			}
 			if n == 0 {
 				return gnet.None // no whole frame yet
@@ -91,6 +93,20 @@ func (r *Room) protocolError(s *connState, seq uint32, code, msg string) gnet.Ac
 	r.writeError(s, seq, code, msg)
 	r.lingerClose(s, closeProtocol, code)
 	return gnet.None
+}
+
+// transportError ends s after its transport's next failed: a closeError
+// (a WebSocket protocol error, the client's close) closes it without an
+// ERROR, any other error is a malformed frame (protocolError). It returns
+// gnet.None: the connection lingers.
+func (r *Room) transportError(s *connState, err error) gnet.Action {
+	var ce *closeError
+	if errors.As(err, &ce) {
+		r.log.Debug("transport closed the connection", "conn", s.id, "ip", s.ip, "err", err)
+		r.lingerClose(s, ce.reason, "")
+		return gnet.None
+	}
+	return r.protocolError(s, 0, proto.Code(err), err.Error())
 }
 
 // handleFrame applies one frame to the session state machine (loop only).

@@ -22,10 +22,19 @@ type events struct {
 
 func (h *events) OnBoot(eng gnet.Engine) gnet.Action {
 	r := h.r
-	addr, err := boundAddr(eng)
+	addr, err := boundAddr(eng, r.lns.raw)
 	if err != nil {
 		r.log.Error("cannot learn the bound address", "err", err)
 		addr = r.cfg.Addr
+	}
+	if r.lns.ws != "" {
+		ws, err := boundAddr(eng, r.lns.ws)
+		if err != nil {
+			r.log.Error("cannot learn the bound WebSocket address", "err", err)
+			ws = r.cfg.WSAddr
+		}
+		r.wsAddr = ws
+		r.lns.setBound(addr, ws)
 	}
 	r.eng = eng
 	r.addr = addr
@@ -33,24 +42,34 @@ func (h *events) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// boundAddr reads the listener's real address, so that ":0" works.
-func boundAddr(eng gnet.Engine) (string, error) {
-	fd, err := eng.Dup()
+// boundAddr reads the real address of the listener on listen (its host:port
+// as given to gnet), so that ":0" works.
+func boundAddr(eng gnet.Engine, listen string) (string, error) {
+	fd, err := eng.DupListener("tcp", listen)
 	if err != nil {
 		return "", err
 	}
 	defer syscall.Close(fd)
-	sa, err := syscall.Getsockname(fd)
+	ap, err := sockName(fd)
 	if err != nil {
 		return "", err
 	}
+	return ap.String(), nil
+}
+
+// sockName is getsockname(2) of fd as a netip.AddrPort.
+func sockName(fd int) (netip.AddrPort, error) {
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
 	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String(), nil
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), nil
 	case *syscall.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String(), nil
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)), nil
 	}
-	return "", fmt.Errorf("unexpected socket address %T", sa)
+	return netip.AddrPort{}, fmt.Errorf("unexpected socket address %T", sa)
 }
 
 func (h *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {

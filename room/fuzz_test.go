@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -70,20 +71,18 @@ func FuzzClientInput(f *testing.F) {
 	var n atomic.Int64
 	var pinged atomic.Int64
 	f.Fuzz(func(t *testing.T, authed bool, data []byte) {
-		c, err := net.DialTimeout("tcp", e.room.Addr(), fuzzExchange)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
+		cl := testkit.Dial(t, e.room.Addr())
+		c := cl.NetConn()
 		tc := c.(*net.TCPConn)
 		// Abortive close at the end: no TIME_WAIT per input, so a long run
 		// does not eat the loopback's ephemeral ports.
 		defer func() { _ = tc.SetLinger(0); tc.Close() }()
-		_ = c.SetDeadline(time.Now().Add(fuzzExchange))
-		cl := &client{t: t, c: c, dec: proto.NewDecoder(c, 16<<20)}
+		deadline := time.Now().Add(fuzzExchange)
+		_ = c.SetDeadline(deadline)
 		if authed {
 			uid := fmt.Sprintf("fz-%d", n.Add(1))
-			cl.auth(1, uid, tokenFor(1, uid), 0)
-			if f, err := cl.dec.Next(); err != nil || f.Op != proto.OpAuthOK {
+			cl.Auth(1, uid, testkit.Token(1, uid), 0)
+			if f, err := cl.Next(time.Until(deadline)); err != nil || f.Op != proto.OpAuthOK {
 				t.Fatalf("AUTH before the fuzz bytes: op %#x, %v", f.Op, err)
 			}
 		}
@@ -94,7 +93,7 @@ func FuzzClientInput(f *testing.F) {
 		}
 		_ = tc.CloseWrite()
 		for {
-			_, err := cl.dec.Next() // every frame must parse
+			_, err := cl.Next(time.Until(deadline)) // every frame must parse
 			if err == nil {
 				continue
 			}
@@ -108,17 +107,28 @@ func FuzzClientInput(f *testing.F) {
 		}
 		// Alive and served: a push reaches the bystander (a PING per input
 		// would run into the bystander's own PING limit).
-		by.t = t
+		// The bystander is f's (logged in once per worker), and f must not
+		// fail from inside the fuzz target: it is read with Next, failing t.
 		id := uint64(n.Add(1))
 		if got, _ := e.room.Push(t.Context(), push.Message{ID: id, App: 1, Payload: []byte("still here")}, []push.Target{{UID: "bystander"}}); got != 1 {
 			t.Fatalf("bystander not found by Push")
 		}
-		if got, _, _ := by.expectPush(); got != id {
-			t.Fatalf("bystander got push %d, want %d", got, id)
+		fr, err := by.Next(testkit.Timeout)
+		if err != nil || fr.Op != proto.OpPush {
+			t.Fatalf("bystander: op %#x %q, %v; want the PUSH", fr.Op, fr.Body, err)
+		}
+		if got, _, err := proto.ParsePush(fr.Body); err != nil || got != id {
+			t.Fatalf("bystander got push %d (%v), want %d", got, err, id)
 		}
 		if now := time.Now().UnixNano(); now-pinged.Load() > int64(3*time.Second) {
 			pinged.Store(now)
-			by.expectQuiet()
+			// ExpectQuiet by hand: a PING whose PONG is the very next frame.
+			if _, err := by.NetConn().Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil)); err != nil {
+				t.Fatalf("bystander PING: %v", err)
+			}
+			if fr, err := by.Next(testkit.Timeout); err != nil || fr.Op != proto.OpPong {
+				t.Fatalf("bystander PING answered by op %#x %q, %v; want PONG and nothing else", fr.Op, fr.Body, err)
+			}
 		}
 	})
 }

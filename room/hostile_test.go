@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -48,15 +49,15 @@ func TestOpFloodNeverReading(t *testing.T) {
 			}
 			// Write without reading until the room closes the connection.
 			deadline := time.Now().Add(5 * time.Second)
-			_ = c.c.SetWriteDeadline(deadline)
+			_ = c.NetConn().SetWriteDeadline(deadline)
 			for time.Now().Before(deadline) {
-				if _, err := c.c.Write(batch); err != nil {
+				if _, err := c.NetConn().Write(batch); err != nil {
 					break
 				}
 			}
 			var codes []string
 			for {
-				f, err := c.next(3 * time.Second)
+				f, err := c.Next(testkit.Timeout)
 				if err != nil {
 					if ne, ok := err.(net.Error); ok && ne.Timeout() {
 						t.Fatal("the flooding connection is still open")
@@ -75,7 +76,7 @@ func TestOpFloodNeverReading(t *testing.T) {
 			if len(codes) > 25 {
 				t.Fatalf("%d ERRORs written, want at most the error budget (20) and one more", len(codes))
 			}
-			by.expectQuiet()
+			by.ExpectQuiet(0)
 		})
 	}
 }
@@ -86,28 +87,28 @@ func TestOpFloodNeverReading(t *testing.T) {
 func TestPreAuthLimits(t *testing.T) {
 	t.Run("frame over max_auth_frame", func(t *testing.T) {
 		e := startEnv(t, envOpt{})
-		c := dial(t, e.room.Addr())
-		c.write([]byte{0, 0, 4, 1}) // Len 1025: over the 1024 default, under max_frame
-		c.expectError(proto.ErrCodeFrameTooLarge)
-		c.expectClosed(3 * time.Second)
+		c := testkit.Dial(t, e.room.Addr())
+		c.Write([]byte{0, 0, 4, 1}) // Len 1025: over the 1024 default, under max_frame
+		c.ExpectError(proto.ErrCodeFrameTooLarge)
+		c.ExpectClosed(testkit.Timeout)
 	})
 	t.Run("unauthenticated per IP", func(t *testing.T) {
 		e := startEnv(t, envOpt{cfg: func(c *config.Config) { c.Room.MaxUnauthedPerIP = 3 }})
 		by, _ := e.login(1, "bystander")
-		var held []*client
+		var held []*testkit.Conn
 		for i := 0; i < 3; i++ {
-			c := dial(t, e.room.Addr())
-			c.write([]byte{0, 0, 1}) // a partial frame, held
+			c := testkit.Dial(t, e.room.Addr())
+			c.Write([]byte{0, 0, 1}) // a partial frame, held
 			held = append(held, c)
 		}
-		waitFor(t, "3 unauthenticated", 2*time.Second, func() bool { return e.room.unauthed.Load() == 3 })
-		dial(t, e.room.Addr()).expectClosed(3 * time.Second)
-		by.expectQuiet()
+		testkit.WaitFor(t, "3 unauthenticated", 2*time.Second, func() bool { return e.room.unauthed.Load() == 3 })
+		testkit.Dial(t, e.room.Addr()).ExpectClosed(testkit.Timeout)
+		by.ExpectQuiet(0)
 		// A held connection that leaves frees its slot for a login.
-		held[0].c.Close()
-		waitFor(t, "slot freed", 2*time.Second, func() bool { return e.room.unauthed.Load() == 2 })
+		held[0].Close()
+		testkit.WaitFor(t, "slot freed", 2*time.Second, func() bool { return e.room.unauthed.Load() == 2 })
 		c, _ := e.login(1, "late")
-		c.expectQuiet()
+		c.ExpectQuiet(0)
 		if n, u := e.room.ips.count(netip.MustParseAddr("127.0.0.1")); n != 4 || u != 2 {
 			t.Fatalf("per-IP counts %d connections, %d unauthenticated; want 4, 2", n, u)
 		}
@@ -115,50 +116,44 @@ func TestPreAuthLimits(t *testing.T) {
 	t.Run("unauthenticated in total", func(t *testing.T) {
 		e := startEnv(t, envOpt{cfg: func(c *config.Config) { c.Room.MaxUnauthed = 2 }})
 		for i := 0; i < 2; i++ {
-			dial(t, e.room.Addr())
+			testkit.Dial(t, e.room.Addr())
 		}
-		waitFor(t, "2 unauthenticated", 2*time.Second, func() bool { return e.room.unauthed.Load() == 2 })
-		dial(t, e.room.Addr()).expectClosed(3 * time.Second)
+		testkit.WaitFor(t, "2 unauthenticated", 2*time.Second, func() bool { return e.room.unauthed.Load() == 2 })
+		testkit.Dial(t, e.room.Addr()).ExpectClosed(testkit.Timeout)
 	})
 	t.Run("connect rate per IP", func(t *testing.T) {
 		e := startEnv(t, envOpt{cfg: func(c *config.Config) { c.Room.ConnectRatePerIP = 1; c.Room.ConnectBurstPerIP = 5 }})
 		for i := 0; i < 5; i++ {
 			c, _ := e.login(1, "u"+string(rune('a'+i)))
-			c.expectQuiet()
+			c.ExpectQuiet(0)
 		}
-		dial(t, e.room.Addr()).expectClosed(3 * time.Second)
+		testkit.Dial(t, e.room.Addr()).ExpectClosed(testkit.Timeout)
 		// Another source address has its own bucket.
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 3 * time.Second}
-		nc, err := d.Dial("tcp", e.room.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		other := &client{t: t, c: nc, dec: proto.NewDecoder(nc, 16<<20)}
-		t.Cleanup(func() { nc.Close() })
-		other.auth(1, "other", tokenFor(1, "other"), 0)
-		other.expect(proto.OpAuthOK)
+		other := testkit.DialFrom(t, e.room.Addr(), "127.0.0.2")
+		other.Auth(1, "other", testkit.Token(1, "other"), 0)
+		other.ExpectNext(proto.OpAuthOK)
 	})
 }
 
 // TestLoginRules: the one uid rule and the token lifetime, at AUTH and BIND.
 func TestLoginRules(t *testing.T) {
 	e := startEnv(t, envOpt{})
-	forever := func(app uint32, uid string) string { return token.Sign([]byte(secretOf(app)), app, uid, 1<<63-1) }
+	forever := func(app uint32, uid string) string { return token.Sign([]byte(testkit.Secret(app)), app, uid, 1<<63-1) }
 	cases := []struct {
 		name, uid, tok string
 	}{
-		{"NUL in the uid", "a\x00b", tokenFor(1, "a\x00b")},
-		{"newline in the uid", "a\nb", tokenFor(1, "a\nb")},
-		{"invalid UTF-8", "\xff\xfe", tokenFor(1, "\xff\xfe")},
-		{"uid of 129 bytes", strings.Repeat("u", 129), tokenFor(1, strings.Repeat("u", 129))},
+		{"NUL in the uid", "a\x00b", testkit.Token(1, "a\x00b")},
+		{"newline in the uid", "a\nb", testkit.Token(1, "a\nb")},
+		{"invalid UTF-8", "\xff\xfe", testkit.Token(1, "\xff\xfe")},
+		{"uid of 129 bytes", strings.Repeat("u", 129), testkit.Token(1, strings.Repeat("u", 129))},
 		{"token valid for ever", "forever", forever(1, "forever")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, e.room.Addr())
-			c.auth(1, tc.uid, tc.tok, 0)
-			c.expectError(proto.ErrCodeBadToken)
-			c.expectClosed(3 * time.Second)
+			c := testkit.Dial(t, e.room.Addr())
+			c.Auth(1, tc.uid, tc.tok, 0)
+			c.ExpectError(proto.ErrCodeBadToken)
+			c.ExpectClosed(testkit.Timeout)
 			if e.hasSession(tc.uid) {
 				t.Fatal("the refused uid was registered")
 			}
@@ -166,11 +161,11 @@ func TestLoginRules(t *testing.T) {
 	}
 	t.Run("BIND with a token valid for ever", func(t *testing.T) {
 		c, _ := e.login(1, "binder")
-		seq := c.sendJSON(proto.OpBind, 2, proto.Bind{Token: forever(2, "binder")})
-		if f := c.expectError(proto.ErrCodeBadToken); f.Seq != seq {
+		seq := c.SendJSON(proto.OpBind, 2, proto.Bind{Token: forever(2, "binder")})
+		if f := c.ExpectError(proto.ErrCodeBadToken); f.Seq != seq {
 			t.Fatalf("seq %d, want %d", f.Seq, seq)
 		}
-		c.expectQuiet()
+		c.ExpectQuiet(0)
 	})
 }
 
@@ -179,8 +174,8 @@ func TestLoginRules(t *testing.T) {
 func TestAckIsScopedToBoundApps(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "acker")
-	c.write(proto.AppendAck(nil, 7, []uint64{11, 12}))
-	waitFor(t, "ack applied", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 2 })
+	c.Write(proto.AppendAck(nil, 7, []uint64{11, 12}))
+	testkit.WaitFor(t, "ack applied", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 2 })
 	e.inbox.mu.Lock()
 	apps := e.inbox.ackApps["acker"]
 	e.inbox.mu.Unlock()
@@ -199,7 +194,7 @@ func TestRepliesBackpressure(t *testing.T) {
 	})
 	by, _ := e.login(1, "bystander")
 	c, _ := e.login(1, "noread")
-	if tc, ok := c.c.(*net.TCPConn); ok {
+	if tc, ok := c.NetConn().(*net.TCPConn); ok {
 		raw, _ := tc.SyscallConn()
 		_ = raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}
@@ -209,20 +204,20 @@ func TestRepliesBackpressure(t *testing.T) {
 		batch = append(batch, proto.AppendFrame(nil, proto.Header{Op: proto.OpPing, Seq: seq}, nil)...)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	_ = c.c.SetWriteDeadline(deadline)
+	_ = c.NetConn().SetWriteDeadline(deadline)
 	for time.Now().Before(deadline) {
-		if _, err := c.c.Write(batch); err != nil {
+		if _, err := c.NetConn().Write(batch); err != nil {
 			break
 		}
 	}
 	if counterValue(mBackpressure) == before {
 		t.Fatal("the connection was never paused")
 	}
-	c.expectClosed(5 * time.Second)
+	c.ExpectClosed(5 * time.Second)
 	if counterValue(mCloses.WithLabelValues(closeInbound)) == closes {
 		t.Fatal("not closed for its unread input")
 	}
-	by.expectQuiet()
+	by.ExpectQuiet(0)
 }
 
 // TestLoginTakesOnlyItsApp: apps are tenants. A login through app 1 takes
@@ -238,13 +233,13 @@ func TestLoginTakesOnlyItsApp(t *testing.T) {
 	}
 	first, _ := e.login(2, "both")
 	firstID := e.connID("both")
-	seq := first.sendJSON(proto.OpBind, 1, proto.Bind{Token: tokenFor(1, "both")})
-	if f := first.expect(proto.OpBindOK); f.Seq != seq {
+	seq := first.SendJSON(proto.OpBind, 1, proto.Bind{Token: testkit.Token(1, "both")})
+	if f := first.ExpectNext(proto.OpBindOK); f.Seq != seq {
 		t.Fatalf("BIND_OK seq %d", f.Seq)
 	}
 	second, _ := e.login(1, "both")
 	secondID := e.connID("both")
-	waitFor(t, "app 1 taken from the first connection", 2*time.Second, func() bool {
+	testkit.WaitFor(t, "app 1 taken from the first connection", 2*time.Second, func() bool {
 		s := e.room.idx.get("both", firstID)
 		return s != nil && !s.hasApp(1) && s.hasApp(2)
 	})
@@ -252,7 +247,7 @@ func TestLoginTakesOnlyItsApp(t *testing.T) {
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 10, App: 2, Payload: []byte("two")}, []push.Target{{UID: "both", ConnID: firstID}}); n != 1 {
 		t.Fatalf("app 2 push to the first connection: %d", n)
 	}
-	if id, _, _ := first.expectPush(); id != 10 {
+	if id, _, _ := first.ExpectPush(); id != 10 {
 		t.Fatalf("first got %d", id)
 	}
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 11, App: 1, Payload: []byte("one")}, []push.Target{{UID: "both", ConnID: firstID}}); n != 0 {
@@ -261,18 +256,18 @@ func TestLoginTakesOnlyItsApp(t *testing.T) {
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 12, App: 1, Payload: []byte("one")}, []push.Target{{UID: "both", ConnID: secondID}}); n != 1 {
 		t.Fatalf("app 1 push to the second connection: %d", n)
 	}
-	if id, _, _ := second.expectPush(); id != 12 {
+	if id, _, _ := second.ExpectPush(); id != 12 {
 		t.Fatalf("second got %d", id)
 	}
-	first.expectQuiet()
+	first.ExpectQuiet(0)
 	if e.coord.hasStatus("both", 1, push.EventOffline) {
 		t.Fatal("offline event for app 1: the user is online on it elsewhere")
 	}
 	// A login through an app the other connection does not have leaves it alone.
 	only2, _ := e.login(2, "other")
 	third, _ := e.login(1, "other")
-	only2.expectQuiet()
-	third.expectQuiet()
+	only2.ExpectQuiet(0)
+	third.ExpectQuiet(0)
 }
 
 // TestAcksRetried: ACKs the store refuses are retried until it takes them,
@@ -289,18 +284,18 @@ func TestAcksRetried(t *testing.T) {
 	for _, r := range reasons {
 		dropped[r] = counterValue(mAcksDropped.WithLabelValues(r))
 	}
-	c.write(proto.AppendAck(nil, 1, []uint64{1, 2}))
-	c.write(proto.AppendAck(nil, 2, []uint64{3}))
-	waitFor(t, "retries", 3*time.Second, func() bool {
+	c.Write(proto.AppendAck(nil, 1, []uint64{1, 2}))
+	c.Write(proto.AppendAck(nil, 2, []uint64{3}))
+	testkit.WaitFor(t, "retries", testkit.Timeout, func() bool {
 		e.inbox.mu.Lock()
 		defer e.inbox.mu.Unlock()
 		return e.inbox.ackCall >= 4 && counterValue(mAckRetries) >= retries+2
 	})
-	c.expectQuiet() // no ERROR: the ACK was accepted
+	c.ExpectQuiet(0) // no ERROR: the ACK was accepted
 	e.inbox.mu.Lock()
 	e.inbox.ackErr = nil
 	e.inbox.mu.Unlock()
-	waitFor(t, "acks applied after the store came back", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "acks applied after the store came back", 5*time.Second, func() bool {
 		return slices.Equal(e.inbox.acked("acker"), []uint64{1, 2, 3})
 	})
 	for _, r := range reasons {
@@ -322,9 +317,9 @@ func TestRedeliver(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Redeliver = %d, %v; want 1 message", n, err)
 	}
-	if id, payload, f := c.expectPush(); id != 7 || string(payload) != "stored late" || f.Flags&proto.FlagAckRequired == 0 {
+	if id, payload, f := c.ExpectPush(); id != 7 || string(payload) != "stored late" || f.Flags&proto.FlagAckRequired == 0 {
 		t.Fatalf("got %d %q flags %d", id, payload, f.Flags)
 	}
-	c.expectQuiet() // app 2's message is not for this connection
-	other.expectQuiet()
+	c.ExpectQuiet(0) // app 2's message is not for this connection
+	other.ExpectQuiet(0)
 }

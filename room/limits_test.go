@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -25,25 +26,25 @@ func TestAdmission(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEnv(t, envOpt{cfg: tc.cfg})
-			var admitted []*client
+			var admitted []*testkit.Conn
 			for i := 0; i < tc.allowed; i++ {
 				c, _ := e.login(1, "u"+string(rune('a'+i)))
 				admitted = append(admitted, c)
 			}
 			// A storm past the limit: each one is closed at once, the engine keeps running.
 			for i := 0; i < 10; i++ {
-				c := dial(t, e.room.Addr())
-				c.expectClosed(3 * time.Second)
+				c := testkit.Dial(t, e.room.Addr())
+				c.ExpectClosed(testkit.Timeout)
 			}
 			for _, c := range admitted {
-				c.expectQuiet()
+				c.ExpectQuiet(0)
 			}
 			// Closing an admitted connection frees its slot.
 			if len(admitted) > 0 {
-				admitted[0].c.Close()
-				waitFor(t, "slot freed", 2*time.Second, func() bool { return e.room.conns.Load() == int64(len(admitted)-1) })
+				admitted[0].Close()
+				testkit.WaitFor(t, "slot freed", 2*time.Second, func() bool { return e.room.conns.Load() == int64(len(admitted)-1) })
 				c, _ := e.login(1, "again")
-				c.expectQuiet()
+				c.ExpectQuiet(0)
 			}
 		})
 	}
@@ -53,36 +54,36 @@ func TestMaxPendingDuringAuth(t *testing.T) {
 	e := startEnv(t, envOpt{cfg: func(c *config.Config) { c.Room.MaxPending = 2 }})
 	gate := make(chan struct{})
 	e.reg.setGate(gate)
-	c := dial(t, e.room.Addr())
-	c.auth(1, "q", tokenFor(1, "q"), 0)
-	waitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("q", 0) != nil })
+	c := testkit.Dial(t, e.room.Addr())
+	c.Auth(1, "q", testkit.Token(1, "q"), 0)
+	testkit.WaitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("q", 0) != nil })
 	for i := uint64(1); i <= 5; i++ {
 		if n, _ := e.room.Push(t.Context(), push.Message{ID: i, App: 1, Payload: []byte("p")}, []push.Target{{UID: "q"}}); n != 1 {
 			t.Fatalf("push %d found %d", i, n)
 		}
 	}
 	close(gate)
-	c.expect(proto.OpAuthOK)
+	c.ExpectNext(proto.OpAuthOK)
 	for i := uint64(1); i <= 2; i++ {
-		if id, _, _ := c.expectPush(); id != i {
+		if id, _, _ := c.ExpectPush(); id != i {
 			t.Fatalf("pending push %d, want %d", id, i)
 		}
 	}
-	c.expectQuiet() // the extras were dropped (QoS 1 ones stay stored)
+	c.ExpectQuiet(0) // the extras were dropped (QoS 1 ones stay stored)
 }
 
 func TestClientClosesDuringAuth(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	gate := make(chan struct{})
 	e.reg.setGate(gate)
-	c := dial(t, e.room.Addr())
-	c.auth(1, "gone", tokenFor(1, "gone"), 0)
-	waitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("gone", 0) != nil })
+	c := testkit.Dial(t, e.room.Addr())
+	c.Auth(1, "gone", testkit.Token(1, "gone"), 0)
+	testkit.WaitFor(t, "auth pending", 2*time.Second, func() bool { return e.room.idx.get("gone", 0) != nil })
 	id := e.room.idx.get("gone", 0).id
-	c.c.Close()
-	waitFor(t, "index cleared", 2*time.Second, func() bool { return e.room.idx.get("gone", 0) == nil })
+	c.Close()
+	testkit.WaitFor(t, "index cleared", 2*time.Second, func() bool { return e.room.idx.get("gone", 0) == nil })
 	close(gate) // Register completes for a connection that is already gone
-	waitFor(t, "late unregister", 2*time.Second, func() bool { return e.reg.unregistered("gone", id) })
+	testkit.WaitFor(t, "late unregister", 2*time.Second, func() bool { return e.reg.unregistered("gone", id) })
 	if e.hasSession("gone") {
 		t.Fatal("session of a closed connection left in register")
 	}
@@ -93,10 +94,10 @@ func TestShutdown(t *testing.T) {
 	a, _ := e.login(1, "s1")
 	b, _ := e.login(2, "s2")
 	idA, idB := e.connID("s1"), e.connID("s2")
-	unauth := dial(t, e.room.Addr())
+	unauth := testkit.Dial(t, e.room.Addr())
 	// Accepted by the engine, not just by the kernel: gnet leaks a socket it
 	// accepted but had not handed to a loop when the loops stop.
-	waitFor(t, "third connection admitted", 2*time.Second, func() bool { return e.room.conns.Load() == 3 })
+	testkit.WaitFor(t, "third connection admitted", 2*time.Second, func() bool { return e.room.conns.Load() == 3 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -107,13 +108,13 @@ func TestShutdown(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Shutdown took %s", el)
 	}
-	for _, c := range []*client{a, b} {
-		if k := c.expectKick(push.KickShutdown); k.Reason != "server_shutdown" {
+	for _, c := range []*testkit.Conn{a, b} {
+		if k := c.ExpectKick(push.KickShutdown); k.Reason != "server_shutdown" {
 			t.Fatalf("reason %q", k.Reason)
 		}
-		c.expectClosed(3 * time.Second)
+		c.ExpectClosed(testkit.Timeout)
 	}
-	unauth.expectClosed(3 * time.Second)
+	unauth.ExpectClosed(testkit.Timeout)
 	if !e.reg.unregistered("s1", idA) || !e.reg.unregistered("s2", idB) {
 		t.Fatal("sessions not unregistered by Shutdown")
 	}
@@ -145,7 +146,7 @@ func TestShutdownBeforeStart(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	h := config.NewHolder(testConfig(t, nil))
+	h := config.NewHolder(roomTestConfig(t, nil))
 	reg, inbox, coord := newFakeRegister(), newFakeSaver(), &fakeCoord{}
 	cases := []struct {
 		name string

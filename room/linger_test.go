@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -21,11 +22,11 @@ func oversizeStream(n int) []byte {
 }
 
 // streamAsync writes b on c from another goroutine and reports the result.
-func streamAsync(c *client, b []byte, d time.Duration) <-chan error {
+func streamAsync(c *testkit.Conn, b []byte, d time.Duration) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_ = c.c.SetWriteDeadline(time.Now().Add(d))
-		_, err := c.c.Write(b)
+		_ = c.NetConn().SetWriteDeadline(time.Now().Add(d))
+		_, err := c.NetConn().Write(b)
 		done <- err
 	}()
 	return done
@@ -42,42 +43,42 @@ func TestErrorReachesClientThatKeepsSending(t *testing.T) {
 	bystander, _ := e.login(1, "bystander")
 	for _, authed := range []bool{false, true} {
 		for i := range 10 {
-			var c *client
+			var c *testkit.Conn
 			if authed {
 				c, _ = e.login(1, "streamer")
 			} else {
-				c = dial(t, e.room.Addr())
+				c = testkit.Dial(t, e.room.Addr())
 			}
 			done := streamAsync(c, oversizeStream(4<<20), 5*time.Second)
-			c.expectError(proto.ErrCodeFrameTooLarge)
-			if _, err := c.next(3 * time.Second); !errors.Is(err, io.EOF) {
+			c.ExpectError(proto.ErrCodeFrameTooLarge)
+			if _, err := c.Next(testkit.Timeout); !errors.Is(err, io.EOF) {
 				t.Fatalf("authed=%v #%d: after the ERROR got %v, want a clean EOF", authed, i, err)
 			}
 			if err := <-done; err != nil {
 				t.Fatalf("authed=%v #%d: the room did not drain the stream after its ERROR: %v", authed, i, err)
 			}
-			c.c.Close()
+			c.Close()
 			// The client's close ends the linger at once, not at the sweep.
-			waitFor(t, "lingering connection closed", lingerFor/2, func() bool { return e.room.conns.Load() == 1 })
+			testkit.WaitFor(t, "lingering connection closed", lingerFor/2, func() bool { return e.room.conns.Load() == 1 })
 		}
 	}
 	if e.hasSession("streamer") {
 		t.Fatal("the streamer's session outlived its connection")
 	}
-	bystander.expectQuiet()
+	bystander.ExpectQuiet(0)
 }
 
 // TestLingerIsBounded: a client that never closes after the ERROR, whether
 // it goes on streaming or stays silent, is closed within lingerFor and a tick.
 func TestLingerIsBounded(t *testing.T) {
 	e := startEnv(t, envOpt{})
-	silent := dial(t, e.room.Addr())
-	silent.write(oversizeStream(1 << 10))
-	silent.expectError(proto.ErrCodeFrameTooLarge)
+	silent := testkit.Dial(t, e.room.Addr())
+	silent.Write(oversizeStream(1 << 10))
+	silent.ExpectError(proto.ErrCodeFrameTooLarge)
 
-	streamer := dial(t, e.room.Addr())
-	streamer.write(oversizeStream(0))
-	streamer.expectError(proto.ErrCodeFrameTooLarge)
+	streamer := testkit.Dial(t, e.room.Addr())
+	streamer.Write(oversizeStream(0))
+	streamer.ExpectError(proto.ErrCodeFrameTooLarge)
 	start := time.Now()
 	stop := make(chan struct{})
 	done := make(chan error, 1)
@@ -90,8 +91,8 @@ func TestLingerIsBounded(t *testing.T) {
 				return
 			default:
 			}
-			_ = streamer.c.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := streamer.c.Write(chunk); err != nil {
+			_ = streamer.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := streamer.NetConn().Write(chunk); err != nil {
 				done <- err
 				return
 			}
@@ -99,7 +100,7 @@ func TestLingerIsBounded(t *testing.T) {
 		}
 	}()
 	bound := lingerFor + 2*time.Second
-	waitFor(t, "both lingering connections closed", bound, func() bool { return e.room.conns.Load() == 0 })
+	testkit.WaitFor(t, "both lingering connections closed", bound, func() bool { return e.room.conns.Load() == 0 })
 	if el := time.Since(start); el < lingerFor/2 {
 		t.Fatalf("closed after %s, lingerFor is %s", el, lingerFor)
 	}
@@ -108,7 +109,7 @@ func TestLingerIsBounded(t *testing.T) {
 		if err == nil || isTimeout(err) {
 			t.Fatalf("streamer write ended with %v, want a reset", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(testkit.Timeout):
 		close(stop)
 		t.Fatal("the streamer could still write after its connection was closed")
 	}

@@ -57,7 +57,7 @@ func (c *memConn) Writev(bs [][]byte) (int, error) {
 
 func benchRoom(b *testing.B) *Room {
 	r, err := New(Config{Addr: "127.0.0.1:0", Logger: testLogger()}, Deps{
-		Config:   config.NewHolder(testConfig(b, nil)),
+		Config:   config.NewHolder(roomTestConfig(b, nil)),
 		Register: newFakeRegister(), Saver: newFakeSaver(), Coordinator: &fakeCoord{},
 	})
 	if err != nil {

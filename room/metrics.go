@@ -14,6 +14,10 @@ var (
 		Name: "lcpush_room_connections",
 		Help: "Open client connections (admitted), authenticated or not.",
 	})
+	mConnsByTransport = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lcpush_room_connections_by_transport",
+		Help: "Open client connections (admitted), by the listener's transport: tcp or ws (a PROXY header in front counts as its listener's).",
+	}, []string{"transport"})
 	mOnline = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "lcpush_room_online",
 		Help: "Authenticated sessions.",
@@ -92,6 +96,7 @@ const (
 	closeInbound     = "inbound_overflow"
 	closeErrors      = "error_budget" // too many refused frames
 	closeHandshake   = "handshake"    // the transport refused the preamble or its address
+	closeNoSession   = "no_session"   // a PROXY v2 LOCAL header (health check): served no session
 )
 
 // framesIn caches the per-op children so the hot path skips the label lookup.
@@ -112,3 +117,9 @@ var framesIn = func() (out [256]prometheus.Counter) {
 }()
 
 var mClosePeer = mCloses.WithLabelValues(closePeer)
+
+// mConnsBy caches the children of mConnsByTransport by transport kind.
+var mConnsBy = [...]prometheus.Gauge{
+	trTCP: mConnsByTransport.WithLabelValues("tcp"),
+	trWS:  mConnsByTransport.WithLabelValues("ws"),
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/token"
@@ -44,18 +45,18 @@ func TestMalformedInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var c *client
+			var c *testkit.Conn
 			if tc.authed {
 				c, _ = e.login(1, "victim")
 			} else {
-				c = dial(t, e.room.Addr())
+				c = testkit.Dial(t, e.room.Addr())
 			}
-			c.write(tc.data)
-			if f := c.expectError(tc.code); f.Seq != tc.wantSeq {
+			c.Write(tc.data)
+			if f := c.ExpectError(tc.code); f.Seq != tc.wantSeq {
 				t.Fatalf("ERROR seq %d, want %d", f.Seq, tc.wantSeq)
 			}
-			c.expectClosed(3 * time.Second)
-			bystander.expectQuiet()
+			c.ExpectClosed(testkit.Timeout)
+			bystander.ExpectQuiet(0)
 		})
 	}
 }
@@ -91,7 +92,7 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 	authJSON := func(seq, app uint32, uid, tok string) []byte {
 		return frame(proto.OpAuth, seq, app, mustJSON(t, proto.Auth{UID: uid, Token: tok}))
 	}
-	expired := token.Sign([]byte(secret1), 1, "late", time.Now().Add(-time.Hour).Unix())
+	expired := token.Sign([]byte(testkit.Secret1), 1, "late", time.Now().Add(-time.Hour).Unix())
 	badUID := "bad\x01uid" // a control character: the token is valid for it, the uid is not
 	cat := func(parts ...[]byte) []byte {
 		var b []byte
@@ -119,28 +120,28 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 		{name: "oversize len one byte at a time", chunks: [][]byte{{0}, {0x10}, {0}, {0}}, code: proto.ErrCodeFrameTooLarge},
 		{name: "len 11 after a partial header", chunks: [][]byte{{0, 0, 0}, {11, 1, 1}}, code: proto.ErrCodeBadFrame},
 		// The version and the AUTH-first rule.
-		{name: "version 0", chunks: [][]byte{withVer(0, authJSON(21, 1, "v", tokenFor(1, "v")))}, code: proto.ErrCodeBadFrame, seq: 21},
+		{name: "version 0", chunks: [][]byte{withVer(0, authJSON(21, 1, "v", testkit.Token(1, "v")))}, code: proto.ErrCodeBadFrame, seq: 21},
 		{name: "version 2", chunks: [][]byte{withVer(2, frame(proto.OpPing, 22, 0, nil))}, code: proto.ErrCodeBadFrame, seq: 22},
 		{name: "PING first", chunks: [][]byte{frame(proto.OpPing, 23, 0, nil)}, code: proto.ErrCodeAuthRequired, seq: 23},
-		{name: "BIND first", chunks: [][]byte{frame(proto.OpBind, 24, 1, mustJSON(t, proto.Bind{Token: tokenFor(1, "x")}))}, code: proto.ErrCodeAuthRequired, seq: 24},
+		{name: "BIND first", chunks: [][]byte{frame(proto.OpBind, 24, 1, mustJSON(t, proto.Bind{Token: testkit.Token(1, "x")}))}, code: proto.ErrCodeAuthRequired, seq: 24},
 		{name: "unknown op first", chunks: [][]byte{frame(0x55, 25, 0, nil)}, code: proto.ErrCodeAuthRequired, seq: 25},
 		// The AUTH body and token.
 		{name: "AUTH empty body", chunks: [][]byte{frame(proto.OpAuth, 31, 1, nil)}, code: proto.ErrCodeBadFrame, seq: 31},
 		{name: "AUTH not JSON", chunks: [][]byte{frame(proto.OpAuth, 32, 1, []byte("uid=u"))}, code: proto.ErrCodeBadFrame, seq: 32},
 		{name: "AUTH truncated JSON", chunks: [][]byte{frame(proto.OpAuth, 33, 1, []byte(`{"uid":"u","token":"12`))}, code: proto.ErrCodeBadFrame, seq: 33},
-		{name: "AUTH trailing data", chunks: [][]byte{frame(proto.OpAuth, 34, 1, cat(mustJSON(t, proto.Auth{UID: "u", Token: tokenFor(1, "u")}), []byte(" {}")))}, code: proto.ErrCodeBadFrame, seq: 34},
+		{name: "AUTH trailing data", chunks: [][]byte{frame(proto.OpAuth, 34, 1, cat(mustJSON(t, proto.Auth{UID: "u", Token: testkit.Token(1, "u")}), []byte(" {}")))}, code: proto.ErrCodeBadFrame, seq: 34},
 		{name: "AUTH bad token", chunks: [][]byte{authJSON(35, 1, "u", "123.abc")}, code: proto.ErrCodeBadToken, seq: 35},
-		{name: "AUTH token of another app", chunks: [][]byte{authJSON(36, 1, "u", tokenFor(2, "u"))}, code: proto.ErrCodeBadToken, seq: 36},
-		{name: "AUTH token of another uid", chunks: [][]byte{authJSON(37, 1, "u", tokenFor(1, "someone"))}, code: proto.ErrCodeBadToken, seq: 37},
+		{name: "AUTH token of another app", chunks: [][]byte{authJSON(36, 1, "u", testkit.Token(2, "u"))}, code: proto.ErrCodeBadToken, seq: 36},
+		{name: "AUTH token of another uid", chunks: [][]byte{authJSON(37, 1, "u", testkit.Token(1, "someone"))}, code: proto.ErrCodeBadToken, seq: 37},
 		{name: "AUTH expired token", chunks: [][]byte{authJSON(38, 1, "late", expired)}, code: proto.ErrCodeBadToken, seq: 38},
-		{name: "AUTH unknown app", chunks: [][]byte{authJSON(39, 99, "u", tokenFor(99, "u"))}, code: proto.ErrCodeBadToken, seq: 39},
-		{name: "AUTH bad uid", chunks: [][]byte{authJSON(40, 1, badUID, tokenFor(1, badUID))}, code: proto.ErrCodeBadToken, seq: 40},
-		{name: "AUTH empty uid", chunks: [][]byte{authJSON(41, 1, "", tokenFor(1, ""))}, code: proto.ErrCodeBadToken, seq: 41},
+		{name: "AUTH unknown app", chunks: [][]byte{authJSON(39, 99, "u", testkit.Token(99, "u"))}, code: proto.ErrCodeBadToken, seq: 39},
+		{name: "AUTH bad uid", chunks: [][]byte{authJSON(40, 1, badUID, testkit.Token(1, badUID))}, code: proto.ErrCodeBadToken, seq: 40},
+		{name: "AUTH empty uid", chunks: [][]byte{authJSON(41, 1, "", testkit.Token(1, ""))}, code: proto.ErrCodeBadToken, seq: 41},
 		// Frames that never complete: only the auth deadline ends them.
 		{name: "3 bytes then silence", chunks: [][]byte{{0, 0, 0}}, code: proto.ErrCodeAuthRequired, slow: true},
-		{name: "AUTH cut short", chunks: [][]byte{authJSON(42, 1, "cut", tokenFor(1, "cut"))[:30]}, code: proto.ErrCodeAuthRequired, slow: true},
+		{name: "AUTH cut short", chunks: [][]byte{authJSON(42, 1, "cut", testkit.Token(1, "cut"))[:30]}, code: proto.ErrCodeAuthRequired, slow: true},
 		// Garbage pipelined behind a good AUTH is read after AUTH_OK.
-		{name: "garbage behind AUTH", chunks: [][]byte{cat(authJSON(43, 1, "pipe", tokenFor(1, "pipe")), head(0xff000000, proto.OpPing, 0, 0))}, before: []uint8{proto.OpAuthOK}, code: proto.ErrCodeFrameTooLarge},
+		{name: "garbage behind AUTH", chunks: [][]byte{cat(authJSON(43, 1, "pipe", testkit.Token(1, "pipe")), head(0xff000000, proto.OpPing, 0, 0))}, before: []uint8{proto.OpAuthOK}, code: proto.ErrCodeFrameTooLarge},
 		// After AUTH: the Len field and version with the larger limit.
 		{name: "authed len max_frame+1", authed: true, chunks: [][]byte{head(uint32(rc.MaxFrame)+1, proto.OpPing, 1, 0)}, code: proto.ErrCodeFrameTooLarge},
 		{name: "authed len 3", authed: true, chunks: [][]byte{head(3, proto.OpPing, 1, 0)}, code: proto.ErrCodeBadFrame},
@@ -151,35 +152,34 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 		{name: "op 0", authed: true, chunks: [][]byte{frame(0, 62, 0, nil)}, code: proto.ErrCodeUnknownOp, seq: 62},
 		{name: "server op PUSH", authed: true, chunks: [][]byte{frame(proto.OpPush, 63, 1, make([]byte, 8))}, code: proto.ErrCodeUnknownOp, seq: 63},
 		{name: "server op ERROR", authed: true, chunks: [][]byte{frame(proto.OpError, 64, 0, []byte("{}"))}, code: proto.ErrCodeUnknownOp, seq: 64},
-		{name: "second AUTH", authed: true, chunks: [][]byte{authJSON(65, 1, "victim", tokenFor(1, "victim"))}, code: proto.ErrCodeBadFrame, seq: 65},
+		{name: "second AUTH", authed: true, chunks: [][]byte{authJSON(65, 1, "victim", testkit.Token(1, "victim"))}, code: proto.ErrCodeBadFrame, seq: 65},
 		// Bad bodies of known ops.
 		{name: "ACK empty body", authed: true, chunks: [][]byte{frame(proto.OpAck, 71, 1, nil)}, code: proto.ErrCodeBadFrame, seq: 71},
 		{name: "ACK count above ids", authed: true, chunks: [][]byte{frame(proto.OpAck, 72, 1, []byte{0, 2, 0, 0, 0, 0, 0, 0, 0, 1})}, code: proto.ErrCodeBadFrame, seq: 72},
 		{name: "ACK count below ids", authed: true, chunks: [][]byte{frame(proto.OpAck, 73, 1, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 1})}, code: proto.ErrCodeBadFrame, seq: 73},
 		{name: "UPSTREAM 1-byte body", authed: true, chunks: [][]byte{frame(proto.OpUpstream, 74, 1, []byte{1})}, code: proto.ErrCodeBadFrame, seq: 74},
 		{name: "BIND not JSON", authed: true, chunks: [][]byte{frame(proto.OpBind, 75, 2, []byte("nope"))}, code: proto.ErrCodeBadFrame, seq: 75},
-		{name: "BIND trailing data", authed: true, chunks: [][]byte{frame(proto.OpBind, 76, 2, cat(mustJSON(t, proto.Bind{Token: tokenFor(2, "victim")}), []byte("x")))}, code: proto.ErrCodeBadFrame, seq: 76},
+		{name: "BIND trailing data", authed: true, chunks: [][]byte{frame(proto.OpBind, 76, 2, cat(mustJSON(t, proto.Bind{Token: testkit.Token(2, "victim")}), []byte("x")))}, code: proto.ErrCodeBadFrame, seq: 76},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var c *client
+			var c *testkit.Conn
+			// Dialled with the subtest's t: its failures are the subtest's.
+			c = testkit.Dial(t, e.room.Addr())
 			if tc.authed {
-				c, _ = e.login(1, "victim")
-			} else {
-				c = dial(t, e.room.Addr())
+				c.Login(1, "victim", testkit.Token(1, "victim"), 30)
 			}
-			c.t = t
 			start := time.Now()
 			for i, b := range tc.chunks {
 				if i > 0 {
 					time.Sleep(20 * time.Millisecond)
 				}
-				c.write(b)
+				c.Write(b)
 			}
 			for _, op := range tc.before {
-				c.expect(op)
+				c.ExpectNext(op)
 			}
-			if f := c.expectError(tc.code); f.Seq != tc.seq {
+			if f := c.ExpectError(tc.code); f.Seq != tc.seq {
 				t.Fatalf("ERROR seq %d, want %d", f.Seq, tc.seq)
 			}
 			// The deadline runs from the server's accept, a little before
@@ -187,26 +187,26 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 			if el := time.Since(start); tc.slow != (el >= authDeadline/2) {
 				t.Fatalf("ERROR after %s; refused by the auth deadline (%s): %v", el, authDeadline, tc.slow)
 			}
-			c.expectClosed(3 * time.Second)
-			_ = c.c.Close()
-			good.expectQuiet()
+			c.ExpectClosed(testkit.Timeout)
+			_ = c.Close()
+			good.ExpectQuiet(0)
 		})
 	}
-	good.expectQuiet()
+	good.ExpectQuiet(0)
 }
 
 func TestPing(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "pinger")
-	seq := c.send(proto.OpPing, 0, 0, nil)
-	if f := c.expect(proto.OpPong); f.Seq != seq || len(f.Body) != 0 {
+	seq := c.Send(proto.OpPing, 0, 0, nil)
+	if f := c.ExpectNext(proto.OpPong); f.Seq != seq || len(f.Body) != 0 {
 		t.Fatalf("PONG %+v", f)
 	}
 	// Seq 0 gets the one shared PONG frame, byte for byte.
-	c.write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil))
+	c.Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil))
 	raw := make([]byte, len(proto.PongFrame))
-	_ = c.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.c.Read(raw); err != nil || string(raw) != string(proto.PongFrame) {
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(testkit.Timeout))
+	if _, err := c.NetConn().Read(raw); err != nil || string(raw) != string(proto.PongFrame) {
 		t.Fatalf("PONG bytes %x, %v", raw, err)
 	}
 }
@@ -216,14 +216,14 @@ func TestIdleTimeout(t *testing.T) {
 		c.Room.HeartbeatMin = 1
 		c.Room.HeartbeatGrace = 200 * time.Millisecond
 	}})
-	idle := dial(t, e.room.Addr())
-	idle.auth(1, "idle", tokenFor(1, "idle"), 1)
-	idle.expect(proto.OpAuthOK)
+	idle := testkit.Dial(t, e.room.Addr())
+	idle.Auth(1, "idle", testkit.Token(1, "idle"), 1)
+	idle.ExpectNext(proto.OpAuthOK)
 	start := time.Now()
 
-	busy := dial(t, e.room.Addr())
-	busy.auth(1, "busy", tokenFor(1, "busy"), 1)
-	busy.expect(proto.OpAuthOK)
+	busy := testkit.Dial(t, e.room.Addr())
+	busy.Auth(1, "busy", testkit.Token(1, "busy"), 1)
+	busy.ExpectNext(proto.OpAuthOK)
 	stop := make(chan struct{})
 	pinged := make(chan error, 1)
 	go func() { // the busy client's heartbeat
@@ -235,7 +235,7 @@ func TestIdleTimeout(t *testing.T) {
 				pinged <- nil
 				return
 			case <-tk.C:
-				if _, err := busy.c.Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil)); err != nil {
+				if _, err := busy.NetConn().Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing}, nil)); err != nil {
 					pinged <- err
 					return
 				}
@@ -243,18 +243,17 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	}()
 
-	idle.expectClosed(5 * time.Second)
+	idle.ExpectClosed(5 * time.Second)
 	if el := time.Since(start); el < 2*time.Second {
 		t.Fatalf("closed after %s, before 2 x hb + grace", el)
 	}
-	waitFor(t, "unregister of the idle session", 2*time.Second, func() bool { return !e.hasSession("idle") })
+	testkit.WaitFor(t, "unregister of the idle session", 2*time.Second, func() bool { return !e.hasSession("idle") })
 	close(stop)
 	if err := <-pinged; err != nil {
 		t.Fatalf("busy client: %v", err)
 	}
 	// Still open: skip the PONGs of its heartbeat up to the answer to seq 99.
-	busy.seq = 98
-	busy.send(proto.OpPing, 0, 0, nil)
-	for busy.expect(proto.OpPong).Seq != 99 {
+	busy.Write(proto.AppendFrame(nil, proto.Header{Op: proto.OpPing, Seq: 99}, nil))
+	for busy.ExpectNext(proto.OpPong).Seq != 99 {
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -38,20 +39,20 @@ func TestPushDelivery(t *testing.T) {
 				t.Fatalf("Push = %d, %v; want %d", n, err, tc.want)
 			}
 			if tc.alice {
-				id, p, f := alice.expectPush()
+				id, p, f := alice.ExpectPush()
 				if id != tc.msg.ID || string(p) != string(tc.msg.Payload) || f.App != tc.msg.App || f.Seq != 0 ||
 					(f.Flags&proto.FlagAckRequired != 0) != (tc.msg.QoS == push.QoS1) {
 					t.Fatalf("got push id=%d %q %+v", id, p, f.Header)
 				}
 			}
-			alice.expectQuiet()
-			bob.expectQuiet()
+			alice.ExpectQuiet(0)
+			bob.ExpectQuiet(0)
 		})
 	}
 
 	// Multicast over both loops: one Push, every target gets it once.
 	var targets []push.Target
-	var clients []*client
+	var clients []*testkit.Conn
 	for _, uid := range []string{"m1", "m2", "m3", "m4", "m5"} {
 		c, _ := e.login(1, uid)
 		clients = append(clients, c)
@@ -62,7 +63,7 @@ func TestPushDelivery(t *testing.T) {
 		t.Fatalf("multicast Push = %d, %v", n, err)
 	}
 	for _, c := range clients {
-		if id, p, _ := c.expectPush(); id != 77 || string(p) != "all" {
+		if id, p, _ := c.ExpectPush(); id != 77 || string(p) != "all" {
 			t.Fatalf("multicast got %d %q", id, p)
 		}
 	}
@@ -75,21 +76,21 @@ func TestStoredMessagesAfterAuthOK(t *testing.T) {
 	}
 	c, _ := e.login(1, "s")
 	for i := uint64(1); i <= 50; i++ {
-		id, p, f := c.expectPush()
+		id, p, f := c.ExpectPush()
 		if id != 1000+i || len(p) != 1 || p[0] != byte(i) || f.Flags&proto.FlagAckRequired == 0 {
 			t.Fatalf("stored #%d: id=%d payload=%v flags=%d", i, id, p, f.Flags)
 		}
 	}
-	c.expectQuiet()
+	c.ExpectQuiet(0)
 }
 
 func TestAck(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "acker")
-	c.write(proto.AppendAck(nil, 5, []uint64{11, 12, 1 << 60}))
-	c.write(proto.AppendAck(nil, 6, nil)) // empty batch: nothing to do
-	c.expectQuiet()                       // no reply to ACK
-	waitFor(t, "Saver.Ack", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 3 })
+	c.Write(proto.AppendAck(nil, 5, []uint64{11, 12, 1 << 60}))
+	c.Write(proto.AppendAck(nil, 6, nil)) // empty batch: nothing to do
+	c.ExpectQuiet(0)                      // no reply to ACK
+	testkit.WaitFor(t, "Saver.Ack", 2*time.Second, func() bool { return len(e.inbox.acked("acker")) == 3 })
 	got := e.inbox.acked("acker")
 	if got[0] != 11 || got[1] != 12 || got[2] != 1<<60 {
 		t.Fatalf("acked %v", got)
@@ -102,7 +103,7 @@ func TestAck(t *testing.T) {
 func TestAckStorm(t *testing.T) {
 	e := startEnv(t, envOpt{room: func(c *Config) { c.Workers, c.Queue = 2, 2 }})
 	const n = 40
-	clients := make([]*client, n)
+	clients := make([]*testkit.Conn, n)
 	for i := range clients {
 		clients[i], _ = e.login(1, fmt.Sprintf("acker-%d", i))
 	}
@@ -114,15 +115,15 @@ func TestAckStorm(t *testing.T) {
 	e.inbox.ackGate = gate
 	e.inbox.mu.Unlock()
 	for i, c := range clients {
-		c.write(proto.AppendAck(nil, 7, []uint64{uint64(100 + i)}))
+		c.Write(proto.AppendAck(nil, 7, []uint64{uint64(100 + i)}))
 	}
 	for _, c := range clients {
-		c.expectQuiet() // no ERROR overloaded
+		c.ExpectQuiet(0) // no ERROR overloaded
 	}
 	release()
 	for i := range clients {
 		uid := fmt.Sprintf("acker-%d", i)
-		waitFor(t, uid+" acked", 2*time.Second, func() bool {
+		testkit.WaitFor(t, uid+" acked", 2*time.Second, func() bool {
 			got := e.inbox.acked(uid)
 			return len(got) == 1 && got[0] == uint64(100+i)
 		})
@@ -136,53 +137,53 @@ func TestBindUnbind(t *testing.T) {
 	id := e.connID("b")
 
 	// Bad token for app 2 (signed for app 1): refused, session kept.
-	seq := c.sendJSON(proto.OpBind, 2, proto.Bind{Token: tokenFor(1, "b")})
-	if f := c.expectError(proto.ErrCodeBadToken); f.Seq != seq {
+	seq := c.SendJSON(proto.OpBind, 2, proto.Bind{Token: testkit.Token(1, "b")})
+	if f := c.ExpectError(proto.ErrCodeBadToken); f.Seq != seq {
 		t.Fatalf("seq %d want %d", f.Seq, seq)
 	}
-	seq = c.sendJSON(proto.OpBind, 99, proto.Bind{Token: tokenFor(1, "b")})
-	c.expectError(proto.ErrCodeBadToken)
-	c.expectQuiet()
+	seq = c.SendJSON(proto.OpBind, 99, proto.Bind{Token: testkit.Token(1, "b")})
+	c.ExpectError(proto.ErrCodeBadToken)
+	c.ExpectQuiet(0)
 
-	seq = c.sendJSON(proto.OpBind, 2, proto.Bind{Token: tokenFor(2, "b")})
-	if f := c.expect(proto.OpBindOK); f.Seq != seq {
+	seq = c.SendJSON(proto.OpBind, 2, proto.Bind{Token: testkit.Token(2, "b")})
+	if f := c.ExpectNext(proto.OpBindOK); f.Seq != seq {
 		t.Fatalf("BIND_OK seq %d want %d", f.Seq, seq)
 	}
-	if mid, p, f := c.expectPush(); mid != 5 || string(p) != "stored for 2" || f.App != 2 {
+	if mid, p, f := c.ExpectPush(); mid != 5 || string(p) != "stored for 2" || f.App != 2 {
 		t.Fatalf("stored after bind: %d %q app %d", mid, p, f.App)
 	}
 	if apps := e.reg.appsOf(id); len(apps) != 2 || apps[0] != 1 || apps[1] != 2 {
 		t.Fatalf("SetApps %v", apps)
 	}
-	waitFor(t, "online for app 2", 2*time.Second, func() bool { return e.coord.hasStatus("b", 2, push.EventOnline) })
+	testkit.WaitFor(t, "online for app 2", 2*time.Second, func() bool { return e.coord.hasStatus("b", 2, push.EventOnline) })
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 6, App: 2, Payload: []byte("live 2")}, []push.Target{{UID: "b"}}); n != 1 {
 		t.Fatalf("push to bound app: %d", n)
 	}
-	if mid, _, _ := c.expectPush(); mid != 6 {
+	if mid, _, _ := c.ExpectPush(); mid != 6 {
 		t.Fatalf("got %d", mid)
 	}
 	// Binding again is harmless.
-	c.sendJSON(proto.OpBind, 2, proto.Bind{Token: tokenFor(2, "b")})
-	c.expect(proto.OpBindOK)
+	c.SendJSON(proto.OpBind, 2, proto.Bind{Token: testkit.Token(2, "b")})
+	c.ExpectNext(proto.OpBindOK)
 
-	seq = c.send(proto.OpUnbind, 0, 2, nil)
-	if f := c.expect(proto.OpUnbindOK); f.Seq != seq {
+	seq = c.Send(proto.OpUnbind, 2, 0, nil)
+	if f := c.ExpectNext(proto.OpUnbindOK); f.Seq != seq {
 		t.Fatalf("UNBIND_OK seq %d want %d", f.Seq, seq)
 	}
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 7, App: 2, Payload: []byte("x")}, []push.Target{{UID: "b"}}); n != 0 {
 		t.Fatalf("push to unbound app reported %d", n)
 	}
-	c.expectQuiet()
-	waitFor(t, "SetApps after unbind", 2*time.Second, func() bool { return len(e.reg.appsOf(id)) == 1 })
-	waitFor(t, "offline for app 2", 2*time.Second, func() bool { return e.coord.hasStatus("b", 2, push.EventOffline) })
+	c.ExpectQuiet(0)
+	testkit.WaitFor(t, "SetApps after unbind", 2*time.Second, func() bool { return len(e.reg.appsOf(id)) == 1 })
+	testkit.WaitFor(t, "offline for app 2", 2*time.Second, func() bool { return e.coord.hasStatus("b", 2, push.EventOffline) })
 
 	// Unbinding the AUTH app is allowed; then nothing is delivered.
-	c.send(proto.OpUnbind, 0, 1, nil)
-	c.expect(proto.OpUnbindOK)
+	c.Send(proto.OpUnbind, 1, 0, nil)
+	c.ExpectNext(proto.OpUnbindOK)
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 8, App: 1, Payload: []byte("x")}, []push.Target{{UID: "b"}}); n != 0 {
 		t.Fatalf("push after unbinding everything reported %d", n)
 	}
-	c.expectQuiet()
+	c.ExpectQuiet(0)
 }
 
 func TestBindLimit(t *testing.T) {
@@ -198,21 +199,19 @@ func TestBindLimit(t *testing.T) {
 		close(done)
 	})
 	<-done
-	seq := c.sendJSON(proto.OpBind, 2, proto.Bind{Token: tokenFor(2, "many")})
-	if f := c.expectError(proto.ErrCodeRateLimited); f.Seq != seq {
+	seq := c.SendJSON(proto.OpBind, 2, proto.Bind{Token: testkit.Token(2, "many")})
+	if f := c.ExpectError(proto.ErrCodeRateLimited); f.Seq != seq {
 		t.Fatalf("seq %d", f.Seq)
 	}
-	c.expectQuiet()
+	c.ExpectQuiet(0)
 }
 
 func TestUpstream(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "up")
 
-	seq := c.seq + 1
-	c.write(proto.AppendUpstream(nil, seq, 1, true, 42, []byte("hello")))
-	c.seq = seq
-	if f := c.expect(proto.OpUpstreamOK); f.Seq != seq {
+	seq := c.Send(proto.OpUpstream, 1, proto.FlagReplyWanted, proto.AppendUpstream(nil, 0, 1, true, 42, []byte("hello"))[proto.HeaderSize:])
+	if f := c.ExpectNext(proto.OpUpstreamOK); f.Seq != seq {
 		t.Fatalf("UPSTREAM_OK seq %d want %d", f.Seq, seq)
 	}
 	ups := e.coord.upstreamList()
@@ -221,13 +220,13 @@ func TestUpstream(t *testing.T) {
 	}
 
 	// Without REPLY_WANTED: accepted silently.
-	c.write(proto.AppendUpstream(nil, 50, 1, false, 1, nil))
-	c.expectQuiet()
-	waitFor(t, "second upstream", 2*time.Second, func() bool { return len(e.coord.upstreamList()) == 2 })
+	c.Write(proto.AppendUpstream(nil, 50, 1, false, 1, nil))
+	c.ExpectQuiet(0)
+	testkit.WaitFor(t, "second upstream", 2*time.Second, func() bool { return len(e.coord.upstreamList()) == 2 })
 
 	// Not bound.
-	c.write(proto.AppendUpstream(nil, 51, 2, true, 1, []byte("x")))
-	if f := c.expectError(proto.ErrCodeNotBound); f.Seq != 51 {
+	c.Write(proto.AppendUpstream(nil, 51, 2, true, 1, []byte("x")))
+	if f := c.ExpectError(proto.ErrCodeNotBound); f.Seq != 51 {
 		t.Fatalf("seq %d", f.Seq)
 	}
 
@@ -235,14 +234,14 @@ func TestUpstream(t *testing.T) {
 	e.coord.mu.Lock()
 	e.coord.upErr = push.ErrOverloaded
 	e.coord.mu.Unlock()
-	c.write(proto.AppendUpstream(nil, 52, 1, true, 1, []byte("x")))
-	if f := c.expectError(proto.ErrCodeOverloaded); f.Seq != 52 {
+	c.Write(proto.AppendUpstream(nil, 52, 1, true, 1, []byte("x")))
+	if f := c.ExpectError(proto.ErrCodeOverloaded); f.Seq != 52 {
 		t.Fatalf("seq %d", f.Seq)
 	}
 	e.coord.mu.Lock()
 	e.coord.upErr = nil
 	e.coord.mu.Unlock()
-	c.expectQuiet()
+	c.ExpectQuiet(0)
 }
 
 func TestUpstreamRateLimit(t *testing.T) {
@@ -253,16 +252,16 @@ func TestUpstreamRateLimit(t *testing.T) {
 	for i := 0; i < upBurst+20; i++ {
 		b = proto.AppendUpstream(b, uint32(1000+i), 1, false, 1, []byte("x"))
 	}
-	c.write(b)
+	c.Write(b)
 	limited := 0
 	for limited < 20 {
-		f := c.expectError(proto.ErrCodeRateLimited)
+		f := c.ExpectError(proto.ErrCodeRateLimited)
 		if f.Seq < 1000+upBurst-10 {
 			t.Fatalf("rate limited early at seq %d", f.Seq)
 		}
 		limited++
 	}
-	c.expectQuiet() // still connected
+	c.ExpectQuiet(0) // still connected
 }
 
 func TestLoginElsewhere(t *testing.T) {
@@ -279,12 +278,12 @@ func TestLoginElsewhere(t *testing.T) {
 	if firstID == secondID {
 		t.Fatal("same connID twice")
 	}
-	k := first.expectKick(push.KickLoginElsewhere)
+	k := first.ExpectKick(push.KickLoginElsewhere)
 	if k.Reason != "login_elsewhere" {
 		t.Fatalf("kick reason %q", k.Reason)
 	}
-	first.expectClosed(3 * time.Second)
-	waitFor(t, "unregister of the first connection", 2*time.Second, func() bool { return e.reg.unregistered("dup", firstID) })
+	first.ExpectClosed(testkit.Timeout)
+	testkit.WaitFor(t, "unregister of the first connection", 2*time.Second, func() bool { return e.reg.unregistered("dup", firstID) })
 	// The old connection's close did not remove the new session, here or in register.
 	if s, ok := e.reg.session("dup"); !ok || s.ConnID != secondID {
 		t.Fatalf("register holds %+v, %v", s, ok)
@@ -295,11 +294,11 @@ func TestLoginElsewhere(t *testing.T) {
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 1, App: 1, Payload: []byte("x")}, []push.Target{{UID: "dup"}}); n != 1 {
 		t.Fatalf("push after kick: %d", n)
 	}
-	second.expectPush()
+	second.ExpectPush()
 	if n, _ := e.room.Push(t.Context(), push.Message{ID: 2, App: 1, Payload: []byte("x")}, []push.Target{{UID: "dup", ConnID: firstID}}); n != 0 {
 		t.Fatalf("push to the kicked connID: %d", n)
 	}
-	second.expectQuiet()
+	second.ExpectQuiet(0)
 }
 
 func TestKickAPI(t *testing.T) {
@@ -315,21 +314,21 @@ func TestKickAPI(t *testing.T) {
 	if ok, err := e.room.Kick(t.Context(), "k", 0, nil, push.KickBanned, ""); !ok || err != nil {
 		t.Fatalf("Kick = %v, %v", ok, err)
 	}
-	if k := c.expectKick(push.KickBanned); k.Reason != "banned" {
+	if k := c.ExpectKick(push.KickBanned); k.Reason != "banned" {
 		t.Fatalf("reason %q", k.Reason)
 	}
-	c.expectClosed(3 * time.Second)
-	waitFor(t, "offline after kick", 2*time.Second, func() bool { return e.coord.hasStatus("k", 1, push.EventOffline) })
+	c.ExpectClosed(testkit.Timeout)
+	testkit.WaitFor(t, "offline after kick", 2*time.Second, func() bool { return e.coord.hasStatus("k", 1, push.EventOffline) })
 }
 
 func TestUnregisterOnClose(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	c, _ := e.login(1, "leaver")
 	id := e.connID("leaver")
-	c.c.Close()
-	waitFor(t, "unregister", 2*time.Second, func() bool { return e.reg.unregistered("leaver", id) })
-	waitFor(t, "offline", 2*time.Second, func() bool { return e.coord.hasStatus("leaver", 1, push.EventOffline) })
-	waitFor(t, "Online() 0", 2*time.Second, func() bool { return e.room.Online() == 0 })
+	c.Close()
+	testkit.WaitFor(t, "unregister", 2*time.Second, func() bool { return e.reg.unregistered("leaver", id) })
+	testkit.WaitFor(t, "offline", 2*time.Second, func() bool { return e.coord.hasStatus("leaver", 1, push.EventOffline) })
+	testkit.WaitFor(t, "Online() 0", 2*time.Second, func() bool { return e.room.Online() == 0 })
 	if e.room.idx.get("leaver", 0) != nil {
 		t.Fatal("closed connection still indexed")
 	}
@@ -339,12 +338,12 @@ func TestDrain(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	a, _ := e.login(1, "d1")
 	b, _ := e.login(1, "d2")
-	dial(t, e.room.Addr()) // not authenticated: not told
+	testkit.Dial(t, e.room.Addr()) // not authenticated: not told
 	if n := e.room.Drain(t.Context(), []string{"10.0.0.1:7000", "10.0.0.2:7000"}, 3000); n != 2 {
 		t.Fatalf("Drain told %d", n)
 	}
-	for _, c := range []*client{a, b} {
-		f := c.expect(proto.OpRedirect)
+	for _, c := range []*testkit.Conn{a, b} {
+		f := c.ExpectNext(proto.OpRedirect)
 		var rd proto.Redirect
 		if err := json.Unmarshal(f.Body, &rd); err != nil {
 			t.Fatal(err)
@@ -352,7 +351,7 @@ func TestDrain(t *testing.T) {
 		if f.Seq != 0 || len(rd.Addrs) != 2 || rd.Addrs[1] != "10.0.0.2:7000" || rd.AfterMS != 3000 || rd.Reason == "" {
 			t.Fatalf("REDIRECT %+v seq %d", rd, f.Seq)
 		}
-		c.expectQuiet() // clients leave by themselves
+		c.ExpectQuiet(0) // clients leave by themselves
 	}
 }
 
@@ -371,10 +370,10 @@ func TestSlowConsumerIsDropped(t *testing.T) {
 			time.Sleep(time.Millisecond) // let the loop write
 		}
 	}
-	waitFor(t, "slow consumer closed", 5*time.Second, closed)
+	testkit.WaitFor(t, "slow consumer closed", 5*time.Second, closed)
 	if counterValue(mCloses.WithLabelValues(closeSlow)) != before+1 {
 		t.Fatal("closed, but not as a slow consumer")
 	}
-	fast.expectQuiet()
+	fast.ExpectQuiet(0)
 	_ = slow
 }

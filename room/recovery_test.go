@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
 )
 
@@ -13,9 +14,9 @@ func TestSessionsSnapshot(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	a, _ := e.login(1, "snap-a")
 	e.login(2, "snap-b")
-	a.sendJSON(proto.OpBind, 2, proto.Bind{Token: tokenFor(2, "snap-a")})
-	a.expect(proto.OpBindOK)
-	quiet := dial(t, e.room.Addr()) // connected, not authenticated: not a session
+	a.SendJSON(proto.OpBind, 2, proto.Bind{Token: testkit.Token(2, "snap-a")})
+	a.ExpectNext(proto.OpBindOK)
+	quiet := testkit.Dial(t, e.room.Addr()) // connected, not authenticated: not a session
 	_ = quiet
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -37,8 +38,8 @@ func TestSessionsSnapshot(t *testing.T) {
 		}
 	}
 
-	a.c.Close()
-	waitFor(t, "snap-a gone from the snapshot", 5*time.Second, func() bool {
+	a.Close()
+	testkit.WaitFor(t, "snap-a gone from the snapshot", 5*time.Second, func() bool {
 		got, err := e.room.Sessions(ctx)
 		return err == nil && len(got) == 1 && got[0].UID == "snap-b"
 	})

@@ -16,14 +16,19 @@
 // transport (transport.go) turns its byte stream into decoded frames and the
 // frames the room writes into the bytes on the wire. Raw TCP, the
 // length-prefixed frames of the protocol back to back, is the transport of
-// the one listener; the seam is where WebSocket and the PROXY protocol come
-// in, chosen per listener, with a handshake before frames flow.
+// the main listener (Config.Addr); WebSocket is that of the second one
+// (Config.WSAddr, same engine); a PROXY header from a trusted proxy comes in
+// front of either (room.proxy.trusted). Each is chosen per connection at
+// open, with a handshake before frames flow.
 //
 // Map of the package, by feature:
 //   - room.go: Config, the services the room calls (Deps), Room, Start, the
 //     worker pool hand-off (submit) and status events.
 //   - engine.go: the gnet event handler; it only dispatches.
 //   - transport.go: the transport seam and raw TCP framing.
+//   - listen.go: the listeners (raw TCP, WebSocket) of the one engine.
+//   - ws.go: the WebSocket transport (upgrade, one frame per message).
+//   - proxy.go: the PROXY protocol (trusted proxies, the client's address).
 //   - session.go: per-connection state (connState) and the session
 //     lifecycle: open, handshake, end, close, linger, unregister.
 //   - admit.go: admission at open (lists, caps per process and per IP).
@@ -70,8 +75,12 @@ var (
 // change at run time (limits, heartbeat bounds, deadlines) come from the
 // config.Holder in Deps and are read at use time.
 type Config struct {
-	ID         string // instance id, default "room-1"
-	Addr       string // listen host:port, e.g. "127.0.0.1:0" (tests) or ":7000"
+	ID   string // instance id, default "room-1"
+	Addr string // listen host:port, e.g. "127.0.0.1:0" (tests) or ":7000"
+	// WSAddr, when set, is a second listen host:port on the same engine
+	// whose connections speak WebSocket (PROTOCOL.md "Transports", path
+	// /v1/ws), e.g. ":7001"; "" serves raw TCP only.
+	WSAddr     string
 	PublicAddr string // address clients use (dispatcher), default = bound addr
 	NumLoops   int    // event loops, default runtime.NumCPU()
 	Workers    int    // blocking-work pool size, default 64
@@ -158,6 +167,9 @@ type Room struct {
 	pool     *workpool.Pool
 	eng      gnet.Engine
 	addr     string
+	wsAddr   string // bound WebSocket address, "" when none
+	lns      listeners
+	wsConf   atomic.Pointer[wsConf] // the upgrade configuration (ws.go)
 	booted   chan struct{}
 	runDone  chan struct{}
 	runErr   error
@@ -176,6 +188,9 @@ func New(cfg Config, deps Deps) (*Room, error) {
 	}
 	if cfg.Addr == "" {
 		return nil, fmt.Errorf("%w: empty Addr", ErrConfig)
+	}
+	if cfg.WSAddr != "" && cfg.WSAddr == cfg.Addr && !zeroPort(cfg.Addr) {
+		return nil, fmt.Errorf("%w: WSAddr %s is Addr", ErrConfig, cfg.WSAddr)
 	}
 	if cfg.NumLoops <= 0 {
 		cfg.NumLoops = runtime.NumCPU()
@@ -232,6 +247,7 @@ func (r *Room) Start(ctx context.Context) error {
 	r.started = true
 	r.pool = workpool.New(r.cfg.Workers, r.cfg.Queue)
 	r.mu.Unlock()
+	r.lns = newListeners(r.cfg.Addr, r.cfg.WSAddr)
 
 	h := &events{r: r}
 	opts := []gnet.Option{
@@ -247,7 +263,7 @@ func (r *Room) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(r.runDone)
-		err := gnet.Run(h, "tcp://"+r.cfg.Addr, opts...)
+		err := gnet.Rotate(h, r.lns.gnetAddrs(), opts...)
 		if err != nil {
 			r.log.Error("gnet engine stopped", "err", err)
 		}
@@ -255,7 +271,7 @@ func (r *Room) Start(ctx context.Context) error {
 	}()
 	select {
 	case <-r.booted:
-		r.log.Info("listening", "addr", r.addr, "loops", r.cfg.NumLoops)
+		r.log.Info("listening", "addr", r.addr, "ws_addr", r.wsAddr, "loops", r.cfg.NumLoops)
 		return nil
 	case <-r.runDone:
 		return fmt.Errorf("room listen %s: %w", r.cfg.Addr, r.runErr)
@@ -269,6 +285,17 @@ func (r *Room) Addr() string {
 	select {
 	case <-r.booted:
 		return r.addr
+	default:
+		return ""
+	}
+}
+
+// WSAddr returns the bound WebSocket listen address (host:port), "" before
+// Start or when the room serves no WebSocket.
+func (r *Room) WSAddr() string {
+	select {
+	case <-r.booted:
+		return r.wsAddr
 	default:
 		return ""
 	}

@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -71,15 +72,16 @@ type connState struct {
 	errs       bucket // ERROR replies
 	hb         int32  // negotiated heartbeat, seconds
 	state      uint8
-	registered bool // Register succeeded: closing must unregister
-	byUs       bool // the room decided to close it (counted by reason)
-	cleaned    bool // its unregister is queued, or Shutdown took it over
-	lingering  bool // session over, socket kept until the client closes (lingerClose)
-	finSent    bool // lingering and shutdown(SHUT_WR) done
-	paused     bool // output past replyBudget: frames are not read (write.go)
-	unauthed   bool // counted in the unauthenticated caps (admit.go)
-	shaking    bool // the transport's handshake is not over: no frame yet
-	custom     bool // tr is not raw TCP: frames go through its methods (transport.go)
+	registered bool  // Register succeeded: closing must unregister
+	byUs       bool  // the room decided to close it (counted by reason)
+	cleaned    bool  // its unregister is queued, or Shutdown took it over
+	lingering  bool  // session over, socket kept until the client closes (lingerClose)
+	finSent    bool  // lingering and shutdown(SHUT_WR) done
+	paused     bool  // output past replyBudget: frames are not read (write.go)
+	unauthed   bool  // counted in the unauthenticated caps (admit.go)
+	shaking    bool  // the transport's handshake is not over: no frame yet
+	custom     bool  // tr is not raw TCP: frames go through its methods (transport.go)
+	kind       uint8 // the listener's transport (trTCP, trWS), for metrics
 
 	// tr is how the connection's bytes become frames and back. Last, out
 	// of the way of the hot fields above: raw TCP never reads it (custom).
@@ -131,18 +133,28 @@ func (s *connState) removeApp(app uint32) bool {
 // and transport (OnOpen). A refused one is closed at once, with no state.
 func (r *Room) openConn(c gnet.Conn) ([]byte, gnet.Action) {
 	ip := remoteIP(c.RemoteAddr())
-	if res := r.admitConn(ip); res != admitted {
+	proxied := r.trustedPeer(ip)
+	if res := r.admitConn(ip, proxied); res != admitted {
 		mRefused.WithLabelValues(string(res)).Inc()
 		return nil, gnet.Close
 	}
-	tr := r.transportFor(c)
+	if proxied {
+		// Not counted under the proxy's address: the PROXY header names
+		// the client's, which readmit counts (admit.go).
+		ip = netip.Addr{}
+	}
+	tr, kind := r.transportFor(c, proxied)
 	s := &connState{
-		c: c, loop: r.loopOf(c.EventLoop()), tr: tr, id: r.nextID.Add(1), ip: ip,
+		c: c, loop: r.loopOf(c.EventLoop()), tr: tr, id: r.nextID.Add(1), ip: ip, kind: kind,
 		active: r.now(), unauthed: true, shaking: tr.handshaking(), custom: !isRaw(tr),
+	}
+	if a, ok := tr.(attacher); ok {
+		a.attach(s)
 	}
 	s.loop.link(s)
 	c.SetContext(s)
 	mConns.Inc()
+	mConnsBy[kind].Inc()
 	return nil, gnet.None
 }
 
@@ -168,8 +180,12 @@ func (r *Room) shake(s *connState) gnet.Action {
 		}
 	}
 	if err != nil {
-		r.log.Debug("transport handshake refused", "conn", s.id, "ip", s.ip, "err", err)
-		r.lingerClose(s, closeHandshake, "")
+		reason := closeHandshake
+		if errors.Is(err, errNoSession) {
+			reason = closeNoSession
+		}
+		r.log.Debug("transport handshake refused", "conn", s.id, "ip", s.ip, "peer", s.c.RemoteAddr(), "err", err)
+		r.lingerClose(s, reason, "")
 		return gnet.None
 	}
 	if step.addr.IsValid() && step.addr != s.ip && !r.readmit(s, step.addr) {
@@ -182,6 +198,9 @@ func (r *Room) shake(s *connState) gnet.Action {
 	if step.handoff != nil {
 		s.tr = step.handoff
 		s.custom = !isRaw(s.tr)
+		if a, ok := s.tr.(attacher); ok {
+			a.attach(s)
+		}
 		if s.tr.handshaking() {
 			if s.c.InboundBuffered() == 0 {
 				return gnet.None
@@ -250,6 +269,7 @@ func (r *Room) releaseConn(s *connState) {
 		r.unauthed.Add(-1)
 	}
 	mConns.Dec()
+	mConnsBy[s.kind].Dec()
 	if !s.byUs {
 		mClosePeer.Inc()
 	}

@@ -17,7 +17,8 @@ import (
 // either are others (PROTOCOL.md "Transports").
 //
 // A transport is chosen per connection in OnOpen (transportFor: by the
-// listener the connection came in on). One whose connections start with a
+// listener the connection came in on, and whether its peer is a trusted
+// proxy). One whose connections start with a
 // preamble (a WebSocket upgrade, a PROXY header) reports it through
 // handshaking; the room then hands the connection's input to handshake on
 // every OnTraffic, within the auth deadline, until it is done, and only then
@@ -30,7 +31,8 @@ import (
 // got it.
 //
 // Raw TCP costs the hot paths nothing: a connection whose transport is
-// rawTCP (connState.custom unset) is read and written without a call
+// rawTCP (connState.custom unset; a connection from a peer that is not a
+// trusted proxy gets it from sniffRaw at its first byte, proxy.go) is read and written without a call
 // through the interface (drainFrames reads its frames inline, and frames
 // are written as they are), so shared and pre-built frames go out without
 // a copy. Every other
@@ -85,16 +87,51 @@ type handshakeStep struct {
 }
 
 // transportFor picks the transport of a connection that just opened, by the
-// listener address it came in on (OnOpen). The room has one listener, raw
-// TCP, unless a test installed another picker.
-func (r *Room) transportFor(c gnet.Conn) transport {
+// listener address it came in on (OnOpen): raw TCP or WebSocket; proxied
+// (the peer is a trusted proxy, proxy.go) puts a PROXY header in front of
+// it. A test may install another picker. Raw TCP from an untrusted peer
+// gets sniffRaw, which refuses a PROXY header and hands the connection to
+// rawTCP at its first byte.
+func (r *Room) transportFor(c gnet.Conn, proxied bool) (transport, uint8) {
 	if r.pickTransport != nil {
 		if t := r.pickTransport(c.LocalAddr()); t != nil {
-			return t
+			return t, trTCP
 		}
 	}
-	return rawTCP{}
+	ws := r.lns.isWS(c)
+	var inner transport = rawTCP{}
+	kind := trTCP
+	if ws {
+		inner, kind = &wsConn{r: r}, trWS
+	}
+	if proxied {
+		return &proxyTransport{inner: inner}, kind
+	}
+	if ws {
+		return inner, kind // its handshake sniffs for a PROXY header too
+	}
+	return sniffRaw{}, kind
 }
+
+// Transport kinds, for the connections-by-transport gauge.
+const (
+	trTCP uint8 = iota
+	trWS
+)
+
+// attacher is a transport that keeps per-connection state needing the
+// connection's room state (WebSocket: to answer pings, to count activity).
+type attacher interface{ attach(s *connState) }
+
+// closeError is a transport error that ends the connection without a
+// protocol ERROR frame (a WebSocket protocol error, the client's close):
+// the room closes with reason, after the transport's close bytes.
+type closeError struct {
+	reason string
+	msg    string
+}
+
+func (e *closeError) Error() string { return e.msg }
 
 // pickTransportFunc chooses a transport by listener address (nil: raw TCP).
 type pickTransportFunc func(local net.Addr) transport

@@ -15,6 +15,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -83,13 +84,13 @@ type helloClient struct {
 }
 
 func dialHello(t *testing.T, e *env) *helloClient {
-	c := dial(t, e.room.Addr())
-	return &helloClient{t: t, c: c.c, rd: bufio.NewReader(c.c)}
+	c := testkit.Dial(t, e.room.Addr()).NetConn()
+	return &helloClient{t: t, c: c, rd: bufio.NewReader(c)}
 }
 
 func (h *helloClient) line() string {
 	h.t.Helper()
-	_ = h.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = h.c.SetReadDeadline(time.Now().Add(testkit.Timeout))
 	s, err := h.rd.ReadString('\n')
 	if err != nil {
 		h.t.Fatalf("reading a line: %v (got %q)", err, s)
@@ -99,7 +100,7 @@ func (h *helloClient) line() string {
 
 func (h *helloClient) frame() proto.Frame {
 	h.t.Helper()
-	_ = h.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = h.c.SetReadDeadline(time.Now().Add(testkit.Timeout))
 	mark, err := h.rd.ReadByte()
 	if err != nil || mark != helloMark {
 		h.t.Fatalf("frame mark %#x, %v", mark, err)
@@ -125,7 +126,7 @@ func (h *helloClient) frame() proto.Frame {
 
 func (h *helloClient) expectEOF() {
 	h.t.Helper()
-	_ = h.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = h.c.SetReadDeadline(time.Now().Add(testkit.Timeout))
 	if b, err := h.rd.ReadByte(); err == nil {
 		h.t.Fatalf("byte %#x after the close bytes", b)
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -156,7 +157,7 @@ func TestTransportSeam(t *testing.T) {
 	// The handshake, and an AUTH in the same write right behind it.
 	h := dialHello(t, e)
 	auth := proto.AppendFrame(nil, proto.Header{Op: proto.OpAuth, Seq: 1, App: 1},
-		mustJSON(t, proto.Auth{UID: "hello", Token: tokenFor(1, "hello"), HB: 30}))
+		mustJSON(t, proto.Auth{UID: "hello", Token: testkit.Token(1, "hello"), HB: 30}))
 	if _, err := h.c.Write(append([]byte("HELLO 10.1.2.3\n"), auth...)); err != nil {
 		t.Fatal(err)
 	}
@@ -228,27 +229,27 @@ func TestTransportSeam(t *testing.T) {
 	// A preamble in front of raw TCP: once it is read, the connection is
 	// raw TCP (inline, no marks), with the address the preamble named.
 	proxied.Store(true)
-	p := dial(t, e.room.Addr())
-	p.write(append([]byte("HELLO 10.1.2.4\n"), proto.AppendFrame(nil, proto.Header{Op: proto.OpAuth, Seq: 7, App: 1},
-		mustJSON(t, proto.Auth{UID: "proxied", Token: tokenFor(1, "proxied"), HB: 30}))...))
+	p := testkit.Dial(t, e.room.Addr())
+	p.Write(append([]byte("HELLO 10.1.2.4\n"), proto.AppendFrame(nil, proto.Header{Op: proto.OpAuth, Seq: 7, App: 1},
+		mustJSON(t, proto.Auth{UID: "proxied", Token: testkit.Token(1, "proxied"), HB: 30}))...))
 	ok := make([]byte, 3)
-	_ = p.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.ReadFull(p.c, ok); err != nil || string(ok) != "OK\n" {
+	_ = p.NetConn().SetReadDeadline(time.Now().Add(testkit.Timeout))
+	if _, err := io.ReadFull(p.NetConn(), ok); err != nil || string(ok) != "OK\n" {
 		t.Fatalf("handshake reply %q, %v", ok, err)
 	}
-	if f := p.expect(proto.OpAuthOK); f.Seq != 7 {
+	if f := p.ExpectNext(proto.OpAuthOK); f.Seq != 7 {
 		t.Fatalf("AUTH_OK seq %d, want 7", f.Seq)
 	}
 	if s, ok := e.reg.session("proxied"); !ok || s.IP != "10.1.2.4" {
 		t.Fatalf("registered session %+v, want IP 10.1.2.4", s)
 	}
-	p.expectQuiet()
-	p.write([]byte{0, 0, 0, 1})
-	p.expectError(proto.ErrCodeBadFrame)
-	p.expectClosed(3 * time.Second)
-	_ = p.c.Close()
+	p.ExpectQuiet(0)
+	p.Write([]byte{0, 0, 0, 1})
+	p.ExpectError(proto.ErrCodeBadFrame)
+	p.ExpectClosed(testkit.Timeout)
+	_ = p.Close()
 
-	waitFor(t, "the refused connections to be released", 3*time.Second, func() bool {
+	testkit.WaitFor(t, "the refused connections to be released", testkit.Timeout, func() bool {
 		n, _ := e.room.ips.count(netip.MustParseAddr("127.0.0.1"))
 		m, _ := e.room.ips.count(client)
 		return n == 0 && m == 0

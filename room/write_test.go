@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestPushCoalesced(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	uids := []string{"c1", "c2", "c3", "c4"}
-	clients := make([]*client, len(uids))
+	clients := make([]*testkit.Conn, len(uids))
 	for i, uid := range uids {
 		clients[i], _ = e.login(1, uid)
 	}
@@ -88,12 +89,12 @@ func TestPushCoalesced(t *testing.T) {
 	for i, uid := range uids {
 		c := clients[i]
 		for k, id := range want[uid] {
-			got, _, f := c.expectPush()
+			got, _, f := c.ExpectPush()
 			if got != id {
 				t.Fatalf("%s frame %d: id %d (app %d), want %d", uid, k, got, f.App, id)
 			}
 		}
-		c.expectQuiet()
+		c.ExpectQuiet(0)
 		total += len(want[uid])
 	}
 	if len(want["c2"]) <= maxIOV {
@@ -141,7 +142,7 @@ func TestFlushSegment(t *testing.T) {
 func TestPushLoneAfterStream(t *testing.T) {
 	e := startEnv(t, envOpt{})
 	const workers, per = 4, 300
-	clients := make([]*client, workers)
+	clients := make([]*testkit.Conn, workers)
 	for i := range clients {
 		clients[i], _ = e.login(1, fmt.Sprintf("w%d", i))
 	}
@@ -165,18 +166,18 @@ func TestPushLoneAfterStream(t *testing.T) {
 	}
 	for _, c := range clients {
 		for k := range per {
-			if id, _, _ := c.expectPush(); id != uint64(k+1) {
+			if id, _, _ := c.ExpectPush(); id != uint64(k+1) {
 				t.Fatalf("frame %d: id %d", k, id)
 			}
 		}
-		c.expectQuiet()
+		c.ExpectQuiet(0)
 	}
 	// A lone push after the stream still goes out without anything else
 	// waking the loop.
 	if _, err := e.room.Push(t.Context(), push.Message{ID: 9999, App: 1}, []push.Target{{UID: "w0"}}); err != nil {
 		t.Fatal(err)
 	}
-	if id, _, _ := clients[0].expectPush(); id != 9999 {
+	if id, _, _ := clients[0].ExpectPush(); id != 9999 {
 		t.Fatalf("lone push id %d", id)
 	}
 }

@@ -3,8 +3,9 @@
 # starts real Redis, MariaDB and ZooKeeper on free loopback ports
 # (scripts/services.sh), runs vet and the whole test suite with the race
 # detector against them (LCPUSH_INTEGRATION=1: an integration test whose
-# server is missing fails, never skips), then every fuzz target for a bounded
-# time, and stops the servers.
+# server is missing fails, never skips; haproxy, chromium and playwright-core
+# are installed for the TLS and browser tests), then every benchmark once and
+# every fuzz target for a bounded time, and stops the servers.
 #   FUZZTIME=10s   time per fuzz target (0 skips fuzzing)
 #   TEST_TIMEOUT=20m
 #   NO_SERVICES=1  use servers already named by REDIS_ADDR, MYSQL_DSN, ZK_ADDR
@@ -24,12 +25,18 @@ if [ "${NO_SERVICES:-0}" != 1 ]; then
   trap 'bash scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
   # Benchmark peers (nats-server, mosquitto): the load tool's peer clients are tested against them.
   bash scripts/services.sh install mosquitto nats >/dev/null
+  # The TLS terminator and the browser of the end-to-end WebSocket tests
+  # (browser_test.go, scripts/tls.sh); playwright-core from the lockfile.
+  bash scripts/services.sh install haproxy chromium >/dev/null
   bash scripts/services.sh start >/dev/null
   # shellcheck disable=SC1091
   . "$SVC_DIR/env"
   echo "REDIS_ADDR=$REDIS_ADDR ZK_ADDR=$ZK_ADDR MYSQL_DSN=$MYSQL_DSN"
 fi
 export LCPUSH_INTEGRATION=1
+
+step "npm ci (browsertest: playwright-core from its lockfile)"
+(cd browsertest && npm ci --no-audit --no-fund --loglevel=error)
 
 step "go vet"
 go vet ./...

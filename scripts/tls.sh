@@ -13,6 +13,9 @@
 #   ROOM_WS     the room's WebSocket listener (optional: no WSS frontend without it)
 #   TLS_PORT, WSS_PORT   the frontends' ports; default free ports on 127.0.0.1
 #   TLS_NAME    the certificate's name (CN and DNS SAN); default localhost
+#   TLS_SOURCE  the source address HAProxy connects to the room from (e.g.
+#               127.0.0.2, so that the room can trust it as a proxy while
+#               other loopback clients connect directly); default the kernel's
 #
 # `start` writes TLS_ADDR, WSS_ADDR (host:port), TLS_CA (the certificate, to
 # trust in clients), TLS_NAME and TLS_PID to $TLS_DIR/env and prints them as
@@ -36,6 +39,8 @@ cmd_start() {
   local name=${TLS_NAME:-localhost}
   local tls_port=${TLS_PORT:-$(free_port)}
   local wss_port=${WSS_PORT:-$(free_port)}
+  local src=""
+  [ -n "${TLS_SOURCE:-}" ] && src=" source $TLS_SOURCE"
   # One key and self-signed certificate; HAProxy wants them in one file.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" -days 2 \
@@ -70,7 +75,7 @@ frontend tls_tcp
     default_backend room_tcp
 
 backend room_tcp
-    server room $ROOM_TCP send-proxy-v2
+    server room $ROOM_TCP send-proxy-v2$src
 EOF
     if [ -n "${ROOM_WS:-}" ]; then
       cat <<EOF
@@ -82,7 +87,7 @@ frontend wss
     default_backend room_ws
 
 backend room_ws
-    server room $ROOM_WS send-proxy-v2
+    server room $ROOM_WS send-proxy-v2$src
 EOF
     fi
   } >"$TLS_DIR/haproxy.cfg"

@@ -75,12 +75,9 @@ type Options struct {
 	IDC          string
 	ConfigPoll   time.Duration
 	// WSAddr is the room's WebSocket listen address (PROTOCOL.md,
-	// "Transports"); empty: no WebSocket. Proposed default for the
-	// single-process run once the room serves WebSocket: ":7001", so that a
-	// browser connects out of the box; "" until then.
-	// TODO(issue 12): the room does not serve WebSocket yet; Start only
-	// warns that WSAddr is set (the TODO in Start where the room's Config
-	// is built).
+	// "Transports", path /v1/ws), on the room's engine next to RoomAddr;
+	// empty: no WebSocket. Unless PublicWS is set, the room announces its
+	// bound address as ws://host:port/v1/ws (a wildcard host as loopback).
 	WSAddr string
 	// PublicWS, PublicTLS and PublicWSS are the room's public addresses of
 	// the other transports, announced in membership next to PublicAddr (the
@@ -328,14 +325,8 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		coord = s.Coordinator
 	}
 	if run["room"] {
-		// TODO(issue 12, room WebSocket listener): pass opts.WSAddr to the
-		// room's Config here once the room serves WebSocket (it has no such
-		// field yet); until then a set WSAddr listens nowhere.
-		if opts.WSAddr != "" {
-			log.Warn("the room does not serve WebSocket yet: -room-ws-addr is ignored", "ws_addr", opts.WSAddr)
-		}
 		if s.Room, err = room.New(room.Config{
-			ID: opts.RoomID, Addr: opts.RoomAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
+			ID: opts.RoomID, Addr: opts.RoomAddr, WSAddr: opts.WSAddr, PublicAddr: opts.PublicAddr, Logger: log.With("svc", "room"),
 		}, room.Deps{Config: holder, Register: roomReg, Saver: roomSaver, Coordinator: coord}); err != nil {
 			return nil, err
 		}
@@ -395,11 +386,18 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		// The room's member: its client addresses of every transport,
 		// what the dispatcher hands out (in one process too: it reads the
 		// same directory).
-		// TODO(issue 12, room WebSocket listener): with the room serving
-		// WebSocket and no PublicWS, announce
-		// push.WSURL("ws", publicAddr("", <the room's bound WS address>)).
+		// A room serving WebSocket with no PublicWS announces its bound
+		// WebSocket address (a wildcard host as loopback, as for TCP).
+		wsAddrs := roomPub.ws
+		if len(wsAddrs) == 0 && s.Room.WSAddr() != "" {
+			u, err := push.WSURL(push.TransportWS, publicAddr("", s.Room.WSAddr()))
+			if err != nil {
+				return nil, err
+			}
+			wsAddrs = []string{u}
+		}
 		dir.Join(push.Member{Role: "room", ID: s.Room.ID(), RPCAddr: rpcAddr, Addrs: []string{pub},
-			TLSAddrs: roomPub.tls, WSAddrs: roomPub.ws, WSSAddrs: roomPub.wss, IDC: opts.IDC, Epoch: epoch})
+			TLSAddrs: roomPub.tls, WSAddrs: wsAddrs, WSSAddrs: roomPub.wss, IDC: opts.IDC, Epoch: epoch})
 		s.joined = append(s.joined, [2]string{"room", s.Room.ID()})
 		s.startLoadReports(dir, s.Room)
 	}
@@ -673,6 +671,15 @@ func (s *System) RoomAddr() string {
 		return ""
 	}
 	return s.Room.Addr()
+}
+
+// RoomWSAddr is the room's bound WebSocket address ("" when the room is not
+// running here or serves no WebSocket).
+func (s *System) RoomWSAddr() string {
+	if s.Room == nil {
+		return ""
+	}
+	return s.Room.WSAddr()
 }
 
 // CenterAddr is the Center API's bound address.

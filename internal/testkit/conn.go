@@ -65,6 +65,13 @@ func DialFrom(t testing.TB, addr, srcIP string) *Conn {
 	if err != nil {
 		t.Fatalf("dial %s from %q: %v", addr, srcIP, err)
 	}
+	return Wrap(t, c)
+}
+
+// Wrap makes a Conn of a connection dialed elsewhere (TLS, a test proxy);
+// it is closed when the test ends.
+func Wrap(t testing.TB, c net.Conn) *Conn {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
 	return &Conn{state: &state{t: t, c: c, dec: proto.NewDecoder(c, maxFrame)}}
 }

@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lcpush/lcpush/pkg/proxyhdr"
 )
 
 // ErrInvalid wraps every validation failure.
@@ -101,9 +104,40 @@ type Room struct {
 	// over its limit gets ERROR rate_limited, and a connection that spends
 	// its Errors budget too is closed.
 	Limits OpLimits `yaml:"limits"`
+	// WebSocket holds the settings of the WebSocket listener (PROTOCOL.md
+	// "Transports"; docs/tls.md).
+	WebSocket RoomWebSocket `yaml:"websocket"`
+	// Proxy holds the PROXY protocol settings (docs/tls.md).
+	Proxy RoomProxy `yaml:"proxy"`
 
 	allow, deny []netip.Prefix
 }
+
+// RoomWebSocket holds the WebSocket settings of the room.
+type RoomWebSocket struct {
+	// Origins is the allow list of Origin values a browser page may connect
+	// from (scheme://host[:port], compared without regard to case); a
+	// request without Origin (native clients) is always accepted. Empty:
+	// any origin.
+	Origins []string `yaml:"origins"`
+	// Cookie, when set, names a sticky cookie sent on the upgrade answer
+	// (Set-Cookie: NAME=ROOM_ID), for L7 balancers. Empty: none.
+	Cookie string `yaml:"cookie"`
+}
+
+// RoomProxy holds the PROXY protocol settings of the room.
+type RoomProxy struct {
+	// Trusted lists the peers (CIDR prefixes or single addresses) that must
+	// send a PROXY v1 or v2 header first; a connection from one of them
+	// without a header is closed, and a PROXY header from any other peer is
+	// refused. Empty: PROXY off (every peer is untrusted).
+	Trusted []string `yaml:"trusted"`
+
+	trusted proxyhdr.Trusted
+}
+
+// TrustedProxies returns the parsed Trusted list (valid after Prepare).
+func (p *RoomProxy) TrustedProxies() proxyhdr.Trusted { return p.trusted }
 
 // OpLimits are the per-connection token buckets of the client ops.
 type OpLimits struct {
@@ -337,6 +371,17 @@ func (c *Config) Prepare() error {
 	if r.deny, err = parsePrefixes(r.Deny); err != nil {
 		bad("room.deny: %v", err)
 	}
+	if r.Proxy.trusted, err = proxyhdr.ParseTrusted(r.Proxy.Trusted); err != nil {
+		bad("room.proxy.trusted: %v", err)
+	}
+	for _, o := range r.WebSocket.Origins {
+		if !validOrigin(o) {
+			bad("room.websocket.origins: %q is not scheme://host[:port]", o)
+		}
+	}
+	if ck := r.WebSocket.Cookie; ck != "" && !validCookieName(ck) {
+		bad("room.websocket.cookie: %q is not a cookie name (an HTTP token)", ck)
+	}
 	if c.Center.DefaultTTL > c.Center.MaxTTL {
 		bad("center: default_ttl above max_ttl")
 	}
@@ -350,6 +395,25 @@ func (c *Config) Prepare() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// validOrigin checks an Origin allow-list entry: scheme://host[:port], no
+// path, query or user, as browsers send it (RFC 6454).
+func validOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.Path == "" && u.RawQuery == "" && u.User == nil && u.Fragment == "" && !u.ForceQuery
+}
+
+// validCookieName reports whether name is an HTTP token (RFC 6265 4.1.1).
+func validCookieName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func parsePrefixes(ss []string) ([]netip.Prefix, error) {
