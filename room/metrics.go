@@ -16,7 +16,7 @@ var (
 	})
 	mConnsByTransport = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lcpush_room_connections_by_transport",
-		Help: "Open client connections (admitted), by the listener's transport: tcp or ws (a PROXY header in front counts as its listener's).",
+		Help: "Open client connections (admitted), by client transport: tcp or ws direct, tls or wss behind a trusted proxy (the TLS terminator).",
 	}, []string{"transport"})
 	mOnline = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "lcpush_room_online",
@@ -120,6 +120,8 @@ var mClosePeer = mCloses.WithLabelValues(closePeer)
 
 // mConnsBy caches the children of mConnsByTransport by transport kind.
 var mConnsBy = [...]prometheus.Gauge{
-	trTCP: mConnsByTransport.WithLabelValues("tcp"),
-	trWS:  mConnsByTransport.WithLabelValues("ws"),
+	trTCP: mConnsByTransport.WithLabelValues(trNames[trTCP]),
+	trWS:  mConnsByTransport.WithLabelValues(trNames[trWS]),
+	trTLS: mConnsByTransport.WithLabelValues(trNames[trTLS]),
+	trWSS: mConnsByTransport.WithLabelValues(trNames[trWSS]),
 }

@@ -339,7 +339,7 @@ func TestDrain(t *testing.T) {
 	a, _ := e.login(1, "d1")
 	b, _ := e.login(1, "d2")
 	testkit.Dial(t, e.room.Addr()) // not authenticated: not told
-	if n := e.room.Drain(t.Context(), []string{"10.0.0.1:7000", "10.0.0.2:7000"}, 3000); n != 2 {
+	if n := e.room.Drain(t.Context(), map[string][]string{"tcp": {"10.0.0.1:7000", "10.0.0.2:7000"}, "ws": {"ws://10.0.0.1:7001/v1/ws"}}, 3000); n != 2 {
 		t.Fatalf("Drain told %d", n)
 	}
 	for _, c := range []*testkit.Conn{a, b} {

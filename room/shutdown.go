@@ -14,20 +14,27 @@ import (
 // Graceful drain and shutdown: Drain redirects the clients elsewhere,
 // Shutdown kicks what is left and stops.
 
-// Drain asks every authenticated client to reconnect to one of addrs after
-// a random delay in [0, afterMS] (REDIRECT) and returns how many were told.
+// Drain asks every authenticated client to reconnect to one of the
+// addresses of its own transport (addrs by push.Transports name: tcp, ws,
+// tls, wss) after a random delay in [0, afterMS] (REDIRECT), and returns
+// how many were told; a client whose transport has no address is not told
+// (Shutdown kicks it with server_shutdown).
 // It waits for the loops (bounded by ctx); clients close by themselves.
-func (r *Room) Drain(ctx context.Context, addrs []string, afterMS int) int {
-	if addrs == nil {
-		addrs = []string{}
+func (r *Room) Drain(ctx context.Context, addrs map[string][]string, afterMS int) int {
+	// One REDIRECT per client transport: a WebSocket client is sent to
+	// WebSocket addresses, a client behind the TLS terminator to TLS ones.
+	var frames [len(trNames)][]byte
+	for k, name := range trNames {
+		if a := addrs[name]; len(a) > 0 {
+			frames[k] = proto.AppendJSON(nil, proto.Header{Op: proto.OpRedirect},
+				proto.Redirect{Addrs: a, AfterMS: afterMS, Reason: "drain"})
+		}
 	}
-	frame := proto.AppendJSON(nil, proto.Header{Op: proto.OpRedirect},
-		proto.Redirect{Addrs: addrs, AfterMS: afterMS, Reason: "drain"})
 	var told atomic.Int64
 	r.onLoops(ctx, func(l *loopState) {
 		n := 0
 		l.each(func(s *connState) {
-			if s.state == stAuthed && r.send(s, kindControl, frame) {
+			if f := frames[s.kind]; s.state == stAuthed && f != nil && r.send(s, kindControl, f) {
 				n++
 			}
 		})

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"github.com/lcpush/lcpush/pkg/push"
 	"net"
 	"net/netip"
 
@@ -105,7 +106,9 @@ func (r *Room) transportFor(c gnet.Conn, proxied bool) (transport, uint8) {
 		inner, kind = &wsConn{r: r}, trWS
 	}
 	if proxied {
-		return &proxyTransport{inner: inner}, kind
+		// Behind a trusted proxy: a TLS terminator in front of raw TCP or
+		// WebSocket (docs/tls.md), so the client's transport is tls or wss.
+		return &proxyTransport{inner: inner}, kind + trTLS
 	}
 	if ws {
 		return inner, kind // its handshake sniffs for a PROXY header too
@@ -113,11 +116,18 @@ func (r *Room) transportFor(c gnet.Conn, proxied bool) (transport, uint8) {
 	return sniffRaw{}, kind
 }
 
-// Transport kinds, for the connections-by-transport gauge.
+// Transport kinds, as the client sees them (push.Transports): for the
+// connections-by-transport gauge and the addresses a drain redirects to.
+// The proxied kinds are the direct ones + trTLS.
 const (
 	trTCP uint8 = iota
 	trWS
+	trTLS // raw TCP behind a trusted proxy (a TLS terminator)
+	trWSS // WebSocket behind a trusted proxy
 )
+
+// trNames are the kinds' names in push.Transports.
+var trNames = [...]string{trTCP: push.TransportTCP, trWS: push.TransportWS, trTLS: push.TransportTLS, trWSS: push.TransportWSS}
 
 // attacher is a transport that keeps per-connection state needing the
 // connection's room state (WebSocket: to answer pings, to count activity).

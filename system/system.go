@@ -724,13 +724,18 @@ func (s *System) drain(ctx context.Context) {
 	if s.Room == nil || s.Keeper == nil || s.opts.DrainWait <= 0 {
 		return
 	}
-	var addrs []string
+	addrs := map[string][]string{}
+	n := 0
 	for _, m := range s.Keeper.Directory().Members("room") {
 		if m.ID != s.Room.ID() {
-			addrs = append(addrs, m.Addrs...)
+			for _, tr := range push.Transports {
+				a := m.TransportAddrs(tr)
+				addrs[tr] = append(addrs[tr], a...)
+				n += len(a)
+			}
 		}
 	}
-	if len(addrs) == 0 {
+	if n == 0 {
 		return // nowhere to send them: Shutdown kicks with server_shutdown
 	}
 	told := s.Room.Drain(ctx, addrs, int(s.opts.DrainSpread/time.Millisecond))
