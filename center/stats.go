@@ -19,6 +19,9 @@ type onlineStats struct {
 	Total int            `json:"total"`
 	Apps  map[uint32]int `json:"apps"`
 	Rooms map[string]int `json:"rooms"`
+	// Partial is set while some register instance could not be asked
+	// (down or restarting): the figures are then a lower bound.
+	Partial bool `json:"partial,omitempty"`
 }
 
 type messageStats struct {
@@ -66,7 +69,7 @@ func (s *Service) handleStats(w http.ResponseWriter, r *http.Request) *apiError 
 
 func buildStats(c push.Counts, ss push.StoreStats, pushes, broadcasts uint64) statsAnswer {
 	a := statsAnswer{
-		Online: onlineStats{Total: c.Total, Apps: c.PerApp, Rooms: c.PerRoom},
+		Online: onlineStats{Total: c.Total, Apps: c.PerApp, Rooms: c.PerRoom, Partial: c.Unanswered > 0},
 		Messages: messageStats{
 			Pending: ss.Pending, PendingPerApp: ss.PendingPerApp, Broadcasts: ss.Broadcasts,
 			Saved: ss.Saved, Acked: ss.Acked, Expired: ss.Expired, Parked: ss.Parked,

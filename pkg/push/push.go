@@ -106,6 +106,10 @@ type Counts struct {
 	Total   int            // online sessions
 	PerApp  map[uint32]int // sessions with the app bound
 	PerRoom map[string]int // sessions per room instance
+	// Unanswered counts the register instances that could not be asked
+	// (down or restarting): the totals leave their sessions out, so they
+	// are a lower bound while it is not 0.
+	Unanswered int
 }
 
 // StoreStats describe what the saver holds and has done.

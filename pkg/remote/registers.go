@@ -450,12 +450,18 @@ func (r *Registers) Counts(ctx context.Context) (push.Counts, error) {
 	defer cancel()
 	res := make([]push.Counts, len(ms))
 	errs := make([]error, len(ms))
+	unanswered := make([]bool, len(ms))
 	r.fanOut(len(ms), func(i int) {
 		c, err := r.client(ms[i])
 		if err == nil {
 			res[i], err = c.Counts(ctx)
 		}
-		if err != nil && !gone(err) {
+		switch {
+		case err != nil && gone(err):
+			// Down or restarting: its sessions are re-filled within
+			// seconds. Counted as unanswered, never as zero sessions.
+			unanswered[i] = true
+		case err != nil:
 			errs[i] = fmt.Errorf("remote counts on %s: %w", ms[i].ID, err)
 		}
 	})
@@ -463,7 +469,10 @@ func (r *Registers) Counts(ctx context.Context) (push.Counts, error) {
 		return push.Counts{}, err
 	}
 	sum := push.Counts{PerApp: make(map[uint32]int), PerRoom: make(map[string]int)}
-	for _, c := range res {
+	for i, c := range res {
+		if unanswered[i] {
+			sum.Unanswered++
+		}
 		sum.Total += c.Total
 		for k, v := range c.PerApp {
 			sum.PerApp[k] += v
