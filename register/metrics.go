@@ -7,6 +7,10 @@ import (
 
 // Metrics are process-wide: several stores in one process (tests) add up.
 var (
+	metricDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_register_room_dropped_sessions_total",
+		Help: "Sessions removed because their room instance was gone for good (the room reaper).",
+	})
 	metricSessions = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "lcpush_register_sessions",
 		Help: "Online sessions held by the register.",

@@ -211,6 +211,28 @@ func (s *Service) Lookup(ctx context.Context, uids []string) ([]push.Session, er
 	return out, nil
 }
 
+// DropRoom removes every session held by room, for a room instance that
+// died for good without unregistering its connections (pkg/remote's room
+// reaper). It returns how many it removed.
+func (s *Service) DropRoom(ctx context.Context, room string) (int, error) {
+	if err := s.check(ctx, "drop room"); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("register drop room %s: %w", room, err)
+		}
+		n += s.shards[i].dropRoom(room)
+	}
+	metricSessions.Sub(float64(n))
+	metricDropped.Add(float64(n))
+	if n > 0 {
+		s.log.Info("register dropped room", "room", room, "sessions", n)
+	}
+	return n, nil
+}
+
 // Counts returns the online totals: users online (Total), sessions per
 // bound app and connections per room instance. It sums per-shard counters, so its cost grows
 // with shards x (apps + rooms), not with sessions. Shards are read one after

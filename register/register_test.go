@@ -409,3 +409,33 @@ func assertCountsMatch(t *testing.T, s *Service) {
 		t.Fatalf("counts %+v disagree with scan: total %d apps %v rooms %v", c, len(users), perApp, perRoom)
 	}
 }
+
+func TestDropRoom(t *testing.T) {
+	ctx := context.Background()
+	s := newTest(t, 8)
+	for i := range 300 {
+		room := []string{"r1", "r2", "r3"}[i%3]
+		if _, err := s.Register(ctx, sess(fmt.Sprint("u", i), room, uint64(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DropRoom(ctx, "r2")
+	if err != nil || n != 100 {
+		t.Fatalf("drop = %d %v, want 100", n, err)
+	}
+	if n, _ := s.DropRoom(ctx, "r2"); n != 0 {
+		t.Fatalf("second drop = %d", n)
+	}
+	all := scanAll(t, s, 0, 7)
+	if len(all) != 200 {
+		t.Fatalf("scan after drop: %d sessions", len(all))
+	}
+	for uid, se := range all {
+		if se.Room == "r2" {
+			t.Fatalf("%s still on r2", uid)
+		}
+	}
+	if c, _ := s.Counts(ctx); c.Total != 200 || c.PerRoom["r2"] != 0 {
+		t.Fatalf("counts after drop: %+v", c)
+	}
+}

@@ -221,6 +221,31 @@ func (sh *shard) takeApps(e *entry, apps []uint32) {
 	}
 }
 
+// dropRoom removes every session of room and returns how many.
+func (sh *shard) dropRoom(room string) int {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.perRoom[room] == nil {
+		return 0
+	}
+	type key struct {
+		uid    string
+		connID uint64
+	}
+	var gone []key
+	for _, head := range sh.m {
+		for e := head; e != nil; e = e.next {
+			if e.room == room {
+				gone = append(gone, key{e.uid, e.connID})
+			}
+		}
+	}
+	for _, k := range gone {
+		sh.unlink(k.uid, room, k.connID)
+	}
+	return len(gone)
+}
+
 // unlink removes the connection (room, connID) of uid and reports whether
 // it was there; sh.mu is held for writing. The uid's first connection keeps
 // its place in the map and the scan order: when it goes and another

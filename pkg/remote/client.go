@@ -88,6 +88,13 @@ func (c RegisterClient) Scan(ctx context.Context, app uint32, cursor uint64, lim
 	return out.S, out.Next, nil
 }
 
+// DropRoom implements RegisterAPI.
+func (c RegisterClient) DropRoom(ctx context.Context, room string) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodDropRoom, &stringMsg{S: room}, &out)
+	return out.N, err
+}
+
 // Counts implements RegisterAPI.
 func (c RegisterClient) Counts(ctx context.Context) (push.Counts, error) {
 	var out countsMsg

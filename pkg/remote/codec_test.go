@@ -50,6 +50,7 @@ var codecCases = []struct {
 	{"scanResp", &scanResp{S: []push.Session{tSess}, Next: 99}, func() codec { return new(scanResp) }},
 	{"counts", &countsMsg{C: push.Counts{Total: 3, PerApp: map[uint32]int{1: 2, 7: 1}, PerRoom: map[string]int{"a": 1, "b": 2}}}, func() codec { return new(countsMsg) }},
 	{"counts/empty", &countsMsg{C: push.Counts{PerApp: map[uint32]int{}, PerRoom: map[string]int{}}}, func() codec { return new(countsMsg) }},
+	{"string", &stringMsg{S: "room-7"}, func() codec { return new(stringMsg) }},
 	{"save", &saveReq{Msg: tMsg, UIDs: []string{"u1", "u2"}}, func() codec { return new(saveReq) }},
 	{"message", &messageMsg{M: tBcast}, func() codec { return new(messageMsg) }},
 	{"load", &loadReq{UID: "u", Apps: []uint32{1}}, func() codec { return new(loadReq) }},

@@ -15,16 +15,17 @@
 // versions: they never change meaning and are never reused.
 //
 //	register    0x0101 Register  0x0102 Unregister  0x0103 SetApps  0x0104 Get
-//	            0x0105 Lookup    0x0106 Scan        0x0107 Counts   0x0109 Restore
+//	            0x0105 Lookup    0x0106 Scan        0x0107 Counts   0x0108 DropRoom
+//	            0x0109 Restore
 //	saver       0x0201 Save      0x0202 SaveBroadcast 0x0203 Load   0x0204 Ack
 //	            0x0205 Stats     0x0206 UserStats
 //	coordinator 0x0301 Kick      0x0302 Upstream    0x0303 Status
 //	room        0x0401 Push      0x0402 Kick        0x0403 Sessions 0x0404 Broadcast
 //
-// 0x0108 (register DropRoom, removed) is retired, not free. Register Scan
-// pages through one register's sessions; its caller is the room's
-// reconciliation (Registers, ReconcileEvery), not a broadcast: broadcasts
-// are run by the rooms themselves (room Broadcast).
+// Register Scan pages through one register's sessions; its caller is the
+// room's reconciliation (Registers, ReconcileEvery), not a broadcast:
+// broadcasts are run by the rooms themselves (room Broadcast). DropRoom's
+// caller is the room reaper (Registers, ReapRoomsAfter, reap.go).
 //
 // Saver Ack and UserStats act for apps, the tenants of the platform: an Ack
 // request carries the apps it acts for after its ids (uid | ids | apps) and

@@ -169,6 +169,20 @@ func (f *fakeRegister) Scan(_ context.Context, app uint32, cursor uint64, limit 
 	return out, uint64(i), nil
 }
 
+func (f *fakeRegister) DropRoom(_ context.Context, room string) (int, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for u, s := range f.m {
+		if s.Room == room {
+			delete(f.m, u)
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (f *fakeRegister) Counts(context.Context) (push.Counts, error) {
 	f.calls.Add(1)
 	f.mu.Lock()

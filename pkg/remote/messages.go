@@ -397,3 +397,11 @@ func (m *roomKickReq) UnmarshalBinary(b []byte) error {
 		m.Code, m.Reason = int(r.Varint()), r.String()
 	})
 }
+
+// stringMsg: a room id request.
+type stringMsg struct{ S string }
+
+func (m *stringMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendString(b, m.S), nil }
+func (m *stringMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.S = r.String() })
+}

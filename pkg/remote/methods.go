@@ -16,10 +16,8 @@ const (
 	MethodLookup     uint16 = 0x0105
 	MethodScan       uint16 = 0x0106
 	MethodCounts     uint16 = 0x0107
-	// 0x0108 was DropRoom, removed: it had no caller (a room's reconciliation
-	// removes its stale sessions). The id stays unused so that the others
-	// keep their values on the wire.
-	MethodRestore uint16 = 0x0109
+	MethodDropRoom   uint16 = 0x0108
+	MethodRestore    uint16 = 0x0109
 )
 
 // Method ids of the saver API.

@@ -28,6 +28,10 @@ var (
 		Name: "lcpush_remote_no_member_total",
 		Help: "Calls that found no live member of the role they need, by role.",
 	}, []string{"role"})
+	mReaped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_remote_reaped_sessions_total",
+		Help: "Sessions dropped from the registers because their room instance was out of membership for remote.RegistersConfig.ReapRoomsAfter (gone for good).",
+	})
 	mFailover = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_remote_failovers_total",
 		Help: "Calls retried on the next instance of a role after the first was unavailable, by role.",

@@ -155,6 +155,7 @@ func (r *Registers) poll(ctx context.Context) {
 		r.refill(ctx)
 		r.retryForgets(ctx)
 		r.reconcile(ctx)
+		r.reapRooms(ctx, time.Now())
 		r.polls.Add(1)
 		select {
 		case <-ctx.Done():

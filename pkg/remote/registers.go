@@ -41,6 +41,12 @@ type RegistersConfig struct {
 	// that the registers hold exactly its sessions (see reconcile). Default
 	// 3s; negative: off.
 	ReconcileEvery time.Duration
+	// ReapRoomsAfter is how long a room instance that still has sessions
+	// on the registers must be absent from membership before they are
+	// dropped (a room that died for good: a restarted one re-fills and
+	// reconciles its own). Checked about every ReapRoomsAfter/4, only while
+	// every register answers. Default 2m; negative: off.
+	ReapRoomsAfter time.Duration
 	// ForgetMax bounds the moved sessions waiting to be removed from their
 	// old owner (retried until done); beyond it they are dropped, counted,
 	// and left to the reconciliation. Default 100000.
@@ -80,6 +86,9 @@ func (c *RegistersConfig) setDefaults() {
 	}
 	if c.ReconcileEvery == 0 {
 		c.ReconcileEvery = 3 * time.Second
+	}
+	if c.ReapRoomsAfter == 0 {
+		c.ReapRoomsAfter = 2 * time.Minute
 	}
 	if c.ForgetMax <= 0 {
 		c.ForgetMax = 100000
@@ -127,6 +136,7 @@ type Registers struct {
 	shutOnce sync.Once
 
 	rf    refillState  // owned by the poller goroutine
+	reap  reapState    // owned by the poller goroutine
 	polls atomic.Int64 // refill rounds done, for tests
 
 	fillMu sync.Mutex                // serializes updates of fill

@@ -17,6 +17,9 @@ type RegisterAPI interface {
 	Lookup(ctx context.Context, uids []string) ([]push.Session, error)
 	Scan(ctx context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error)
 	Counts(ctx context.Context) (push.Counts, error)
+	// DropRoom removes every session of a room instance that is gone for
+	// good (Registers' room reaper) and returns how many.
+	DropRoom(ctx context.Context, room string) (int, error)
 	// Restore stores sessions re-announced by a room after the register
 	// restarted or took over their uids. It never reports a replaced
 	// session (nothing is kicked); a uid whose stored session is another
@@ -133,6 +136,13 @@ func ServeRegister(s *rpc.Server, api RegisterAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&countsMsg{C: c})
+	})
+	handle(s, o, MethodDropRoom, func(ctx context.Context, req *stringMsg, rep *rpc.Reply) error {
+		n, err := api.DropRoom(ctx, req.S)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
 	})
 	handle(s, o, MethodRestore, func(ctx context.Context, req *sessionsMsg, _ *rpc.Reply) error {
 		return api.Restore(ctx, req.S)
