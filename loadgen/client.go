@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/token"
 )
@@ -33,6 +35,10 @@ type LoadConfig struct {
 	DialTOms  int      `json:"dial_to_ms"` // connect timeout
 	MaxFrame  int      `json:"max_frame"`
 	NoAckQoS1 bool     `json:"no_ack"` // leave QoS 1 pushes unACKed
+	// Transport is "tcp" (the default: raw frames) or "ws": WebSocket to
+	// the room's ws listener (Rooms are then its addresses), path /v1/ws,
+	// subprotocol lcpush.v1, one frame per binary message (wsclient.go).
+	Transport string `json:"transport,omitempty"`
 }
 
 func (c *LoadConfig) defaults() {
@@ -159,7 +165,8 @@ type Load struct {
 	loops  []*loop
 	rooms  []roomAddr
 	srcs   []syscall.Sockaddr
-	auth   []byte  // the AUTH frames of every connection, back to back
+	ws     bool    // cfg.Transport == "ws"
+	auth   []byte  // the AUTH frames of every connection, back to back (ws: upgrade request + AUTH message)
 	authAt []int32 // AUTH frame i is auth[authAt[i]:authAt[i+1]]
 	t0     time.Time
 	burst  int          // dials allowed at once (the pacing's bucket)
@@ -202,7 +209,13 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 			return nil, fmt.Errorf("%w: source %q", ErrNotLoopback, s)
 		}
 	}
-	l := &Load{cfg: cfg, burst: max(1, int(cfg.Rate/100))}
+	switch cfg.Transport {
+	case "", transportTCP:
+	case transportWS:
+	default:
+		return nil, fmt.Errorf("%w: transport %q (tcp or ws)", ErrUsage, cfg.Transport)
+	}
+	l := &Load{cfg: cfg, burst: max(1, int(cfg.Rate/100)), ws: cfg.Transport == transportWS}
 	for _, r := range cfg.Rooms {
 		sa, fam, err := sockaddr(r)
 		if err != nil {
@@ -241,13 +254,24 @@ func (l *Load) buildAuth() {
 	cfg := &l.cfg
 	exp := time.Now().Add(24 * time.Hour).Unix()
 	l.authAt = make([]int32, 0, cfg.N+1)
-	l.auth = make([]byte, 0, cfg.N*(160+len(cfg.Prefix)))
+	per := 160 + len(cfg.Prefix)
+	if l.ws {
+		per += 200
+	}
+	l.auth = make([]byte, 0, cfg.N*per)
+	var frame []byte
 	for i := range cfg.N {
 		uid := cfg.Prefix + strconv.Itoa(cfg.First+i)
 		tok := token.Sign([]byte(cfg.Secret), cfg.App, uid, exp)
 		l.authAt = append(l.authAt, int32(len(l.auth)))
-		l.auth = proto.AppendJSON(l.auth, proto.Header{Op: proto.OpAuth, App: cfg.App},
+		frame = proto.AppendJSON(frame[:0], proto.Header{Op: proto.OpAuth, App: cfg.App},
 			proto.Auth{UID: uid, Token: tok, HB: cfg.HB, SDK: "loadgen"})
+		if l.ws {
+			l.auth = appendWSUpgrade(l.auth, cfg.Rooms[i%len(cfg.Rooms)])
+			l.auth = appendWSMasked(l.auth, ws.OpBinary, frame)
+		} else {
+			l.auth = append(l.auth, frame...)
+		}
 	}
 	l.authAt = append(l.authAt, int32(len(l.auth)))
 }

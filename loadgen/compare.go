@@ -93,7 +93,7 @@ func latest(rs []*Result, key func(*Result) (string, bool)) (map[string]*Result,
 
 // targetOrder sorts lcpush first, then naive, nats, mqtt.
 func targetOrder(kind string) int {
-	return cmp.Or(slices.Index([]string{"lcpush", "external", "naive", "nats", "mqtt"}, kind)+1, 9)
+	return cmp.Or(slices.Index([]string{"lcpush", "lcpush-ws", "external", "naive", "nats", "mqtt", "centrifugo"}, kind)+1, 9)
 }
 
 func sortByTarget(keys []string, m map[string]*Result) {

@@ -27,6 +27,8 @@
 //	lcpush bench storm -n 17000 -max-conns 15000 -hb 10   # (b) connect storm past the cap
 //	lcpush bench fanout -n 1000 -rounds 20 -stream 5s -stream-rate 20
 //	lcpush bench fanout -n 1000 -target nats  # (c) against nats-server (or mqtt: mosquitto)
+//	lcpush bench fanout -n 5000 -transport ws # the same over the room's WebSocket listener
+//	lcpush bench fanout -n 5000 -target centrifugo  # against Centrifugo v6 (WebSocket, HTTP API)
 //	lcpush bench unicast -n 10000 -rates 1000,5000 -qos 1   # (d) open-loop unicast
 //	lcpush bench smoke                        # idle, fanout, unicast; N=50, a few seconds
 //	lcpush bench naive-server -addr 127.0.0.1:7100 -http 127.0.0.1:7101
@@ -41,8 +43,16 @@
 // schedules pushes to one random uid each on a fixed timeline and queues
 // them to -senders goroutines, so a late API shows as latency from the
 // scheduled time (no coordinated omission). The peers (peer.go) are
-// started by the tool too (nats-server, mosquitto on a free loopback
-// port); their minimal clients use a reader goroutine per connection.
+// started by the tool too (nats-server, mosquitto, centrifugo with a
+// generated configuration, on a free loopback port); their minimal clients
+// use a reader goroutine per connection (centrifugo.go: its JSON protocol
+// over WebSocket, publishes through POST /api/publish).
+//
+// -transport ws (wsclient.go) makes the lcpush clients speak WebSocket to
+// the room's -room-ws-addr listener (the started lcpush gets one) on the
+// same epoll loops: the upgrade request and the masked AUTH message go out
+// in one write, every client message is masked, each binary message from
+// the server is one protocol frame.
 //
 // idle reads the server's RSS (/proc/PID/status), its Go heap in use after a
 // forced GC (/debug/pprof/heap?gc=1, then go_memstats_heap_inuse_bytes from

@@ -32,6 +32,7 @@ type loop struct {
 	rbuf   []byte
 	acks   []uint64
 	out    []byte
+	wsOut  []byte // a masked client message (wsclient.go)
 }
 
 // conn is one client connection.
@@ -43,6 +44,8 @@ type conn struct {
 	slot      int // index in loop.conns
 	connected bool
 	authed    bool
+	ws        bool   // -transport ws: frames travel in WebSocket messages
+	upgraded  bool   // ws: the 101 answer was read
 	in        []byte // a partial frame left by the last read
 	pending   []byte // bytes the socket had no room for
 }
@@ -123,7 +126,7 @@ func (lp *loop) dial(i int) {
 		l.lastErr.Store("dial: " + err.Error())
 		return
 	}
-	c := &conn{fd: fd, start: start}
+	c := &conn{fd: fd, start: start, ws: l.ws}
 	auth := l.authFrame(i)
 	n, err := writeFD(fd, auth)
 	switch {
@@ -222,6 +225,9 @@ func (lp *loop) read(c *conn, now time.Time) {
 // frames handles the whole frames at the start of data; it returns the
 // bytes used and true when the connection must close.
 func (lp *loop) frames(c *conn, data []byte, now time.Time) (int, bool) {
+	if c.ws {
+		return lp.wsFrames(c, data, now)
+	}
 	l := lp.l
 	lp.acks = lp.acks[:0]
 	used := 0
@@ -321,7 +327,7 @@ func (lp *loop) sweep(now time.Time) {
 		switch {
 		case c.authed && ns >= c.nextPing:
 			c.nextPing = ns + c.hb
-			if lp.write(c, pingFrame) {
+			if lp.send(c, pingFrame) {
 				l.pings.Add(1)
 			}
 		case !c.connected && ns-c.start > dialTO:

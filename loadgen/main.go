@@ -78,7 +78,8 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o runOpts
-	fs.StringVar(&o.TargetKind, "target", "lcpush", "server to start and measure: lcpush, naive, nats (nats-server) or mqtt (mosquitto) (ignored with -room)")
+	fs.StringVar(&o.TargetKind, "target", "lcpush", "server to start and measure: lcpush, naive, nats (nats-server), mqtt (mosquitto) or centrifugo (centrifugo v6 on PATH or ~/go/bin, WebSocket clients) (ignored with -room)")
+	fs.StringVar(&o.Load.Transport, "transport", transportTCP, "lcpush clients: tcp (raw frames) or ws (WebSocket on the room's -room-ws-addr, /v1/ws, lcpush.v1; with -room, the addresses are WebSocket listeners)")
 	fs.StringVar(&o.Bin, "bin", selfExe(), "binary holding the server and this tool (re-run for targets and workers)")
 	selfArgs := fs.String("self-args", "bench", "arguments of -bin that reach the load tool (space separated)")
 	rooms := fs.String("room", "", "measure a running server: room address(es), comma separated (loopback)")
@@ -139,6 +140,9 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	}
 	if *sources != "" {
 		o.Load.Sources = strings.Split(*sources, ",")
+	}
+	if o.Load.Transport != transportTCP && o.Load.Transport != transportWS {
+		return fmt.Errorf("%w: -transport tcp or ws", ErrUsage)
 	}
 	if o.Load.N <= 0 || o.Load.N > 200000 {
 		return fmt.Errorf("%w: -n must be in 1..200000", ErrUsage)
@@ -258,6 +262,8 @@ func runOne(ctx context.Context, o runOpts, args []string, stdout, stderr io.Wri
 	kind := o.TargetKind
 	if o.External != nil {
 		kind = "external"
+	} else if res.Target != nil {
+		kind = res.Target.Kind // lcpush-ws with -transport ws
 	}
 	dir := filepath.Join(o.Out, fmt.Sprintf("%s-%s-%d-%s", o.Scenario, kind, o.Load.N, res.Started.Format("20060102-150405")))
 	if werr := writeResults(dir, res); werr != nil {

@@ -49,17 +49,24 @@ func startPeer(ctx context.Context, kind, cpus string, stderr io.Writer) (*Targe
 			return nil, err
 		}
 		args = []string{"mosquitto", "-c", conf}
+	case "centrifugo":
+		if err := startCentrifugo(t, ports[0], cpus, stderr); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("%w: unknown peer %q (nats or mqtt)", ErrUsage, kind)
+		return nil, fmt.Errorf("%w: unknown peer %q (nats, mqtt or centrifugo)", ErrUsage, kind)
 	}
-	if cpus != "" {
+	if cpus != "" && t.cmd == nil {
 		args = append([]string{"taskset", "-c", cpus}, args...)
 	}
-	t.cmd = exec.Command(args[0], args[1:]...)
-	t.cmd.Stdout, t.cmd.Stderr = io.Discard, io.Discard // nats-server logs every start and stop
+	if t.cmd == nil {
+		t.cmd = exec.Command(args[0], args[1:]...)
+		t.cmd.Stdout, t.cmd.Stderr = io.Discard, io.Discard // nats-server logs every start and stop
+	}
 	if err := t.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w: start %s: %v", ErrTarget, args[0], err)
+		return nil, fmt.Errorf("%w: start %s: %v", ErrTarget, t.cmd.Path, err)
 	}
 	t.PID = t.cmd.Process.Pid
 	go func() { _ = t.cmd.Wait(); close(t.done) }()
@@ -81,6 +88,9 @@ func startPeer(ctx context.Context, kind, cpus string, stderr io.Writer) (*Targe
 			t.Stop()
 			return nil, fmt.Errorf("%w: %s not listening", ErrTimeout, kind)
 		}
+	}
+	if kind == "centrifugo" {
+		return t, nil // publishes go through its HTTP API (centrifugo.go)
 	}
 	pub, err := dialPeer(ctx, kind, addr, "127.0.0.1", "pub", false)
 	if err != nil {
@@ -304,7 +314,13 @@ func (pl *PeerLoad) dial(ctx context.Context, kind string, i int) {
 	start := time.Now()
 	l.dialed.Add(1)
 	src := l.cfg.Sources[i%len(l.cfg.Sources)]
-	p, err := dialPeer(ctx, kind, l.cfg.Rooms[0], src, l.cfg.Prefix+strconv.Itoa(l.cfg.First+i), true)
+	var p *peerConn
+	var err error
+	if kind == "centrifugo" {
+		p, err = dialCentrifugo(ctx, l.cfg.Rooms[0], src)
+	} else {
+		p, err = dialPeer(ctx, kind, l.cfg.Rooms[0], src, l.cfg.Prefix+strconv.Itoa(l.cfg.First+i), true)
+	}
 	if err != nil {
 		l.dialErr.Add(1)
 		l.lastErr.Store(err.Error())
@@ -330,6 +346,10 @@ func (pl *PeerLoad) read(p *peerConn) {
 			l.dropped.Add(1)
 		}
 	}()
+	if p.kind == "centrifugo" {
+		pl.readCentrifugo(p)
+		return
+	}
 	for {
 		var payload []byte
 		if p.kind == "nats" {
@@ -386,15 +406,23 @@ func (pl *PeerLoad) read(p *peerConn) {
 }
 
 func (pl *PeerLoad) count(payload []byte) {
-	l := pl.l
-	l.pushes.Add(1)
 	if len(payload) < 16 {
+		pl.l.pushes.Add(1)
 		return
 	}
-	ts := int64(binary.BigEndian.Uint64(payload))
-	lat := time.Now().UnixNano() - ts
+	pl.countTS(binary.BigEndian.Uint64(payload), binary.BigEndian.Uint64(payload[8:]))
+}
+
+// countTS counts one delivery sent at ts (unix nanos, 0: unknown) in round r.
+func (pl *PeerLoad) countTS(ts, r uint64) {
+	l := pl.l
+	l.pushes.Add(1)
+	if ts == 0 {
+		return
+	}
+	lat := time.Now().UnixNano() - int64(ts)
 	l.latency.Record(time.Duration(lat))
-	if r := binary.BigEndian.Uint64(payload[8:]); r > 0 && r < maxRounds {
+	if r > 0 && r < maxRounds {
 		l.roundCount[r].Add(1)
 		atomicMax(&l.roundMax[r], lat)
 	}

@@ -148,18 +148,31 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 	t := o.External
 	if t == nil {
 		var err error
-		if o.TargetKind == "nats" || o.TargetKind == "mqtt" {
+		ws := o.Load.Transport == transportWS
+		switch o.TargetKind {
+		case "nats", "mqtt", "centrifugo":
+			if ws && o.TargetKind != "centrifugo" {
+				return nil, fmt.Errorf("%w: -transport ws is for lcpush (centrifugo speaks WebSocket anyway)", ErrUsage)
+			}
 			t, err = startPeer(ctx, o.TargetKind, o.ServerCPU, stderr)
 			if err != nil {
 				return nil, err
 			}
-		} else if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, o.MaxConns, o.ServerCPU, o.Store, stderr); err != nil {
-			return nil, err
+		default:
+			if ws && o.TargetKind != "lcpush" {
+				return nil, fmt.Errorf("%w: -transport ws needs -target lcpush", ErrUsage)
+			}
+			if t, err = startTarget(ctx, o.TargetKind, o.Bin, o.SelfArgs, o.MaxConns, o.ServerCPU, o.Store, ws, stderr); err != nil {
+				return nil, err
+			}
 		}
 		defer t.Stop()
 	}
 	res.Target = t
 	o.Load.Rooms, o.Load.App, o.Load.Secret = t.Rooms, t.App, t.Secret
+	if len(t.WSRooms) > 0 && o.Load.Transport == transportWS {
+		o.Load.Rooms = t.WSRooms
+	}
 	if o.Scenario == "idle" {
 		settle(ctx, o.Settle)
 		m, err := t.Memory(ctx)

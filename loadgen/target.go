@@ -23,16 +23,19 @@ import (
 // Target is the server under test: a process the tool started (lcpush or
 // the naive baseline) or one given by address.
 type Target struct {
-	Kind   string   `json:"kind"`            // lcpush, naive, nats, mqtt or external
-	Store  string   `json:"store,omitempty"` // lcpush's -store when the tool started it
-	Rooms  []string `json:"rooms"`
-	API    string   `json:"api"`   // base URL of the push API
-	Admin  string   `json:"admin"` // base URL of /metrics and /debug/pprof
-	PID    int      `json:"pid"`
-	PIDs   []int    `json:"pids,omitempty"` // more server processes (several rooms): RSS is their sum
-	App    uint32   `json:"app"`
-	Secret string   `json:"-"`
-	APIKey string   `json:"-"`
+	Kind  string   `json:"kind"`            // lcpush, lcpush-ws (-transport ws), naive, nats, mqtt, centrifugo or external
+	Store string   `json:"store,omitempty"` // lcpush's -store when the tool started it
+	Rooms []string `json:"rooms"`
+	// WSRooms are the room's WebSocket listeners (lcpush with -transport
+	// ws: -room-ws-addr); the clients dial them instead of Rooms.
+	WSRooms []string `json:"ws_rooms,omitempty"`
+	API     string   `json:"api"`   // base URL of the push API
+	Admin   string   `json:"admin"` // base URL of /metrics and /debug/pprof
+	PID     int      `json:"pid"`
+	PIDs    []int    `json:"pids,omitempty"` // more server processes (several rooms): RSS is their sum
+	App     uint32   `json:"app"`
+	Secret  string   `json:"-"`
+	APIKey  string   `json:"-"`
 
 	cmd      *exec.Cmd
 	dir      string
@@ -119,14 +122,14 @@ func freePorts(n int) ([]int, error) {
 // cpus, when set, pins the server with taskset (e.g. "0"), so the clients
 // (pinned by the caller) and the server do not share a core.
 // store is lcpush's -store (memory when empty).
-func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxConns int, cpus, store string, stderr io.Writer) (*Target, error) {
+func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxConns int, cpus, store string, withWS bool, stderr io.Writer) (*Target, error) {
 	if store == "" {
 		store = "memory"
 	}
 	if maxConns <= 0 {
 		maxConns = defaultMaxConns
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +150,10 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxCo
 			"-room-addr", addr(0), "-center-addr", addr(1), "-dispatch-addr", addr(2),
 			"-admin-addr", addr(3), "-log-level", "warn"}
 		t.Rooms, t.API, t.Admin, t.Store = []string{addr(0)}, "http://"+addr(1), "http://"+addr(3), store
+		if withWS {
+			args = append(args, "-room-ws-addr", addr(4))
+			t.WSRooms, t.Kind = []string{addr(4)}, "lcpush-ws"
+		}
 	case "naive":
 		args = append(append([]string{}, selfArgs...), "naive-server", "-addr", addr(0), "-http", addr(1),
 			"-app", "1", "-secret", demoSecret)
