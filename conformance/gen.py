@@ -90,3 +90,45 @@ for secret, app, uid, exp in [
 with open("tokens.json", "w") as f:
     json.dump({"tokens": tokens}, f, indent=1, ensure_ascii=False)
     f.write("\n")
+
+# Session scripts: what the server sends and what a client must answer.
+# A client runs with the "client" settings against a server that plays the
+# steps in order: "expect" (the client's next frame: op, and the fields
+# given; "json" is a subset of the body), "send" (frame bytes; "reply": the
+# Seq is set to the Seq of the client frame last expected), "expect_close"
+# (the client closes the connection and does not come back within
+# "quiet_ms").
+TOK = "1893456000.0e088826b7566f261ecfda80248bae57b02d9a5b1b38c1cdffa0f813c3b3c461"
+client = {"app": 1, "uid": "alice", "token": TOK, "hb": 1}
+login = [
+    {"do": "expect", "op": 0x01, "app": 1, "json": {"uid": "alice", "token": TOK}},
+    {"do": "send", "reply": True, "hex": frame(0x02, 0, 1, 0, js({"hb": 1, "room": "room-1", "server_time": 1700000000})).hex()},
+]
+sessions = [
+    {"name": "login_push_ack", "meaning": "AUTH, AUTH_OK, a QoS 1 PUSH is delivered and ACKed",
+     "client": client, "deliver": [{"id": str(mid), "payload_hex": b"hello".hex(), "qos": 1}],
+     "steps": login + [
+         {"do": "send", "hex": frame(0x05, 0, 1, 1, struct.pack(">Q", mid) + b"hello").hex()},
+         {"do": "expect", "op": 0x06, "skip": [0x03], "ack_ids": [str(mid)]},
+     ]},
+    {"name": "heartbeat", "meaning": "with hb 1 the client sends PING within about a second and takes the PONG",
+     "client": client, "steps": login + [
+         {"do": "expect", "op": 0x03, "within_ms": 2500},
+         {"do": "send", "reply": True, "hex": frame(0x04).hex()},
+         {"do": "expect", "op": 0x03, "within_ms": 2500},
+     ]},
+    {"name": "kick_is_final", "meaning": "KICK 1 login_elsewhere: the client closes and does not reconnect",
+     "client": client, "steps": login + [
+         {"do": "send", "hex": frame(0x0D, 0, 0, 0, js({"code": 1, "reason": "login_elsewhere"})).hex()},
+         {"do": "expect_close", "skip": [0x03], "quiet_ms": 700},
+     ]},
+    {"name": "bad_token_is_final", "meaning": "ERROR bad_token answering AUTH: the client stops",
+     "client": client, "steps": [
+         {"do": "expect", "op": 0x01, "app": 1},
+         {"do": "send", "reply": True, "hex": frame(0x0F, 0, 1, 0, js({"code": "bad_token", "message": "token expired"})).hex()},
+         {"do": "expect_close", "quiet_ms": 700},
+     ]},
+]
+with open("sessions.json", "w") as f:
+    json.dump({"sessions": sessions}, f, indent=1)
+    f.write("\n")
