@@ -129,6 +129,9 @@ func (c *Client) run(s *session) {
 			c.markFailed(s.addr)
 			first = redirect.addrs
 			delay = redirect.delay()
+			if c.cfg.OnRedirect != nil {
+				c.emit(event{kind: evRedirect, redirect: redirect})
+			}
 		}
 		if c.cfg.NoReconnect {
 			c.stop(fmt.Errorf("sdk: connection lost, reconnect disabled: %w", reason))

@@ -10,16 +10,18 @@ import (
 // event is one entry of the callback queue: a message, a state change or a
 // kick, kept in the order the connection produced them.
 type event struct {
-	kind  uint8
-	msg   Message
-	state State
-	kick  KickError
+	kind     uint8
+	msg      Message
+	state    State
+	kick     KickError
+	redirect *redirectError
 }
 
 const (
 	evMessage uint8 = iota
 	evState
 	evKick
+	evRedirect
 )
 
 // startBackground starts the callback goroutine and the ACK flusher once.
@@ -67,6 +69,7 @@ func (c *Client) deliver() {
 	for {
 		select {
 		case <-c.ctx.Done():
+			c.reportKicks()
 			return
 		case ev := <-c.events:
 			switch ev.kind {
@@ -77,11 +80,35 @@ func (c *Client) deliver() {
 			case evState:
 				c.callback(func() { c.cfg.OnState(ev.state) })
 			case evKick:
-				if c.cfg.OnKick != nil {
-					c.callback(func() { c.cfg.OnKick(ev.kick.Code, ev.kick.Reason) })
-				}
+				c.reportKick(ev.kick) // even when Close came meanwhile
+			case evRedirect:
+				c.callback(func() { c.cfg.OnRedirect(ev.redirect.addrs, int(ev.redirect.after/time.Millisecond)) })
 			}
 		}
+	}
+}
+
+// reportKicks runs OnKick for a KICK still queued at Close, so that a
+// client closed right after a final kick still learns why (messages and
+// states still queued are dropped).
+func (c *Client) reportKicks() {
+	for {
+		select {
+		case ev := <-c.events:
+			if ev.kind == evKick {
+				c.reportKick(ev.kick)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (c *Client) reportKick(k KickError) {
+	if c.cfg.OnKick != nil {
+		c.inCallback.Store(true)
+		defer c.inCallback.Store(false)
+		c.cfg.OnKick(k.Code, k.Reason)
 	}
 }
 

@@ -200,6 +200,9 @@ type Config struct {
 	OnKick func(code int, reason string)
 	// OnState is called on each state change; StateClosed comes last.
 	OnState func(State)
+	// OnRedirect is called when the server sends REDIRECT (a drain), before
+	// the client follows it to one of addrs after a delay in [0, afterMS].
+	OnRedirect func(addrs []string, afterMS int)
 	// NoReconnect makes a lost connection final.
 	NoReconnect bool
 	// BackoffMin and BackoffMax bound the reconnect delay (default 500ms, 30s):
@@ -385,6 +388,15 @@ func (c *Client) HB() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.hb
+}
+
+// Addr returns the gateway address of the current connection, as dialed
+// ("" when not connected).
+func (c *Client) Addr() string {
+	if s := c.current(); s != nil {
+		return s.addr
+	}
+	return ""
 }
 
 // Room returns the id of the room instance of the last AUTH_OK.
