@@ -13,7 +13,8 @@
 #   scripts/services.sh status              show what runs and whether it answers
 #   scripts/services.sh run CMD [ARG...]    start, run CMD with the env, stop
 # NAME is redis, mariadb, zookeeper, mosquitto or nats (and, for `install`
-# only, haproxy and chromium: the TLS and browser tests start their own);
+# only, haproxy and chromium (the TLS and browser tests start their own),
+# jdk and node (the Java and TypeScript SDKs));
 # default: $SERVICES if
 # set (e.g. SERVICES=zookeeper), else the first three, and all five with EXTRA=1.
 #
@@ -37,7 +38,7 @@ DB_PASS=${DB_PASS:-lcpush}
 MYSQL_OPTS=${MYSQL_OPTS:---innodb-log-file-size=16M}
 ZK_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
 
-ALL_NAMES="redis mariadb zookeeper mosquitto nats haproxy chromium"
+ALL_NAMES="redis mariadb zookeeper mosquitto nats haproxy chromium jdk node"
 
 now_ms() { date +%s%3N; }
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -70,6 +71,8 @@ packages() {
     nats) echo nats-server ;;
     haproxy) echo "haproxy openssl" ;; # install only: tests start their own (scripts/tls.sh)
     chromium) echo "chromium fonts-liberation" ;; # install only: playwright-core drives it
+    jdk) echo openjdk-17-jdk-headless ;; # install only: the Java SDK (sdk/java) builds with javac
+    node) echo "nodejs npm" ;; # install only: the TypeScript SDK and the browser tests
   esac
 }
 installed() {
@@ -81,6 +84,8 @@ installed() {
     nats) command -v nats-server >/dev/null ;;
     haproxy) command -v haproxy >/dev/null && command -v openssl >/dev/null ;;
     chromium) command -v chromium >/dev/null ;;
+    jdk) command -v javac >/dev/null && command -v java >/dev/null ;;
+    node) command -v node >/dev/null && command -v npm >/dev/null ;;
   esac
 }
 

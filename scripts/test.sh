@@ -5,7 +5,9 @@
 # detector against them (LCPUSH_INTEGRATION=1: an integration test whose
 # server is missing fails, never skips; haproxy, chromium and playwright-core
 # are installed for the TLS and browser tests), then every benchmark once and
-# every fuzz target for a bounded time, and stops the servers.
+# every fuzz target for a bounded time, and stops the servers. The
+# TypeScript and Java SDKs are built and unit-tested first; the Go suite
+# then runs them against a live system (sdk_live_test.go).
 #   FUZZTIME=10s   time per fuzz target (0 skips fuzzing)
 #   TEST_TIMEOUT=20m
 #   NO_SERVICES=1  use servers already named by REDIS_ADDR, MYSQL_DSN, ZK_ADDR
@@ -28,6 +30,8 @@ if [ "${NO_SERVICES:-0}" != 1 ]; then
   # The TLS terminator and the browser of the end-to-end WebSocket tests
   # (browser_test.go, scripts/tls.sh); playwright-core from the lockfile.
   bash scripts/services.sh install haproxy chromium >/dev/null
+  # The SDKs' toolchains (on the CI image already; installed when missing).
+  bash scripts/services.sh install jdk node >/dev/null
   bash scripts/services.sh start >/dev/null
   # shellcheck disable=SC1091
   . "$SVC_DIR/env"
@@ -37,6 +41,12 @@ export LCPUSH_INTEGRATION=1
 
 step "npm ci (browsertest: playwright-core from its lockfile)"
 (cd browsertest && npm ci --no-audit --no-fund --loglevel=error)
+
+step "TypeScript SDK: npm ci, build (tsc), unit tests against conformance/"
+(cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "Java SDK: javac, unit tests against conformance/"
+bash sdk/java/build.sh test
 
 step "go vet"
 go vet ./...

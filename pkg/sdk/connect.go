@@ -72,6 +72,7 @@ func (c *Client) activate(s *session) bool {
 	c.sess = s
 	c.hb = s.hb
 	c.room = s.room
+	c.lastGood = s.addr
 	binds := make(map[uint32]string, len(c.binds))
 	for app, tok := range c.binds {
 		binds[app] = tok
@@ -259,6 +260,13 @@ func (c *Client) candidates(ctx context.Context, first []string, attempt int) []
 		rest = append(rest, addrs...)
 	}
 	rest = append(rest, c.cfg.Addrs...)
+	c.mu.Lock()
+	good := c.lastGood
+	c.mu.Unlock()
+	if i := slices.Index(rest, good); i > 0 {
+		// The last address that worked first: most reconnects are flashes.
+		rest = slices.Insert(slices.Delete(rest, i, i+1), 0, good)
+	}
 	failed := c.failedList()
 	slices.SortStableFunc(rest, func(a, b string) int {
 		fa, fb := slices.Contains(failed, a), slices.Contains(failed, b)

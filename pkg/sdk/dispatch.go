@@ -64,17 +64,17 @@ func (c *Client) dispatch(ctx context.Context, attempt int) ([]string, error) {
 	}
 	resp, err := c.httpc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDispatch, err)
+		return c.stale(), fmt.Errorf("%w: %v", ErrDispatch, err)
 	}
 	defer resp.Body.Close()
 	body := io.LimitReader(resp.Body, 64<<10)
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, body)
-		return nil, fmt.Errorf("%w: status %d", ErrDispatch, resp.StatusCode)
+		return c.stale(), fmt.Errorf("%w: status %d", ErrDispatch, resp.StatusCode)
 	}
 	var r dispatchReply
 	if err := json.NewDecoder(body).Decode(&r); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDispatch, err)
+		return c.stale(), fmt.Errorf("%w: %v", ErrDispatch, err)
 	}
 	addrs := make([]string, 0, min(len(r.Addrs), maxAddrs))
 	for _, a := range r.Addrs {
@@ -88,4 +88,15 @@ func (c *Client) dispatch(ctx context.Context, attempt int) ([]string, error) {
 		c.mu.Unlock()
 	}
 	return addrs, nil
+}
+
+// stale is the cached answer for this network even past its ttl: when the
+// dispatcher cannot be reached, yesterday's gateways beat none.
+func (c *Client) stale() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache.net == c.cfg.Net {
+		return c.cache.addrs
+	}
+	return nil
 }

@@ -339,6 +339,7 @@ type Client struct {
 	binds      map[uint32]string
 	failed     []failedAddr
 	cache      dispatchCache
+	lastGood   string // the address of the last AUTH_OK
 }
 
 // New validates cfg and returns a Client. It does no I/O; call Connect.
