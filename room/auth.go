@@ -45,10 +45,11 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	apps := []uint32{f.App}
 	s.apps.Store(&apps)
 	s.state = stAuthing
+	s.since = time.Now().Unix()
+	resumed := r.resume(s, s.uid, f.App) // takes the held session's id and since
 	// Indexed before registering: a push that the register already routes
 	// here while AUTH_OK is not written yet is queued on the connection.
 	r.idx.add(s)
-	s.since = time.Now().Unix()
 	sess := push.Session{
 		UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: []uint32{f.App},
 		Since: s.since, IP: s.ip.String(),
@@ -58,12 +59,16 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	ok := !r.closing && r.pool != nil
 	if ok {
 		r.authing.Add(1)
-		if ok = r.pool.TrySubmit(func() { r.authTask(s, sess, seq) }); !ok {
+		if ok = r.pool.TrySubmit(func() { r.authTask(s, sess, seq, resumed) }); !ok {
 			r.authing.Add(-1)
 		}
 	}
 	r.mu.RUnlock()
 	if !ok {
+		if resumed {
+			// The held session is this connection's now: its close unregisters it.
+			s.registered = true
+		}
 		mAuths.WithLabelValues("overloaded").Inc()
 		mPoolDropped.WithLabelValues("auth").Inc()
 		return r.protocolError(s, seq, proto.ErrCodeOverloaded, "server busy, retry later")
@@ -79,18 +84,27 @@ type authResult struct {
 	err        error
 }
 
-// authTask runs on a worker.
-func (r *Room) authTask(s *connState, sess push.Session, seq uint32) {
+// authTask runs on a worker. A resumed session (resume.go) is registered
+// already, under the same connection id: only its stored messages load.
+func (r *Room) authTask(s *connState, sess push.Session, seq uint32, resumed bool) {
 	res := &authResult{seq: seq}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	displaced, err := r.deps.Register.Register(ctx, sess)
+	var displaced []push.Session
+	var err error
+	if !resumed {
+		mBackendCalls.WithLabelValues("register").Inc()
+		displaced, err = r.deps.Register.Register(ctx, sess)
+	}
 	if err != nil {
 		res.err = fmt.Errorf("room register %s: %w", sess.UID, err)
 	} else {
 		res.registered = true
-		r.displace(ctx, sess, displaced)
-		r.status(ctx, sess.UID, sess.Apps[0], push.EventOnline)
+		if !resumed {
+			r.displace(ctx, sess, displaced)
+			r.status(ctx, sess.UID, sess.Apps[0], push.EventOnline)
+		}
+		mBackendCalls.WithLabelValues("load").Inc()
 		if res.msgs, err = r.deps.Saver.Load(ctx, sess.UID, sess.Apps); err != nil {
 			res.err = fmt.Errorf("room load %s: %w", sess.UID, err)
 		}

@@ -23,7 +23,7 @@ func (r *Room) Kick(_ context.Context, uid string, connID uint64, apps []uint32,
 	}
 	s := r.idx.get(uid, connID)
 	if s == nil {
-		return false, nil
+		return r.kickHeld(uid, connID), nil
 	}
 	if reason == "" {
 		reason = proto.KickReason(code)

@@ -193,6 +193,7 @@ func (r *Room) tick() time.Duration {
 		r.purgedAt.Store(now)
 		r.ips.purge(connectLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP), r.nowMS())
 	}
+	r.expireHolds()
 	for _, l := range r.allLoops() {
 		if !l.sweeping.CompareAndSwap(false, true) {
 			continue

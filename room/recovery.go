@@ -47,7 +47,8 @@ func (r *Room) Sessions(ctx context.Context) ([]push.Session, error) {
 	if err := ctx.Err(); err != nil && ran < len(r.allLoops()) {
 		return nil, fmt.Errorf("room sessions: %w", err)
 	}
-	return out, nil
+	// Held sessions are registered too, until their window ends.
+	return append(out, r.holds.snapshot(r.cfg.ID)...), nil
 }
 
 // redeliverParallel bounds the store loads one Redeliver makes at once.

@@ -147,6 +147,7 @@ type Room struct {
 	nextID atomic.Uint64 // connection ids
 
 	idx      index
+	holds    holds // sessions in their reconnect window (resume.go)
 	ips      ipCounter
 	conns    atomic.Int64 // open connections (admitted)
 	unauthed atomic.Int64 // of them, not authenticated yet
@@ -327,6 +328,7 @@ func (r *Room) now() int64 { return int64(time.Since(r.epoch)) }
 // status reports an online/offline event (worker); a failure is logged,
 // never fatal.
 func (r *Room) status(ctx context.Context, uid string, app uint32, event string) {
+	mBackendCalls.WithLabelValues("status").Inc()
 	ev := push.StatusEvent{App: app, UID: uid, Event: event, Room: r.cfg.ID, TS: nowMilli()}
 	if err := r.deps.Coordinator.Status(ctx, ev); err != nil {
 		r.log.Debug("status event not sent", "uid", uid, "app", app, "event", event, "err", err)

@@ -254,7 +254,9 @@ func (r *Room) endSession(s *connState) {
 	// result comes back to the loop and finds the connection closed.
 	if s.registered && !s.cleaned {
 		s.cleaned = true // a lingering connection must not be unregistered twice
-		r.unregisterAsync(s)
+		if was != stAuthed || !r.hold(s) {
+			r.unregisterAsync(s)
+		}
 	}
 }
 
@@ -366,6 +368,7 @@ func (r *Room) sweepLinger(s *connState, now int64) {
 func (r *Room) unregister(uid string, connID uint64, apps []uint32) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
+	mBackendCalls.WithLabelValues("unregister").Inc()
 	ok, err := r.deps.Register.Unregister(ctx, uid, r.cfg.ID, connID)
 	if err != nil {
 		r.log.Warn("unregister failed", "uid", uid, "conn", connID, "err", err)

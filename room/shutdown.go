@@ -112,6 +112,10 @@ func (r *Room) shutdown(ctx context.Context) error {
 	mu.Lock()
 	todo := append([]goneSession(nil), gone...)
 	mu.Unlock()
+	for _, h := range r.holds.all() { // no reconnect can take them over now
+		mResume.WithLabelValues("shutdown").Inc()
+		todo = append(todo, goneSession{h.uid, h.id, []uint32{h.app}})
+	}
 	r.unregisterAll(ctx, todo)
 	return err
 }
