@@ -109,6 +109,14 @@ type Room struct {
 	WebSocket RoomWebSocket `yaml:"websocket"`
 	// Proxy holds the PROXY protocol settings (docs/tls.md).
 	Proxy RoomProxy `yaml:"proxy"`
+	// ResumeWindow is the reconnect window: a session the client's side
+	// closed is held this long, and the same uid logging in to the same
+	// room for the same app within it resumes it (no offline/online events,
+	// the register entry kept). 0 (the default) turns it off.
+	ResumeWindow time.Duration `yaml:"resume_window"`
+	// ResumeMax bounds the sessions held at once (about 100 bytes each);
+	// beyond it a closed session is unregistered at once.
+	ResumeMax int `yaml:"resume_max"`
 
 	allow, deny []netip.Prefix
 }
@@ -236,6 +244,7 @@ func (c *Config) fillDefaults() {
 	}
 	setInt(&r.ConnectBurstPerIP, 200)
 	setDur(&r.MaxTokenLifetime, 30*24*time.Hour)
+	setInt(&r.ResumeMax, 65536)
 	r.Limits.Ping.fill(1, 10)
 	r.Limits.Ack.fill(100, 200)
 	r.Limits.Bind.fill(2, 20)
@@ -346,6 +355,9 @@ func (c *Config) Prepare() error {
 	}
 	if r.HeartbeatGrace < 0 || r.AuthDeadline < 0 || r.TokenSkew < 0 || r.MaxPending < 0 {
 		bad("room: durations and max_pending must not be negative")
+	}
+	if r.ResumeWindow < 0 || r.ResumeWindow > 5*time.Minute || r.ResumeMax < 1 {
+		bad("room: need 0 <= resume_window <= 5m and resume_max >= 1")
 	}
 	if r.MaxConns < 1 || r.MaxConnsPerIP < 1 {
 		bad("room: max_conns and max_conns_per_ip must be positive")
