@@ -80,13 +80,14 @@ type Driver struct {
 	w    io.WriteCloser
 	stop func() error
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	events []Event
-	closed bool
-	err    error
-	next   int
-	wmu    sync.Mutex
+	mu       sync.Mutex
+	cond     *sync.Cond
+	events   []Event
+	closed   bool
+	readDone chan struct{} // read returned
+	err      error
+	next     int
+	wmu      sync.Mutex
 }
 
 // Start runs cmd as a driver child process; its stderr goes to stderr.
@@ -104,14 +105,15 @@ func Start(t testing.TB, name string, cmd *exec.Cmd, stderr io.Writer) *Driver {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s driver: %v", name, err)
 	}
-	d := newDriver(name, in, out, func() error {
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+	var d *Driver
+	d = newDriver(name, in, out, func() error {
+		// Wait closes stdout: read it to its end first (os/exec).
 		select {
-		case err := <-done:
-			return err
+		case <-d.readDone:
+			return cmd.Wait()
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 			return fmt.Errorf("%s driver did not exit 10 s after stdin closed", name)
 		}
 	})
@@ -145,13 +147,14 @@ func Pipe(t testing.TB, name string, serve func(r io.Reader, w io.Writer)) *Driv
 }
 
 func newDriver(name string, w io.WriteCloser, r io.Reader, stop func() error) *Driver {
-	d := &Driver{Name: name, w: w, stop: stop}
+	d := &Driver{Name: name, w: w, stop: stop, readDone: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
 	go d.read(r)
 	return d
 }
 
 func (d *Driver) read(r io.Reader) {
+	defer close(d.readDone)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {

@@ -34,6 +34,9 @@ func (c *Client) Bind(ctx context.Context, app uint32, token string) error {
 
 // Unbind removes app from the connection and waits for UNBIND_OK or ERROR.
 func (c *Client) Unbind(ctx context.Context, app uint32) error {
+	// ACKs still batched go first: the server ignores ACKs of an app the
+	// connection no longer has, and the messages would stay pending.
+	c.flushAcks()
 	c.mu.Lock()
 	delete(c.binds, app)
 	c.mu.Unlock()
