@@ -148,7 +148,7 @@ func (e *lockedError) Unwrap() []error { return []error{ErrLocked, e.err} }
 // files) and rebuilds the in-memory broadcast cache and counters from the file.
 func (b *Bolt) init() error {
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount} {
+		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount, bucketStatus, bucketSState} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -264,7 +264,11 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		added, replaced, dropped = 0, replaced[:0], dropResult{apps: dropped.apps[:0]}
 		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
+		sx := newStatusTx(tx)
 		for i, k := range keys {
+			if err := sx.step(msg.ID, uids[i], onStore, fStored); err != nil {
+				return err
+			}
 			isNew := false
 			if old := inbox.Get(k); old == nil {
 				added++
@@ -293,7 +297,7 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 				}
 			}
 		}
-		return nil
+		return sx.flush()
 	})
 	if err != nil {
 		return fmt.Errorf("saver save %d: %w", msg.ID, err)
@@ -350,6 +354,13 @@ func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
 		}
 		if err := bc.Put(key, val); err != nil {
 			return err
+		}
+		sx := newStatusTx(tx)
+		if r := sx.get(msg.ID); r != nil && r.st.Kind == push.KindBroadcast && r.st.Stored != 1 {
+			sx.count(msg.ID, func(st *push.MessageStatus) { st.Stored = 1 })
+			if err := sx.flush(); err != nil {
+				return err
+			}
 		}
 		if msg.Expire != 0 {
 			return exp.Put(expKey, empty)
@@ -419,6 +430,7 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 		n, unparked, deleted = 0, 0, deleted[:0]
 		bk := ackBuckets{tx: tx}
 		inbox, exp := bk.bucket(&bk.inbox, bucketInbox), tx.Bucket(bucketExpiry)
+		sx := newStatusTx(tx)
 		for i := range ks {
 			k := &ks[i]
 			if !k.live {
@@ -436,6 +448,9 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 				}
 				unparked += p
 				n++
+				if err := sx.step(inboxID(k.inbox), uid, onAck, fAcked); err != nil {
+					return err
+				}
 				if herr != nil {
 					continue // corrupt: never counted as pending, no expiry record known
 				}
@@ -450,9 +465,10 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 					return err
 				}
 				n++
+				sx.count(beUint64(k.bcast), func(st *push.MessageStatus) { st.Acked++ })
 			}
 		}
-		return nil
+		return sx.flush()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, err)

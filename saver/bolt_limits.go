@@ -126,6 +126,7 @@ func (b *Bolt) countLoads(ctx context.Context, uid string, msgs []push.Message) 
 		parkedU, parkedB = 0, 0
 		inbox, loads := tx.Bucket(bucketInbox), tx.Bucket(bucketLoads)
 		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
+		sx := newStatusTx(tx)
 		for _, msg := range msgs {
 			var bk *bolt.Bucket
 			var key []byte
@@ -153,15 +154,19 @@ func (b *Bolt) countLoads(ctx context.Context, uid string, msgs []push.Message) 
 				c = loadParked
 				if msg.Broadcast {
 					parkedB++
+					sx.count(msg.ID, func(st *push.MessageStatus) { st.Parked++ })
 				} else {
 					parkedU++
+					if err := sx.step(msg.ID, uid, onPark, fParked); err != nil {
+						return err
+					}
 				}
 			}
 			if err := bk.Put(key, []byte{byte(c)}); err != nil {
 				return err
 			}
 		}
-		return nil
+		return sx.flush()
 	})
 	if err != nil {
 		return err

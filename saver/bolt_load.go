@@ -147,6 +147,7 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 		r = expireResult{}
 		inbox, bc := tx.Bucket(bucketInbox), tx.Bucket(bucketBcast)
 		backs, exp := tx.Bucket(bucketBacks), tx.Bucket(bucketExpiry)
+		sx := newStatusTx(tx)
 		var done [][]byte // index records handled, deleted after the walk
 		c := exp.Cursor()
 	walk:
@@ -177,6 +178,11 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 					}
 					r.parked += p
 					r.n++
+					if len(rest) >= 9 {
+						if err := sx.step(inboxID(rest), string(rest[:len(rest)-9]), onExpire, fExpired); err != nil {
+							return err
+						}
+					}
 					if herr == nil {
 						r.apps = append(r.apps, app)
 					}
@@ -189,6 +195,7 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 					}
 					r.n++
 					r.bcasts = append(r.bcasts, beUint64(rest))
+					sx.count(beUint64(rest), func(st *push.MessageStatus) { st.Expired = 1 })
 				}
 				budget--
 				// Its ACK records go too; a broadcast acked by many users may
@@ -202,6 +209,27 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 					r.more = true
 					break walk
 				}
+			case kindStatus:
+				// The record and its per-uid states; like a broadcast's ACK
+				// records, the states may take several chunks.
+				if len(rest) == 8 {
+					if sx.recs != nil {
+						delete(sx.recs, beUint64(rest)) // not written back
+					}
+					if err := tx.Bucket(bucketStatus).Delete(rest); err != nil {
+						return err
+					}
+					budget--
+					n, finished, err := deletePrefix(tx.Bucket(bucketSState), rest, budget)
+					if err != nil {
+						return err
+					}
+					budget -= n
+					if !finished {
+						r.more = true
+						break walk
+					}
+				}
 			}
 			done = append(done, k)
 		}
@@ -210,7 +238,7 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 				return err
 			}
 		}
-		return nil
+		return sx.flush()
 	})
 	return r, err
 }

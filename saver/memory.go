@@ -21,6 +21,7 @@ type Memory struct {
 	closed  bool
 	inbox   map[string][]memEntry // per uid, ascending ID
 	bcasts  map[uint64]*memBroadcast
+	status  map[uint64]*memStatus // delivery status (memory_status.go)
 	pending map[uint32]int64
 	parked  int64
 	saved   uint64
@@ -56,6 +57,7 @@ func NewMemoryWith(lim Limits) *Memory {
 		lim:     lim.withDefaults(),
 		inbox:   make(map[string][]memEntry),
 		bcasts:  make(map[uint64]*memBroadcast),
+		status:  make(map[uint64]*memStatus),
 		pending: make(map[uint32]int64),
 	}
 }
@@ -79,7 +81,9 @@ func (m *Memory) Save(ctx context.Context, msg push.Message, uids []string) erro
 	if m.closed {
 		return fmt.Errorf("saver save %d: %w", msg.ID, ErrClosed)
 	}
+	rec := m.status[msg.ID]
 	for _, uid := range uids {
+		rec.onStore(uid)
 		box := m.inbox[uid]
 		i, found := slices.BinarySearchFunc(box, msg.ID, cmpEntry)
 		if found {
@@ -144,6 +148,9 @@ func (m *Memory) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	if m.closed {
 		return fmt.Errorf("saver save broadcast %d: %w", msg.ID, ErrClosed)
 	}
+	if rec := m.status[msg.ID]; rec != nil && rec.st.Kind == push.KindBroadcast {
+		rec.st.Stored = 1
+	}
 	if b := m.bcasts[msg.ID]; b != nil {
 		b.msg = msg
 		return nil
@@ -194,6 +201,9 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 				if b.users[uid]++; b.users[uid] >= max {
 					b.users[uid] = memParked
 					metricParkedBroadcast.Inc()
+					if rec := m.status[msg.ID]; rec != nil {
+						rec.st.Parked++
+					}
 				}
 				continue
 			}
@@ -203,6 +213,7 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 				e.parked = true
 				m.parked++
 				metricParkedUnicast.Inc()
+				m.status[msg.ID].onPark(uid)
 			}
 		}
 	}
@@ -236,12 +247,16 @@ func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint6
 			box = slices.Delete(box, i, i+1)
 			m.acked++
 			n++
+			m.status[id].onAck(uid)
 			continue
 		}
 		if b := m.bcasts[id]; b != nil && hasApp(apps, b.msg.App) {
 			if b.users[uid] != memAcked {
 				b.users[uid] = memAcked
 				n++
+				if rec := m.status[id]; rec != nil {
+					rec.st.Acked++
+				}
 			}
 		}
 	}
@@ -270,6 +285,7 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 		for _, e := range box {
 			if e.msg.Expired(t) {
 				m.forget(e)
+				m.status[e.msg.ID].onExpire(uid)
 				n++
 				continue
 			}
@@ -285,7 +301,15 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 	for id, b := range m.bcasts {
 		if b.msg.Expired(t) {
 			delete(m.bcasts, id)
+			if rec := m.status[id]; rec != nil {
+				rec.st.Expired = 1
+			}
 			n++
+		}
+	}
+	for id, rec := range m.status {
+		if !statusLive(&rec.st, t) {
+			delete(m.status, id)
 		}
 	}
 	m.expired += uint64(n)
@@ -340,6 +364,6 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.inbox, m.bcasts, m.pending = nil, nil, map[uint32]int64{}
+	m.inbox, m.bcasts, m.status, m.pending = nil, nil, nil, map[uint32]int64{}
 	return nil
 }

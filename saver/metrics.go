@@ -66,6 +66,10 @@ const (
 	opExpire        = "expire"
 	opStats         = "stats"
 	opUserStats     = "user_stats"
+	opOpenStatus    = "open_status"
+	opAddSent       = "add_sent"
+	opStatus        = "status"
+	opUserState     = "user_state"
 )
 
 // opMetrics holds the label children of one op, resolved once.
@@ -76,7 +80,8 @@ type opMetrics struct {
 
 var ops = func() map[string]opMetrics {
 	m := map[string]opMetrics{}
-	for _, op := range []string{opSave, opSaveBroadcast, opLoad, opAck, opExpire, opStats, opUserStats} {
+	for _, op := range []string{opSave, opSaveBroadcast, opLoad, opAck, opExpire, opStats, opUserStats,
+		opOpenStatus, opAddSent, opStatus, opUserState} {
 		m[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
 	}
 	return m

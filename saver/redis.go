@@ -49,6 +49,7 @@ type RedisStore struct {
 	dur  *durable
 	cnt  *counters
 	bc   *bcache
+	sacc statusAcc // broadcast ACKs of delivery status, until the next flush
 
 	epoch       atomic.Pointer[string]
 	restore     atomic.Bool // broadcasts must be restored from MySQL
@@ -270,6 +271,9 @@ func (r *RedisStore) Close() error {
 	if err != nil {
 		err = fmt.Errorf("saver close: counters: %w", err)
 	}
+	if serr := r.flushStatus(ctx); serr != nil {
+		r.log.Debug("saver: delivery status flush failed at close", "err", serr)
+	}
 	r.pipe.close()
 	r.dur.close(deadline)
 	for _, c := range r.closers {
@@ -301,6 +305,9 @@ func (r *RedisStore) watch() {
 			ctx, cancel := context.WithTimeout(context.Background(), r.o.RedisTimeout)
 			if err := r.cnt.flush(ctx, r.rc, r.k); err != nil {
 				r.log.Debug("saver: counter flush failed", "err", err)
+			}
+			if err := r.flushStatus(ctx); err != nil {
+				r.log.Debug("saver: delivery status flush failed", "err", err)
 			}
 			cancel()
 		}

@@ -45,7 +45,16 @@ func (r *RedisStore) Ack(ctx context.Context, uid string, apps []uint32, ids []u
 	}
 	set := appSet(apps)
 	tomb := r.dur.down() // no reload possible: tombstone unknown ids at once
-	res, err := r.ackOnce(ctx, uid, set, apps, ids, tomb)
+	// Delivery status of the unicast ids, in the same round trip as the
+	// ACK (broadcast ACKs are counted from its result: ackOnce).
+	var status []*pipeOp
+	for _, id := range ids {
+		if _, bcast := r.bc.get(id); !bcast {
+			status = append(status, r.statusStep(id, "a", set, 0, uid))
+		}
+	}
+	res, err := r.ackOnce(ctx, uid, set, apps, ids, tomb, status...)
+	r.logStatus(status...)
 	if err == nil && len(res.unknown) > 0 && r.refreshForAck(ctx) {
 		var known, still []uint64
 		for _, id := range res.unknown {
@@ -116,7 +125,7 @@ type ackResult struct {
 
 // ackOnce runs scriptAck for ids on behalf of apps (set: appSet(apps)); a
 // known broadcast of another app is left out of the call.
-func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32, ids []uint64, tomb bool) (ackResult, error) {
+func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32, ids []uint64, tomb bool, extra ...*pipeOp) (ackResult, error) {
 	args := make([]any, 0, 5+2*len(ids))
 	args = append(args, *r.epoch.Load(), time.Now().Unix(), r.idle(), set, boolDigit(tomb))
 	for _, id := range ids {
@@ -133,7 +142,7 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		return ackResult{fresh: true}, nil // only other apps' broadcasts
 	}
 	op := &pipeOp{kind: pipeScript, script: scriptAck, key: r.k.user(uid), args: args}
-	if err := r.pipe.do(ctx, op); err != nil {
+	if err := r.pipe.do(ctx, append([]*pipeOp{op}, extra...)...); err != nil {
 		return ackResult{}, err
 	}
 	l, err := op.list()
@@ -158,6 +167,7 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		case 'b':
 			res.n++
 			res.rows = append(res.rows, drow{op: dBack, state: backAcked, uid: uid, id: id})
+			r.sacc.add(id, 1) // delivery status, sent every CounterEvery
 		}
 	}
 	for _, id := range ids {

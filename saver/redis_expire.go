@@ -68,6 +68,9 @@ func (r *RedisStore) Expire(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return total, fmt.Errorf("saver expire: %w", err)
 	}
+	if err := r.dropStatuses(ctx, t); err != nil {
+		return total, fmt.Errorf("saver expire: delivery status: %w", err)
+	}
 	return total, nil
 }
 
@@ -124,6 +127,9 @@ func (r *RedisStore) sweepStep(ctx context.Context, t int64) (n int, more bool, 
 	r.dur.commitMu.RLock()
 	defer r.dur.commitMu.RUnlock()
 	n, err = r.dur.deleteExpiredInbox(dctx, keys, t)
+	if err == nil {
+		r.expireStatus(ctx, expired)
+	}
 	switch {
 	case err == nil && n == len(expired):
 		for _, e := range expired {
@@ -161,6 +167,14 @@ func (r *RedisStore) sweepBroadcasts(ctx context.Context, t int64) (int, error) 
 	if len(ids) > 0 {
 		r.bc.drop(ids...)
 		r.bc.advance(asInt(l[0]))
+		status := make([]*pipeOp, len(ids))
+		for i, id := range ids {
+			status[i] = r.statusStep(id, "X", "", 0)
+		}
+		if err := r.pipe.do(ctx, status...); err != nil {
+			r.log.Debug("saver: delivery status of expired broadcasts", "err", err)
+		}
+		r.logStatus(status...)
 	}
 	n, err := r.dur.expireBroadcasts(ctx, t, sweepChunk, r.forgetBroadcast)
 	return n, mysqlErr(err)

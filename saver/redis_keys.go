@@ -25,6 +25,15 @@ func (k keyspace) meta() string           { return k.prefix + "{meta}" }
 func (k keyspace) sweepLock() string      { return k.prefix + "{meta}:sweep" }
 func (k keyspace) stats(shard int) string { return k.prefix + "{stats:" + strconv.Itoa(shard) + "}" }
 
+// Delivery status (redis_status.go): a message's record and its per-uid
+// states share the id's hash tag; the index of records by drop time is
+// one key.
+func (k keyspace) status(id uint64) string {
+	return k.prefix + "s{" + strconv.FormatUint(id, 10) + "}"
+}
+func (k keyspace) statusUsers(id uint64) string { return k.status(id) + ":u" }
+func (k keyspace) statusIndex() string          { return k.prefix + "{status}" }
+
 func uidHash(uid string) uint64 { return xxhash.Sum64String(uid) }
 
 // id8 is an id as a field suffix: 8 big-endian bytes, in a string.

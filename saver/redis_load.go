@@ -87,6 +87,7 @@ func (r *RedisStore) mark(ctx context.Context, uid string, out []push.Message, b
 		return err
 	}
 	var rows []drow
+	var status []*pipeOp
 	for _, v := range l {
 		s := asString(v)
 		id, ok := parseID8(s[min(1, len(s)):])
@@ -96,12 +97,20 @@ func (r *RedisStore) mark(ctx context.Context, uid string, out []push.Message, b
 		if s[0] == 'u' {
 			rows = append(rows, drow{op: dPark, uid: uid, id: id, cd: cdelta{park: 1}})
 			metricParkedUnicast.Inc()
+			status = append(status, r.statusStep(id, "p", "", 0, uid))
 		} else {
 			rows = append(rows, drow{op: dBack, state: backParked, uid: uid, id: id})
 			metricParkedBroadcast.Inc()
+			status = append(status, r.statusStep(id, "P", "", 1))
 		}
 	}
 	r.dur.enqueue(rows, true)
+	// Delivery status of what was parked: parking is rare, so one more
+	// pipelined step here costs little.
+	if err := r.pipe.do(ctx, status...); err != nil {
+		r.log.Debug("saver: delivery status of parked messages", "err", err)
+	}
+	r.logStatus(status...)
 	return nil
 }
 

@@ -45,6 +45,7 @@ type pipeOp struct {
 	kind   pipeKind
 	script *redis.Script
 	key    string
+	key2   string // a second key of a script (same hash slot as key), or ""
 	args   []any
 
 	res  any               // script reply
@@ -159,6 +160,9 @@ func (p *pipeliner) run(ctx context.Context, batch []*pipeOp, full bool) {
 	cmds := make([]redis.Cmder, len(batch))
 	for i, op := range batch {
 		keys := []string{op.key}
+		if op.key2 != "" {
+			keys = append(keys, op.key2)
+		}
 		switch {
 		case op.kind == pipeHGetAll:
 			cmds[i] = pipe.HGetAll(ctx, op.key)

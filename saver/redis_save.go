@@ -44,12 +44,14 @@ func (r *RedisStore) Save(ctx context.Context, msg push.Message, uids []string) 
 	m.Payload = slices.Clone(msg.Payload) // the queue keeps it until MySQL has it
 	args := []any{id8(m.ID), string(appendValue(nil, &m)), strconv.FormatInt(m.Expire, 10), time.Now().Unix(), r.idle()}
 	ops := make([]pipeOp, len(uids))
-	ptrs := make([]*pipeOp, len(uids))
+	ptrs := make([]*pipeOp, len(uids), len(uids)+1)
 	for i, uid := range uids {
 		ops[i] = pipeOp{kind: pipeScript, script: scriptSave, key: r.k.user(uid), args: args}
 		ptrs[i] = &ops[i]
 	}
-	cerr := r.pipe.do(ctx, ptrs...)
+	status := r.statusStep(m.ID, "s", "", 0, uids...) // delivery status, same round trip
+	cerr := r.pipe.do(ctx, append(ptrs, status)...)
+	r.logStatus(status)
 
 	var firstErr error
 	var over []string
@@ -196,7 +198,9 @@ func (r *RedisStore) SaveBroadcast(ctx context.Context, msg push.Message) error 
 	m.Payload = slices.Clone(msg.Payload) // the cache and the queue keep it
 	op := &pipeOp{kind: pipeScript, script: scriptBroadcastSave, key: r.k.broadcasts(),
 		args: []any{id8(m.ID), string(appendValue(nil, &m))}}
-	err := r.pipe.do(ctx, op)
+	status := r.statusStep(m.ID, "b", "", 0) // delivery status, same round trip
+	err := r.pipe.do(ctx, op, status)
+	r.logStatus(status)
 	if err == nil {
 		err = redisErr(op.err)
 	}

@@ -248,3 +248,50 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	s.refreshGauge(ctx)
 	return n, err
 }
+
+// OpenStatus creates the delivery status record of an accepted push (see
+// Store.OpenStatus).
+func (s *Service) OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error {
+	if err := s.check(opOpenStatus); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.OpenStatus(ctx, st, uids)
+	done(opOpenStatus, start, err)
+	return err
+}
+
+// AddSent records a batch of writes to sockets (see Store.AddSent).
+func (s *Service) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
+	if err := s.check(opAddSent); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.AddSent(ctx, deltas)
+	done(opAddSent, start, err)
+	return err
+}
+
+// Status returns the delivery status of app's message msgID; false when
+// unknown, past its TTL or another app's (see Store.Status).
+func (s *Service) Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error) {
+	if err := s.check(opStatus); err != nil {
+		return push.MessageStatus{}, false, err
+	}
+	start := time.Now()
+	st, ok, err := s.st.Status(ctx, app, msgID)
+	done(opStatus, start, err)
+	return st, ok, err
+}
+
+// UserState returns uid's state of app's message msgID, a push.State
+// constant (see Store.UserState).
+func (s *Service) UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error) {
+	if err := s.check(opUserState); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	state, err := s.st.UserState(ctx, app, msgID, uid)
+	done(opUserState, start, err)
+	return state, err
+}

@@ -169,6 +169,49 @@ type Store interface {
 	// app's caller must never see another app's counts). An unknown uid
 	// has none. It reads one inbox, no more.
 	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
+
+	// Delivery status (status.go, docs/storage.md "Delivery status").
+	// A message has a status record only if OpenStatus was called for it;
+	// the other methods count nothing for a message without one, which
+	// keeps working exactly as before. Records and their per-uid states
+	// live until the message's Expires plus StatusGrace, then Expire drops
+	// them (RedisStore: the keys' TTL too).
+
+	// OpenStatus creates the status record of a message the center accepted
+	// (before Save for QoS 1; also for QoS 0 pushes, which are never
+	// stored): st gives MsgID, App, Kind, Created, Expires (required: > 0)
+	// and Targets (0: len(uids)); its counts are ignored. uids, the
+	// unicast or multicast recipients (bounded by the caller's multicast
+	// limit), start in state unknown; they bound the per-uid states: a uid
+	// not given here is never counted. Idempotent: a record that exists is
+	// left as it is.
+	OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error
+	// AddSent records writes to sockets, batched by the caller: Sent += n
+	// per delta, and a delta with a UID moves that uid's state to sent
+	// unless it is acked, expired or parked already. Deltas of unknown
+	// messages, or whose App is not the message's, are ignored.
+	AddSent(ctx context.Context, deltas []push.StatusDelta) error
+	// Status returns the message's record; false when there is none, when
+	// it is past Expires plus StatusGrace, or when it is another app's
+	// (apps are tenants: indistinguishable from unknown). App 0 reads any
+	// app's record (operators only: an app's caller must never pass 0). The other
+	// operations keep its counts in the same transaction (Memory, Bolt)
+	// or pipeline (RedisStore): Save counts Stored once per uid newly
+	// stored (state stored, or still sent), SaveBroadcast sets Stored 1,
+	// Ack counts Acked once per uid (unicast: the uid's entry was deleted
+	// and its state was stored, sent or parked; broadcast: once per uid
+	// whose ACK was newly recorded), a Load that parks counts Parked once
+	// per uid, and Expire counts Expired once per unicast entry it drops
+	// unACKed (broadcast: sets Expired 1).
+	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
+	// UserState returns uid's state of the message (a push.State
+	// constant): unicast and multicast, the state recorded for the uid
+	// (unknown when not a recipient); broadcast, acked if the uid ACKed
+	// it, parked if it was parked for the uid, expired after Expires,
+	// else stored. StateUnknown for a message Status does not find (app 0
+	// as in Status).
+	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
+
 	// Close releases the store; later calls fail with ErrClosed. Idempotent.
 	Close() error
 }

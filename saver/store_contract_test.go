@@ -71,6 +71,14 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"AckPerApp", Limits{}, contractAckPerApp},
 		{"UserStatsPerApp", Limits{MaxLoads: 1}, contractUserStatsPerApp},
 		{"AckWithoutEffectWritesNothing", Limits{}, contractAckNoWrite},
+		{"StatusUnicast", Limits{}, contractStatusUnicast},
+		{"StatusExpiry", Limits{}, contractStatusExpiry},
+		{"StatusParking", Limits{MaxLoads: 2}, contractStatusParking},
+		{"StatusMulticast", Limits{}, contractStatusMulticast},
+		{"StatusBroadcast", Limits{MaxLoads: 2}, contractStatusBroadcast},
+		{"StatusTenants", Limits{}, contractStatusTenants},
+		{"StatusIdempotent", Limits{}, contractStatusIdempotent},
+		{"StatusWithoutOpen", Limits{}, contractStatusWithout},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t, tc.lim)) })
 	}

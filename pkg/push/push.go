@@ -175,3 +175,47 @@ func (m *Member) TransportAddrs(t string) []string {
 	}
 	return nil
 }
+
+// Kinds of a message, as its delivery status names them.
+const (
+	KindUnicast   = "unicast"
+	KindMulticast = "multicast"
+	KindBroadcast = "broadcast"
+)
+
+// States of one uid's copy of a message (the saver's UserState).
+const (
+	StateQueued  = "queued"  // accepted, not yet stored nor sent (the center's send queue)
+	StateStored  = "stored"  // stored for the uid, not yet written to its socket
+	StateSent    = "sent"    // written to the uid's socket at least once, not ACKed
+	StateAcked   = "acked"   // the uid ACKed it
+	StateExpired = "expired" // dropped at its TTL without an ACK
+	StateParked  = "parked"  // loaded too often without an ACK: no longer delivered
+	StateUnknown = "unknown" // nothing known for the uid (not a recipient, or nothing happened yet)
+)
+
+// MessageStatus is the delivery status of one message, kept by the saver
+// for the message's TTL (see saver.Store.OpenStatus).
+type MessageStatus struct {
+	MsgID   uint64
+	App     uint32
+	Kind    string // KindUnicast, KindMulticast or KindBroadcast
+	Created int64  // unix seconds
+	Expires int64  // unix seconds
+	Targets int64  // recipients the center addressed
+	Stored  int64  // uids it was stored for (broadcast: 1 once stored)
+	Sent    int64  // writes to sockets (a redelivery counts again)
+	Acked   int64  // uids that ACKed it
+	Expired int64  // uids whose copy was dropped at its TTL unACKed (broadcast: 1 once swept)
+	Parked  int64  // uids for whom it was parked
+}
+
+// StatusDelta is a batch of writes of one message to sockets, as the room
+// reports them: Sent writes, for UID ("" for a count-only delta, e.g. a
+// broadcast).
+type StatusDelta struct {
+	MsgID uint64
+	App   uint32
+	UID   string
+	Sent  int64
+}

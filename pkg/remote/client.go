@@ -157,6 +157,32 @@ func (c SaverClient) UserStats(ctx context.Context, uid string, app uint32) (pen
 	return out.A, out.B, err
 }
 
+// OpenStatus implements SaverAPI.
+func (c SaverClient) OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error {
+	return call(ctx, c.C, c.Timeout, MethodOpenStatus, &openStatusReq{St: st, UIDs: uids}, nil)
+}
+
+// AddSent implements SaverAPI.
+func (c SaverClient) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
+	return call(ctx, c.C, c.Timeout, MethodAddSent, &addSentReq{D: deltas}, nil)
+}
+
+// Status implements SaverAPI.
+func (c SaverClient) Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error) {
+	var out statusResp
+	if err := call(ctx, c.C, c.Timeout, MethodStatus, &statusReq{App: app, ID: msgID}, &out); err != nil {
+		return push.MessageStatus{}, false, err
+	}
+	return out.St, out.OK, nil
+}
+
+// UserState implements SaverAPI.
+func (c SaverClient) UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error) {
+	var out stringMsg
+	err := call(ctx, c.C, c.Timeout, MethodUserState, &statusReq{App: app, ID: msgID, UID: uid}, &out)
+	return out.S, err
+}
+
 // CoordinatorClient calls one coordinator instance (see RegisterClient).
 type CoordinatorClient struct {
 	C       *rpc.Client

@@ -114,6 +114,53 @@ func (s *Saver) UserStats(ctx context.Context, uid string, app uint32) (pending,
 	return pending, parked, err
 }
 
+// msgKey is the routing key of a message's delivery status.
+func msgKey(id uint64) string { return "msg:" + strconv.FormatUint(id, 10) }
+
+// OpenStatus creates a message's delivery status record.
+func (s *Saver) OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error {
+	return s.r.call(ctx, msgKey(st.MsgID), true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.OpenStatus(ctx, st, uids)
+	})
+}
+
+// AddSent records a batch of writes to sockets, on one saver (the owner
+// of the first delta's message). Not idempotent (Sent counts writes): it
+// is tried on another saver only when the first was unavailable, never
+// after a connection lost with the call in flight.
+func (s *Saver) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
+	key := ""
+	if len(deltas) > 0 {
+		key = msgKey(deltas[0].MsgID)
+	}
+	return s.r.call(ctx, key, false, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.AddSent(ctx, deltas)
+	})
+}
+
+// Status returns the delivery status of app's message msgID.
+func (s *Saver) Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error) {
+	var st push.MessageStatus
+	var ok bool
+	err := s.r.call(ctx, msgKey(msgID), true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		st, ok, err = SaverClient{C: c}.Status(ctx, app, msgID)
+		return err
+	})
+	return st, ok, err
+}
+
+// UserState returns uid's state of app's message msgID.
+func (s *Saver) UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error) {
+	var state string
+	err := s.r.call(ctx, msgKey(msgID), true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		state, err = SaverClient{C: c}.UserState(ctx, app, msgID, uid)
+		return err
+	})
+	return state, err
+}
+
 // Stats asks every live saver. The counters of what a process did since it
 // started (Saved, Acked, Expired) are summed; what the store holds (Pending,
 // PendingPerApp, Broadcasts, Parked) is taken from the saver reporting the

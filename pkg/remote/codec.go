@@ -14,8 +14,9 @@ const (
 	minApp      = 4
 	minString   = 1
 	minID       = 8
-	minAppCount = 4 + 1 // app, count
-	minRoomCnt  = 1 + 1 // room, count
+	minAppCount = 4 + 1         // app, count
+	minRoomCnt  = 1 + 1         // room, count
+	minDelta    = 8 + 4 + 1 + 1 // id, app, uid, sent
 )
 
 // appendSession appends s:
@@ -342,6 +343,29 @@ func readStoreStats(r *wire.Reader, s *push.StoreStats) {
 	s.Acked = r.Uvarint()
 	s.Expired = r.Uvarint()
 	s.Parked = r.Varint()
+}
+
+// appendMessageStatus appends s:
+//
+//	id uint64 | app uint32 | kind string | created, expires varint |
+//	targets, stored, sent, acked, expired, parked varint
+func appendMessageStatus(b []byte, s *push.MessageStatus) []byte {
+	b = wire.AppendUint64(b, s.MsgID)
+	b = wire.AppendUint32(b, s.App)
+	b = wire.AppendString(b, s.Kind)
+	for _, v := range []int64{s.Created, s.Expires, s.Targets, s.Stored, s.Sent, s.Acked, s.Expired, s.Parked} {
+		b = wire.AppendVarint(b, v)
+	}
+	return b
+}
+
+func readMessageStatus(r *wire.Reader, s *push.MessageStatus) {
+	s.MsgID = r.Uint64()
+	s.App = r.Uint32()
+	s.Kind = r.String()
+	for _, p := range []*int64{&s.Created, &s.Expires, &s.Targets, &s.Stored, &s.Sent, &s.Acked, &s.Expired, &s.Parked} {
+		*p = r.Varint()
+	}
 }
 
 func cloneBytes(p []byte) []byte {

@@ -18,7 +18,8 @@
 //	            0x0105 Lookup    0x0106 Scan        0x0107 Counts   0x0108 DropRoom
 //	            0x0109 Restore
 //	saver       0x0201 Save      0x0202 SaveBroadcast 0x0203 Load   0x0204 Ack
-//	            0x0205 Stats     0x0206 UserStats
+//	            0x0205 Stats     0x0206 UserStats  0x0207 OpenStatus 0x0208 AddSent
+//	            0x0209 Status    0x020a UserState
 //	coordinator 0x0301 Kick      0x0302 Upstream    0x0303 Status
 //	room        0x0401 Push      0x0402 Kick        0x0403 Sessions 0x0404 Broadcast
 //
@@ -35,7 +36,10 @@
 // (rpc.CodeBadRequest on the caller's side), never read as "no app" or "every
 // app": during a rolling upgrade an old room's ACKs fail (the messages are
 // delivered again later) and an old center gets no counts, rather than one
-// app acting on another's messages.
+// app acting on another's messages. Saver Status and UserState carry the
+// app whose message is asked for (app | id, app | id | uid): another app's
+// message answers as unknown (app 0, which no app has, reads any app's:
+// operators only).
 //
 // # Errors
 //

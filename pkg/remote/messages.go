@@ -290,6 +290,95 @@ func (m *userStatsReq) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.UID, m.App = r.String(), r.Uint32() })
 }
 
+// openStatusReq: OpenStatus request: status | uids.
+type openStatusReq struct {
+	St   push.MessageStatus
+	UIDs []string
+}
+
+func (m *openStatusReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendMessageStatus(b, &m.St)
+	return appendStrings(b, m.UIDs), nil
+}
+
+func (m *openStatusReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		readMessageStatus(r, &m.St)
+		m.UIDs = readStrings(r)
+	})
+}
+
+// addSentReq: AddSent request: count, then (id uint64 | app uint32 | uid
+// string | sent varint) each.
+type addSentReq struct{ D []push.StatusDelta }
+
+func (m *addSentReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUvarint(b, uint64(len(m.D)))
+	for _, d := range m.D {
+		b = wire.AppendUint64(b, d.MsgID)
+		b = wire.AppendUint32(b, d.App)
+		b = wire.AppendString(b, d.UID)
+		b = wire.AppendVarint(b, d.Sent)
+	}
+	return b, nil
+}
+
+func (m *addSentReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.D = nil
+		n := r.Count(minDelta)
+		if n == 0 {
+			return
+		}
+		m.D = make([]push.StatusDelta, n)
+		for i := range m.D {
+			d := &m.D[i]
+			d.MsgID, d.App, d.UID, d.Sent = r.Uint64(), r.Uint32(), r.String(), r.Varint()
+		}
+	})
+}
+
+// statusReq: Status request (app uint32 | id uint64) and UserState request
+// (the same, then uid string).
+type statusReq struct {
+	App uint32
+	ID  uint64
+	UID string
+}
+
+func (m *statusReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint32(b, m.App)
+	b = wire.AppendUint64(b, m.ID)
+	return wire.AppendString(b, m.UID), nil
+}
+
+func (m *statusReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.App, m.ID, m.UID = r.Uint32(), r.Uint64(), r.String() })
+}
+
+// statusResp: Status reply (found, then the status).
+type statusResp struct {
+	St push.MessageStatus
+	OK bool
+}
+
+func (m *statusResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendBool(b, m.OK)
+	if m.OK {
+		b = appendMessageStatus(b, &m.St)
+	}
+	return b, nil
+}
+
+func (m *statusResp) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.St = push.MessageStatus{}
+		if m.OK = r.Bool(); m.OK {
+			readMessageStatus(r, &m.St)
+		}
+	})
+}
+
 // statsMsg: Stats reply.
 type statsMsg struct{ S push.StoreStats }
 

@@ -28,6 +28,10 @@ const (
 	MethodAck           uint16 = 0x0204
 	MethodStats         uint16 = 0x0205
 	MethodUserStats     uint16 = 0x0206
+	MethodOpenStatus    uint16 = 0x0207
+	MethodAddSent       uint16 = 0x0208
+	MethodStatus        uint16 = 0x0209
+	MethodUserState     uint16 = 0x020a
 )
 
 // Method ids of the coordinator API.

@@ -38,6 +38,14 @@ type SaverAPI interface {
 	Stats(ctx context.Context) (push.StoreStats, error)
 	// UserStats counts uid's messages of app; app 0 counts every app.
 	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
+	// OpenStatus creates a message's delivery status record (uids: its
+	// unicast or multicast recipients); AddSent records batched writes to
+	// sockets; Status and UserState read the record of app's message
+	// (another app's answers as unknown; app 0 reads any, operators only).
+	OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error
+	AddSent(ctx context.Context, deltas []push.StatusDelta) error
+	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
+	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
 }
 
 // CoordinatorAPI is the coordinator as other processes call it
@@ -185,6 +193,26 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&pairMsg{A: pending, B: parked})
+	})
+	handle(s, o, MethodOpenStatus, func(ctx context.Context, req *openStatusReq, _ *rpc.Reply) error {
+		return api.OpenStatus(ctx, req.St, req.UIDs)
+	})
+	handle(s, o, MethodAddSent, func(ctx context.Context, req *addSentReq, _ *rpc.Reply) error {
+		return api.AddSent(ctx, req.D)
+	})
+	handle(s, o, MethodStatus, func(ctx context.Context, req *statusReq, rep *rpc.Reply) error {
+		st, ok, err := api.Status(ctx, req.App, req.ID)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&statusResp{St: st, OK: ok})
+	})
+	handle(s, o, MethodUserState, func(ctx context.Context, req *statusReq, rep *rpc.Reply) error {
+		state, err := api.UserState(ctx, req.App, req.ID, req.UID)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&stringMsg{S: state})
 	})
 }
 

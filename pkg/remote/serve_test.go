@@ -88,6 +88,10 @@ type fakeSaver struct {
 	stats push.StoreStats
 	calls int
 	err   error
+
+	status map[uint64]push.MessageStatus // OpenStatus records, by id
+	suids  map[uint64][]string
+	sent   []push.StatusDelta
 }
 
 func newFakeSaver() *fakeSaver { return &fakeSaver{saved: make(map[uint64][]string)} }
@@ -150,6 +154,40 @@ func (f *fakeSaver) UserStats(_ context.Context, uid string, app uint32) (int, i
 	return len(uid), int(app), err
 }
 
+func (f *fakeSaver) OpenStatus(_ context.Context, st push.MessageStatus, uids []string) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if f.status == nil {
+		f.status, f.suids = map[uint64]push.MessageStatus{}, map[uint64][]string{}
+	}
+	f.status[st.MsgID], f.suids[st.MsgID] = st, uids
+	return err
+}
+
+func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, deltas...)
+	return err
+}
+
+func (f *fakeSaver) Status(_ context.Context, app uint32, id uint64) (push.MessageStatus, bool, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	st, ok := f.status[id]
+	if !ok || st.App != app {
+		return push.MessageStatus{}, false, err
+	}
+	return st, true, err
+}
+
+// UserState answers the uid followed by the app, so a test can tell them apart.
+func (f *fakeSaver) UserState(_ context.Context, app uint32, id uint64, uid string) (string, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	return fmt.Sprintf("%s/%d/%d", uid, app, id), err
+}
+
 func (f *fakeSaver) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -191,6 +229,36 @@ func TestServeSaver(t *testing.T) {
 	if len(api.bcast) != 1 || !api.bcast[0].Broadcast || !reflect.DeepEqual(api.acks, []uint64{11, 12}) ||
 		!reflect.DeepEqual(api.apps, []uint32{1, 3}) {
 		t.Fatalf("saver saw %+v %+v apps %v", api.bcast, api.acks, api.apps)
+	}
+}
+
+func TestServeSaverStatus(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeSaver()
+	c := SaverClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeSaver(s, api) }))}
+	st := push.MessageStatus{MsgID: 21, App: 3, Kind: push.KindMulticast, Created: 1700000000, Expires: 1700003600,
+		Targets: 3, Stored: 2, Sent: 5, Acked: 1, Expired: -1, Parked: 1 << 40}
+	if err := c.OpenStatus(ctx, st, []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	deltas := []push.StatusDelta{{MsgID: 21, App: 3, UID: "a", Sent: 2}, {MsgID: 22, App: 4, Sent: 1000}}
+	if err := c.AddSent(ctx, deltas); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := c.Status(ctx, 3, 21)
+	if err != nil || !ok || got != st {
+		t.Fatalf("Status: %+v %v %v", got, ok, err)
+	}
+	if got, ok, err := c.Status(ctx, 4, 21); err != nil || ok || got != (push.MessageStatus{}) {
+		t.Fatalf("Status of another app: %+v %v %v", got, ok, err)
+	}
+	if s, err := c.UserState(ctx, 3, 21, "b"); err != nil || s != "b/3/21" {
+		t.Fatalf("UserState: %q %v", s, err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if !reflect.DeepEqual(api.suids[21], []string{"a", "b", "c"}) || !reflect.DeepEqual(api.sent, deltas) {
+		t.Fatalf("saver saw uids %v deltas %+v", api.suids[21], api.sent)
 	}
 }
 
