@@ -67,7 +67,7 @@ func (r *Room) Broadcast(ctx context.Context, msg push.Message, perSec float64) 
 	if !(perSec > 0) || math.IsInf(perSec, 1) || float64(r.onl.Load()) <= perSec*burstWindow {
 		for _, l := range r.allLoops() {
 			b := batchPool.Get().(*pushBatch)
-			b.msg, b.all, b.wait = msg, true, w
+			b.msg, b.all, b.wide, b.wait = msg, true, true, w
 			w.hold()
 			if l.admit(b) {
 				r.enqueue(l, b)

@@ -138,6 +138,7 @@ type fakeSaver struct {
 	err     error
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
+	sent    []push.StatusDelta // every AddSent delta
 }
 
 func newFakeSaver() *fakeSaver {
@@ -175,6 +176,26 @@ func (f *fakeSaver) Ack(_ context.Context, uid string, apps []uint32, ids []uint
 	f.acks[uid] = append(f.acks[uid], ids...)
 	f.ackApps[uid] = append(f.ackApps[uid], slices.Clone(apps))
 	return len(ids), nil
+}
+
+func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, deltas...)
+	return nil
+}
+
+// sentTo sums the sent deltas of msg id (to uid, or all when uid is "").
+func (f *fakeSaver) sentTo(id uint64, uid string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, d := range f.sent {
+		if d.MsgID == id && (uid == "" || d.UID == uid) {
+			n += d.Sent
+		}
+	}
+	return n
 }
 
 func (f *fakeSaver) store(uid string, msgs ...push.Message) {

@@ -31,6 +31,7 @@ type loopState struct {
 	acks    ackQueue   // ACKs waiting for the store (ack.go)
 	flusher *pushFlush // the flush task, allocated once
 
+	sent     sentLog      // writes for the delivery status (sent.go)
 	backlog  atomic.Int64 // bytes of push batches queued on the loop (admit)
 	sweeping atomic.Bool  // a sweep is queued or running
 }
@@ -151,6 +152,7 @@ func (r *Room) sweep(l *loopState) {
 	now := r.now()
 	authDL := int64(cfg.AuthDeadline)
 	grace := int64(cfg.HeartbeatGrace)
+	r.reportSent(l)
 	l.each(func(s *connState) {
 		switch s.state {
 		case stNew:

@@ -28,6 +28,9 @@ type pushBatch struct {
 	// (sent, loop only) once the batch is released.
 	wait *bcastWait
 	sent int
+	// wide: queued app-wide (all), even after a mixed flush expanded it;
+	// its writes are counted, not noted per uid (sent.go).
+	wide bool
 }
 
 var batchPool = sync.Pool{New: func() any { return &pushBatch{conns: make([]*connState, 0, 8)} }}
@@ -39,7 +42,7 @@ func (b *pushBatch) release() {
 	clear(b.conns)
 	b.conns = b.conns[:0]
 	b.msg = push.Message{}
-	b.all, b.cost, b.wait, b.sent = false, 0, nil, 0
+	b.all, b.cost, b.wait, b.sent, b.wide = false, 0, nil, 0, false
 	batchPool.Put(b)
 }
 

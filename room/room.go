@@ -113,6 +113,9 @@ type Saver interface {
 	// apps (the apps bound on the ACKing connection); unknown ids and ids of
 	// other apps are ignored.
 	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
+	// AddSent adds the room's socket writes to the messages' delivery
+	// status (batched: one call per loop per tick, sent.go).
+	AddSent(ctx context.Context, deltas []push.StatusDelta) error
 }
 
 // Coordinator routes kicks, upstream data and status events (coordinator service).

@@ -214,6 +214,7 @@ func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) ([]by
 		}
 		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
 		mPushes.Inc()
+		s.loop.sent.note(m, s.uid)
 		n++
 		if len(buf) >= 64<<10 {
 			r.send(s, kindStored, buf) // a closed s ignores the writes that follow
@@ -336,6 +337,9 @@ func (f *pushFlush) Run(context.Context) error {
 		rest = rest[k:]
 	}
 	for i, b := range q {
+		if b.wide && b.sent > 0 {
+			l.sent.count(&b.msg, int64(b.sent))
+		}
 		b.release()
 		q[i] = nil
 	}
@@ -507,6 +511,9 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 		clear(pq.iov)
 		for _, i := range pq.hit {
 			q[i].sent++
+			if !q[i].wide {
+				s.loop.sent.note(&q[i].msg, s.uid)
+			}
 		}
 		if s.c.OutboundBuffered() > maxOutbound {
 			// QoS 1 messages stay stored; the client gets them at its

@@ -1,0 +1,94 @@
+package room
+
+import (
+	"context"
+	"sync"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// The "sent" count of the delivery status (GET /v1/messages/{id}): each
+// loop notes the PUSH frames it wrote to sockets, on the loop without a
+// lock, and its sweep hands them to the store in one Saver.AddSent per
+// tick. A unicast or multicast write is noted with its uid (the uid's
+// state becomes "sent"); a broadcast only counts. What a failed AddSent
+// carried is lost: "sent" is a count for operators, never a delivery
+// guarantee (the store's stored/acked counts are exact).
+
+// maxSentUIDs bounds the per-uid notes of one loop between two sweeps;
+// beyond it writes are only counted.
+const maxSentUIDs = 16384
+
+type sentKey struct {
+	id  uint64
+	app uint32
+}
+
+type sentLog struct {
+	uids   []push.StatusDelta
+	counts map[sentKey]int64
+}
+
+// note records one write of msg to uid (loop only).
+func (l *sentLog) note(msg *push.Message, uid string) {
+	if !msg.Broadcast && len(l.uids) < maxSentUIDs {
+		l.uids = append(l.uids, push.StatusDelta{MsgID: msg.ID, App: msg.App, UID: uid, Sent: 1})
+		return
+	}
+	l.count(msg, 1)
+}
+
+// count records n writes of msg without their uids (loop only).
+func (l *sentLog) count(msg *push.Message, n int64) {
+	if l.counts == nil {
+		l.counts = make(map[sentKey]int64)
+	}
+	l.counts[sentKey{msg.ID, msg.App}] += n
+}
+
+// deltaPool recycles the notes' slices between a loop and the worker that
+// reports them, so the write path does not grow a fresh one every tick.
+var deltaPool = sync.Pool{New: func() any { return new([]push.StatusDelta) }}
+
+// take returns the notes since the last take (loop only); give the slice
+// back with putDeltas.
+func (l *sentLog) take() *[]push.StatusDelta {
+	if len(l.uids) == 0 && len(l.counts) == 0 {
+		return nil
+	}
+	out := l.uids
+	for k, n := range l.counts {
+		out = append(out, push.StatusDelta{MsgID: k.id, App: k.app, Sent: n})
+	}
+	next := deltaPool.Get().(*[]push.StatusDelta)
+	l.uids = (*next)[:0]
+	*next = out
+	clear(l.counts)
+	return next
+}
+
+func putDeltas(p *[]push.StatusDelta) {
+	clear(*p) // drop the uid strings
+	*p = (*p)[:0]
+	deltaPool.Put(p)
+}
+
+// reportSent hands the loop's notes to the store (sweep, loop only).
+func (r *Room) reportSent(l *loopState) {
+	p := l.sent.take()
+	if p == nil {
+		return
+	}
+	if !r.submit(func() {
+		defer putDeltas(p)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		if err := r.deps.Saver.AddSent(ctx, *p); err != nil {
+			mSentLost.Add(float64(len(*p)))
+			r.log.Debug("sent counts not stored", "deltas", len(*p), "err", err)
+		}
+	}) {
+		mSentLost.Add(float64(len(*p)))
+		putDeltas(p)
+	}
+}
