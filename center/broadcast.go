@@ -77,6 +77,7 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		App:      app.ID,
 		Msg:      msg,
 		Rate:     pace,
+		appRate:  app.BroadcastRate,
 		Deadline: deadline,
 		started:  now.Unix(),
 		release:  release,
@@ -137,7 +138,7 @@ func (s *Service) runJob(job *Job) {
 	jobEvents.WithLabelValues("started").Inc()
 	ctx, cancel := context.WithDeadline(s.jobCtx, job.Deadline)
 	defer cancel()
-	err := s.runTasks(ctx, job)
+	err := s.runShared(ctx, job)
 	// A room may give up a little before ctx ends, when its pacing would
 	// pass the deadline: its error wraps context.DeadlineExceeded too.
 	if err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)) {
@@ -152,6 +153,17 @@ func (s *Service) runJob(job *Job) {
 		return
 	}
 	jobEvents.WithLabelValues("done").Inc()
+}
+
+// runShared runs the job's tasks once its rate fits beside the app's other
+// running jobs within the app's broadcast_rate (bcastrate.go).
+func (s *Service) runShared(ctx context.Context, job *Job) error {
+	release, err := s.bcastRates.acquire(ctx, job.App, job.Rate, job.appRate)
+	if err != nil {
+		return fmt.Errorf("center job %d: waited for the app's broadcast_rate, shared with its running jobs: %w", job.ID, err)
+	}
+	defer release()
+	return s.runTasks(ctx, job)
 }
 
 func (s *Service) runTasks(ctx context.Context, job *Job) error {

@@ -1,7 +1,8 @@
 // Package center owns the internal HTTP API that products and operators call
 // (API.md): unicast and multicast pushes, broadcast jobs, online status, kicks,
-// client tokens and statistics. It authenticates callers per app, rate-limits
-// pushes per app, stores QoS 1 messages before sending them (store-then-send),
+// client tokens and statistics. It authenticates callers per app, paces
+// pushes per app through send queues (sendqueue.go) and shares each app's
+// broadcast rate among its jobs, stores QoS 1 messages before sending them (store-then-send),
 // finds sessions in register and hands deliveries to the rooms that hold them.
 //
 // center talks to the other services only through the small interfaces
@@ -115,7 +116,7 @@ type Service struct {
 	store   Saver
 	rooms   Rooms
 	handler http.Handler
-	limits  limiters
+	sendq   *sendQueue // per-app send queues (sendqueue.go, release.go)
 	jobs    *jobStore
 	retry   *retryQueue // deliveries waiting for the register (retry.go)
 
@@ -127,10 +128,11 @@ type Service struct {
 	// and max_jobs_per_app, read at each request; a job holds a goroutine
 	// and one call per room), jobCtx ends them at Shutdown, jobWG waits for
 	// them.
-	slots     jobSlots
-	jobCtx    context.Context
-	jobCancel context.CancelFunc
-	jobWG     sync.WaitGroup
+	slots      jobSlots
+	bcastRates bcastRates // each app's broadcast_rate, shared by its running jobs
+	jobCtx     context.Context
+	jobCancel  context.CancelFunc
+	jobWG      sync.WaitGroup
 
 	srv *httpserve.Server
 
@@ -175,6 +177,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		rooms: deps.Rooms,
 		jobs:  newJobStore(cfg.KeepJobs),
 		retry: newRetryQueue(),
+		sendq: newSendQueue(),
 	}
 	s.srv = &httpserve.Server{
 		Name:              "center",
@@ -213,8 +216,9 @@ func (s *Service) Addr() string {
 // Shutdown stops accepting requests and jobs, lets in-flight requests finish
 // within ctx, stops the running broadcast jobs (they end "failed"; a QoS 1
 // broadcast stays stored for users' next login) and the retry queue's
-// drainer (what it held stays stored), and waits for every goroutine. It is
-// idempotent.
+// drainer and the send queues' scheduler and workers (what they held stays
+// stored; QoS 0 pushes still queued are dropped), and waits for every
+// goroutine. It is idempotent.
 func (s *Service) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {

@@ -137,6 +137,7 @@ func (s *Service) routes() http.Handler {
 	add(http.MethodPost, "/v1/apps/{app}/users/{uid}/kick", "kick", s.handleKick)
 	add(http.MethodPost, "/v1/apps/{app}/tokens", "token", s.handleToken)
 	add(http.MethodGet, "/v1/stats", "stats", s.handleStats)
+	add(http.MethodGet, "/v1/apps/{app}/queue", "queue", s.handleQueue)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, notFound("no such endpoint"))
 	})

@@ -32,8 +32,9 @@ type Job struct {
 	// comes first.
 	Deadline time.Time
 
-	started int64  // unix seconds
-	release func() // gives the job's slot back; idempotent
+	started int64   // unix seconds
+	release func()  // gives the job's slot back; idempotent
+	appRate float64 // the app's broadcast_rate, shared by its running jobs
 
 	mu       sync.Mutex
 	tasks    []*Task

@@ -33,7 +33,7 @@ var (
 	}, []string{"op"})
 	rateLimitedTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "lcpush_center_rate_limited_total",
-		Help: "Requests refused with 429 (push rate or broadcast job slots).",
+		Help: "Requests refused with 429 (a full send queue, or broadcast job slots).",
 	})
 	jobEvents = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_jobs_total",

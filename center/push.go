@@ -75,6 +75,13 @@ func checkUTF8(raw []byte, decoded ...string) error {
 	return nil
 }
 
+// queuedAnswer is the 202 of a push that waits in the app's send queue:
+// queued is the recipients waiting there, this push's included.
+type queuedAnswer struct {
+	MsgID  string `json:"msg_id"`
+	Queued int    `json:"queued"`
+}
+
 type pushAnswer struct {
 	MsgID  string `json:"msg_id"`
 	Online int    `json:"online"`
@@ -152,8 +159,9 @@ func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 	return out, nil
 }
 
-// handlePush serves POST /v1/apps/{app}/push: store (QoS 1), look up the
-// sessions, push through their rooms.
+// handlePush serves POST /v1/apps/{app}/push: store (QoS 1), then either
+// look up the sessions and push through their rooms (200) or, past the
+// app's rate, leave the message to the app's send queue (202).
 func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	cfg, app, e := appRequest(s.conf, r)
 	if e != nil {
@@ -171,23 +179,42 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	if ok, wait := s.limits.allow(cfg, app.ID); !ok {
+	// The app's rate counts recipients: send at once, queue (202), or
+	// refuse (sendqueue.go).
+	adm := s.admitPush(app, msg, uids)
+	switch adm.kind {
+	case admitNever:
+		return badRequest("a push to " + strconv.Itoa(len(uids)) + " recipients can never pass app " + appLabel(app.ID) +
+			"'s push_queue of " + strconv.Itoa(app.PushQueue) + " (or push_queue_bytes) and push_burst of " + strconv.Itoa(app.PushBurst) + ": split it")
+	case admitFull:
 		rateLimitedTotal.Inc()
-		return rateLimited("push rate of app "+strconv.FormatUint(uint64(app.ID), 10)+" exceeded", wait)
+		return rateLimited("push rate of app "+appLabel(app.ID)+" exceeded and its send queue (push_queue) is full", adm.retry)
 	}
 	msg.ID = s.ids.Next()
 
 	// Store-then-send: a QoS 1 message that could not be stored is refused
-	// before anything reaches a client.
+	// before anything reaches a client (or waits in the queue).
 	if msg.QoS == push.QoS1 {
 		ctx, cancel := s.callCtx(r.Context())
 		err := s.store.Save(ctx, msg, uids)
 		cancel()
 		if err != nil {
+			if adm.kind == admitQueued {
+				s.cancelPush(adm)
+			}
 			depErrors.WithLabelValues("save").Inc()
 			s.log.Warn("center push: save", "app", app.ID, "msg", msg.ID, "err", err)
 			return unavailable("message store unavailable")
 		}
+	}
+	if adm.kind == admitQueued {
+		if !s.commitPush(adm, msg, uids) {
+			return unavailable("center is shutting down")
+		}
+		s.apiPushes.Add(1)
+		pushes.WithLabelValues(strconv.Itoa(int(msg.QoS))).Inc()
+		writeJSON(w, http.StatusAccepted, queuedAnswer{MsgID: strconv.FormatUint(msg.ID, 10), Queued: adm.queued})
+		return nil
 	}
 	// From here the message is accepted: finish even if the caller leaves.
 	base := context.WithoutCancel(r.Context())

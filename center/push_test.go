@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -172,28 +174,45 @@ func TestPushFlows(t *testing.T) {
 	}
 }
 
+// TestPushRateLimit: past the app's rate a push is queued (202), past the
+// queue's bound refused (429 with Retry-After); apps have their own
+// budgets and queues, a reload keeps them, and push_queue < 0 turns the
+// queue off (429 at once, as before send queues).
 func TestPushRateLimit(t *testing.T) {
-	e := newEnv(t, Config{}, nil)
+	e := newEnv(t, Config{}, func(c *config.Config) { c.Apps[2].PushQueue = 3 })
+	e.reg.add(session("u1", "room-1", 1, 3))
 	body := `{"uids":["u1"],"text":"x","qos":0}`
-	for i := 0; i < 2; i++ { // app 3: rate 1/s, burst 2
-		if a := e.do(t, "POST", "/v1/apps/3/push", key3, body); a.status != 200 {
-			t.Fatalf("push %d: %d %s", i, a.status, a.body)
+	for i, want := range []int{200, 200, 202, 202, 202, 429} { // app 3: rate 1/s, burst 2, queue 3
+		a := e.do(t, "POST", "/v1/apps/3/push", key3, body)
+		if a.status != want {
+			t.Fatalf("push %d: %d %s, want %d", i, a.status, a.body, want)
+		}
+		switch want {
+		case 202:
+			if m := a.json(t); m["queued"] != float64(i-1) || m["msg_id"] == "" {
+				t.Fatalf("push %d: %s, want queued %d", i, a.body, i-1)
+			}
+		case 429:
+			if a.errCode(t) != "rate_limited" {
+				t.Fatalf("push %d: %s", i, a.body)
+			}
+			if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+				t.Fatalf("Retry-After %q, want 1..2 (one recipient to release at 1/s)", a.header.Get("Retry-After"))
+			}
 		}
 	}
-	a := e.do(t, "POST", "/v1/apps/3/push", key3, body)
-	if a.status != http.StatusTooManyRequests || a.errCode(t) != "rate_limited" {
-		t.Fatalf("third push: %d %s", a.status, a.body)
-	}
-	if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
-		t.Fatalf("Retry-After %q", a.header.Get("Retry-After"))
+	if g := testutil.ToFloat64(queueDepth.WithLabelValues("3")); g != 3 {
+		t.Fatalf("lcpush_center_push_queue_depth{app=\"3\"} = %v, want 3", g)
 	}
 	// Other apps have their own budget.
 	if a := e.do(t, "POST", "/v1/apps/1/push", key1, body); a.status != 200 {
 		t.Fatalf("app 1: %d", a.status)
 	}
-	// A reload keeps app 3's spent budget and serves a new app.
+	// A reload keeps app 3's spent budget and queue, and serves a new app
+	// without a queue.
 	e.conf.Store(testConfig(t, func(c *config.Config) {
-		c.Apps = append(c.Apps, config.App{ID: 4, Secret: "secret-of-app-four", APIKey: "key-4", PushRate: 1, PushBurst: 1})
+		c.Apps[2].PushQueue = 3
+		c.Apps = append(c.Apps, config.App{ID: 4, Secret: "secret-of-app-four", APIKey: "key-4", PushRate: 1, PushBurst: 1, PushQueue: -1})
 	}))
 	if a := e.do(t, "POST", "/v1/apps/3/push", key3, body); a.status != http.StatusTooManyRequests {
 		t.Fatalf("app 3 after reload: %d, want still limited", a.status)
@@ -203,10 +222,25 @@ func TestPushRateLimit(t *testing.T) {
 			t.Fatalf("app 4 push %d: %d, want %d", i, a.status, want)
 		}
 	}
-	// Refill: 1 token per second.
-	testkit.WaitFor(t, "a token for app 3", 5*time.Second, func() bool {
-		return e.do(t, "POST", "/v1/apps/3/push", key3, body).status == 200
+	// The queue releases at 1/s: its depth goes down, and the released
+	// push reaches u1's room.
+	testkit.WaitFor(t, "a release of app 3", 5*time.Second, func() bool {
+		m := e.do(t, "GET", "/v1/apps/3/queue", key3, "").json(t)
+		return m["depth"] == float64(2) && m["bound"] == float64(3)
 	})
+	testkit.WaitFor(t, "the released push in room-1", 5*time.Second, func() bool {
+		n := 0
+		for _, p := range e.rooms.pushed() {
+			if p.msg.App == 3 {
+				n++
+			}
+		}
+		return n == 3 // two sent at once, one released
+	})
+	// Apps are tenants: another app's key cannot read app 3's queue.
+	if a := e.do(t, "GET", "/v1/apps/3/queue", key1, ""); a.status != http.StatusForbidden {
+		t.Fatalf("app 1 key on app 3's queue: %d", a.status)
+	}
 }
 
 func TestGroupByRoom(t *testing.T) {

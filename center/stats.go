@@ -13,6 +13,9 @@ type statsAnswer struct {
 	Online   onlineStats  `json:"online"`
 	Messages messageStats `json:"messages"`
 	API      apiStats     `json:"api"`
+	// Queues are this center's send queues by app (the apps that pushed
+	// past their rate recently; see queueStat).
+	Queues map[uint32]queueStat `json:"queues"`
 }
 
 type onlineStats struct {
@@ -63,7 +66,20 @@ func (s *Service) handleStats(w http.ResponseWriter, r *http.Request) *apiError 
 		s.log.Warn("center stats: store", "err", err)
 		return unavailable("message store unavailable")
 	}
-	writeJSON(w, http.StatusOK, buildStats(counts, ss, s.apiPushes.Load(), s.apiBroadcasts.Load()))
+	a := buildStats(counts, ss, s.apiPushes.Load(), s.apiBroadcasts.Load())
+	a.Queues = s.queueStats()
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// handleQueue serves GET /v1/apps/{app}/queue: the app's send queue on this
+// center, for the app's key (apps are tenants: only its own) or the admin.
+func (s *Service) handleQueue(w http.ResponseWriter, r *http.Request) *apiError {
+	_, app, e := appRequest(s.conf, r)
+	if e != nil {
+		return e
+	}
+	writeJSON(w, http.StatusOK, s.queueStat(app))
 	return nil
 }
 

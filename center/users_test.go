@@ -150,7 +150,7 @@ func TestStats(t *testing.T) {
 	a := e.do(t, "GET", "/v1/stats", adminKey, "")
 	want := `{"online":{"total":3,"apps":{"1":2,"2":1},"rooms":{"room-1":3}},` +
 		`"messages":{"pending":5,"pending_per_app":{"1":5},"broadcasts":1,"saved":9,"acked":3,"expired":1,"parked":0},` +
-		`"api":{"pushes":2,"broadcasts":1}}`
+		`"api":{"pushes":2,"broadcasts":1},"queues":{}}`
 	if a.status != 200 || strings.TrimSpace(string(a.body)) != want {
 		t.Fatalf("stats %d\n%s\nwant\n%s", a.status, a.body, want)
 	}
@@ -159,7 +159,7 @@ func TestStats(t *testing.T) {
 	a = empty.do(t, "GET", "/v1/stats", adminKey, "")
 	want = `{"online":{"total":0,"apps":{},"rooms":{}},` +
 		`"messages":{"pending":0,"pending_per_app":{},"broadcasts":0,"saved":0,"acked":0,"expired":0,"parked":0},` +
-		`"api":{"pushes":0,"broadcasts":0}}`
+		`"api":{"pushes":0,"broadcasts":0},"queues":{}}`
 	if strings.TrimSpace(string(a.body)) != want {
 		t.Fatalf("empty stats %s", a.body)
 	}

@@ -3,12 +3,18 @@
 // login of a uid replaces the first, wherever it is), and it delivers client
 // upstream data and online/offline events to each app's callback URL.
 //
-// Callbacks are queued per app (bounded by the app's callback_queue, so a slow
-// product cannot sink the others) and sent by a fixed set of resident workers
-// that serve the apps round-robin, with at most PerAppWorkers busy on one app.
-// A failed POST (network error or non-2xx) is retried with exponential backoff
-// and jitter through a delay queue, so no worker sleeps; what cannot be
-// delivered is dropped and counted by app and reason.
+// Callbacks are queued per app and URL (a lane: the app's callback_url, or
+// the URL of a callback route for upstream types), bounded per app by its
+// callback_queue so a slow product cannot sink the others, and sent by a
+// fixed set of resident workers that serve the lanes round-robin, with at
+// most PerAppWorkers busy on one app. An app with callback_batch > 1 gets up
+// to that many events per POST ({"events":[...]}), or what gathered within
+// callback_linger. Status events pass a per-app debounce window
+// (status_debounce): an offline followed by an online of the same uid
+// within it sends neither. A failed POST (network error or non-2xx) is
+// retried whole with exponential backoff and jitter through a delay queue,
+// so no worker sleeps; what cannot be delivered is dropped and counted by
+// app and reason, one per event.
 package coordinator
 
 import (
@@ -210,32 +216,51 @@ func (s *Service) Kick(ctx context.Context, old push.Session, code int, reason s
 	return nil
 }
 
-// Upstream queues up for the app's callback and returns at once:
-// ErrNoCallback when the app is unknown or has no callback URL,
-// push.ErrOverloaded when the app's queue is full, push.ErrClosed after
-// Shutdown. The coordinator keeps up.Data.
+// Upstream queues up for the callback URL of its type (a route of the
+// app, else its callback_url) and returns at once: ErrNoCallback when the
+// app is unknown or has no URL for it, push.ErrOverloaded when the app's
+// queue is full, push.ErrClosed after Shutdown. The coordinator keeps
+// up.Data.
 func (s *Service) Upstream(_ context.Context, up push.Upstream) error {
 	app, ok := s.conf.Load().App(up.App)
-	if !ok || app.CallbackURL == "" {
+	if !ok {
 		return ErrNoCallback
 	}
-	return s.enqueue(&event{kind: kindUpstream, app: up.App, up: up}, app.CallbackQueue)
+	url := app.UpstreamURL(up.Type)
+	if url == "" {
+		return ErrNoCallback
+	}
+	return s.count(up.App, s.q.push(&event{kind: kindUpstream, app: up.App, up: up}, optsOf(app, url)))
 }
 
-// Status queues ev when its app subscribes to status events and has a
-// callback URL; otherwise it does nothing and returns nil.
+// Status queues ev for the app's callback_url when the app subscribes to
+// status events, through its status_debounce window; otherwise it does
+// nothing and returns nil.
 func (s *Service) Status(_ context.Context, ev push.StatusEvent) error {
 	app, ok := s.conf.Load().App(ev.App)
 	if !ok || app.CallbackURL == "" || !app.StatusEvents {
 		return nil
 	}
-	return s.enqueue(&event{kind: kindStatus, app: ev.App, st: ev}, app.CallbackQueue)
+	return s.count(ev.App, s.q.status(&event{kind: kindStatus, app: ev.App, st: ev}, optsOf(app, app.CallbackURL)))
 }
 
-func (s *Service) enqueue(ev *event, limit int) error {
-	err := s.q.push(ev, limit)
+// optsOf reads the app's callback settings for one event going to url.
+func optsOf(app *config.App, url string) opts {
+	return opts{
+		url:         url,
+		limit:       app.CallbackQueue,
+		batch:       app.CallbackBatch,
+		linger:      app.CallbackLinger,
+		multi:       len(app.CallbackRoutes) > 0,
+		debounce:    app.StatusDebounce,
+		debounceMax: app.StatusDebounceMax,
+	}
+}
+
+// count counts a refusal of a full queue.
+func (s *Service) count(app uint32, err error) error {
 	if errors.Is(err, push.ErrOverloaded) {
-		drops.WithLabelValues(appLabel(ev.app), "queue_full").Inc()
+		drops.WithLabelValues(appLabel(app), "queue_full").Inc()
 	}
 	return err
 }

@@ -387,9 +387,10 @@ func TestKick(t *testing.T) {
 func BenchmarkQueue(b *testing.B) {
 	q := newQueue(4)
 	ev := &event{app: 1}
+	o := opts{url: "http://x", limit: 1 << 20}
 	b.ReportAllocs()
 	for b.Loop() {
-		q.push(ev, 1<<20)
+		q.push(ev, o)
 		q.done(q.next(), false)
 	}
 }

@@ -57,7 +57,7 @@ go build -o /dev/null .
 step "go test -race"
 # The adversarial suite measures latency and memory, and the short chaos run
 # kills processes of a cluster on the shared Redis: each runs alone below.
-go test -race -count=1 -timeout "$TEST_TIMEOUT" -skip '^(TestAdversarial|TestChaosShort)$' ./...
+go test -race -count=1 -timeout "$TEST_TIMEOUT" -skip '^(TestAdversarial|TestChaosShort|TestSendQueueDrain)$' ./...
 
 step "short chaos run, alone (docs/reliability.md)"
 chaos_log=$(mktemp /tmp/lcpush-chaos-short.XXXXXX)
@@ -74,6 +74,12 @@ if ! go test -count=1 -timeout 10m -run '^TestAdversarial$' -v . >"$adv_log" 2>&
   exit 1
 fi
 grep -E 'SUMMARY|^(--- |ok)' "$adv_log" || true
+
+step "send queue drain at full scale, alone and without the race detector (issue 14)"
+# 5,000 unicasts through app 1's queue at 1,000/s while app 2's latency is
+# sampled (p99 under 50 ms): a latency bound, so not under -race or beside
+# other packages.
+go test -count=1 -timeout 5m -run '^TestSendQueueDrain$' -v . | grep -E 'sendqueue_test|^(--- |ok|FAIL)'
 
 step "allocation tests without -race (sync.Pool is randomised under -race)"
 go test -count=1 -run 'Alloc' ./...

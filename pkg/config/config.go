@@ -52,13 +52,64 @@ type App struct {
 	MaxPayload int `yaml:"max_payload"`
 	// MaxMulticast is the most uids one push request may name.
 	MaxMulticast int `yaml:"max_multicast"`
-	// PushRate and PushBurst limit push requests per second through the API.
+	// PushRate and PushBurst limit the recipients per second pushed through
+	// the API (a unicast is one, a multicast of n is n), on each center. A
+	// push the rate cannot send at once waits in the app's send queue.
 	PushRate  float64 `yaml:"push_rate"`
 	PushBurst int     `yaml:"push_burst"`
+	// PushQueue bounds the recipients waiting in the app's send queue
+	// (default 60 s of push_rate; negative: no queue, a push over the rate
+	// is refused with 429), PushQueueBytes the bytes they hold (payload,
+	// uids and bookkeeping; default 64 MiB). A push that does not fit is
+	// refused with 429 and Retry-After.
+	PushQueue      int   `yaml:"push_queue"`
+	PushQueueBytes int64 `yaml:"push_queue_bytes"`
 	// BroadcastRate is the default deliveries per second of a broadcast job.
 	BroadcastRate float64 `yaml:"broadcast_rate"`
 	// CallbackQueue bounds the callbacks waiting for this app; more are dropped and counted.
 	CallbackQueue int `yaml:"callback_queue"`
+	// CallbackBatch above 1 sends up to that many events in one POST,
+	// {"events":[event, ...]}; 0 or 1 sends one event per POST (max 10000).
+	CallbackBatch int `yaml:"callback_batch"`
+	// CallbackLinger is how long a batch may wait for more events before it
+	// is sent anyway (default 50ms, at most 10s); only with CallbackBatch > 1.
+	CallbackLinger time.Duration `yaml:"callback_linger"`
+	// CallbackRoutes send upstream data of the listed types to their own
+	// URL; other types, and status events, go to CallbackURL.
+	CallbackRoutes []CallbackRoute `yaml:"callback_routes"`
+	// StatusDebounce, when above 0, holds an offline event this long: an
+	// online of the same uid within it cancels both (at most 1h).
+	StatusDebounce time.Duration `yaml:"status_debounce"`
+	// StatusDebounceMax bounds the offline events held by StatusDebounce
+	// (default 10000, at most 1000000); past it they are sent at once.
+	StatusDebounceMax int `yaml:"status_debounce_max"`
+
+	routes map[uint16]string // CallbackRoutes by type, built by Prepare
+}
+
+// CallbackRoute sends upstream data of Types (0..65535) to URL (http or https).
+type CallbackRoute struct {
+	Types []int  `yaml:"types"`
+	URL   string `yaml:"url"`
+}
+
+// UpstreamURL is the callback URL of upstream data of type typ: its
+// route's URL, else CallbackURL (empty: none).
+func (a *App) UpstreamURL(typ uint16) string {
+	if a.routes != nil {
+		if u, ok := a.routes[typ]; ok {
+			return u
+		}
+		return a.CallbackURL
+	}
+	for _, r := range a.CallbackRoutes { // not prepared
+		for _, t := range r.Types {
+			if t == int(typ) {
+				return r.URL
+			}
+		}
+	}
+	return a.CallbackURL
 }
 
 // Room holds the gateway settings that can change while it runs.
@@ -270,11 +321,21 @@ func (c *Config) fillDefaults() {
 		if a.PushRate == 0 {
 			a.PushRate = 1000
 		}
-		setInt(&a.PushBurst, int(a.PushRate)+1)
+		// 100 ms of the rate: a burst over it waits in the send queue, so
+		// 5,000 pushes at 1,000/s take 5 s, not 4 after a free second.
+		setInt(&a.PushBurst, max(1, int(min(a.PushRate/10, 1<<30))))
+		if a.PushQueue == 0 { // 60 s of the rate, rounded up
+			a.PushQueue = int(min(60*a.PushRate+0.999, 1<<40))
+		}
+		if a.PushQueueBytes == 0 {
+			a.PushQueueBytes = 64 << 20
+		}
 		if a.BroadcastRate == 0 {
 			a.BroadcastRate = 50000
 		}
 		setInt(&a.CallbackQueue, 1024)
+		setDur(&a.CallbackLinger, 50*time.Millisecond)
+		setInt(&a.StatusDebounceMax, 10000)
 	}
 }
 
@@ -343,6 +404,10 @@ func (c *Config) Prepare() error {
 		if a.PushRate < 0 || a.BroadcastRate < 0 {
 			bad("app %d: negative rate", a.ID)
 		}
+		if a.PushQueueBytes < 0 {
+			bad("app %d: negative push_queue_bytes", a.ID)
+		}
+		a.validateCallbacks(bad)
 		c.byID[a.ID] = a
 		c.byKey[a.APIKey] = a
 	}
@@ -407,6 +472,53 @@ func (c *Config) Prepare() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// validateCallbacks checks the batching, debounce and route settings of a
+// and builds its route index.
+func (a *App) validateCallbacks(bad func(string, ...any)) {
+	if a.CallbackBatch < 0 || a.CallbackBatch > 10000 {
+		bad("app %d: callback_batch out of range (0..10000)", a.ID)
+	}
+	if a.CallbackLinger < 0 || a.CallbackLinger > 10*time.Second {
+		bad("app %d: callback_linger out of range (0..10s)", a.ID)
+	}
+	if a.StatusDebounce < 0 || a.StatusDebounce > time.Hour {
+		bad("app %d: status_debounce out of range (0..1h)", a.ID)
+	}
+	if a.StatusDebounceMax < 1 || a.StatusDebounceMax > 1000000 {
+		bad("app %d: status_debounce_max out of range (1..1000000)", a.ID)
+	}
+	a.routes = nil
+	if len(a.CallbackRoutes) == 0 {
+		return
+	}
+	a.routes = make(map[uint16]string)
+	for i, r := range a.CallbackRoutes {
+		if !validCallbackURL(r.URL) {
+			bad("app %d: callback_routes[%d].url must be an http(s) URL with a host", a.ID, i)
+		}
+		if len(r.Types) == 0 {
+			bad("app %d: callback_routes[%d].types is empty", a.ID, i)
+		}
+		for _, t := range r.Types {
+			if t < 0 || t > 65535 {
+				bad("app %d: callback_routes[%d]: type %d out of range (0..65535)", a.ID, i, t)
+				continue
+			}
+			if _, dup := a.routes[uint16(t)]; dup {
+				bad("app %d: callback_routes: type %d is routed twice", a.ID, t)
+				continue
+			}
+			a.routes[uint16(t)] = r.URL
+		}
+	}
+}
+
+// validCallbackURL reports whether u is an absolute http or https URL with a host.
+func validCallbackURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 // validOrigin checks an Origin allow-list entry: scheme://host[:port], no

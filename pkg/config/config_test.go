@@ -68,11 +68,11 @@ func TestParseValid(t *testing.T) {
 		{"expire every", c.Saver.ExpireEvery, time.Minute},
 		{"app7 max payload", c.Apps[0].MaxPayload, 4096},
 		{"app7 push rate", c.Apps[0].PushRate, 1000.0},
-		{"app7 push burst", c.Apps[0].PushBurst, 1001},
+		{"app7 push burst", c.Apps[0].PushBurst, 100},
 		{"app7 broadcast rate", c.Apps[0].BroadcastRate, 50000.0},
 		{"app7 callback queue", c.Apps[0].CallbackQueue, 1024},
 		{"app8 max payload", c.Apps[1].MaxPayload, 2048},
-		{"app8 push burst", c.Apps[1].PushBurst, 11},
+		{"app8 push burst", c.Apps[1].PushBurst, 1},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
