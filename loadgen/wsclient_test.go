@@ -25,13 +25,16 @@ func TestLoadWebSocket(t *testing.T) {
 	}
 	defer ln.Close()
 	done := make(chan struct{})
+	// The connection stays open until the test has read the stats: its
+	// close would count as a drop.
+	release := make(chan struct{})
 	go func() {
 		defer close(done)
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
+		defer func() { <-release; c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		var in []byte
 		buf := make([]byte, 4096)
@@ -110,8 +113,10 @@ func TestLoadWebSocket(t *testing.T) {
 	}
 	defer l.Close()
 	testkit.WaitFor(t, "condition", 10*time.Second, func() bool { s := l.Stats(); return s.Authed == 1 && s.Pushes == 1 && s.Acked == 1 })
+	s := l.Stats()
+	close(release)
 	<-done
-	if s := l.Stats(); s.Round(3).Count != 1 || s.Errors != 0 || s.Dropped != 0 {
+	if s.Round(3).Count != 1 || s.Errors != 0 || s.Dropped != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }

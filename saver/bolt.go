@@ -261,8 +261,17 @@ func (b *Bolt) Save(ctx context.Context, msg push.Message, uids []string) error 
 	var added int
 	var replaced []uint32 // apps of overwritten entries
 	var dropped dropResult
+	var open *openOp // the delivery status record, in the same commit
+	if st, su, ok := impliedStatus(&msg, uids); ok {
+		open = prepareOpen(st, su)
+	}
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		added, replaced, dropped = 0, replaced[:0], dropResult{apps: dropped.apps[:0]}
+		if open != nil {
+			if err := open.apply(tx); err != nil {
+				return err
+			}
+		}
 		inbox, exp := tx.Bucket(bucketInbox), tx.Bucket(bucketExpiry)
 		sx := newStatusTx(tx)
 		for i, k := range keys {

@@ -112,34 +112,46 @@ func (b *Bolt) OpenStatus(ctx context.Context, st push.MessageStatus, uids []str
 	if err != nil {
 		return fmt.Errorf("saver open status: %w", err)
 	}
-	key := idKey(nil, st.MsgID)
-	val := appendStatus(nil, &st)
-	expKey := expiryKey(nil, statusDrop(st.Expires), kindStatus, key)
-	ukeys := make([][]byte, len(uids))
-	for i, uid := range uids {
-		ukeys[i] = backsKey(nil, st.MsgID, uid)
-	}
-	unknown := []byte{suUnknown}
-	err = b.batch(ctx, func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucketStatus)
-		if bk.Get(key) != nil {
-			return nil
-		}
-		if err := bk.Put(key, val); err != nil {
-			return err
-		}
-		users := tx.Bucket(bucketSState)
-		for _, k := range ukeys {
-			if err := users.Put(k, unknown); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketExpiry).Put(expKey, empty)
-	})
-	if err != nil {
+	op := prepareOpen(st, uids)
+	if err := b.batch(ctx, op.apply); err != nil {
 		return fmt.Errorf("saver open status %d: %w", st.MsgID, err)
 	}
 	return nil
+}
+
+// openOp creates a status record unless it exists; its keys are built
+// before the write transaction (they must stay valid until the commit).
+type openOp struct {
+	key, val, expKey []byte
+	ukeys            [][]byte
+}
+
+func prepareOpen(st push.MessageStatus, uids []string) *openOp {
+	op := &openOp{key: idKey(nil, st.MsgID), val: appendStatus(nil, &st), ukeys: make([][]byte, len(uids))}
+	op.expKey = expiryKey(nil, statusDrop(st.Expires), kindStatus, op.key)
+	for i, uid := range uids {
+		op.ukeys[i] = backsKey(nil, st.MsgID, uid)
+	}
+	return op
+}
+
+var suUnknownVal = []byte{suUnknown}
+
+func (op *openOp) apply(tx *bolt.Tx) error {
+	bk := tx.Bucket(bucketStatus)
+	if bk.Get(op.key) != nil {
+		return nil
+	}
+	if err := bk.Put(op.key, op.val); err != nil {
+		return err
+	}
+	users := tx.Bucket(bucketSState)
+	for _, k := range op.ukeys {
+		if err := users.Put(k, suUnknownVal); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketExpiry).Put(op.expKey, empty)
 }
 
 // AddSent implements Store. A read transaction first checks that some

@@ -82,6 +82,9 @@ func (m *Memory) Save(ctx context.Context, msg push.Message, uids []string) erro
 		return fmt.Errorf("saver save %d: %w", msg.ID, ErrClosed)
 	}
 	rec := m.status[msg.ID]
+	if st, su, ok := impliedStatus(&msg, uids); ok && rec == nil {
+		rec = m.openStatus(st, su)
+	}
 	for _, uid := range uids {
 		rec.onStore(uid)
 		box := m.inbox[uid]

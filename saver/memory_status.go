@@ -78,8 +78,14 @@ func (m *Memory) OpenStatus(ctx context.Context, st push.MessageStatus, uids []s
 	if m.closed {
 		return fmt.Errorf("saver open status %d: %w", st.MsgID, ErrClosed)
 	}
-	if m.status[st.MsgID] != nil {
-		return nil
+	m.openStatus(st, uids)
+	return nil
+}
+
+// openStatus creates st's record unless it exists; m.mu is held.
+func (m *Memory) openStatus(st push.MessageStatus, uids []string) *memStatus {
+	if rec := m.status[st.MsgID]; rec != nil {
+		return rec
 	}
 	rec := &memStatus{st: st}
 	if st.Kind != push.KindBroadcast {
@@ -89,7 +95,7 @@ func (m *Memory) OpenStatus(ctx context.Context, st push.MessageStatus, uids []s
 		}
 	}
 	m.status[st.MsgID] = rec
-	return nil
+	return rec
 }
 
 // AddSent implements Store.

@@ -50,7 +50,16 @@ func (r *RedisStore) Save(ctx context.Context, msg push.Message, uids []string) 
 		ptrs[i] = &ops[i]
 	}
 	status := r.statusStep(m.ID, "s", "", 0, uids...) // delivery status, same round trip
-	cerr := r.pipe.do(ctx, append(ptrs, status)...)
+	steps := ptrs
+	if st, su, ok := impliedStatus(&m, uids); ok {
+		// The record, in the same round trip; pipelined ops may run in any
+		// order, which scriptStatusOpenStored allows for.
+		open, idx := r.openOps(st, su)
+		open.script = scriptStatusOpenStored
+		steps = append([]*pipeOp{open, idx}, ptrs...)
+		defer r.logStatus(open, idx)
+	}
+	cerr := r.pipe.do(ctx, append(steps, status)...)
 	r.logStatus(status)
 
 	var firstErr error

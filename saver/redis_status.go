@@ -51,6 +51,25 @@ end
 return 1
 `)
 
+// scriptStatusOpenStored is scriptStatusOpen for the record Save opens: its
+// uids start stored (state 's', stored = their number). Pipelined beside
+// Save's own status step in any order, it counts each uid once: whichever
+// runs second finds the uid stored already, or no record.
+var scriptStatusOpenStored = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'app', ARGV[1], 'kind', ARGV[2], 'created', ARGV[3], 'expires', ARGV[4],
+  'targets', ARGV[5], 'stored', #ARGV - 6, 'sent', 0, 'acked', 0, 'expired', 0, 'parked', 0)
+redis.call('EXPIREAT', KEYS[1], ARGV[6])
+local args = {}
+for i = 7, #ARGV do
+  args[#args+1] = ARGV[i]; args[#args+1] = 's'
+  if #args >= 1000 then redis.call('HSET', KEYS[2], unpack(args)); args = {} end
+end
+if #args > 0 then redis.call('HSET', KEYS[2], unpack(args)) end
+redis.call('EXPIREAT', KEYS[2], ARGV[6])
+return 1
+`)
+
 // scriptStatusIndex lists a record in the index. KEYS: index. ARGV: drop, id.
 var scriptStatusIndex = redis.NewScript(`return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])`)
 
@@ -189,14 +208,7 @@ func (r *RedisStore) OpenStatus(ctx context.Context, st push.MessageStatus, uids
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("saver open status %d: %w", st.MsgID, err)
 	}
-	drop := statusDrop(st.Expires)
-	args := make([]any, 0, 6+len(uids))
-	args = append(args, st.App, st.Kind, st.Created, st.Expires, st.Targets, drop)
-	for _, u := range uids {
-		args = append(args, u)
-	}
-	open := &pipeOp{kind: pipeScript, script: scriptStatusOpen, key: r.k.status(st.MsgID), key2: r.k.statusUsers(st.MsgID), args: args}
-	idx := &pipeOp{kind: pipeScript, script: scriptStatusIndex, key: r.k.statusIndex(), args: []any{drop, strconv.FormatUint(st.MsgID, 10)}}
+	open, idx := r.openOps(st, uids)
 	if err := r.pipe.do(ctx, open, idx); err != nil {
 		return fmt.Errorf("saver open status %d: %w", st.MsgID, err)
 	}
@@ -204,6 +216,20 @@ func (r *RedisStore) OpenStatus(ctx context.Context, st push.MessageStatus, uids
 		return fmt.Errorf("saver open status %d: %w", st.MsgID, redisErr(err))
 	}
 	return nil
+}
+
+// openOps are the two pipelined steps that create st's record unless it
+// exists (OpenStatus, and Save for a message without one).
+func (r *RedisStore) openOps(st push.MessageStatus, uids []string) (open, idx *pipeOp) {
+	drop := statusDrop(st.Expires)
+	args := make([]any, 0, 6+len(uids))
+	args = append(args, st.App, st.Kind, st.Created, st.Expires, st.Targets, drop)
+	for _, u := range uids {
+		args = append(args, u)
+	}
+	open = &pipeOp{kind: pipeScript, script: scriptStatusOpen, key: r.k.status(st.MsgID), key2: r.k.statusUsers(st.MsgID), args: args}
+	idx = &pipeOp{kind: pipeScript, script: scriptStatusIndex, key: r.k.statusIndex(), args: []any{drop, strconv.FormatUint(st.MsgID, 10)}}
+	return open, idx
 }
 
 // AddSent implements Store: one script per message of the batch, all in

@@ -221,3 +221,19 @@ func decodeStatus(id uint64, v []byte) (push.MessageStatus, error) {
 	}
 	return st, nil
 }
+
+// impliedStatus is the record Save opens for a message that has none (the
+// center does not call OpenStatus for what it saves: one write, not two):
+// one uid is a unicast, more a multicast, the uids its targets. A message
+// without an expiry gets no record (none may live for ever).
+func impliedStatus(msg *push.Message, uids []string) (push.MessageStatus, []string, bool) {
+	if msg.Expire <= 0 || len(uids) == 0 {
+		return push.MessageStatus{}, nil, false
+	}
+	kind := push.KindMulticast
+	if len(uids) == 1 {
+		kind = push.KindUnicast
+	}
+	st, u, err := checkStatus(push.MessageStatus{MsgID: msg.ID, App: msg.App, Kind: kind, Created: time.Now().Unix(), Expires: msg.Expire}, uids)
+	return st, u, err == nil
+}

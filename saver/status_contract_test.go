@@ -254,7 +254,9 @@ func contractStatusIdempotent(t *testing.T, st Store) {
 	wantStatus(t, st, 1, 1, counts{stored: 2, sent: 1, acked: 1})
 }
 
-// A message without OpenStatus is not counted and works as before; a QoS 0
+// Save opens the record of a message that has none (unicast for one uid,
+// multicast for more, targets the uids); a message without an expiry, and
+// a broadcast without OpenStatus, get none and work as before; a QoS 0
 // message (never stored) counts its writes only; bad records are refused.
 func contractStatusWithout(t *testing.T, st Store) {
 	exp := future()
@@ -264,15 +266,25 @@ func contractStatusWithout(t *testing.T, st Store) {
 		t.Fatalf("load: %v", got)
 	}
 	mustAck(t, st, "u", 1, 1)
-	wantNoStatus(t, st, 1, 1)
-	wantState(t, st, 1, 1, "u", push.StateUnknown)
+	wantStatus(t, st, 1, 1, counts{stored: 1, sent: 1, acked: 1})
+	if s, _, _ := st.Status(bg, 1, 1); s.Kind != push.KindUnicast || s.Targets != 1 || s.Expires != exp {
+		t.Fatalf("implied unicast record %+v", s)
+	}
+	wantState(t, st, 1, 1, "u", push.StateAcked)
+	mustSave(t, st, msg(5, 1, exp), "a", "b", "a")
+	if s, _, _ := st.Status(bg, 1, 5); s.Kind != push.KindMulticast || s.Targets != 2 || s.Stored != 2 {
+		t.Fatalf("implied multicast record %+v", s)
+	}
+	mustSave(t, st, msg(6, 1, 0), "u") // no expiry: no record
+	wantNoStatus(t, st, 1, 6)
 	mustBroadcast(t, st, msg(2, 1, exp))
 	mustAck(t, st, "u", 1, 2)
 	wantNoStatus(t, st, 1, 2)
+	mustAck(t, st, "u", 1, 5, 6)
 	if _, err := st.Expire(bg, time.Unix(exp+int64(StatusGrace/time.Second), 0)); err != nil {
 		t.Fatal(err)
 	}
-	if s := mustStats(t, st); s.Pending != 0 || s.Acked != 1 {
+	if s := mustStats(t, st); s.Pending != 0 || s.Acked != 2 {
 		t.Fatalf("stats: %+v", s)
 	}
 

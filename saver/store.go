@@ -178,8 +178,10 @@ type Store interface {
 	// them (RedisStore: the keys' TTL too).
 
 	// OpenStatus creates the status record of a message the center accepted
-	// (before Save for QoS 1; also for QoS 0 pushes, which are never
-	// stored): st gives MsgID, App, Kind, Created, Expires (required: > 0)
+	// and does not Save (QoS 0 pushes, broadcasts; Save opens the record of
+	// a unicast or multicast it stores by itself, in the same write: kind
+	// unicast for one uid, multicast for more, targets the uids, when the
+	// message has an expiry): st gives MsgID, App, Kind, Created, Expires (required: > 0)
 	// and Targets (0: len(uids)); its counts are ignored. uids, the
 	// unicast or multicast recipients (bounded by the caller's multicast
 	// limit), start in state unknown; they bound the per-uid states: a uid
