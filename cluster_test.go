@@ -220,6 +220,25 @@ func TestClusterOfProcesses(t *testing.T) {
 		}
 	})
 
+	// Issue 14: the rooms report their writes to the saver over RPC and the
+	// saver counts stored and acked; any center reads the same record.
+	t.Run("delivery status through either center", func(t *testing.T) {
+		a := testkit.Dial(t, roomA)
+		a.Auth(1, "tracked", testkit.Token(1, "tracked"), 30)
+		a.Expect(proto.OpAuthOK)
+		testkit.WaitFor(t, "tracked online", 5*time.Second, func() bool { return online(center1, "tracked") })
+		id := pushVia(center1, "tracked", "tracked message")["msg_id"].(string)
+		mid, _, _ := a.ExpectPush()
+		a.Ack(mid)
+		var last map[string]any
+		testkit.WaitFor(t, "stored, sent and acked through center 2", 10*time.Second, func() bool {
+			_, last, _ = testkit.API(t, center2, "GET", "/v1/messages/"+id+"?uid=tracked", testkit.Key1, "")
+			u, _ := last["user"].(map[string]any)
+			return last["stored"] == float64(1) && last["sent"] == float64(1) && last["acked"] == float64(1) && u["state"] == "acked"
+		})
+		a.Close()
+	})
+
 	t.Run("dispatcher lists both rooms", func(t *testing.T) {
 		testkit.WaitFor(t, "both rooms in dispatch", 10*time.Second, func() bool {
 			resp, err := http.Get("http://" + dispatch + "/v1/dispatch?uid=someone&app=1")

@@ -83,6 +83,15 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		release:  release,
 		state:    JobRunning,
 	}
+	if msg.Expire > 0 { // the delivery status record, before anything counts in it
+		ctx, cancel := s.callCtx(r.Context())
+		if err := s.store.OpenStatus(ctx, push.MessageStatus{MsgID: msg.ID, App: app.ID, Kind: push.KindBroadcast,
+			Created: now.Unix(), Expires: msg.Expire}, nil); err != nil {
+			statusSkipped.Inc()
+			s.log.Debug("center broadcast: delivery status not opened", "msg", msg.ID, "err", err)
+		}
+		cancel()
+	}
 	if msg.QoS == push.QoS1 {
 		ctx, cancel := s.callCtx(r.Context())
 		err := s.store.SaveBroadcast(ctx, msg)
@@ -236,6 +245,12 @@ func (s *Service) handleJob(w http.ResponseWriter, r *http.Request) *apiError {
 	if !c.mayAct(job.App) {
 		return forbidden("this key cannot read jobs of app " + strconv.FormatUint(uint64(job.App), 10))
 	}
-	writeJSON(w, http.StatusOK, job.status())
+	st := job.status()
+	ctx, cancel := s.callCtx(r.Context())
+	if ds, ok, err := s.store.Status(ctx, job.App, job.Msg.ID); err == nil && ok {
+		st.Sent, st.Acked = ds.Sent, ds.Acked
+	}
+	cancel()
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }

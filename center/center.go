@@ -58,6 +58,14 @@ type Saver interface {
 	// operators only) and, of them, those parked after too many loads
 	// without ACK.
 	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
+	// OpenStatus creates the delivery status record of a message Save does
+	// not store (QoS 0, broadcasts); Save opens its own.
+	OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error
+	// Status is app's message's delivery status (app 0: any app, admin);
+	// false when unknown, past its TTL or another app's.
+	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
+	// UserState is uid's state for the message (push.State*).
+	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
 }
 
 // Rooms routes by room instance id (a directory of rooms, local or RPC).
@@ -130,9 +138,11 @@ type Service struct {
 	// them.
 	slots      jobSlots
 	bcastRates bcastRates // each app's broadcast_rate, shared by its running jobs
-	jobCtx     context.Context
-	jobCancel  context.CancelFunc
-	jobWG      sync.WaitGroup
+	// statusSlots bounds the QoS 0 status records written at once (messages.go).
+	statusSlots chan struct{}
+	jobCtx      context.Context
+	jobCancel   context.CancelFunc
+	jobWG       sync.WaitGroup
 
 	srv *httpserve.Server
 
@@ -168,16 +178,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		conf:  deps.Config,
-		ids:   deps.IDs,
-		reg:   deps.Register,
-		store: deps.Saver,
-		rooms: deps.Rooms,
-		jobs:  newJobStore(cfg.KeepJobs),
-		retry: newRetryQueue(),
-		sendq: newSendQueue(),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		conf:        deps.Config,
+		ids:         deps.IDs,
+		reg:         deps.Register,
+		store:       deps.Saver,
+		rooms:       deps.Rooms,
+		jobs:        newJobStore(cfg.KeepJobs),
+		retry:       newRetryQueue(),
+		sendq:       newSendQueue(),
+		statusSlots: make(chan struct{}, maxStatusOpens),
 	}
 	s.srv = &httpserve.Server{
 		Name:              "center",

@@ -158,6 +158,16 @@ func (f *fakeSaver) SaveBroadcast(_ context.Context, msg push.Message) error {
 	return nil
 }
 
+func (f *fakeSaver) OpenStatus(context.Context, push.MessageStatus, []string) error { return nil }
+
+func (f *fakeSaver) Status(context.Context, uint32, uint64) (push.MessageStatus, bool, error) {
+	return push.MessageStatus{}, false, nil
+}
+
+func (f *fakeSaver) UserState(context.Context, uint32, uint64, string) (string, error) {
+	return push.StateUnknown, nil
+}
+
 func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -133,6 +133,7 @@ func (s *Service) routes() http.Handler {
 	add(http.MethodPost, "/v1/apps/{app}/push", "push", s.handlePush)
 	add(http.MethodPost, "/v1/apps/{app}/broadcast", "broadcast", s.handleBroadcast)
 	add(http.MethodGet, "/v1/jobs/{job}", "job", s.handleJob)
+	add(http.MethodGet, "/v1/messages/{msg}", "message", s.handleMessage)
 	add(http.MethodGet, "/v1/apps/{app}/users/{uid}", "user", s.handleUser)
 	add(http.MethodPost, "/v1/apps/{app}/users/{uid}/kick", "kick", s.handleKick)
 	add(http.MethodPost, "/v1/apps/{app}/tokens", "token", s.handleToken)

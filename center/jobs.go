@@ -55,13 +55,17 @@ type Task struct {
 // was stored for users who are offline (QoS 1: they get it at their next
 // login within the ttl), else 0.
 type jobStatus struct {
-	JobID    string `json:"job_id"`
-	MsgID    string `json:"msg_id"`
-	App      uint32 `json:"app"`
-	State    string `json:"state"`
-	Targets  int64  `json:"targets"`
-	Pushed   int64  `json:"pushed"`
-	Stored   int64  `json:"stored"`
+	JobID   string `json:"job_id"`
+	MsgID   string `json:"msg_id"`
+	App     uint32 `json:"app"`
+	State   string `json:"state"`
+	Targets int64  `json:"targets"`
+	Pushed  int64  `json:"pushed"`
+	Stored  int64  `json:"stored"`
+	// Sent and Acked come from the message's delivery status: they move
+	// while the job runs (the rooms report their writes every tick).
+	Sent     int64  `json:"sent"`
+	Acked    int64  `json:"acked"`
 	Started  int64  `json:"started"`
 	Finished int64  `json:"finished,omitempty"`
 	Deadline int64  `json:"deadline,omitempty"` // unix: failed if still running then
@@ -195,6 +199,18 @@ func (st *jobStore) add(j *Job) {
 		delete(st.byID, id)
 		st.order = append(st.order[:i], st.order[i+1:]...)
 	}
+}
+
+// byMsg returns the kept job of app's broadcast message id, or nil.
+func (st *jobStore) byMsg(app uint32, id uint64) *Job {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, j := range st.byID {
+		if j.Msg.ID == id && j.App == app {
+			return j
+		}
+	}
+	return nil
 }
 
 func (st *jobStore) get(id uint64) (*Job, bool) {

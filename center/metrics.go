@@ -6,6 +6,10 @@ import (
 )
 
 var (
+	statusSkipped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_center_status_skipped_total",
+		Help: "QoS 0 pushes and broadcasts accepted without a delivery status record (too many being written, or the store refused).",
+	})
 	requests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_requests_total",
 		Help: "API requests by endpoint and HTTP status code.",

@@ -191,6 +191,9 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 		return rateLimited("push rate of app "+appLabel(app.ID)+" exceeded and its send queue (push_queue) is full", adm.retry)
 	}
 	msg.ID = s.ids.Next()
+	if msg.QoS == push.QoS0 {
+		s.openStatus(msg, uids) // Save opens the record of a QoS 1 message
+	}
 
 	// Store-then-send: a QoS 1 message that could not be stored is refused
 	// before anything reaches a client (or waits in the queue).
