@@ -112,6 +112,10 @@ type Deps struct {
 	Register Register
 	Saver    Saver
 	Rooms    Rooms
+	// Centers, when set, is how many centers are live (membership): an
+	// app's push_rate is for the whole cluster, so each center sends its
+	// share (nil: this center alone).
+	Centers func() int
 }
 
 // Service is the center API.
@@ -125,6 +129,7 @@ type Service struct {
 	rooms   Rooms
 	handler http.Handler
 	sendq   *sendQueue // per-app send queues (sendqueue.go, release.go)
+	centers func() int // live centers sharing each app's rate (Deps.Centers)
 	jobs    *jobStore
 	retry   *retryQueue // deliveries waiting for the register (retry.go)
 
@@ -188,6 +193,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		jobs:        newJobStore(cfg.KeepJobs),
 		retry:       newRetryQueue(),
 		sendq:       newSendQueue(),
+		centers:     deps.Centers,
 		statusSlots: make(chan struct{}, maxStatusOpens),
 	}
 	s.srv = &httpserve.Server{

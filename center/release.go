@@ -53,14 +53,33 @@ func newSendQueue() *sendQueue {
 	return &sendQueue{q: newSendQueues(), wake: make(chan struct{}, 1), work: make(chan releaseBatch)}
 }
 
-// limitsOf reads app's queue limits from its configuration.
-func limitsOf(app *config.App) queueLimits {
-	return queueLimits{
-		rate:       app.PushRate,
-		burst:      max(float64(app.PushBurst), 1),
+// limitsOf reads app's queue limits from its configuration, for one of n
+// live centers: push_rate, push_burst and the queue bounds are the app's
+// across the cluster, so each center takes 1/n of them (API.md "Send
+// queues"; pushes spread over the centers by a load balancer).
+func limitsOf(app *config.App, n int) queueLimits {
+	n = max(n, 1)
+	l := queueLimits{
+		rate:       app.PushRate / float64(n),
+		burst:      max(float64(app.PushBurst)/float64(n), 1),
 		bound:      app.PushQueue,
 		boundBytes: app.PushQueueBytes,
 	}
+	if l.bound > 0 {
+		l.bound = max((l.bound+n-1)/n, 1)
+	}
+	if l.boundBytes > 0 {
+		l.boundBytes = max((l.boundBytes+int64(n)-1)/int64(n), 1)
+	}
+	return l
+}
+
+// liveCenters is how many centers share the apps' rates (at least 1).
+func (s *Service) liveCenters() int {
+	if s.centers == nil {
+		return 1
+	}
+	return max(s.centers(), 1)
 }
 
 func appLabel(app uint32) string { return strconv.FormatUint(uint64(app), 10) }
@@ -71,7 +90,7 @@ func (s *Service) admitPush(app *config.App, msg push.Message, uids []string) ad
 	sq := s.sendq
 	sq.mu.Lock()
 	defer sq.mu.Unlock()
-	a := sq.q.admit(time.Now(), app.ID, limitsOf(app), len(uids), pushCost(msg, uids))
+	a := sq.q.admit(time.Now(), app.ID, limitsOf(app, s.liveCenters()), len(uids), pushCost(msg, uids))
 	switch a.kind {
 	case admitQueued:
 		queueDepth.WithLabelValues(appLabel(app.ID)).Set(float64(a.queued))
@@ -140,14 +159,15 @@ func (s *Service) scheduleReleases(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	var seen *config.Config
+	seenN := 0
 	for {
-		cfg := s.conf.Load()
+		cfg, n := s.conf.Load(), s.liveCenters()
 		sq.mu.Lock()
-		if cfg != seen { // a reload: new rates apply to what waits
-			seen = cfg
+		if cfg != seen || n != seenN { // a reload or a center more or less: new rates apply to what waits
+			seen, seenN = cfg, n
 			sq.q.reconfigure(time.Now(), func(id uint32) (queueLimits, bool) {
 				if a, ok := cfg.App(id); ok {
-					return limitsOf(a), true
+					return limitsOf(a, n), true
 				}
 				return queueLimits{}, false
 			})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -409,5 +410,31 @@ func TestPushQueuedStoreFails(t *testing.T) {
 	e.store.mu.Unlock()
 	if n != 2 {
 		t.Fatalf("%d messages stored, want 2 (the queued one before its 202)", n)
+	}
+}
+
+// An app's rate, burst and bounds are for the whole cluster: each of n
+// live centers takes 1/n (rounded up for the bounds, at least 1).
+func TestLimitsShared(t *testing.T) {
+	app := &config.App{PushRate: 1000, PushBurst: 100, PushQueue: 60001, PushQueueBytes: 64 << 20}
+	for _, tc := range []struct {
+		n           int
+		rate, burst float64
+		bound       int
+		boundBytes  int64
+	}{
+		{0, 1000, 100, 60001, 64 << 20},
+		{1, 1000, 100, 60001, 64 << 20},
+		{2, 500, 50, 30001, 32 << 20},
+		{3, 1000.0 / 3, 100.0 / 3, 20001, (64<<20 + 2) / 3},
+		{1000, 1, 1, 61, (64<<20 + 999) / 1000},
+	} {
+		l := limitsOf(app, tc.n)
+		if l.rate != tc.rate || l.burst != tc.burst || l.bound != tc.bound || l.boundBytes != tc.boundBytes {
+			t.Errorf("n=%d: %+v, want rate %v burst %v bound %d bytes %d", tc.n, l, tc.rate, tc.burst, tc.bound, tc.boundBytes)
+		}
+	}
+	if l := limitsOf(&config.App{PushRate: 10, PushBurst: 1, PushQueue: -1}, 4); l.bound != -1 {
+		t.Errorf("no queue stays no queue: %+v", l)
 	}
 }

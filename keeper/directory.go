@@ -83,6 +83,17 @@ func (d *Directory) SetLoad(role, id string, load int) bool {
 	return ok
 }
 
+// Count returns how many live members role has (Members without the copy).
+func (d *Directory) Count(role string) int {
+	d.mu.RLock()
+	cached, ok := d.sorted[role]
+	d.mu.RUnlock()
+	if ok {
+		return len(cached)
+	}
+	return len(d.Members(role))
+}
+
 // Members returns the live members of role, sorted by id: those published in
 // ZooKeeper and those joined here (which win, being the freshest). The slice
 // is the caller's; the address slices in it (Addrs, TLSAddrs, WSAddrs,

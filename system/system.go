@@ -409,6 +409,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		}
 		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, Logger: log.With("svc", "center")}, center.Deps{
 			Config: holder, IDs: ids, Register: centerReg, Saver: centerSaver, Rooms: s.rooms,
+			Centers: func() int { return dir.Count("center") },
 		}); err != nil {
 			return nil, err
 		}
