@@ -202,7 +202,8 @@ func TestSendQueueDrain(t *testing.T) {
 	var bcodes []int
 	var burstDone atomic.Bool
 	var pushed time.Duration
-	go func() { burst.Wait(); pushed = time.Since(start); burstDone.Store(true) }()
+	burstOver := make(chan struct{})
+	go func() { burst.Wait(); pushed = time.Since(start); burstDone.Store(true); close(burstOver) }()
 	for k := 0; (recv.count() < sqBurst || !burstDone.Load()) && time.Since(start) < 15*time.Second; k++ {
 		u := byst[k%sqBystander]
 		body, _ := json.Marshal(map[string]any{"uids": []string{u}, "text": "bystander", "qos": 1})
@@ -215,10 +216,7 @@ func TestSendQueueDrain(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	burst.Wait()
-	for !burstDone.Load() {
-		time.Sleep(time.Millisecond)
-	}
+	<-burstOver // pushed is set
 
 	n200, n202 := 0, 0
 	for i, c := range codes {
