@@ -177,8 +177,10 @@ func startHarness(t *testing.T, bin string, tc attackCase) *harness {
 	admin := testkit.FreePort(t)
 	listen := admin
 	if tc.adminHost != "" {
-		_, port, _ := net.SplitHostPort(admin)
-		listen = net.JoinHostPort(tc.adminHost, port)
+		// Probed on the wildcard itself: free on loopback is not enough.
+		listen = testkit.FreePortOn(t, tc.adminHost)
+		_, port, _ := net.SplitHostPort(listen)
+		admin = net.JoinHostPort("127.0.0.1", port)
 	}
 	p := &allInOne{t: t, bin: bin, room: testkit.FreePort(t), center: testkit.FreePort(t), admin: listen,
 		args: []string{"-config", cfg, "-store", tc.store, "-data", filepath.Join(dir, "data")}}

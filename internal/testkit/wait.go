@@ -37,10 +37,19 @@ func Poll(d time.Duration, cond func() bool) bool {
 // moment ago, for a process the test starts with explicit addresses.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return FreePortOn(t, "127.0.0.1")
+}
+
+// FreePortOn is FreePort for host: "0.0.0.0" finds a port free on every
+// address (a loopback probe can hand out a port some other address holds,
+// and a wildcard bind on it then fails), returned as host:port.
+func FreePortOn(t testing.TB, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().String()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return net.JoinHostPort(host, port)
 }
