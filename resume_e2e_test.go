@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/internal/testkit/systest"
+	"github.com/lcpush/lcpush/system"
 )
 
 // statusLog is a product's callback endpoint that counts status events.
@@ -59,11 +61,17 @@ func sessionCalls(t *testing.T) float64 {
 // fewer register and store calls than its first login; a window that
 // ends unclaimed reports it offline.
 func TestE2EReconnectWindow(t *testing.T) {
+	for name, store := range tenantStores { // every store (issue 14, Done-when 5)
+		t.Run(name, func(t *testing.T) { reconnectWindow(t, func(o *system.Options) { store(t, o) }) })
+	}
+}
+
+func reconnectWindow(t *testing.T, store func(*system.Options)) {
 	cb := &statusLog{n: map[[2]string]int{}}
 	srv := httptest.NewServer(cb)
 	t.Cleanup(srv.Close)
-	sys := systest.Start(t, testkit.ConfigYAML(srv.URL)+"  resume_window: 2s\n")
-	const uid = "flashy"
+	sys := systest.Start(t, testkit.ConfigYAML(srv.URL)+"  resume_window: 2s\n", store)
+	uid := "flashy-" + strconv.FormatInt(time.Now().UnixNano(), 36) // a shared Redis keeps earlier runs
 	online := func() bool {
 		_, out, _ := testkit.API(t, sys.CenterAddr(), "GET", "/v1/apps/3/users/"+uid, testkit.Key3, "")
 		return out["online"] == true

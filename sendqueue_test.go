@@ -292,7 +292,14 @@ func TestSendQueueDrain(t *testing.T) {
 // GET /v1/stats (admin) and GET /v1/apps/3/queue (its own key only), and
 // the queued messages, stored before the 202, reach their user.
 func TestSendQueueFull(t *testing.T) {
-	sys := systest.Start(t, sqConfig())
+	for name, store := range tenantStores { // every store (Done-when 5)
+		t.Run(name, func(t *testing.T) {
+			sendQueueFull(t, systest.Start(t, sqConfig(), func(o *system.Options) { store(t, o) }))
+		})
+	}
+}
+
+func sendQueueFull(t *testing.T, sys *system.System) {
 	uid := "sqfull-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	body := fmt.Sprintf(`{"uids":[%q],"text":"q","qos":1}`, uid)
 	for i, want := range []int{200, 202, 202, 202, 202} {
