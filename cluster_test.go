@@ -17,6 +17,7 @@ import (
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/token"
 )
 
 // zkForTest returns the ZooKeeper address for integration tests. Without
@@ -156,7 +157,10 @@ func TestClusterOfProcesses(t *testing.T) {
 	c := &cluster{t: t, bin: buildBinary(t), zk: zkAddr, dir: dir, procs: map[string]*proc{},
 		root: fmt.Sprintf("/lcpush-cluster-%d", time.Now().UnixNano())}
 	c.cfgPath = filepath.Join(dir, "seed.yaml")
-	if err := os.WriteFile(c.cfgPath, []byte(testkit.ConfigYAML("")), 0o600); err != nil {
+	// App 4 pushes slowly (2 recipients/s for the cluster): its send queue
+	// holds a burst long enough for the takeover subtest.
+	seed := strings.Replace(testkit.ConfigYAML(""), "room:\n", "  - {id: 4, name: slow, secret: "+slowSecret+", api_key: slow-key, push_rate: 2, push_burst: 1, push_queue: 20}\nroom:\n", 1)
+	if err := os.WriteFile(c.cfgPath, []byte(seed), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.stopAll)
@@ -385,5 +389,48 @@ func TestClusterOfProcesses(t *testing.T) {
 		m.Auth(1, "mover", testkit.Token(1, "mover"), 60)
 		m.Expect(proto.OpAuthOK)
 	})
+
+	// API.md "Send queues": a queued message never waits for its
+	// recipient's next login. QoS 0 pushes (never stored) queued on center
+	// 1, which is then killed: center 2 claims its journal and releases them
+	// to the client, which stays connected on room B all along.
+	t.Run("a killed center's send queue is taken over", func(t *testing.T) {
+		u := testkit.Dial(t, roomB)
+		u.Auth(4, "queued-user", token.Sign([]byte(slowSecret), 4, "queued-user", time.Now().Add(time.Hour).Unix()), 60)
+		u.Expect(proto.OpAuthOK)
+		testkit.WaitFor(t, "queued-user online", 5*time.Second, func() bool {
+			_, out, _ := testkit.API(t, center1, "GET", "/v1/apps/4/users/queued-user", "slow-key", "")
+			return out["online"] == true
+		})
+		queued := 0
+		for i := range 5 {
+			body := fmt.Sprintf(`{"uids":["queued-user"],"text":"q%d","qos":0}`, i)
+			code, out, _ := testkit.API(t, center1, "POST", "/v1/apps/4/push", "slow-key", body)
+			switch code {
+			case 200:
+			case 202:
+				queued++
+			default:
+				t.Fatalf("push %d: %d %v", i, code, out)
+			}
+		}
+		if queued < 3 {
+			t.Fatalf("only %d of 5 pushes queued; the test needs a backlog", queued)
+		}
+		c.kill9("center-1")
+		got := map[string]bool{}
+		for len(got) < 5 {
+			f, err := u.Next(30 * time.Second)
+			if err != nil {
+				t.Fatalf("after center 1 was killed: got %v, then %v", got, err)
+			}
+			if f.Op == proto.OpPush {
+				_, p, _ := proto.ParsePush(f.Body)
+				got[string(p)] = true
+			}
+		}
+	})
 	_ = context.Background
 }
+
+const slowSecret = "e2e-secret-app-4-slow-xxxxxx"

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/internal/testkit/systest"
 	"github.com/lcpush/lcpush/pkg/proto"
@@ -366,5 +368,59 @@ func TestSendQueueRestartKeepsQoS1(t *testing.T) {
 	c := testkit.Login(t, sys.RoomAddr(), 3, uid)
 	for i := range 5 { // in id order, from the store
 		c.ExpectPushText(3, fmt.Sprint("m", i))
+	}
+}
+
+// journalRecovered is lcpush_center_queue_journal_total{event="recovered"}.
+func journalRecovered(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "lcpush_center_queue_journal_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "event" && l.GetValue() == "recovered" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestSendQueueJournalRestart: pushes waiting in the send queue when the
+// center stops are journaled, and the same center re-queues them when it
+// starts again (QoS 0 ones too, which nothing else would keep), then
+// releases them: its queue empties.
+func TestSendQueueJournalRestart(t *testing.T) {
+	for name, store := range tenantStores {
+		if name == "memory" {
+			continue // nothing survives a restart
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := func(o *system.Options) { store(t, o); o.DataDir = dir }
+			sys := systest.Start(t, sqConfig(), opts)
+			uid := "sqjournal-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			for i, want := range []int{200, 202, 202, 202, 202} { // app 3: 2/s, bucket 1, queue 4
+				body := fmt.Sprintf(`{"uids":[%q],"text":"j%d","qos":0}`, uid, i)
+				if code, out, _ := testkit.API(t, sys.CenterAddr(), "POST", "/v1/apps/3/push", testkit.Key3, body); code != want {
+					t.Fatalf("push %d: %d %v, want %d", i, code, out, want)
+				}
+			}
+			systest.Stop(t, sys) // within the first release's 500 ms
+			before := journalRecovered(t)
+			sys = systest.Start(t, sqConfig(), opts)
+			testkit.WaitFor(t, "the journal re-queued", 10*time.Second, func() bool { return journalRecovered(t)-before >= 3 })
+			testkit.WaitFor(t, "app 3's queue to drain", 10*time.Second, func() bool {
+				_, q, _ := testkit.API(t, sys.CenterAddr(), "GET", "/v1/apps/3/queue", testkit.Key3, "")
+				return q["depth"] == float64(0)
+			})
+		})
 	}
 }

@@ -66,6 +66,14 @@ type Saver interface {
 	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
 	// UserState is uid's state for the message (push.State*).
 	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
+	// The send queue journal (journal.go): Enqueue records a queued push,
+	// Dequeue forgets released ones, Queued lists an owner's, QueueOwners
+	// the owners with entries, Claim moves a gone owner's to another.
+	Enqueue(ctx context.Context, q push.QueuedPush) error
+	Dequeue(ctx context.Context, ids []uint64) error
+	Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error)
+	QueueOwners(ctx context.Context) ([]string, error)
+	Claim(ctx context.Context, from, to string) (int, error)
 }
 
 // Rooms routes by room instance id (a directory of rooms, local or RPC).
@@ -91,6 +99,10 @@ type Rooms interface {
 type Config struct {
 	Addr   string // listen address, default ":8000"
 	Logger *slog.Logger
+	// ID is this center's member id, the owner of its send queue journal
+	// (journal.go): stable across restarts, so a restart re-queues what it
+	// held. Empty: no journal.
+	ID string
 	// CallTimeout bounds each call to a dependency (default 5s).
 	CallTimeout time.Duration
 	// KeepJobs is how many finished jobs stay queryable (default 1000).
@@ -116,22 +128,27 @@ type Deps struct {
 	// app's push_rate is for the whole cluster, so each center sends its
 	// share (nil: this center alone).
 	Centers func() int
+	// CenterIDs, when set, lists the live centers' member ids: the lowest
+	// takes over the send queue journal of a center that left (journal.go).
+	CenterIDs func() []string
 }
 
 // Service is the center API.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	conf    *config.Holder
-	ids     *idgen.Generator
-	reg     Register
-	store   Saver
-	rooms   Rooms
-	handler http.Handler
-	sendq   *sendQueue // per-app send queues (sendqueue.go, release.go)
-	centers func() int // live centers sharing each app's rate (Deps.Centers)
-	jobs    *jobStore
-	retry   *retryQueue // deliveries waiting for the register (retry.go)
+	cfg       Config
+	log       *slog.Logger
+	conf      *config.Holder
+	ids       *idgen.Generator
+	reg       Register
+	store     Saver
+	rooms     Rooms
+	handler   http.Handler
+	sendq     *sendQueue      // per-app send queues (sendqueue.go, release.go)
+	centers   func() int      // live centers sharing each app's rate (Deps.Centers)
+	centerIDs func() []string // live centers' ids (Deps.CenterIDs)
+	id        string          // Config.ID
+	jobs      *jobStore
+	retry     *retryQueue // deliveries waiting for the register (retry.go)
 
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64
@@ -194,6 +211,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		retry:       newRetryQueue(),
 		sendq:       newSendQueue(),
 		centers:     deps.Centers,
+		centerIDs:   deps.CenterIDs,
+		id:          cfg.ID,
 		statusSlots: make(chan struct{}, maxStatusOpens),
 	}
 	s.srv = &httpserve.Server{
@@ -219,6 +238,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("center listening", "addr", s.srv.Addr())
+	s.startJob(func() { s.watchJournal(s.jobCtx) })
 	return nil
 }
 

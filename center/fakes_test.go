@@ -160,6 +160,14 @@ func (f *fakeSaver) SaveBroadcast(_ context.Context, msg push.Message) error {
 
 func (f *fakeSaver) OpenStatus(context.Context, push.MessageStatus, []string) error { return nil }
 
+func (f *fakeSaver) Enqueue(context.Context, push.QueuedPush) error { return nil }
+func (f *fakeSaver) Dequeue(context.Context, []uint64) error        { return nil }
+func (f *fakeSaver) Queued(context.Context, string, int) ([]push.QueuedPush, error) {
+	return nil, nil
+}
+func (f *fakeSaver) QueueOwners(context.Context) ([]string, error)      { return nil, nil }
+func (f *fakeSaver) Claim(context.Context, string, string) (int, error) { return 0, nil }
+
 func (f *fakeSaver) Status(context.Context, uint32, uint64) (push.MessageStatus, bool, error) {
 	return push.MessageStatus{}, false, nil
 }

@@ -211,6 +211,7 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 	}
 	if adm.kind == admitQueued {
+		s.journal(r.Context(), msg, uids) // before the commit: its release forgets it
 		if !s.commitPush(adm, msg, uids) {
 			return unavailable("center is shutting down")
 		}

@@ -127,6 +127,32 @@ func (s *Service) commitPush(a admission, msg push.Message, uids []string) bool 
 	sq.running = true
 	sq.mu.Unlock()
 	queueEvents.WithLabelValues("queued").Add(float64(len(uids)))
+	s.startReleasing(start)
+	return true
+}
+
+// requeue puts a journaled push back in its app's queue, past the bounds
+// (it was admitted once already): a restart or a takeover (journal.go).
+func (s *Service) requeue(app *config.App, msg push.Message, uids []string, at time.Time) {
+	sq := s.sendq
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	sq.mu.Lock()
+	sq.q.requeue(time.Now(), app.ID, limitsOf(app, s.liveCenters()), msg, uids, at, pushCost(msg, uids))
+	start := !sq.running
+	sq.running = true
+	sq.mu.Unlock()
+	queueEvents.WithLabelValues("queued").Add(float64(len(uids)))
+	s.startReleasing(start)
+}
+
+// startReleasing starts the scheduler and the workers the first time
+// something is queued (s.mu held).
+func (s *Service) startReleasing(start bool) {
+	sq := s.sendq
 	if start {
 		s.jobWG.Add(1 + releaseWorkers)
 		go func() {
@@ -141,7 +167,6 @@ func (s *Service) commitPush(a admission, msg push.Message, uids []string) bool 
 		}
 	}
 	sq.poke()
-	return true
 }
 
 func (sq *sendQueue) poke() {
@@ -229,6 +254,13 @@ func (s *Service) releaseWorker(ctx context.Context) {
 			return
 		case b := <-sq.work:
 			s.release(ctx, b)
+			var gone []uint64
+			for _, p := range b.parts {
+				if p.last {
+					gone = append(gone, p.msg.ID)
+				}
+			}
+			s.unjournal(ctx, gone)
 			sq.mu.Lock()
 			sq.q.done(b.app)
 			sq.mu.Unlock()

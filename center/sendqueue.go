@@ -141,6 +141,7 @@ type releasePart struct {
 	msg  push.Message
 	uids []string
 	at   time.Time // when the push was queued
+	last bool      // the push's last recipients: its journal entry goes after them
 }
 
 // sendQueues are the queues of every app, and the round-robin over those
@@ -253,6 +254,20 @@ func (sq *sendQueues) commit(now time.Time, a admission, msg push.Message, uids 
 	}
 }
 
+// requeue appends a push taken from the journal to app's queue, beyond
+// the bounds (it was admitted once).
+func (sq *sendQueues) requeue(now time.Time, app uint32, lim queueLimits, msg push.Message, uids []string, at time.Time, cost int64) {
+	q := sq.get(app, lim, now)
+	q.items = append(q.items, &queuedPush{msg: msg, uids: uids, at: at, cost: cost})
+	q.ready += len(uids)
+	q.depth += len(uids)
+	q.bytes += cost
+	if !q.inRing {
+		q.inRing = true
+		sq.ring = append(sq.ring, q)
+	}
+}
+
 // cancel gives back the reservation a (the message could not be stored).
 func (sq *sendQueues) cancel(a admission) {
 	q := sq.apps[a.app]
@@ -308,8 +323,8 @@ func (sq *sendQueues) take(q *appQueue, k int, now time.Time) releaseBatch {
 	for k > 0 {
 		it := q.items[0]
 		m := min(k, len(it.uids)-it.off)
-		b.parts = append(b.parts, releasePart{msg: it.msg, uids: it.uids[it.off : it.off+m], at: it.at})
 		it.off += m
+		b.parts = append(b.parts, releasePart{msg: it.msg, uids: it.uids[it.off-m : it.off], at: it.at, last: it.off == len(it.uids)})
 		k -= m
 		if it.off == len(it.uids) {
 			q.bytes -= it.cost

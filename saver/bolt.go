@@ -148,7 +148,7 @@ func (e *lockedError) Unwrap() []error { return []error{ErrLocked, e.err} }
 // files) and rebuilds the in-memory broadcast cache and counters from the file.
 func (b *Bolt) init() error {
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount, bucketStatus, bucketSState} {
+		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount, bucketStatus, bucketSState, bucketQueue, bucketQueueID} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -21,7 +21,8 @@ type Memory struct {
 	closed  bool
 	inbox   map[string][]memEntry // per uid, ascending ID
 	bcasts  map[uint64]*memBroadcast
-	status  map[uint64]*memStatus // delivery status (memory_status.go)
+	status  map[uint64]*memStatus      // delivery status (memory_status.go)
+	squeue  map[uint64]push.QueuedPush // send queue journal (squeue.go)
 	pending map[uint32]int64
 	parked  int64
 	saved   uint64
@@ -58,6 +59,7 @@ func NewMemoryWith(lim Limits) *Memory {
 		inbox:   make(map[string][]memEntry),
 		bcasts:  make(map[uint64]*memBroadcast),
 		status:  make(map[uint64]*memStatus),
+		squeue:  make(map[uint64]push.QueuedPush),
 		pending: make(map[uint32]int64),
 	}
 }

@@ -70,6 +70,11 @@ const (
 	opAddSent       = "add_sent"
 	opStatus        = "status"
 	opUserState     = "user_state"
+	opEnqueue       = "enqueue"
+	opDequeue       = "dequeue"
+	opQueued        = "queued"
+	opQueueOwners   = "queue_owners"
+	opClaim         = "claim"
 )
 
 // opMetrics holds the label children of one op, resolved once.
@@ -81,7 +86,7 @@ type opMetrics struct {
 var ops = func() map[string]opMetrics {
 	m := map[string]opMetrics{}
 	for _, op := range []string{opSave, opSaveBroadcast, opLoad, opAck, opExpire, opStats, opUserStats,
-		opOpenStatus, opAddSent, opStatus, opUserState} {
+		opOpenStatus, opAddSent, opStatus, opUserState, opEnqueue, opDequeue, opQueued, opQueueOwners, opClaim} {
 		m[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
 	}
 	return m

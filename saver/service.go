@@ -295,3 +295,59 @@ func (s *Service) UserState(ctx context.Context, app uint32, msgID uint64, uid s
 	done(opUserState, start, err)
 	return state, err
 }
+
+// Enqueue journals a push waiting in a center's send queue (see
+// Store.Enqueue).
+func (s *Service) Enqueue(ctx context.Context, q push.QueuedPush) error {
+	if err := s.check(opEnqueue); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.Enqueue(ctx, q)
+	done(opEnqueue, start, err)
+	return err
+}
+
+// Dequeue forgets journaled pushes (see Store.Dequeue).
+func (s *Service) Dequeue(ctx context.Context, ids []uint64) error {
+	if err := s.check(opDequeue); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.Dequeue(ctx, ids)
+	done(opDequeue, start, err)
+	return err
+}
+
+// Queued lists owner's journaled pushes in id order (see Store.Queued).
+func (s *Service) Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error) {
+	if err := s.check(opQueued); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	qs, err := s.st.Queued(ctx, owner, limit)
+	done(opQueued, start, err)
+	return qs, err
+}
+
+// QueueOwners lists the owners of journaled pushes (see Store.QueueOwners).
+func (s *Service) QueueOwners(ctx context.Context) ([]string, error) {
+	if err := s.check(opQueueOwners); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	owners, err := s.st.QueueOwners(ctx)
+	done(opQueueOwners, start, err)
+	return owners, err
+}
+
+// Claim moves every journaled push of from to to (see Store.Claim).
+func (s *Service) Claim(ctx context.Context, from, to string) (int, error) {
+	if err := s.check(opClaim); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := s.st.Claim(ctx, from, to)
+	done(opClaim, start, err)
+	return n, err
+}

@@ -214,6 +214,28 @@ type Store interface {
 	// as in Status).
 	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
 
+	// Send queue journal (squeue.go, docs/storage.md "Send queue
+	// journal"): the pushes waiting in a center's in-memory send queue,
+	// so that another center (or the same one after a restart) re-queues
+	// them. Owners are member ids: 1..128 bytes.
+
+	// Enqueue journals q (durable as Save is). Idempotent per q.Msg.ID: a
+	// second Enqueue overwrites (UIDs, Owner, At).
+	Enqueue(ctx context.Context, q push.QueuedPush) error
+	// Dequeue forgets the queued pushes with these ids (released, expired or
+	// dropped); unknown ids are ignored.
+	Dequeue(ctx context.Context, ids []uint64) error
+	// Queued lists owner's queued pushes in id order, at most limit (0 means
+	// 100,000), without those whose Msg.Expire is past (Expire 0 never
+	// expires); expired ones are forgotten.
+	Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error)
+	// QueueOwners lists the owners that have queued pushes.
+	QueueOwners(ctx context.Context) ([]string, error)
+	// Claim moves every queued push of from to owner to, atomically per push
+	// (two concurrent Claims of the same from never both get a push), and
+	// returns how many it moved.
+	Claim(ctx context.Context, from, to string) (int, error)
+
 	// Close releases the store; later calls fail with ErrClosed. Idempotent.
 	Close() error
 }

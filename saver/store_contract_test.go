@@ -79,6 +79,13 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"StatusTenants", Limits{}, contractStatusTenants},
 		{"StatusIdempotent", Limits{}, contractStatusIdempotent},
 		{"StatusWithoutOpen", Limits{}, contractStatusWithout},
+		{"QueueRoundTrip", Limits{}, contractQueueRoundTrip},
+		{"QueueIdempotent", Limits{}, contractQueueIdempotent},
+		{"QueueDequeue", Limits{}, contractQueueDequeue},
+		{"QueueExpired", Limits{}, contractQueueExpired},
+		{"QueueClaim", Limits{}, contractQueueClaim},
+		{"QueueClaimConcurrent", Limits{}, contractQueueClaimConcurrent},
+		{"QueueInvalid", Limits{}, contractQueueInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t, tc.lim)) })
 	}

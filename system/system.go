@@ -407,9 +407,17 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, Logger: log.With("svc", "center")}, center.Deps{
+		if s.Center, err = center.New(center.Config{Addr: opts.CenterAddr, ID: memberID("center"), Logger: log.With("svc", "center")}, center.Deps{
 			Config: holder, IDs: ids, Register: centerReg, Saver: centerSaver, Rooms: s.rooms,
 			Centers: func() int { return dir.Count("center") },
+			CenterIDs: func() []string {
+				ms := dir.Members("center")
+				ids := make([]string, len(ms))
+				for i, m := range ms {
+					ids[i] = m.ID
+				}
+				return ids
+			},
 		}); err != nil {
 			return nil, err
 		}

@@ -219,3 +219,12 @@ type StatusDelta struct {
 	UID   string
 	Sent  int64
 }
+
+// QueuedPush is a push waiting in a center's send queue (API.md "Send
+// queues"), journaled so another center can take it over.
+type QueuedPush struct {
+	Msg   Message  // ID, App, QoS, Expire, Payload; Broadcast false
+	UIDs  []string // its recipients
+	Owner string   // the member id of the center whose queue holds it
+	At    int64    // unix milliseconds when it was queued
+}

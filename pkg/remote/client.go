@@ -183,6 +183,37 @@ func (c SaverClient) UserState(ctx context.Context, app uint32, msgID uint64, ui
 	return out.S, err
 }
 
+// Enqueue implements SaverAPI.
+func (c SaverClient) Enqueue(ctx context.Context, q push.QueuedPush) error {
+	return call(ctx, c.C, c.Timeout, MethodEnqueue, &queuedPushMsg{Q: q}, nil)
+}
+
+// Dequeue implements SaverAPI.
+func (c SaverClient) Dequeue(ctx context.Context, ids []uint64) error {
+	return call(ctx, c.C, c.Timeout, MethodDequeue, &idsMsg{IDs: ids}, nil)
+}
+
+// Queued implements SaverAPI.
+func (c SaverClient) Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error) {
+	var out queuedResp
+	err := call(ctx, c.C, c.Timeout, MethodQueued, &queuedReq{Owner: owner, Limit: limit}, &out)
+	return out.Q, err
+}
+
+// QueueOwners implements SaverAPI.
+func (c SaverClient) QueueOwners(ctx context.Context) ([]string, error) {
+	var out stringsMsg
+	err := call(ctx, c.C, c.Timeout, MethodQueueOwners, nil, &out)
+	return out.S, err
+}
+
+// Claim implements SaverAPI.
+func (c SaverClient) Claim(ctx context.Context, from, to string) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodClaim, &claimReq{From: from, To: to}, &out)
+	return out.N, err
+}
+
 // CoordinatorClient calls one coordinator instance (see RegisterClient).
 type CoordinatorClient struct {
 	C       *rpc.Client

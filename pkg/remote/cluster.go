@@ -161,6 +161,65 @@ func (s *Saver) UserState(ctx context.Context, app uint32, msgID uint64, uid str
 	return state, err
 }
 
+// queueKey is the routing key of an owner's send queue journal (savers
+// share one store: the key only spreads the calls).
+func queueKey(owner string) string { return "sq:" + owner }
+
+// Enqueue journals a push waiting in a center's send queue.
+func (s *Saver) Enqueue(ctx context.Context, q push.QueuedPush) error {
+	return s.r.call(ctx, queueKey(q.Owner), true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.Enqueue(ctx, q)
+	})
+}
+
+// Dequeue forgets journaled pushes.
+func (s *Saver) Dequeue(ctx context.Context, ids []uint64) error {
+	key := ""
+	if len(ids) > 0 {
+		key = msgKey(ids[0])
+	}
+	return s.r.call(ctx, key, true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.Dequeue(ctx, ids)
+	})
+}
+
+// Queued lists owner's journaled pushes in id order.
+func (s *Saver) Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error) {
+	var out []push.QueuedPush
+	err := s.r.call(ctx, queueKey(owner), true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		out, err = SaverClient{C: c}.Queued(ctx, owner, limit)
+		return err
+	})
+	return out, err
+}
+
+// QueueOwners lists the owners of journaled pushes.
+func (s *Saver) QueueOwners(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.r.call(ctx, "sq", true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		out, err = SaverClient{C: c}.QueueOwners(ctx)
+		return err
+	})
+	return out, err
+}
+
+// Claim moves every journaled push of from to to. Its count is not
+// idempotent (a repeated Claim moves nothing and returns 0): it is tried on
+// another saver only when the first was unavailable, never after a
+// connection lost with the call in flight; the caller that gets an error
+// may Claim again and reads the result with Queued.
+func (s *Saver) Claim(ctx context.Context, from, to string) (int, error) {
+	var n int
+	err := s.r.call(ctx, queueKey(from), false, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		n, err = SaverClient{C: c}.Claim(ctx, from, to)
+		return err
+	})
+	return n, err
+}
+
 // Stats asks every live saver. The counters of what a process did since it
 // started (Saved, Acked, Expired) are summed; what the store holds (Pending,
 // PendingPerApp, Broadcasts, Parked) is taken from the saver reporting the

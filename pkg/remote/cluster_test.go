@@ -181,6 +181,46 @@ func TestSaverRouting(t *testing.T) {
 	}
 }
 
+// The journal calls of one owner reach one saver (the fakes do not share
+// a store, so a call routed elsewhere would find nothing).
+func TestSaverQueueRouting(t *testing.T) {
+	ctx := context.Background()
+	mem := newMembers()
+	nodes := startSavers(t, mem, 3)
+	s := NewSaver(mem, newPool(t))
+	q := push.QueuedPush{Msg: push.Message{ID: 5, App: 1}, UIDs: []string{"u"}, Owner: "center-1", At: 1}
+	if err := s.Enqueue(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	holders := 0
+	for _, n := range nodes {
+		n.api.mu.Lock()
+		if _, ok := n.api.queue[5]; ok {
+			holders++
+		}
+		n.api.mu.Unlock()
+	}
+	if holders != 1 {
+		t.Fatalf("Enqueue reached %d savers, want 1", holders)
+	}
+	if qs, err := s.Queued(ctx, "center-1", 0); err != nil || len(qs) != 1 || !reflect.DeepEqual(qs[0], q) {
+		t.Fatalf("Queued: %+v %v", qs, err)
+	}
+	if n, err := s.Claim(ctx, "center-1", "center-2"); err != nil || n != 1 {
+		t.Fatalf("Claim: %d %v", n, err)
+	}
+	if _, err := s.QueueOwners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Dequeue(ctx, []uint64{5}); err != nil {
+		t.Fatal(err)
+	}
+	empty := NewSaver(newMembers(), newPool(t))
+	if _, err := empty.Queued(ctx, "c", 0); !errors.Is(err, push.ErrUnavailable) {
+		t.Fatalf("no saver Queued: %v", err)
+	}
+}
+
 func TestCoordinatorRouting(t *testing.T) {
 	ctx := context.Background()
 	mem := newMembers()

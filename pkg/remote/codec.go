@@ -14,9 +14,10 @@ const (
 	minApp      = 4
 	minString   = 1
 	minID       = 8
-	minAppCount = 4 + 1         // app, count
-	minRoomCnt  = 1 + 1         // room, count
-	minDelta    = 8 + 4 + 1 + 1 // id, app, uid, sent
+	minAppCount = 4 + 1                  // app, count
+	minRoomCnt  = 1 + 1                  // room, count
+	minDelta    = 8 + 4 + 1 + 1          // id, app, uid, sent
+	minQueued   = minMessage + 1 + 1 + 1 // message, uids count, owner, at
 )
 
 // appendSession appends s:
@@ -366,6 +367,23 @@ func readMessageStatus(r *wire.Reader, s *push.MessageStatus) {
 	for _, p := range []*int64{&s.Created, &s.Expires, &s.Targets, &s.Stored, &s.Sent, &s.Acked, &s.Expired, &s.Parked} {
 		*p = r.Varint()
 	}
+}
+
+// appendQueuedPush appends q:
+//
+//	message | uids count, string each | owner string | at varint
+func appendQueuedPush(b []byte, q *push.QueuedPush) []byte {
+	b = appendMessage(b, &q.Msg)
+	b = appendStrings(b, q.UIDs)
+	b = wire.AppendString(b, q.Owner)
+	return wire.AppendVarint(b, q.At)
+}
+
+func readQueuedPush(r *wire.Reader, q *push.QueuedPush) {
+	readMessage(r, &q.Msg)
+	q.UIDs = readStrings(r)
+	q.Owner = r.String()
+	q.At = r.Varint()
 }
 
 func cloneBytes(p []byte) []byte {

@@ -494,3 +494,73 @@ func (m *stringMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendS
 func (m *stringMsg) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.S = r.String() })
 }
+
+// queuedPushMsg: Enqueue request.
+type queuedPushMsg struct{ Q push.QueuedPush }
+
+func (m *queuedPushMsg) AppendBinary(b []byte) ([]byte, error) { return appendQueuedPush(b, &m.Q), nil }
+func (m *queuedPushMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { readQueuedPush(r, &m.Q) })
+}
+
+// idsMsg: Dequeue request (count, then uint64 each).
+type idsMsg struct{ IDs []uint64 }
+
+func (m *idsMsg) AppendBinary(b []byte) ([]byte, error) { return appendIDs(b, m.IDs), nil }
+func (m *idsMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.IDs = readIDs(r) })
+}
+
+// queuedReq: Queued request: owner string | limit varint.
+type queuedReq struct {
+	Owner string
+	Limit int
+}
+
+func (m *queuedReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendString(b, m.Owner)
+	return wire.AppendVarint(b, int64(m.Limit)), nil
+}
+
+func (m *queuedReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.Owner, m.Limit = r.String(), int(r.Varint()) })
+}
+
+// queuedResp: Queued reply: count, then the queued pushes.
+type queuedResp struct{ Q []push.QueuedPush }
+
+func (m *queuedResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUvarint(b, uint64(len(m.Q)))
+	for i := range m.Q {
+		b = appendQueuedPush(b, &m.Q[i])
+	}
+	return b, nil
+}
+
+func (m *queuedResp) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.Q = nil
+		n := r.Count(minQueued)
+		if n == 0 {
+			return
+		}
+		m.Q = make([]push.QueuedPush, n)
+		for i := range m.Q {
+			readQueuedPush(r, &m.Q[i])
+		}
+		if r.Err() != nil {
+			m.Q = nil
+		}
+	})
+}
+
+// claimReq: Claim request: from string | to string.
+type claimReq struct{ From, To string }
+
+func (m *claimReq) AppendBinary(b []byte) ([]byte, error) {
+	return wire.AppendString(wire.AppendString(b, m.From), m.To), nil
+}
+
+func (m *claimReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.From, m.To = r.String(), r.String() })
+}

@@ -32,6 +32,11 @@ const (
 	MethodAddSent       uint16 = 0x0208
 	MethodStatus        uint16 = 0x0209
 	MethodUserState     uint16 = 0x020a
+	MethodEnqueue       uint16 = 0x020b
+	MethodDequeue       uint16 = 0x020c
+	MethodQueued        uint16 = 0x020d
+	MethodQueueOwners   uint16 = 0x020e
+	MethodClaim         uint16 = 0x020f
 )
 
 // Method ids of the coordinator API.

@@ -46,6 +46,14 @@ type SaverAPI interface {
 	AddSent(ctx context.Context, deltas []push.StatusDelta) error
 	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
 	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
+	// Send queue journal (saver.Store.Enqueue and the next ones): the
+	// pushes waiting in a center's send queue, by owner (a center's
+	// member id), so that another center can claim and re-queue them.
+	Enqueue(ctx context.Context, q push.QueuedPush) error
+	Dequeue(ctx context.Context, ids []uint64) error
+	Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error)
+	QueueOwners(ctx context.Context) ([]string, error)
+	Claim(ctx context.Context, from, to string) (int, error)
 }
 
 // CoordinatorAPI is the coordinator as other processes call it
@@ -213,6 +221,33 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&stringMsg{S: state})
+	})
+	handle(s, o, MethodEnqueue, func(ctx context.Context, req *queuedPushMsg, _ *rpc.Reply) error {
+		return api.Enqueue(ctx, req.Q)
+	})
+	handle(s, o, MethodDequeue, func(ctx context.Context, req *idsMsg, _ *rpc.Reply) error {
+		return api.Dequeue(ctx, req.IDs)
+	})
+	handle(s, o, MethodQueued, func(ctx context.Context, req *queuedReq, rep *rpc.Reply) error {
+		qs, err := api.Queued(ctx, req.Owner, req.Limit)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&queuedResp{Q: qs})
+	})
+	handle(s, o, MethodQueueOwners, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
+		owners, err := api.QueueOwners(ctx)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&stringsMsg{S: owners})
+	})
+	handle(s, o, MethodClaim, func(ctx context.Context, req *claimReq, rep *rpc.Reply) error {
+		n, err := api.Claim(ctx, req.From, req.To)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
 	})
 }
 

@@ -1,10 +1,12 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +94,8 @@ type fakeSaver struct {
 	status map[uint64]push.MessageStatus // OpenStatus records, by id
 	suids  map[uint64][]string
 	sent   []push.StatusDelta
+
+	queue map[uint64]push.QueuedPush // send queue journal, by id
 }
 
 func newFakeSaver() *fakeSaver { return &fakeSaver{saved: make(map[uint64][]string)} }
@@ -186,6 +190,108 @@ func (f *fakeSaver) UserState(_ context.Context, app uint32, id uint64, uid stri
 	err := f.enter()
 	defer f.mu.Unlock()
 	return fmt.Sprintf("%s/%d/%d", uid, app, id), err
+}
+
+func (f *fakeSaver) Enqueue(_ context.Context, q push.QueuedPush) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if f.queue == nil {
+		f.queue = map[uint64]push.QueuedPush{}
+	}
+	f.queue[q.Msg.ID] = q
+	return err
+}
+
+func (f *fakeSaver) Dequeue(_ context.Context, ids []uint64) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		delete(f.queue, id)
+	}
+	return err
+}
+
+func (f *fakeSaver) Queued(_ context.Context, owner string, limit int) ([]push.QueuedPush, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	var out []push.QueuedPush
+	for _, q := range f.queue {
+		if q.Owner == owner {
+			out = append(out, q)
+		}
+	}
+	slices.SortFunc(out, func(a, b push.QueuedPush) int { return cmp.Compare(a.Msg.ID, b.Msg.ID) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}
+
+func (f *fakeSaver) QueueOwners(context.Context) ([]string, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	var out []string
+	for _, q := range f.queue {
+		if !slices.Contains(out, q.Owner) {
+			out = append(out, q.Owner)
+		}
+	}
+	slices.Sort(out)
+	return out, err
+}
+
+func (f *fakeSaver) Claim(_ context.Context, from, to string) (int, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	n := 0
+	for id, q := range f.queue {
+		if q.Owner == from {
+			q.Owner = to
+			f.queue[id] = q
+			n++
+		}
+	}
+	return n, err
+}
+
+func TestServeSaverQueue(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeSaver()
+	c := SaverClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeSaver(s, api) }))}
+
+	a := push.QueuedPush{Msg: push.Message{ID: 21, App: 3, QoS: push.QoS1, Expire: 2000000000, Payload: []byte("x")},
+		UIDs: []string{"u1", "u2"}, Owner: "center-1", At: 1700000000123}
+	b := push.QueuedPush{Msg: push.Message{ID: 20, App: 3}, UIDs: []string{"u3"}, Owner: "center-1", At: 5}
+	for _, q := range []push.QueuedPush{a, b} {
+		if err := c.Enqueue(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qs, err := c.Queued(ctx, "center-1", 0)
+	if err != nil || len(qs) != 2 || !reflect.DeepEqual(qs[1], a) || qs[0].Msg.ID != 20 || qs[0].At != 5 {
+		t.Fatalf("Queued: %+v %v", qs, err)
+	}
+	if qs, err := c.Queued(ctx, "center-1", 1); err != nil || len(qs) != 1 {
+		t.Fatalf("Queued limit 1: %+v %v", qs, err)
+	}
+	if qs, err := c.Queued(ctx, "center-2", 0); err != nil || len(qs) != 0 {
+		t.Fatalf("Queued of nobody: %+v %v", qs, err)
+	}
+	if owners, err := c.QueueOwners(ctx); err != nil || !reflect.DeepEqual(owners, []string{"center-1"}) {
+		t.Fatalf("QueueOwners: %q %v", owners, err)
+	}
+	if n, err := c.Claim(ctx, "center-1", "center-2"); err != nil || n != 2 {
+		t.Fatalf("Claim: %d %v", n, err)
+	}
+	if err := c.Dequeue(ctx, []uint64{20, 99}); err != nil {
+		t.Fatal(err)
+	}
+	if qs, err := c.Queued(ctx, "center-2", 0); err != nil || len(qs) != 1 || !reflect.DeepEqual(qs[0].UIDs, a.UIDs) || qs[0].Owner != "center-2" {
+		t.Fatalf("Queued after Claim and Dequeue: %+v %v", qs, err)
+	}
+	if owners, err := c.QueueOwners(ctx); err != nil || !reflect.DeepEqual(owners, []string{"center-2"}) {
+		t.Fatalf("QueueOwners after Claim: %q %v", owners, err)
+	}
 }
 
 func (f *fakeSaver) count() int {

@@ -1,0 +1,153 @@
+package center
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// The send queue journal (API.md "Send queues": a queued message never
+// waits for its recipient's next login). Each queued push is journaled in
+// the store, under this center's member id, before its 202 and forgotten
+// once its last recipients are released. A center that starts re-queues
+// what the journal holds under its id (a restart), and the live center
+// with the lowest id claims the pushes of a center that has been gone from
+// membership for two checks in a row and queues them itself. A push taken
+// over may reach a recipient twice (released just before the crash): QoS 1
+// clients deduplicate by message id; that is the at-least-once side.
+
+var journalEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "lcpush_center_queue_journal_total",
+	Help: "Send queue journal events: written, failed (a push queued without its journal entry), recovered (re-queued at start), claimed (taken over from a gone center).",
+}, []string{"event"})
+
+const (
+	journalEvery = 2 * time.Second // membership checks for gone centers
+	journalBatch = 1000            // pushes read per Queued call
+)
+
+// journal writes q's entry; a failure leaves the push queued in memory
+// only (counted).
+func (s *Service) journal(ctx context.Context, msg push.Message, uids []string) {
+	if s.id == "" {
+		return
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	if err := s.store.Enqueue(ctx, push.QueuedPush{Msg: msg, UIDs: uids, Owner: s.id, At: time.Now().UnixMilli()}); err != nil {
+		journalEvents.WithLabelValues("failed").Inc()
+		s.log.Warn("center send queue: journal", "msg", msg.ID, "err", err)
+		return
+	}
+	journalEvents.WithLabelValues("written").Inc()
+}
+
+// unjournal forgets released pushes (release worker).
+func (s *Service) unjournal(ctx context.Context, ids []uint64) {
+	if s.id == "" || len(ids) == 0 {
+		return
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	if err := s.store.Dequeue(ctx, ids); err != nil {
+		s.log.Debug("center send queue: journal dequeue", "ids", len(ids), "err", err)
+	}
+}
+
+// recoverJournal queues what the journal holds under this center's id and
+// is not in its queue yet; it returns how many pushes it queued.
+func (s *Service) recoverJournal(ctx context.Context) int {
+	have := map[uint64]bool{}
+	s.sendq.mu.Lock()
+	for _, q := range s.sendq.q.apps {
+		for _, it := range q.items {
+			have[it.msg.ID] = true
+		}
+	}
+	s.sendq.mu.Unlock()
+	n := 0
+	cctx, cancel := s.callCtx(ctx)
+	list, err := s.store.Queued(cctx, s.id, journalBatch)
+	cancel()
+	if err != nil {
+		s.log.Warn("center send queue: journal read", "err", err)
+		return 0
+	}
+	cfg := s.conf.Load()
+	for _, e := range list {
+		app, ok := cfg.App(e.Msg.App)
+		if !ok || have[e.Msg.ID] || len(e.UIDs) == 0 {
+			continue
+		}
+		s.requeue(app, e.Msg, e.UIDs, time.UnixMilli(e.At))
+		n++
+	}
+	return n
+}
+
+// watchJournal re-queues this center's journal at start, then takes over
+// the journals of centers that left membership, until ctx ends.
+func (s *Service) watchJournal(ctx context.Context) {
+	if n := s.recoverJournal(ctx); n > 0 {
+		journalEvents.WithLabelValues("recovered").Add(float64(n))
+		s.log.Info("center send queue: re-queued from the journal", "pushes", n)
+	}
+	if s.centerIDs == nil {
+		return
+	}
+	t := time.NewTicker(journalEvery)
+	defer t.Stop()
+	missing := map[string]int{} // owner -> checks in a row it was not live
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		live := s.centerIDs()
+		if len(live) == 0 || slices.Min(live) != s.id {
+			clear(missing)
+			continue // the lowest live id takes over; nobody else
+		}
+		cctx, cancel := s.callCtx(ctx)
+		owners, err := s.store.QueueOwners(cctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for o := range missing {
+			if !slices.Contains(owners, o) {
+				delete(missing, o)
+			}
+		}
+		claimed := 0
+		for _, o := range owners {
+			if o == s.id || slices.Contains(live, o) {
+				delete(missing, o)
+				continue
+			}
+			if missing[o]++; missing[o] < 2 {
+				continue // gone for one check: it may be restarting
+			}
+			cctx, cancel := s.callCtx(ctx)
+			n, err := s.store.Claim(cctx, o, s.id)
+			cancel()
+			if err != nil {
+				s.log.Warn("center send queue: claim", "from", o, "err", err)
+				continue
+			}
+			claimed += n
+			delete(missing, o)
+		}
+		if claimed > 0 {
+			journalEvents.WithLabelValues("claimed").Add(float64(claimed))
+			n := s.recoverJournal(ctx)
+			s.log.Info("center send queue: took over a gone center's queue", "pushes", n)
+		}
+	}
+}
