@@ -163,7 +163,18 @@ func TestCallbacksBatchedOffline(t *testing.T) {
 		return off == n
 	})
 	took := time.Since(t1)
-	time.Sleep(200 * time.Millisecond) // late duplicates would show now
+	// A late duplicate fails at once; none within 200 ms lets the exact checks below run.
+	if testkit.Poll(200*time.Millisecond, func() bool {
+		by, _ := p.status("offline")
+		for _, evs := range by {
+			if len(evs) > 2 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("a uid got more than its online and offline events")
+	}
 	p.checkSignatures()
 	by, posts := p.status("offline")
 	t.Logf("%d offline events in %d POSTs, %v after the disconnects", n, posts, took.Round(time.Millisecond))
@@ -219,7 +230,9 @@ func TestCallbacksStatusDebounce(t *testing.T) {
 	if d := time.Since(t0); d < window-100*time.Millisecond {
 		t.Fatalf("offline came %v after the disconnect, before the %v window", d, window)
 	}
-	time.Sleep(window / 2) // past the flash uid's window too
+	// The reconnect cancelled the held offline: both events counted as
+	// debounced, so nothing of the flash uid can come any more.
+	testkit.WaitFor(t, "the flash uid's events debounced", window, func() bool { return debouncedEvents(t)-debounced0 >= 2 })
 	by, _ := p.status("offline")
 	if got := strings.Join(by["flash"], ","); got != "online" {
 		t.Fatalf("reconnected uid got %q, want only its first online", got)
@@ -261,7 +274,11 @@ func TestCallbacksUpstreamRoutes(t *testing.T) {
 		by, _ := main.status("online")
 		return len(by["router"]) == 1
 	})
-	time.Sleep(100 * time.Millisecond) // nothing else arrives
+	if testkit.Poll(100*time.Millisecond, func() bool { // an extra callback fails at once
+		return len(r7.upstream()) > 2 || len(r8.upstream()) > 1 || len(main.upstream()) > 1
+	}) {
+		t.Fatal("more upstream callbacks than upstream frames")
+	}
 	tests := []struct {
 		name string
 		p    *product

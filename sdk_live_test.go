@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,9 +262,9 @@ var liveScenarios = []liveScenario{
 		mark := h.client(t, "manual", 1, uid, func(c sdkdriver.Cmd) { c["manual_ack"] = true })
 		h.connected(t, "manual", mark)
 		ev := h.message(t, "manual", h.markAfter(t, func() { h.push(t, 1, uid, "ack me by hand", 1) }), "ack me by hand")
-		time.Sleep(300 * time.Millisecond) // an automatic ACK would be sent within 10 ms
-		if p := h.pending(t, 1, uid); p != 1 {
-			t.Fatalf("pending %d before the manual ACK, want 1", p)
+		// An automatic ACK would go within 10 ms: none may come in 300.
+		if testkit.Poll(300*time.Millisecond, func() bool { return h.pending(t, 1, uid) != 1 }) {
+			t.Fatalf("pending %d before the manual ACK, want 1", h.pending(t, 1, uid))
 		}
 		h.d.MustDo(t, sdkdriver.Cmd{"cmd": "ack", "client": "manual", "ids": []string{ev.MsgID}})
 		h.waitPending(t, 1, uid, 0)
@@ -369,11 +370,17 @@ var liveScenarios = []liveScenario{
 		h.d.Wait(t, mark, 10*time.Second, "closed", func(e sdkdriver.Event) bool {
 			return e.Ev == "state" && e.Client == "kicked" && e.State == "closed"
 		})
-		time.Sleep(1500 * time.Millisecond) // more than the backoff: a reconnect would have begun
-		if again := h.d.Events(mark, func(e sdkdriver.Event) bool {
-			return e.Ev == "state" && e.Client == "kicked" && e.State == "connected"
-		}); len(again) != 1 {
-			t.Fatalf("%d connected states after a kick, want only the first", len(again))
+		// closed is final: no state may follow it, within more than the
+		// backoff's ceiling (a reconnect would have begun).
+		states := func() []sdkdriver.Event {
+			return h.d.Events(mark, func(e sdkdriver.Event) bool { return e.Ev == "state" && e.Client == "kicked" })
+		}
+		if testkit.Poll(1500*time.Millisecond, func() bool {
+			evs := states()
+			i := slices.IndexFunc(evs, func(e sdkdriver.Event) bool { return e.State == "closed" })
+			return i >= 0 && i < len(evs)-1
+		}) {
+			t.Fatalf("the SDK went on after a final kick: %v", states())
 		}
 		_, out, _ = testkit.API(t, h.sys.CenterAddr(), "GET", "/v1/apps/1/users/"+uid, testkit.Key1, "")
 		if out["online"] != false {
@@ -471,12 +478,7 @@ func countConnects(t *testing.T, addr string, d time.Duration) int {
 	var ln net.Listener
 	var err error
 	// The stopped system's listener may take a moment to free the port.
-	for deadline := time.Now().Add(2 * time.Second); ; {
-		if ln, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Poll(2*time.Second, func() bool { ln, err = net.Listen("tcp", addr); return err == nil })
 	if err != nil {
 		t.Fatalf("listen on the stopped room's address %s: %v", addr, err)
 	}

@@ -48,9 +48,10 @@ func TestBroadcastRateShared(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var br bcastRates
 			var chans []<-chan func()
-			for _, w := range tc.wants {
+			for i, w := range tc.wants {
 				chans = append(chans, acquireAsync(ctx, &br, 1, w, 100))
-				time.Sleep(5 * time.Millisecond) // arrival order
+				// Arrival order: each has run or joined the line before the next.
+				testkit.WaitFor(t, "arrival", 5*time.Second, func() bool { return br.arrived(1) == i+1 })
 			}
 			var rels []func()
 			for i, ch := range chans {
@@ -146,4 +147,15 @@ func TestBroadcastJobsShareAppRate(t *testing.T) {
 	close(block)
 	waitJob(t, e, j3, key1)
 	waitJob(t, e, j4, key1)
+}
+
+// arrived counts app's jobs running or waiting for their rate.
+func (br *bcastRates) arrived(app uint32) int {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	a := br.apps[app]
+	if a == nil {
+		return 0
+	}
+	return a.jobs + len(a.line)
 }
