@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -161,45 +159,23 @@ func runBrowserSession(t *testing.T, sys *system.System, node, chromium, pageURL
 	cmd := exec.CommandContext(ctx, node, "drive.mjs", pageURL+"/?"+q.Encode(), "40000")
 	cmd.Dir = "browsertest"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	const text = "hello, browser"
 	var msgID string
-	var events []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		events = append(events, sc.Text())
-		var ev struct {
-			Event, Protocol, Payload, Message, ID string
-			QoS                                   int
-		}
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("driver line %q: %v", sc.Text(), err)
-		}
-		switch ev.Event {
+	events := jsonLines(t, cmd, func(ev map[string]any) {
+		switch ev["event"] {
 		case "open":
-			if ev.Protocol != "lcpush.v1" {
-				t.Errorf("subprotocol %q, want lcpush.v1", ev.Protocol)
+			if ev["protocol"] != "lcpush.v1" {
+				t.Errorf("subprotocol %v, want lcpush.v1", ev["protocol"])
 			}
 		case "authed":
 			res := testkit.PushText(t, sys.CenterAddr(), 1, testkit.Key1, []string{uid}, text, 1)
 			msgID, _ = res["msg_id"].(string)
 		case "push":
-			if ev.Payload != text || ev.QoS != 1 || ev.ID != msgID {
-				t.Errorf("push %+v, want id %s qos 1 %q", ev, msgID, text)
+			if ev["payload"] != text || ev["qos"] != float64(1) || ev["id"] != msgID {
+				t.Errorf("push %v, want id %s qos 1 %q", ev, msgID, text)
 			}
 		}
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("browser session: %v\nevents:\n%s\nstderr:\n%s", err, strings.Join(events, "\n"), stderr.String())
-	}
+	})
 	if msgID == "" {
 		t.Fatalf("the page never authenticated; events:\n%s", strings.Join(events, "\n"))
 	}

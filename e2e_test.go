@@ -1,20 +1,13 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -342,79 +335,23 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-type callback struct {
-	mu     sync.Mutex
-	bodies []map[string]any
-}
-
-func (c *callback) find(kind string) []map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []map[string]any
-	for _, b := range c.bodies {
-		if _, isStatus := b["event"]; isStatus == (kind == "status") {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
 func TestE2EUpstreamCallbackSigned(t *testing.T) {
-	cb := &callback{}
-	var badSig int
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mac := hmac.New(sha256.New, []byte(testkit.Secret3))
-		mac.Write(body)
-		if r.Header.Get("X-Push-Signature") != hex.EncodeToString(mac.Sum(nil)) {
-			cb.mu.Lock()
-			badSig++
-			cb.mu.Unlock()
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var m map[string]any
-		_ = json.Unmarshal(body, &m)
-		cb.mu.Lock()
-		cb.bodies = append(cb.bodies, m)
-		cb.mu.Unlock()
-	}))
-	defer srv.Close()
-	sys := systest.Start(t, testkit.ConfigYAML(srv.URL))
+	cb := testkit.NewProduct(t, testkit.Secret3)
+	sys := systest.Start(t, testkit.ConfigYAML(cb.URL()))
 
 	r := testkit.Login(t, sys.RoomAddr(), 3, "upper")
 	seq := r.Send(proto.OpUpstream, 3, proto.FlagReplyWanted, append([]byte{0, 7}, "hello product"...))
 	if f := r.Expect(proto.OpUpstreamOK); f.Seq != seq {
 		t.Fatalf("UPSTREAM_OK seq %d, want %d", f.Seq, seq)
 	}
-	testkit.WaitFor(t, "upstream callback", 5*time.Second, func() bool { return len(cb.find("upstream")) == 1 })
-	up := cb.find("upstream")[0]
-	data, _ := base64.StdEncoding.DecodeString(fmt.Sprint(up["data"]))
-	if up["app"] != float64(3) || up["uid"] != "upper" || up["type"] != float64(7) || string(data) != "hello product" {
-		t.Fatalf("upstream body %v", up)
+	testkit.WaitFor(t, "upstream callback", 5*time.Second, func() bool { return len(cb.Upstreams()) == 1 })
+	if up := cb.Upstreams()[0]; up != (testkit.Upstream{App: 3, UID: "upper", Type: 7, Data: "hello product"}) {
+		t.Fatalf("upstream %+v", up)
 	}
-	testkit.WaitFor(t, "online status event", 5*time.Second, func() bool {
-		for _, b := range cb.find("status") {
-			if b["event"] == "online" && b["uid"] == "upper" {
-				return true
-			}
-		}
-		return false
-	})
+	testkit.WaitFor(t, "online status event", 5*time.Second, func() bool { return cb.StatusCount("upper", "online") == 1 })
 	r.Close()
-	testkit.WaitFor(t, "offline status event", 5*time.Second, func() bool {
-		for _, b := range cb.find("status") {
-			if b["event"] == "offline" && b["uid"] == "upper" {
-				return true
-			}
-		}
-		return false
-	})
-	cb.mu.Lock()
-	defer cb.mu.Unlock()
-	if badSig != 0 {
-		t.Fatalf("%d callbacks with a bad signature", badSig)
-	}
+	testkit.WaitFor(t, "offline status event", 5*time.Second, func() bool { return cb.StatusCount("upper", "offline") == 1 })
+	cb.CheckSignatures()
 
 	// Upstream to an app that is not bound.
 	r2 := testkit.Login(t, sys.RoomAddr(), 1, "upper2")

@@ -1,59 +1,14 @@
 package main
 
 import (
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/internal/testkit/systest"
 	"github.com/lcpush/lcpush/system"
 )
-
-// statusLog is a product's callback endpoint that counts status events.
-type statusLog struct {
-	mu sync.Mutex
-	n  map[[2]string]int // (uid, event) -> count
-}
-
-func (s *statusLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var one struct{ UID, Event string }
-	if json.NewDecoder(r.Body).Decode(&one) == nil && one.Event != "" {
-		s.mu.Lock()
-		s.n[[2]string{one.UID, one.Event}]++
-		s.mu.Unlock()
-	}
-}
-
-func (s *statusLog) count(uid, event string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n[[2]string{uid, event}]
-}
-
-// sessionCalls sums lcpush_room_session_calls_total over its call labels.
-func sessionCalls(t *testing.T) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == "lcpush_room_session_calls_total" {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
 
 // The reconnect window end to end: a device that drops and comes back
 // within room.resume_window is never offline for the product or the
@@ -67,10 +22,8 @@ func TestE2EReconnectWindow(t *testing.T) {
 }
 
 func reconnectWindow(t *testing.T, store func(*system.Options)) {
-	cb := &statusLog{n: map[[2]string]int{}}
-	srv := httptest.NewServer(cb)
-	t.Cleanup(srv.Close)
-	sys := systest.Start(t, testkit.ConfigYAML(srv.URL)+"  resume_window: 2s\n", store)
+	cb := testkit.NewProduct(t, testkit.Secret3)
+	sys := systest.Start(t, testkit.ConfigYAML(cb.URL())+"  resume_window: 2s\n", store)
 	uid := "flashy-" + strconv.FormatInt(time.Now().UnixNano(), 36) // a shared Redis keeps earlier runs
 	online := func() bool {
 		_, out, _ := testkit.API(t, sys.CenterAddr(), "GET", "/v1/apps/3/users/"+uid, testkit.Key3, "")
@@ -78,11 +31,11 @@ func reconnectWindow(t *testing.T, store func(*system.Options)) {
 	}
 	testkit.PushText(t, sys.CenterAddr(), 3, testkit.Key3, []string{uid}, "keep me", 1)
 
-	before := sessionCalls(t)
+	before := testkit.Counter(t, "lcpush_room_session_calls_total", nil)
 	c1 := testkit.Login(t, sys.RoomAddr(), 3, uid)
 	c1.ExpectPushText(3, "keep me") // not ACKed
-	testkit.WaitFor(t, "the online event", 5*time.Second, func() bool { return cb.count(uid, "online") == 1 })
-	fresh := sessionCalls(t) - before
+	testkit.WaitFor(t, "the online event", 5*time.Second, func() bool { return cb.StatusCount(uid, "online") == 1 })
+	fresh := testkit.Counter(t, "lcpush_room_session_calls_total", nil) - before
 
 	c1.Close()
 	// The room has closed the session (its own count says so): held, the
@@ -91,15 +44,15 @@ func reconnectWindow(t *testing.T, store func(*system.Options)) {
 	if !online() {
 		t.Fatal("offline in the register during the reconnect window")
 	}
-	before = sessionCalls(t)
+	before = testkit.Counter(t, "lcpush_room_session_calls_total", nil)
 	c2 := testkit.Login(t, sys.RoomAddr(), 3, uid)
 	c2.ExpectPushText(3, "keep me") // redelivered from storage
-	resumed := sessionCalls(t) - before
+	resumed := testkit.Counter(t, "lcpush_room_session_calls_total", nil) - before
 	if resumed >= fresh {
 		t.Fatalf("a resume made %v register/store calls, a fresh login %v: want fewer", resumed, fresh)
 	}
 	t.Logf("register+store calls: fresh login %v, resume %v", fresh, resumed)
-	if on, off := cb.count(uid, "online"), cb.count(uid, "offline"); on != 1 || off != 0 {
+	if on, off := cb.StatusCount(uid, "online"), cb.StatusCount(uid, "offline"); on != 1 || off != 0 {
 		t.Fatalf("status events after the resume: online %d offline %d, want 1 and 0", on, off)
 	}
 	if !online() {
@@ -108,7 +61,7 @@ func reconnectWindow(t *testing.T, store func(*system.Options)) {
 
 	// Gone for good: the window ends and the product hears it once.
 	c2.Close()
-	testkit.WaitFor(t, "the offline event after the window", 10*time.Second, func() bool { return cb.count(uid, "offline") == 1 })
+	testkit.WaitFor(t, "the offline event after the window", 10*time.Second, func() bool { return cb.StatusCount(uid, "offline") == 1 })
 	if online() {
 		t.Fatal("still online after the window")
 	}

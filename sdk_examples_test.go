@@ -33,9 +33,9 @@ func tsBuilt(t *testing.T) {
 	}
 }
 
-// exampleLines runs cmd and calls on for each JSON line of its stdout
+// jsonLines runs cmd (an example program, or drive.mjs with a page) and calls on for each JSON line of its stdout
 // until it exits; on's pushes run while the program waits for them.
-func exampleLines(t *testing.T, cmd *exec.Cmd, on func(ev map[string]any)) []string {
+func jsonLines(t *testing.T, cmd *exec.Cmd, on func(ev map[string]any)) []string {
 	t.Helper()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -96,7 +96,7 @@ func TestTypeScriptNodeExample(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, node, filepath.Join("sdk", "typescript", "example", "node-receive.mjs"),
 				tc.transport, tc.addr, "1", uid, testkit.Token(1, uid), fmt.Sprint(len(texts)))
-			lines := exampleLines(t, cmd, func(ev map[string]any) {
+			lines := jsonLines(t, cmd, func(ev map[string]any) {
 				if ev["event"] == "connected" {
 					for _, s := range texts {
 						testkit.PushText(t, sys.CenterAddr(), 1, testkit.Key1, []string{uid}, s, 1)
@@ -132,7 +132,7 @@ func TestTypeScriptBrowserExample(t *testing.T) {
 	cmd.Dir = "browsertest"
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	pushed := false
-	lines := exampleLines(t, cmd, func(ev map[string]any) {
+	lines := jsonLines(t, cmd, func(ev map[string]any) {
 		if ev["event"] == "state" && ev["state"] == "connected" && !pushed {
 			pushed = true
 			for _, s := range texts {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -127,16 +126,14 @@ type liveHarness struct {
 	d         *sdkdriver.Driver
 	transport string
 	sys       *system.System
-	upstream  *callbackLog
+	upstream  *testkit.Product // app 3's callback endpoint
 	tokens    *tokenServer
 	n         atomic.Int64
 }
 
 func newLiveHarness(t *testing.T, d *sdkdriver.Driver, transport string) *liveHarness {
-	h := &liveHarness{d: d, transport: transport, upstream: &callbackLog{}, tokens: newTokenServer(t)}
-	cb := httptest.NewServer(h.upstream)
-	t.Cleanup(cb.Close)
-	h.sys = systest.Start(t, testkit.ConfigYAML(cb.URL), func(o *system.Options) { o.WSAddr = "127.0.0.1:0" })
+	h := &liveHarness{d: d, transport: transport, upstream: testkit.NewProduct(t, testkit.Secret3), tokens: newTokenServer(t)}
+	h.sys = systest.Start(t, testkit.ConfigYAML(h.upstream.URL()), func(o *system.Options) { o.WSAddr = "127.0.0.1:0" })
 	return h
 }
 
@@ -354,7 +351,9 @@ var liveScenarios = []liveScenario{
 		h.connected(t, "up", h.client(t, "up", 3, uid, nil))
 		text := "upstream from " + h.d.Name
 		h.d.MustDo(t, sdkdriver.Cmd{"cmd": "upstream", "client": "up", "app": 3, "type": 7, "payload": text, "reply": true})
-		testkit.WaitFor(t, "the upstream callback", 10*time.Second, func() bool { return h.upstream.find(uid, text) })
+		testkit.WaitFor(t, "the upstream callback", 10*time.Second, func() bool {
+			return slices.Contains(h.upstream.Upstreams(), testkit.Upstream{App: 3, UID: uid, Type: 7, Data: text})
+		})
 	}},
 	{"kick", func(t *testing.T, h *liveHarness) {
 		uid := h.uid(t)
@@ -552,36 +551,6 @@ func (f *forwarder) Cut() {
 		c.Close()
 	}
 	f.conns = nil
-}
-
-// callbackLog is a product's callback endpoint that keeps upstream bodies.
-type callbackLog struct {
-	mu     sync.Mutex
-	bodies []map[string]any
-}
-
-func (c *callbackLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var m map[string]any
-	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	c.mu.Lock()
-	c.bodies = append(c.bodies, m)
-	c.mu.Unlock()
-}
-
-// find reports whether an upstream from uid with payload text arrived.
-func (c *callbackLog) find(uid, text string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range c.bodies {
-		data, _ := base64.StdEncoding.DecodeString(fmt.Sprint(b["data"]))
-		if b["uid"] == uid && b["type"] == float64(7) && string(data) == text {
-			return true
-		}
-	}
-	return false
 }
 
 // tokenServer is the token provider's back end: GET /token?app&uid&expired

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/internal/testkit/systest"
 	"github.com/lcpush/lcpush/pkg/proto"
@@ -371,28 +369,6 @@ func TestSendQueueRestartKeepsQoS1(t *testing.T) {
 	}
 }
 
-// journalRecovered is lcpush_center_queue_journal_total{event="recovered"}.
-func journalRecovered(t *testing.T) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "lcpush_center_queue_journal_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "event" && l.GetValue() == "recovered" {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // TestSendQueueJournalRestart: pushes waiting in the send queue when the
 // center stops are journaled, and the same center re-queues them when it
 // starts again (QoS 0 ones too, which nothing else would keep), then
@@ -414,9 +390,11 @@ func TestSendQueueJournalRestart(t *testing.T) {
 				}
 			}
 			systest.Stop(t, sys) // within the first release's 500 ms
-			before := journalRecovered(t)
+			before := testkit.Counter(t, "lcpush_center_queue_journal_total", map[string]string{"event": "recovered"})
 			sys = systest.Start(t, sqConfig(), opts)
-			testkit.WaitFor(t, "the journal re-queued", 10*time.Second, func() bool { return journalRecovered(t)-before >= 3 })
+			testkit.WaitFor(t, "the journal re-queued", 10*time.Second, func() bool {
+				return testkit.Counter(t, "lcpush_center_queue_journal_total", map[string]string{"event": "recovered"})-before >= 3
+			})
 			testkit.WaitFor(t, "app 3's queue to drain", 10*time.Second, func() bool {
 				_, q, _ := testkit.API(t, sys.CenterAddr(), "GET", "/v1/apps/3/queue", testkit.Key3, "")
 				return q["depth"] == float64(0)
