@@ -36,3 +36,25 @@ func TestSentReported(t *testing.T) {
 		t.Fatalf("a broadcast noted per uid (%d): it must only count", n)
 	}
 }
+
+// A loop's notes between two sweeps are bounded: past maxSentUIDs per-uid
+// notes, writes are only counted, and nothing is lost from the total.
+func TestSentLogBounded(t *testing.T) {
+	var l sentLog
+	m := push.Message{ID: 7, App: 1}
+	for range maxSentUIDs + 5000 {
+		l.note(&m, "u")
+	}
+	if len(l.uids) != maxSentUIDs || l.counts[sentKey{7, 1}] != 5000 {
+		t.Fatalf("%d per-uid notes and %d counted, want %d and 5000", len(l.uids), l.counts[sentKey{7, 1}], maxSentUIDs)
+	}
+	p := l.take()
+	var sum int64
+	for _, d := range *p {
+		sum += d.Sent
+	}
+	putDeltas(p)
+	if sum != maxSentUIDs+5000 || len(l.uids) != 0 || len(l.counts) != 0 {
+		t.Fatalf("took %d writes, left %d notes and %d counts", sum, len(l.uids), len(l.counts))
+	}
+}
