@@ -236,6 +236,9 @@ type Store interface {
 	// returns how many it moved.
 	Claim(ctx context.Context, from, to string) (int, error)
 
+	// Broadcast jobs (jobs.go): Expire also drops the jobs whose Keep is past.
+	JobBoard
+
 	// Close releases the store; later calls fail with ErrClosed. Idempotent.
 	Close() error
 }

@@ -212,12 +212,14 @@ type MessageStatus struct {
 
 // StatusDelta is a batch of writes of one message to sockets, as the room
 // reports them: Sent writes, for UID ("" for a count-only delta, e.g. a
-// broadcast).
+// broadcast). Targets, on a broadcast's record only, adds the connections a
+// room's sub-task found when it started (the job's targets).
 type StatusDelta struct {
-	MsgID uint64
-	App   uint32
-	UID   string
-	Sent  int64
+	MsgID   uint64
+	App     uint32
+	UID     string
+	Sent    int64
+	Targets int64
 }
 
 // QueuedPush is a push waiting in a center's send queue (API.md "Send
