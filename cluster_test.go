@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -434,3 +437,225 @@ func TestClusterOfProcesses(t *testing.T) {
 }
 
 const slowSecret = "e2e-secret-app-4-slow-xxxxxx"
+
+// pushCounter reads one client's frames in its own goroutine, ACKs every
+// PUSH (so the room never redelivers) and counts those of one message id.
+type pushCounter struct {
+	conn *testkit.Conn
+	mu   sync.Mutex
+	got  map[uint64]int // message id -> PUSH frames of it
+	err  error          // the read error that ended it, unless stopped
+}
+
+func (p *pushCounter) run(stop <-chan struct{}) {
+	seq := uint32(1000)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		f, err := p.conn.Next(200 * time.Millisecond)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			p.mu.Lock()
+			p.err = err
+			p.mu.Unlock()
+			return
+		}
+		if f.Op != proto.OpPush {
+			continue
+		}
+		id, _, err := proto.ParsePush(f.Body)
+		if err != nil {
+			continue
+		}
+		p.mu.Lock()
+		p.got[id]++
+		p.mu.Unlock()
+		seq++
+		if _, err := p.conn.NetConn().Write(proto.AppendAck(nil, seq, []uint64{id})); err != nil {
+			p.mu.Lock()
+			p.err = err
+			p.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (p *pushCounter) count(id uint64) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.got[id], p.err
+}
+
+// TestClusterBroadcastJobResume is issue 15's acceptance test (Done when,
+// item 1): a QoS 1 broadcast accepted by center 1, on real ZooKeeper and
+// Redis+MySQL, shows the same progress through center 2; center 1 is killed
+// with -9 while it runs its sub-task; center 2 resumes it and the job ends
+// done; every online client got the message exactly once, and a uid that
+// was offline gets it at its login.
+func TestClusterBroadcastJobResume(t *testing.T) {
+	zkAddr := zkForTest(t)
+	redisAddr, dsn := redisForTest(t)
+	dir := t.TempDir()
+	run := time.Now().UnixNano()
+	c := &cluster{t: t, bin: buildBinary(t), zk: zkAddr, dir: dir, procs: map[string]*proc{},
+		root: fmt.Sprintf("/lcpush-bcast-%d", run)}
+	c.cfgPath = filepath.Join(dir, "seed.yaml")
+	// An app of this run only: the shared Redis and MySQL may hold other
+	// runs' broadcasts, which its users never see.
+	app := uint32(100000 + run/1e6%1000000)
+	const secret, key = "bcast-test-secret-xxxxxxxx", "bcast-test-key"
+	seed := strings.Replace(testkit.ConfigYAML(""), "room:\n",
+		fmt.Sprintf("  - {id: %d, name: bcast, secret: %s, api_key: %s}\nroom:\n", app, secret, key), 1)
+	if err := os.WriteFile(c.cfgPath, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stopAll)
+
+	c.start("register", "-target", "register", "-id", "register-1", "-rpc-addr", testkit.FreePort(t))
+	c.start("saver", "-target", "saver", "-id", "saver-1", "-rpc-addr", testkit.FreePort(t),
+		"-store", "redis", "-redis", redisAddr, "-mysql", dsn)
+	c.start("coordinator", "-target", "coordinator", "-id", "coordinator-1", "-rpc-addr", testkit.FreePort(t))
+	rooms := []string{testkit.FreePort(t), testkit.FreePort(t)}
+	for i, addr := range rooms {
+		id := fmt.Sprintf("bc-room-%c", 'a'+i)
+		c.start(id, "-target", "room", "-room-id", id, "-room-addr", addr, "-rpc-addr", testkit.FreePort(t))
+	}
+	// The member ids sort as the centers' numbers: the first room's task
+	// prefers center 1, the second's center 2.
+	center1, center2 := testkit.FreePort(t), testkit.FreePort(t)
+	c.start("bc-center-1", "-target", "center", "-id", "bc-center-1", "-center-addr", center1, "-node", "1")
+	c.start("bc-center-2", "-target", "center", "-id", "bc-center-2", "-center-addr", center2, "-node", "2")
+
+	// 20 clients per room at 10 deliveries/s for the job (5/s per room):
+	// the job lasts about 4 s, plus the lease of the killed center.
+	const perRoom = 20
+	tok := func(uid string) string { return token.Sign([]byte(secret), app, uid, time.Now().Add(time.Hour).Unix()) }
+	var counters []*pushCounter
+	var uids []string
+	for i := range 2 * perRoom {
+		uid := fmt.Sprintf("bc-%d", i)
+		conn := testkit.Dial(t, rooms[i%2])
+		conn.Login(app, uid, tok(uid), 60)
+		counters, uids = append(counters, &pushCounter{conn: conn, got: map[uint64]int{}}), append(uids, uid)
+	}
+	testkit.WaitFor(t, "every client online", 15*time.Second, func() bool {
+		for _, u := range uids {
+			if _, out, _ := testkit.API(t, center2, "GET", fmt.Sprintf("/v1/apps/%d/users/%s", app, u), key, ""); out["online"] != true {
+				return false
+			}
+		}
+		return true
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range counters {
+		wg.Go(func() { p.run(stop) })
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	code, out, _ := testkit.API(t, center1, "POST", fmt.Sprintf("/v1/apps/%d/broadcast", app), key, `{"text":"to everyone","qos":1,"ttl":600,"rate":10}`)
+	if code != 202 {
+		t.Fatalf("broadcast: %d %v", code, out)
+	}
+	job, _ := out["job_id"].(string)
+	msgID, err := strconv.ParseUint(fmt.Sprint(out["msg_id"]), 10, 64)
+	if err != nil {
+		t.Fatalf("broadcast answer %v", out)
+	}
+	jobAt := func(center string) map[string]any {
+		code, st, _ := testkit.API(t, center, "GET", "/v1/jobs/"+job, key, "")
+		if code != 200 {
+			t.Fatalf("job through %s: %d %v", center, code, st)
+		}
+		return st
+	}
+	// The same job through both centers while it runs: state, targets,
+	// stored and who holds which task agree; pushed only grows.
+	taskView := func(st map[string]any) string {
+		var b strings.Builder
+		for _, tk := range st["tasks"].([]any) {
+			tk := tk.(map[string]any)
+			fmt.Fprintf(&b, "%v/%v/%v ", tk["room"], tk["state"], tk["owner"])
+		}
+		return b.String()
+	}
+	var s1, s2 map[string]any
+	testkit.WaitFor(t, "the job running on both rooms, its progress moving, alike through both centers", 20*time.Second, func() bool {
+		s1 = jobAt(center1)
+		s2 = jobAt(center2)
+		p1, _ := s1["pushed"].(float64)
+		p2, _ := s2["pushed"].(float64)
+		if s1["state"] != "running" || s2["state"] != "running" {
+			t.Fatalf("job ended before center 1 was killed (make it slower):\n center 1 %v\n center 2 %v", s1, s2)
+		}
+		return s1["targets"] == float64(2*perRoom) && s2["targets"] == s1["targets"] && s2["stored"] == s1["stored"] &&
+			taskView(s1) == taskView(s2) && strings.Count(taskView(s1), "/running/") == 2 &&
+			p1 > 0 && p2 >= p1 && p2 < float64(2*perRoom)
+	})
+	t.Logf("before the kill: center 1 %v\ncenter 2 %v", s1, s2)
+	if !strings.Contains(taskView(s1), "/bc-center-1 ") {
+		t.Fatalf("center 1 holds no task: %s", taskView(s1))
+	}
+	c.kill9("bc-center-1")
+
+	var final map[string]any
+	testkit.WaitFor(t, "the job to end through center 2", 60*time.Second, func() bool {
+		final = jobAt(center2)
+		return final["state"] != "running"
+	})
+	t.Logf("after the kill: %v", final)
+	if final["state"] != "done" || final["pushed"] != float64(2*perRoom) || final["stored"] != 1.0 {
+		t.Fatalf("job %v, want done with %d pushed", final, 2*perRoom)
+	}
+	if v := taskView(final); strings.Count(v, "/done/bc-center-2 ") != 2 {
+		t.Fatalf("tasks %s: want both done, the killed center's resumed by center 2", v)
+	}
+	testkit.WaitFor(t, "every online client to get the broadcast", 10*time.Second, func() bool {
+		for i, p := range counters {
+			n, err := p.count(msgID)
+			if err != nil {
+				t.Fatalf("client %s: %v", uids[i], err)
+			}
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Exactly once: no client sees it a second time (from the resumed task
+	// or a redelivery) within the next 2 s.
+	if testkit.Poll(2*time.Second, func() bool {
+		for _, p := range counters {
+			if n, _ := p.count(msgID); n != 1 {
+				return true
+			}
+		}
+		return false
+	}) {
+		for i, p := range counters {
+			if n, _ := p.count(msgID); n != 1 {
+				t.Errorf("client %s got the broadcast %d times", uids[i], n)
+			}
+		}
+		t.FailNow()
+	}
+
+	// The uid that was offline gets it at its login.
+	late := testkit.Dial(t, rooms[1])
+	late.Login(app, "bc-offline", tok("bc-offline"), 60)
+	for {
+		id, p, _ := late.ExpectPush()
+		if id == msgID {
+			if string(p) != "to everyone" {
+				t.Fatalf("the offline uid got %q", p)
+			}
+			break
+		}
+	}
+}

@@ -1,13 +1,10 @@
 package center
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -29,7 +26,9 @@ type broadcastAnswer struct {
 }
 
 // handleBroadcast serves POST /v1/apps/{app}/broadcast: store the message
-// once (QoS 1) and start a job that pushes it to every online user.
+// once (QoS 1) and record a job on the board the centers share, one task
+// per room, that the centers' scanners run (jobs.go). The job's slot stays
+// with this center until the job is final or past its deadline.
 func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiError {
 	cfg, app, e := appRequest(s.conf, r)
 	if e != nil {
@@ -72,16 +71,15 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		deadline = exp
 	}
 	msg.ID = s.ids.Next()
-	job := &Job{
+	job := push.Job{
 		ID:       s.ids.Next(),
 		App:      app.ID,
 		Msg:      msg,
 		Rate:     pace,
-		appRate:  app.BroadcastRate,
-		Deadline: deadline,
-		started:  now.Unix(),
-		release:  release,
-		state:    JobRunning,
+		Owner:    s.owner(),
+		Started:  now.UnixMilli(),
+		Deadline: deadline.UnixMilli(),
+		State:    push.JobRunning,
 	}
 	if msg.Expire > 0 { // the delivery status record, before anything counts in it
 		ctx, cancel := s.callCtx(r.Context())
@@ -104,11 +102,38 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		}
 		job.Stored = true
 	}
-	s.jobs.add(job)
-	if !s.startJob(func() { s.runJob(job) }) {
+	if s.isClosed() {
 		release()
-		job.finish(time.Now().Unix(), push.ErrClosed)
 		return unavailable("center is shutting down")
+	}
+	// One task per room: each room walks its own connections of the app.
+	// A room list that fails still records the job, failed, as before.
+	ctx, cancel := s.callCtx(r.Context())
+	rooms, listErr := s.rooms.IDs(ctx)
+	cancel()
+	if listErr != nil {
+		depErrors.WithLabelValues("room_list").Inc()
+		rooms = nil
+	}
+	ctx, cancel = s.callCtx(r.Context())
+	err := s.store.CreateJob(ctx, job, rooms)
+	cancel()
+	if err != nil {
+		release()
+		depErrors.WithLabelValues("create_job").Inc()
+		s.log.Warn("center broadcast: record the job", "app", app.ID, "job", job.ID, "err", err)
+		return unavailable("job store unavailable")
+	}
+	s.holdSlot(job.ID, release)
+	jobEvents.WithLabelValues("started").Inc()
+	switch {
+	case listErr != nil:
+		s.finishJob(r.Context(), job.ID, push.JobFailed, fmt.Sprintf("center job %d: list rooms: %v", job.ID, listErr), false)
+	case len(rooms) == 0:
+		s.finishJob(r.Context(), job.ID, push.JobDone, "", false)
+	default:
+		s.startScanner()
+		s.kickScan()
 	}
 	s.apiBroadcasts.Add(1)
 	writeJSON(w, http.StatusAccepted, broadcastAnswer{
@@ -129,104 +154,6 @@ func checkRate(rate, minRate float64) *apiError {
 	return nil
 }
 
-// maxRoomCalls bounds the rooms one job reaches at the same time.
-const maxRoomCalls = 16
-
-// runJob lists the rooms, gives each of them one task (the room delivers the
-// message to its own connections of the app, paced to its share of
-// job.Rate) and records the outcome: failed when the rooms cannot be listed
-// or any room failed (a stored message still reaches those users at their
-// next login). The job runs under a context that ends at job.Deadline (and
-// at Shutdown): the room calls get that deadline (over RPC it travels with
-// the request), so a job paced too slowly to finish in time is failed and
-// its slot freed.
-func (s *Service) runJob(job *Job) {
-	defer job.release()
-	jobsRunning.Inc()
-	defer jobsRunning.Dec()
-	jobEvents.WithLabelValues("started").Inc()
-	ctx, cancel := context.WithDeadline(s.jobCtx, job.Deadline)
-	defer cancel()
-	err := s.runShared(ctx, job)
-	// A room may give up a little before ctx ends, when its pacing would
-	// pass the deadline: its error wraps context.DeadlineExceeded too.
-	if err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)) {
-		jobEvents.WithLabelValues("deadline").Inc()
-		err = fmt.Errorf("job deadline %s passed (center.job_deadline or the message ttl): %w",
-			job.Deadline.UTC().Format(time.RFC3339), err)
-	}
-	job.finish(time.Now().Unix(), err)
-	if err != nil {
-		jobEvents.WithLabelValues("failed").Inc()
-		s.log.Warn("center broadcast job failed", "job", job.ID, "app", job.App, "err", err)
-		return
-	}
-	jobEvents.WithLabelValues("done").Inc()
-}
-
-// runShared runs the job's tasks once its rate fits beside the app's other
-// running jobs within the app's broadcast_rate (bcastrate.go).
-func (s *Service) runShared(ctx context.Context, job *Job) error {
-	release, err := s.bcastRates.acquire(ctx, job.App, job.Rate, job.appRate)
-	if err != nil {
-		return fmt.Errorf("center job %d: waited for the app's broadcast_rate, shared with its running jobs: %w", job.ID, err)
-	}
-	defer release()
-	return s.runTasks(ctx, job)
-}
-
-func (s *Service) runTasks(ctx context.Context, job *Job) error {
-	cctx, cancel := s.callCtx(ctx)
-	rooms, err := s.rooms.IDs(cctx)
-	cancel()
-	if err != nil {
-		depErrors.WithLabelValues("room_list").Inc()
-		return fmt.Errorf("center job %d: list rooms: %w", job.ID, err)
-	}
-	if len(rooms) == 0 {
-		return nil
-	}
-	tasks := make([]*Task, len(rooms))
-	for i, id := range rooms {
-		tasks[i] = &Task{Room: id}
-	}
-	job.setTasks(tasks)
-	share := job.Rate / float64(len(rooms))
-	sem := make(chan struct{}, maxRoomCalls)
-	errs := make([]error, len(tasks))
-	var wg sync.WaitGroup
-	for i, t := range tasks {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done(): // deadline or Shutdown: start no more rooms
-			errs[i] = fmt.Errorf("room %s not reached: %w", t.Room, ctx.Err())
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = s.runTask(ctx, job, t, share)
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// runTask has one room deliver the job's message. The call lasts as long as
-// the room's pacing needs, so it is bounded by the job (its deadline and
-// Shutdown: ctx), not by the per-call timeout.
-func (s *Service) runTask(ctx context.Context, job *Job, t *Task, perSec float64) error {
-	n, err := s.rooms.Broadcast(ctx, t.Room, job.Msg, perSec)
-	t.targets.Add(int64(n))
-	t.pushed.Add(int64(n))
-	deliveries.WithLabelValues("broadcast").Add(float64(n))
-	if err != nil {
-		roomErrors.WithLabelValues("broadcast").Inc()
-		s.log.Warn("center: room broadcast", "room", t.Room, "job", job.ID, "msg", job.Msg.ID, "reached", n, "err", err)
-		return fmt.Errorf("room %s: %w", t.Room, err)
-	}
-	return nil
-}
-
 // handleJob serves GET /v1/jobs/{job}: the admin key or the api key of the
 // job's app.
 func (s *Service) handleJob(w http.ResponseWriter, r *http.Request) *apiError {
@@ -238,19 +165,23 @@ func (s *Service) handleJob(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return notFound("no such job")
 	}
-	job, ok := s.jobs.get(id)
+	ctx, cancel := s.callCtx(r.Context())
+	defer cancel()
+	job, tasks, ok, err := s.store.Job(ctx, id)
+	if err != nil {
+		depErrors.WithLabelValues("job").Inc()
+		return unavailable("job store unavailable")
+	}
 	if !ok {
 		return notFound("no such job")
 	}
 	if !c.mayAct(job.App) {
 		return forbidden("this key cannot read jobs of app " + strconv.FormatUint(uint64(job.App), 10))
 	}
-	st := job.status()
-	ctx, cancel := s.callCtx(r.Context())
-	if ds, ok, err := s.store.Status(ctx, job.App, job.Msg.ID); err == nil && ok {
-		st.Sent, st.Acked = ds.Sent, ds.Acked
+	var ds *push.MessageStatus
+	if st, ok, err := s.store.Status(ctx, job.App, job.Msg.ID); err == nil && ok {
+		ds = &st
 	}
-	cancel()
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, jobAnswer(job, tasks, ds))
 	return nil
 }

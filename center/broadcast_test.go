@@ -11,6 +11,7 @@ import (
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // addUsers puts n users of app on rooms room-0..room-(rooms-1).
@@ -206,11 +207,21 @@ func TestBroadcastJobSlots(t *testing.T) {
 	waitJob(t, e, job2, adminKey)
 }
 
-func TestBroadcastShutdownStopsJobs(t *testing.T) {
-	e := newEnv(t, Config{}, nil)
+// Shutdown stops the center's tasks but not the job: it stays on the board,
+// and a center restarted on the same store (the same member id) takes its
+// task back at once and finishes it.
+func TestBroadcastShutdownLeavesJobs(t *testing.T) {
+	e := newEnv(t, Config{ID: "center-1"}, nil)
+	e.svc.runner.timing = fastJobs
 	addUsers(e, "u", 3, 1, 1)
-	e.rooms.block = make(chan struct{}) // never released
+	block := make(chan struct{})
+	e.rooms.block = block
 	job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
+	id, _ := strconv.ParseUint(job, 10, 64)
+	testkit.WaitFor(t, "center-1 to hold the task", 5*time.Second, func() bool {
+		_, ts, _, _ := e.store.Job(context.Background(), id)
+		return len(ts) == 1 && ts[0].State == push.TaskRunning && ts[0].Owner == "center-1"
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -220,14 +231,28 @@ func TestBroadcastShutdownStopsJobs(t *testing.T) {
 	if d := time.Since(t0); d > 2*time.Second {
 		t.Fatalf("Shutdown took %v", d)
 	}
-	if m := waitJob(t, e, job, key1); m["state"] != JobFailed {
-		t.Fatalf("job after shutdown %v", m)
-	}
 	if total, _ := e.svc.slots.running(1); total != 0 {
 		t.Fatalf("%d slots still taken after shutdown", total)
 	}
 	if a := e.do(t, "POST", "/v1/apps/1/broadcast", key1, `{"text":"x","qos":0}`); a.status != 503 {
 		t.Fatalf("broadcast after shutdown: %d %s", a.status, a.body)
+	}
+	if m := e.do(t, "GET", "/v1/jobs/"+job, key1, "").json(t); m["state"] != JobRunning {
+		t.Fatalf("job after shutdown %v, want still running on the board", m)
+	}
+	close(block)
+	restarted, err := New(Config{ID: "center-1"}, Deps{Config: e.conf, IDs: e.svc.ids, Register: e.reg, Saver: e.store, Rooms: e.rooms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.runner.timing = fastJobs
+	restarted.startScanner()
+	t.Cleanup(func() { restarted.Shutdown(context.Background()) })
+	if m := waitJob(t, e, job, key1); m["state"] != JobDone || m["pushed"] != 3.0 {
+		t.Fatalf("job after the restart %v", m)
+	}
+	if n := e.rooms.deliveredCount(); n != 3 {
+		t.Fatalf("%d deliveries, want 3", n)
 	}
 }
 
@@ -278,20 +303,6 @@ func TestJobEndpoint(t *testing.T) {
 				t.Fatalf("%d %s, want %d", a.status, a.body, tc.status)
 			}
 		})
-	}
-}
-
-func TestJobStoreKeepsRecent(t *testing.T) {
-	st := newJobStore(3)
-	running := &Job{ID: 1, state: JobRunning}
-	st.add(running)
-	for id := uint64(2); id <= 6; id++ {
-		st.add(&Job{ID: id, state: JobDone})
-	}
-	for id, want := range map[uint64]bool{1: true, 2: false, 3: false, 4: false, 5: true, 6: true} {
-		if _, ok := st.get(id); ok != want {
-			t.Fatalf("job %d kept = %v, want %v", id, ok, want)
-		}
 	}
 }
 

@@ -74,6 +74,14 @@ type Saver interface {
 	Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error)
 	QueueOwners(ctx context.Context) ([]string, error)
 	Claim(ctx context.Context, from, to string) (int, error)
+	// The broadcast job board every center shares (jobs.go; the contract
+	// is saver.JobBoard's).
+	CreateJob(ctx context.Context, j push.Job, rooms []string) error
+	Job(ctx context.Context, id uint64) (push.Job, []push.JobTask, bool, error)
+	RunningJobs(ctx context.Context) ([]uint64, error)
+	ClaimTask(ctx context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error)
+	UpdateTask(ctx context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error)
+	FinishJob(ctx context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error)
 }
 
 // Rooms routes by room instance id (a directory of rooms, local or RPC).
@@ -87,9 +95,14 @@ type Rooms interface {
 	Kick(ctx context.Context, room, uid string, connID uint64, apps []uint32, code int, reason string) (bool, error)
 	// Broadcast has room deliver msg to all of its connections with msg.App
 	// bound, at most perSec per second (<= 0: unpaced), and returns how many
-	// got it. It lasts as long as the pacing needs, and must end when ctx
-	// does: ctx carries the job's deadline (center.job_deadline or the
-	// message's expiry), also across RPC.
+	// got it. The room runs the delivery as its own task, one per msg.ID,
+	// bounded by ctx's deadline (the job's: center.job_deadline or the
+	// message's expiry, also across RPC; none: one hour): the call returns
+	// when ctx ends (the count so far and ctx's error) but the task goes on.
+	// A later call for the same msg.ID (a resumed sub-task) joins the
+	// running task, or gets the finished one's count and error at once, and
+	// writes nothing again; its perSec is ignored. With too many tasks
+	// running the room refuses (push.ErrUnavailable).
 	Broadcast(ctx context.Context, room string, msg push.Message, perSec float64) (int, error)
 	// IDs lists the rooms of the platform (every room a broadcast must reach).
 	IDs(ctx context.Context) ([]string, error)
@@ -100,12 +113,14 @@ type Config struct {
 	Addr   string // listen address, default ":8000"
 	Logger *slog.Logger
 	// ID is this center's member id, the owner of its send queue journal
-	// (journal.go): stable across restarts, so a restart re-queues what it
-	// held. Empty: no journal.
+	// (journal.go) and of its claims on broadcast tasks (jobs.go): stable
+	// across restarts, so a restart re-queues what it held and takes its
+	// tasks back at once. Empty: no journal, and "center" on the job board.
 	ID string
 	// CallTimeout bounds each call to a dependency (default 5s).
 	CallTimeout time.Duration
-	// KeepJobs is how many finished jobs stay queryable (default 1000).
+	// KeepJobs is unused: finished jobs stay in the store for
+	// center.job_keep (pkg/config). Kept for compatibility.
 	KeepJobs int
 	// LookupRetry is how long a QoS 1 push retries the lookup of recipients
 	// the register could not answer for before queueing them (retry.go);
@@ -129,7 +144,8 @@ type Deps struct {
 	// share (nil: this center alone).
 	Centers func() int
 	// CenterIDs, when set, lists the live centers' member ids: the lowest
-	// takes over the send queue journal of a center that left (journal.go).
+	// takes over the send queue journal of a center that left (journal.go),
+	// and broadcast tasks are spread over them (jobs.go).
 	CenterIDs func() []string
 }
 
@@ -147,17 +163,17 @@ type Service struct {
 	centers   func() int      // live centers sharing each app's rate (Deps.Centers)
 	centerIDs func() []string // live centers' ids (Deps.CenterIDs)
 	id        string          // Config.ID
-	jobs      *jobStore
-	retry     *retryQueue // deliveries waiting for the register (retry.go)
+	runner    *jobRunner      // this center's share of the broadcast jobs (jobs.go)
+	retry     *retryQueue     // deliveries waiting for the register (retry.go)
 
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64
 	apiBroadcasts atomic.Uint64
 
-	// Broadcast jobs: slots bounds how many run (config center.max_jobs
-	// and max_jobs_per_app, read at each request; a job holds a goroutine
-	// and one call per room), jobCtx ends them at Shutdown, jobWG waits for
-	// them.
+	// Broadcast jobs: slots bounds how many of the jobs this center
+	// accepted run (config center.max_jobs and max_jobs_per_app, read at
+	// each request), jobCtx ends the scanner and the tasks at Shutdown,
+	// jobWG waits for them.
 	slots      jobSlots
 	bcastRates bcastRates // each app's broadcast_rate, shared by its running jobs
 	// statusSlots bounds the QoS 0 status records written at once (messages.go).
@@ -187,9 +203,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
-	if cfg.KeepJobs <= 0 {
-		cfg.KeepJobs = 1000
-	}
 	if cfg.LookupRetry == 0 {
 		cfg.LookupRetry = DefaultLookupRetry
 	}
@@ -207,7 +220,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		reg:         deps.Register,
 		store:       deps.Saver,
 		rooms:       deps.Rooms,
-		jobs:        newJobStore(cfg.KeepJobs),
+		runner:      newJobRunner(),
 		retry:       newRetryQueue(),
 		sendq:       newSendQueue(),
 		centers:     deps.Centers,
@@ -239,6 +252,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.log.Info("center listening", "addr", s.srv.Addr())
 	s.startJob(func() { s.watchJournal(s.jobCtx) })
+	s.startScanner() // resumes the jobs left on the board, and takes part in the others'
 	return nil
 }
 
@@ -251,8 +265,10 @@ func (s *Service) Addr() string {
 }
 
 // Shutdown stops accepting requests and jobs, lets in-flight requests finish
-// within ctx, stops the running broadcast jobs (they end "failed"; a QoS 1
-// broadcast stays stored for users' next login) and the retry queue's
+// within ctx, stops the broadcast tasks this center runs (they stay on the
+// job board: their leases lapse and another center resumes them, or this
+// one when it restarts on the same store) and gives back its job slots,
+// stops the retry queue's
 // drainer and the send queues' scheduler and workers (what they held stays
 // stored; QoS 0 pushes still queued are dropped), and waits for every
 // goroutine. It is idempotent.
@@ -265,6 +281,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		err = s.srv.Shutdown(ctx)
 		s.jobCancel()
 		s.jobWG.Wait()
+		s.releaseAllSlots()
 	})
 	return err
 }
@@ -282,6 +299,12 @@ func (s *Service) startJob(f func()) bool {
 		f()
 	}()
 	return true
+}
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // callCtx bounds one dependency call.

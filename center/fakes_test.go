@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/idgen"
 	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/saver"
 )
 
 var errDown = errors.New("dependency down")
@@ -126,13 +128,27 @@ func (f *fakeRegister) Counts(context.Context) (push.Counts, error) {
 }
 
 type fakeSaver struct {
-	ev         *events
-	mu         sync.Mutex
-	err        error
-	saved      []push.Message
-	savedUIDs  [][]string
-	broadcasts []push.Message
-	stats      push.StoreStats
+	saver.JobBoard           // the job board, shared by the centers of a test
+	board          *memBoard // the JobBoard when it is the fake's
+	ev             *events
+	mu             sync.Mutex
+	err            error
+	saved          []push.Message
+	savedUIDs      [][]string
+	broadcasts     []push.Message
+	stats          push.StoreStats
+	status         map[uint64]push.MessageStatus // delivery status records by message id
+}
+
+// newFakeSaver returns the fake store with board as its job board (nil:
+// a memBoard).
+func newFakeSaver(ev *events, board saver.JobBoard) *fakeSaver {
+	f := &fakeSaver{ev: ev, JobBoard: board}
+	if board == nil {
+		f.board = newMemBoard()
+		f.JobBoard = f.board
+	}
+	return f
 }
 
 func (f *fakeSaver) Save(_ context.Context, msg push.Message, uids []string) error {
@@ -168,8 +184,24 @@ func (f *fakeSaver) Queued(context.Context, string, int) ([]push.QueuedPush, err
 func (f *fakeSaver) QueueOwners(context.Context) ([]string, error)      { return nil, nil }
 func (f *fakeSaver) Claim(context.Context, string, string) (int, error) { return 0, nil }
 
-func (f *fakeSaver) Status(context.Context, uint32, uint64) (push.MessageStatus, bool, error) {
-	return push.MessageStatus{}, false, nil
+func (f *fakeSaver) Status(_ context.Context, app uint32, id uint64) (push.MessageStatus, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.status[id]
+	if !ok || (app != 0 && st.App != app) {
+		return push.MessageStatus{}, false, nil
+	}
+	return st, true, nil
+}
+
+// setStatus sets a message's delivery status record (what the rooms count).
+func (f *fakeSaver) setStatus(st push.MessageStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status == nil {
+		f.status = make(map[uint64]push.MessageStatus)
+	}
+	f.status[st.MsgID] = st
 }
 
 func (f *fakeSaver) UserState(context.Context, uint32, uint64, string) (string, error) {
@@ -220,6 +252,8 @@ type fakeRooms struct {
 	offline    map[string]bool // uids that are not really connected
 	block      chan struct{}   // when set, Push and Broadcast wait on it or on ctx
 	errIDs     error
+	reached    map[string]int // room/msg id -> connections its broadcast reached
+	delivered  int            // connections reached by broadcasts, in all
 }
 
 type roomBroadcast struct {
@@ -253,6 +287,12 @@ func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message
 		return 0, errDown
 	}
 	f.broadcasts = append(f.broadcasts, roomBroadcast{room, msg, perSec})
+	// Like a room, once per message: a second call answers the count of
+	// the first and delivers nothing more.
+	key := room + "/" + strconv.FormatUint(msg.ID, 10)
+	if n, ok := f.reached[key]; ok {
+		return n, nil
+	}
 	n := 0
 	f.reg.mu.Lock()
 	for _, s := range f.reg.sessions {
@@ -261,7 +301,19 @@ func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message
 		}
 	}
 	f.reg.mu.Unlock()
+	if f.reached == nil {
+		f.reached = make(map[string]int)
+	}
+	f.reached[key] = n
+	f.delivered += n
 	return n, nil
+}
+
+// deliveredCount is how many connections got a broadcast, all calls together.
+func (f *fakeRooms) deliveredCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.delivered
 }
 
 // IDs lists the rooms of the register's sessions, and the down ones.
@@ -372,7 +424,7 @@ func newEnv(t testing.TB, cfg Config, mutate func(*config.Config)) *env {
 		conf:  config.NewHolder(testConfig(t, mutate)),
 		ev:    ev,
 		reg:   reg,
-		store: &fakeSaver{ev: ev},
+		store: newFakeSaver(ev, nil),
 		rooms: &fakeRooms{ev: ev, reg: reg},
 	}
 	ids, err := idgen.New(1)
@@ -451,4 +503,193 @@ func (e *env) do(t *testing.T, method, path, key, body string) answer {
 // session returns a session of uid on room with apps bound.
 func session(uid, room string, conn uint64, apps ...uint32) push.Session {
 	return push.Session{UID: uid, Room: room, ConnID: conn, Apps: apps, Since: 1700000000, IP: "10.0.0.1"}
+}
+
+// memBoard is an in-memory job board with saver.JobBoard's contract.
+type memBoard struct {
+	mu   sync.Mutex
+	jobs map[uint64]*boardJob
+	skew time.Duration // added to the clock that drops jobs past Keep
+}
+
+type boardJob struct {
+	job   push.Job
+	tasks []push.JobTask // by room, ascending
+}
+
+func newMemBoard() *memBoard { return &memBoard{jobs: make(map[uint64]*boardJob)} }
+
+// get returns the job, dropping it when past its Keep; call with mu held.
+func (b *memBoard) get(id uint64) *boardJob {
+	j := b.jobs[id]
+	if j != nil && j.job.Keep > 0 && time.Now().Add(b.skew).UnixMilli() >= j.job.Keep {
+		delete(b.jobs, id)
+		return nil
+	}
+	return j
+}
+
+func (b *memBoard) CreateJob(_ context.Context, j push.Job, rooms []string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.jobs[j.ID] != nil {
+		return nil
+	}
+	bj := &boardJob{job: j}
+	bj.job.State = push.JobRunning
+	for _, r := range slices.Sorted(slices.Values(rooms)) {
+		bj.tasks = append(bj.tasks, push.JobTask{Room: r, State: push.TaskPending})
+	}
+	b.jobs[j.ID] = bj
+	return nil
+}
+
+func (b *memBoard) Job(_ context.Context, id uint64) (push.Job, []push.JobTask, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	j := b.get(id)
+	if j == nil {
+		return push.Job{}, nil, false, nil
+	}
+	return j.job, slices.Clone(j.tasks), true, nil
+}
+
+func (b *memBoard) RunningJobs(context.Context) ([]uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []uint64
+	for id, j := range b.jobs {
+		if j.job.State == push.JobRunning {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (b *memBoard) task(id uint64, room string) (*boardJob, *push.JobTask) {
+	j := b.get(id)
+	if j == nil || j.job.State != push.JobRunning {
+		return nil, nil
+	}
+	for i := range j.tasks {
+		if j.tasks[i].Room == room {
+			return j, &j.tasks[i]
+		}
+	}
+	return j, nil
+}
+
+func (b *memBoard) ClaimTask(_ context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, t := b.task(id, room)
+	if t == nil {
+		return false, nil
+	}
+	switch {
+	case t.State == push.TaskPending,
+		t.State == push.TaskRunning && (t.Owner == owner || now.UnixMilli() > t.Lease):
+		t.State, t.Owner, t.Lease = push.TaskRunning, owner, now.Add(lease).UnixMilli()
+		return true, nil
+	}
+	return false, nil
+}
+
+func (b *memBoard) UpdateTask(_ context.Context, id uint64, u push.JobTask, now time.Time, lease time.Duration) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, t := b.task(id, u.Room)
+	if t == nil || t.State != push.TaskRunning || t.Owner != u.Owner || now.UnixMilli() > t.Lease {
+		return false, nil
+	}
+	t.Targets, t.Pushed, t.Error, t.State = u.Targets, u.Pushed, u.Error, u.State
+	if u.State == push.TaskRunning {
+		t.Lease = now.Add(lease).UnixMilli()
+	}
+	return true, nil
+}
+
+func (b *memBoard) FinishJob(_ context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	j := b.get(id)
+	if j == nil || j.job.State != push.JobRunning {
+		return false, nil
+	}
+	j.job.State, j.job.Error, j.job.Finished, j.job.Keep = state, errMsg, now.UnixMilli(), now.Add(keep).UnixMilli()
+	j.job.Msg.Payload = nil
+	return true, nil
+}
+
+// liveSet is the membership of a test's centers (Deps.CenterIDs).
+type liveSet struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (l *liveSet) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ids)
+}
+
+func (l *liveSet) set(ids ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ids = ids
+}
+
+// fastJobs is the job board's timing in tests: a lease of 1.5 s renewed
+// every 100 ms (a loaded machine may stall a renewal for a while), and a
+// second for a task's preferred center to claim it.
+var fastJobs = jobTiming{
+	scan:   50 * time.Millisecond,
+	lease:  1500 * time.Millisecond,
+	renew:  100 * time.Millisecond,
+	prefer: time.Second,
+	grace:  200 * time.Millisecond,
+}
+
+// newCluster returns one center per member id on the same fakes (one
+// store and job board, the same register and rooms), each behind its own
+// httptest server, with the job board's timing shortened, and their
+// membership (all of them live).
+func newCluster(t testing.TB, mutate func(*config.Config), ids ...string) ([]*env, *liveSet) {
+	t.Helper()
+	return newClusterOn(t, nil, mutate, ids...)
+}
+
+// newClusterOn is newCluster on board (nil: a memBoard).
+func newClusterOn(t testing.TB, board saver.JobBoard, mutate func(*config.Config), ids ...string) ([]*env, *liveSet) {
+	t.Helper()
+	first := newEnv(t, Config{}, mutate) // the shared fakes; its own center is not used
+	if board != nil {
+		first.store = newFakeSaver(first.ev, board)
+	}
+	live := &liveSet{ids: slices.Clone(ids)}
+	var out []*env
+	for i, id := range ids {
+		e := *first
+		gen, err := idgen.New(i + 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc, err = New(Config{ID: id}, Deps{Config: e.conf, IDs: gen, Register: e.reg, Saver: e.store, Rooms: e.rooms, CenterIDs: live.list})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.runner.timing = fastJobs
+		e.svc.startScanner()
+		e.srv = httptest.NewServer(e.svc.Handler())
+		svc, srv := e.svc, e.srv
+		t.Cleanup(func() {
+			srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			svc.Shutdown(ctx)
+		})
+		out = append(out, &e)
+	}
+	return out, live
 }

@@ -69,12 +69,8 @@ func (s *Service) handleMessage(w http.ResponseWriter, r *http.Request) *apiErro
 	case !ok: // queued before its record exists (a QoS 0 push opens it when it is released)
 		st = q.status
 	}
-	if st.Kind == push.KindBroadcast {
-		if j := s.jobs.byMsg(st.App, id); j != nil {
-			js := j.status()
-			st.Targets = max(st.Targets, js.Targets)
-		}
-	}
+	// A broadcast's targets are in its record: each room adds its
+	// connections when its task starts.
 	a := messageAnswer{
 		MsgID: strconv.FormatUint(id, 10), App: st.App, Kind: st.Kind, Created: st.Created, Expires: st.Expires,
 		Targets: st.Targets, Stored: st.Stored, Sent: st.Sent, Acked: st.Acked, Expired: st.Expired, Parked: st.Parked,

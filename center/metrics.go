@@ -49,6 +49,18 @@ var (
 	}, []string{"reason"})
 	jobsRunning = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "lcpush_center_jobs_running",
-		Help: "Broadcast jobs running now.",
+		Help: "Broadcast jobs this center accepted that still run (holding its job slots).",
 	})
+)
+
+// Broadcast jobs on the shared board (jobs.go).
+var (
+	taskEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_job_tasks_total",
+		Help: "Broadcast tasks (one room of a job) on this center, by event: claimed (pending), resumed (taken over from a lapsed lease or after a restart), lost (another center took the claim), done, failed.",
+	}, []string{"event"})
+	jobsFinished = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_center_jobs_finished_total",
+		Help: "Broadcast jobs this center finished on the board (whichever center ended the last task), by state: done, failed.",
+	}, []string{"state"})
 )

@@ -77,9 +77,11 @@ func benchFanout(b *testing.B, n, size int, broadcast bool) {
 	for b.Loop() {
 		if broadcast { // Broadcast waits for its writes: keep 64 in flight
 			inflight <- struct{}{}
+			msg.ID++ // one task per id: a repeated id would write nothing
+			m := msg
 			go func() {
 				defer func() { <-inflight }()
-				if k, err := e.room.Broadcast(b.Context(), msg, 0); err != nil || k != n {
+				if k, err := e.room.Broadcast(b.Context(), m, 0); err != nil || k != n {
 					b.Errorf("Broadcast = %d, %v; want %d", k, err, n)
 				}
 			}()

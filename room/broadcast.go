@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -25,9 +26,14 @@ type bcastWait struct {
 }
 
 func newBcastWait() *bcastWait {
-	w := &bcastWait{ch: make(chan struct{})}
-	w.refs.Store(1)
+	w := new(bcastWait)
+	w.init()
 	return w
+}
+
+func (w *bcastWait) init() {
+	w.ch = make(chan struct{})
+	w.refs.Store(1)
 }
 
 func (w *bcastWait) hold() { w.refs.Add(1) }
@@ -52,27 +58,64 @@ func (w *bcastWait) wait(ctx context.Context) (int, error) {
 }
 
 // Broadcast delivers msg to every connection here that has msg.App bound,
-// at most perSec connections per second (<= 0, NaN or +Inf: no pacing), and returns how
-// many got it once their frames are written (or dropped). Unlike Push it
-// needs no target list: the room walks its own connections, so an app-wide
-// broadcast costs the platform no register scan. A connection that
+// at most perSec connections per second (<= 0, NaN or +Inf: no pacing), and
+// returns how many got it once their frames are written (or dropped). Unlike
+// Push it needs no target list: the room walks its own connections, so an
+// app-wide broadcast costs the platform no register scan. A connection that
 // authenticates while it runs may get the message both live and from the
 // store (at-least-once; clients drop duplicate msg ids).
+//
+// The delivery is a task the room owns, one per msg.ID (bcasttask.go), so
+// that a sub-task resumed by another center never writes the message twice:
+//   - the first call starts it, bounded by ctx's deadline (none: one hour)
+//     or msg.Expire, whichever is sooner, and waits for it;
+//   - a caller whose ctx ends first (its center died, its RPC connection
+//     dropped) gets the count so far and ctx's error, and the task goes on;
+//   - a call for a running task joins it (its perSec is ignored) and returns
+//     the task's count; one for a finished task returns that count (and
+//     error) at once, until deadline + 10 minutes;
+//   - with maxBcastTasks tasks running, it fails with ErrBroadcastsFull
+//     (push.ErrUnavailable).
+//
+// When a task starts, it reports the connections it found (Targets) to the
+// delivery status, once.
 func (r *Room) Broadcast(ctx context.Context, msg push.Message, perSec float64) (int, error) {
 	if r.isClosing() {
 		return 0, fmt.Errorf("room broadcast: %w", push.ErrClosed)
 	}
-	w := newBcastWait()
+	if err := ctx.Err(); err != nil { // a caller already gone starts nothing
+		return 0, fmt.Errorf("room broadcast: %w", err)
+	}
+	t, how, err := r.bcastTask(ctx, msg, perSec)
+	if c := mBcastCallsBy[how]; c != nil {
+		c.Inc()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("room broadcast %d: %w", msg.ID, err)
+	}
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		select {
+		case <-t.done: // both: the outcome is the better answer
+		default:
+			return int(t.w.sent.Load()), fmt.Errorf("room broadcast: %w", ctx.Err())
+		}
+	}
+	if t.err != nil {
+		return t.n, fmt.Errorf("room broadcast: %w", t.err)
+	}
+	return t.n, nil
+}
+
+// runBcast is a task's delivery, under the task's ctx; w counts its writes.
+func (r *Room) runBcast(ctx context.Context, msg push.Message, perSec float64, w *bcastWait) (int, error) {
+	if err := ctx.Err(); err != nil { // expired before it began
+		return 0, err
+	}
 	var err error
 	if !(perSec > 0) || math.IsInf(perSec, 1) || float64(r.onl.Load()) <= perSec*burstWindow {
-		for _, l := range r.allLoops() {
-			b := batchPool.Get().(*pushBatch)
-			b.msg, b.all, b.wide, b.wait = msg, true, true, w
-			w.hold()
-			if l.admit(b) {
-				r.enqueue(l, b)
-			}
-		}
+		r.broadcastAll(msg, w)
 	} else {
 		err = r.broadcastPaced(ctx, msg, perSec, w)
 	}
@@ -80,10 +123,33 @@ func (r *Room) Broadcast(ctx context.Context, msg push.Message, perSec float64) 
 	if err == nil {
 		err = werr
 	}
-	if err != nil {
-		return n, fmt.Errorf("room broadcast: %w", err)
+	return n, err
+}
+
+// broadcastAll queues one app-wide batch per loop: the flush walks the
+// loop's connections, with no per-connection bookkeeping before. Each loop
+// then counts its targets in a walk of its own, after the flush queued
+// here when the loop was idle.
+func (r *Room) broadcastAll(msg push.Message, w *bcastWait) {
+	for _, l := range r.allLoops() {
+		b := batchPool.Get().(*pushBatch)
+		b.msg, b.all, b.wide, b.wait = msg, true, true, w
+		w.hold()
+		if l.admit(b) {
+			r.enqueue(l, b)
+		}
+		// A loop that no longer runs tasks has no connection left to count.
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			n := 0
+			l.each(func(s *connState) {
+				if s.state == stAuthed && s.hasApp(msg.App) {
+					n++
+				}
+			})
+			l.sent.target(&msg, int64(n))
+			return nil
+		}))
 	}
-	return n, nil
 }
 
 // broadcastPaced snapshots, per loop, the connections that have msg.App
@@ -101,6 +167,7 @@ func (r *Room) broadcastPaced(ctx context.Context, msg push.Message, perSec floa
 		})
 		if l.idx < len(snap) { // a loop born after allLoops has no connection to miss
 			snap[l.idx] = ss // each loop writes its own slot
+			l.sent.target(&msg, int64(len(ss)))
 		}
 	})
 	if err := ctx.Err(); err != nil {

@@ -82,6 +82,14 @@ var (
 		Name: "lcpush_room_redelivered_total",
 		Help: "Stored messages pushed again by Redeliver (after a register re-fill).",
 	})
+	mBcastTasks = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lcpush_room_broadcast_tasks",
+		Help: "Broadcast tasks in the rooms' tables, by state: running, or finished (kept to answer a resumed sub-task).",
+	}, []string{"state"})
+	mBcastCalls = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lcpush_room_broadcast_calls_total",
+		Help: "Broadcast calls by result: started a task, joined a running one, answered by a finished one, or refused (the table full of running tasks).",
+	}, []string{"result"})
 	mPoolDropped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_room_pool_rejected_total",
 		Help: "Tasks the full (or closed) worker pool refused, by task.",
@@ -121,6 +129,17 @@ var framesIn = func() (out [256]prometheus.Counter) {
 }()
 
 var mClosePeer = mCloses.WithLabelValues(closePeer)
+
+var (
+	mBcastRunning  = mBcastTasks.WithLabelValues("running")
+	mBcastFinished = mBcastTasks.WithLabelValues("finished")
+	mBcastCallsBy  = map[string]prometheus.Counter{
+		callStarted:  mBcastCalls.WithLabelValues(callStarted),
+		callJoined:   mBcastCalls.WithLabelValues(callJoined),
+		callFinished: mBcastCalls.WithLabelValues(callFinished),
+		callRefused:  mBcastCalls.WithLabelValues(callRefused),
+	}
+)
 
 // mConnsBy caches the children of mConnsByTransport by transport kind.
 var mConnsBy = [...]prometheus.Gauge{

@@ -39,7 +39,10 @@
 //   - limits.go: per-connection op rate limits (token buckets).
 //   - write.go: the write path: frame building, output budget and
 //     backpressure, per-loop push coalescing and the flush.
-//   - push.go, broadcast.go: delivery of messages (targeted, app-wide).
+//   - push.go, broadcast.go: delivery of messages (targeted, app-wide);
+//     bcasttask.go: the broadcast tasks the room owns, one per message id,
+//     which outlive their caller and answer a repeated call without
+//     writing again.
 //   - kick.go: Kick (apps are tenants). shutdown.go: Drain and Shutdown.
 //   - recovery.go: Sessions and Redeliver, for a register re-fill.
 //   - loop.go: per-loop state, tasks on a loop, the housekeeping sweep.
@@ -156,6 +159,8 @@ type Room struct {
 	unauthed atomic.Int64 // of them, not authenticated yet
 	purgedAt atomic.Int64 // monotonic ns of the last ips.purge
 	onl      atomic.Int64 // authenticated sessions
+
+	bcasts bcastTasks // broadcast tasks by message id (bcasttask.go)
 
 	loopsMu sync.RWMutex
 	loops   map[gnet.EventLoop]*loopState

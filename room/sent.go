@@ -11,7 +11,9 @@ import (
 // loop notes the PUSH frames it wrote to sockets, on the loop without a
 // lock, and its sweep hands them to the store in one Saver.AddSent per
 // tick. A unicast or multicast write is noted with its uid (the uid's
-// state becomes "sent"); a broadcast only counts. What a failed AddSent
+// state becomes "sent"); a broadcast only counts. A broadcast task also
+// notes, per loop, the connections it found when it started: a count-only
+// delta with Targets, once per task (bcasttask.go). What a failed AddSent
 // carried is lost: "sent" is a count for operators, never a delivery
 // guarantee (the store's stored/acked counts are exact).
 
@@ -25,8 +27,9 @@ type sentKey struct {
 }
 
 type sentLog struct {
-	uids   []push.StatusDelta
-	counts map[sentKey]int64
+	uids    []push.StatusDelta
+	counts  map[sentKey]int64
+	targets map[sentKey]int64 // broadcast targets, apart from the writes
 }
 
 // note records one write of msg to uid (loop only).
@@ -46,6 +49,17 @@ func (l *sentLog) count(msg *push.Message, n int64) {
 	l.counts[sentKey{msg.ID, msg.App}] += n
 }
 
+// target records n connections a broadcast task found here (loop only).
+func (l *sentLog) target(msg *push.Message, n int64) {
+	if n <= 0 {
+		return
+	}
+	if l.targets == nil {
+		l.targets = make(map[sentKey]int64)
+	}
+	l.targets[sentKey{msg.ID, msg.App}] += n
+}
+
 // deltaPool recycles the notes' slices between a loop and the worker that
 // reports them, so the write path does not grow a fresh one every tick.
 var deltaPool = sync.Pool{New: func() any { return new([]push.StatusDelta) }}
@@ -53,17 +67,21 @@ var deltaPool = sync.Pool{New: func() any { return new([]push.StatusDelta) }}
 // take returns the notes since the last take (loop only); give the slice
 // back with putDeltas.
 func (l *sentLog) take() *[]push.StatusDelta {
-	if len(l.uids) == 0 && len(l.counts) == 0 {
+	if len(l.uids) == 0 && len(l.counts) == 0 && len(l.targets) == 0 {
 		return nil
 	}
 	out := l.uids
 	for k, n := range l.counts {
 		out = append(out, push.StatusDelta{MsgID: k.id, App: k.app, Sent: n})
 	}
+	for k, n := range l.targets {
+		out = append(out, push.StatusDelta{MsgID: k.id, App: k.app, Targets: n})
+	}
 	next := deltaPool.Get().(*[]push.StatusDelta)
 	l.uids = (*next)[:0]
 	*next = out
 	clear(l.counts)
+	clear(l.targets)
 	return next
 }
 

@@ -65,6 +65,7 @@ func (r *Room) shutdown(ctx context.Context) error {
 	r.closed.Store(true)
 	started, pool := r.started, r.pool
 	r.mu.Unlock()
+	r.stopBcasts(ctx) // before the kicks: a paced task would queue more
 	if !started {
 		return nil
 	}

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // benchStores are the implementations under benchmark.
@@ -182,4 +185,89 @@ func BenchmarkLoad(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkBroadcastAckStream is a stream of QoS 1 broadcasts that every
+// one of uids ACKs (one op: a broadcast saved and ACKed by all). The
+// uids' broadcast state is their cursors: state-B/uid, the bytes of cursor
+// records per uid at the end, stays the same whatever b.N (compare
+// -benchtime=100x with -benchtime=1000x: only the uvarint of Cur grows),
+// where the per-(uid, broadcast) records before grew with every broadcast
+// (Bolt: a backs key of 8+len(uid) bytes per uid and broadcast).
+func BenchmarkBroadcastAckStream(b *testing.B) {
+	const uids, workers = 200, 16
+	for _, bs := range benchStores {
+		b.Run(fmt.Sprintf("%s/uids=%d", bs.name, uids), func(b *testing.B) {
+			st := bs.open(b)
+			defer st.Close()
+			names := make([]string, uids)
+			for i := range names {
+				names[i] = "user-" + strconv.Itoa(i)
+			}
+			// The ACK workers, stopped (and waited for) before the store closes.
+			type ack struct {
+				uid string
+				id  uint64
+			}
+			work := make(chan ack)
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for a := range work {
+						if n, err := st.Ack(bg, a.uid, []uint32{1}, []uint64{a.id}); err != nil || n != 1 {
+							failed.Store(fmt.Errorf("ack %s %d = %d %v", a.uid, a.id, n, err))
+						}
+					}
+				}()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				id := uint64(i + 1)
+				if err := st.SaveBroadcast(bg, msg(id, 1, 0)); err != nil {
+					b.Fatal(err)
+				}
+				for _, uid := range names {
+					work <- ack{uid, id}
+				}
+			}
+			close(work)
+			wg.Wait()
+			b.StopTimer()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(cursorBytes(b, st))/uids, "state-B/uid")
+		})
+	}
+}
+
+// cursorBytes is what st holds of broadcast cursors: encoded cursors
+// (Memory), keys and values of cursor records (Bolt).
+func cursorBytes(b *testing.B, st Store) int {
+	n := 0
+	switch s := st.(type) {
+	case *Memory:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, apps := range s.cursors {
+			for _, c := range apps {
+				n += len(c.appendTo(nil))
+			}
+		}
+	case *Bolt:
+		err := s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketBcur).ForEach(func(k, v []byte) error {
+				n += len(k) + len(v)
+				return nil
+			})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return n
 }

@@ -42,6 +42,7 @@ type Bolt struct {
 	bmu sync.Mutex
 
 	bc *bcache // live broadcasts
+	bx *bseqs  // their seqs, for the broadcast cursors (bcursor.go, bolt_limits.go)
 
 	mu      sync.RWMutex // guards pending
 	pending map[uint32]int64
@@ -72,13 +73,13 @@ type BoltOptions struct {
 var (
 	bucketInbox  = []byte("inbox")
 	bucketBcast  = []byte("bcast")
-	bucketBacks  = []byte("backs")
+	bucketBacks  = []byte("backs") // layout 2 only: gone after migrateBolt2
 	bucketExpiry = []byte("expiry")
 	bucketMeta   = []byte("meta")
 	bucketLoads  = []byte("loads")
 	bucketCount  = []byte("ucount")
 	keyVersion   = []byte("version")
-	fileVersion  = []byte{2}
+	fileVersion  = []byte{3}
 	empty        = []byte{}
 )
 
@@ -119,6 +120,7 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 		log:     o.Logger,
 		lim:     o.Limits.withDefaults(),
 		bc:      newBcache(),
+		bx:      newBseqs(),
 		pending: make(map[uint32]int64),
 		chunk:   expireChunk,
 	}
@@ -145,10 +147,12 @@ func (e *lockedError) Error() string {
 func (e *lockedError) Unwrap() []error { return []error{ErrLocked, e.err} }
 
 // init creates the buckets, checks the layout version (migrating version 1
-// files) and rebuilds the in-memory broadcast cache and counters from the file.
+// and 2 files) and rebuilds the in-memory broadcast cache and counters from
+// the file.
 func (b *Bolt) init() error {
+	var layout2 bool
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketBacks, bucketExpiry, bucketMeta, bucketLoads, bucketCount, bucketStatus, bucketSState, bucketQueue, bucketQueueID} {
+		for _, name := range [][]byte{bucketInbox, bucketBcast, bucketExpiry, bucketMeta, bucketLoads, bucketCount, bucketStatus, bucketSState, bucketQueue, bucketQueueID, bucketBseq, bucketBcur} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -156,20 +160,33 @@ func (b *Bolt) init() error {
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keyVersion); {
 		case v == nil:
-			return meta.Put(keyVersion, fileVersion)
+			if err := meta.Put(keyVersion, fileVersion); err != nil {
+				return err
+			}
 		case string(v) == "\x01":
 			b.log.Info("saver: migrating file layout 1 to 2 (per-user counts)")
 			if err := migrateBolt1(tx); err != nil {
 				return err
 			}
-			return meta.Put(keyVersion, fileVersion)
+			if err := meta.Put(keyVersion, []byte{2}); err != nil {
+				return err
+			}
+			layout2 = true
+		case string(v) == "\x02":
+			layout2 = true
 		case string(v) != string(fileVersion):
 			return fmt.Errorf("file layout version %v, want %v: %w", v, fileVersion, ErrCorrupt)
 		}
-		return nil
+		// Every broadcast has a seq; a layout 2 file gets them here, in id order.
+		return assignSeqs(tx)
 	})
 	if err != nil {
 		return err
+	}
+	if layout2 {
+		if err := migrateBolt2(b.db, b.log, migrateChunk); err != nil {
+			return fmt.Errorf("migrate layout 2 to 3: %w", err)
+		}
 	}
 	var corrupt int
 	err = b.db.View(func(tx *bolt.Tx) error {
@@ -186,18 +203,21 @@ func (b *Bolt) init() error {
 		if err != nil {
 			return err
 		}
+		seqs := tx.Bucket(bucketBseq)
 		return tx.Bucket(bucketBcast).ForEach(func(k, v []byte) error {
 			if len(k) != 8 {
 				corrupt++
 				return nil
 			}
 			msg, err := decodeValue(binary.BigEndian.Uint64(k), v)
-			if err != nil {
+			seq := seqs.Get(k)
+			if err != nil || len(seq) != 8 {
 				corrupt++
 				return nil
 			}
 			msg.Broadcast = true
 			b.bc.put(msg)
+			b.bx.put(bref{id: msg.ID, seq: beUint64(seq), app: msg.App, expire: msg.Expire})
 			return nil
 		})
 	})
@@ -352,9 +372,23 @@ func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	expKey := expiryKey(nil, msg.Expire, kindBcast, key)
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
+	var seq uint64
+	now := time.Now().Unix()
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		bc, exp := tx.Bucket(bucketBcast), tx.Bucket(bucketExpiry)
-		if old := bc.Get(key); old != nil {
+		// A re-save keeps its seq, and so every uid's state of it; one that
+		// had expired takes a new seq: cursors may have stepped over the old.
+		old := bc.Get(key)
+		if _, oldExp, err := decodeHeader(old); old != nil && err == nil && oldExp != 0 && now >= oldExp {
+			if err := tx.Bucket(bucketBseq).Delete(key); err != nil {
+				return err
+			}
+		}
+		var err error
+		if seq, err = broadcastSeq(tx, key); err != nil {
+			return err
+		}
+		if old != nil {
 			if _, oldExp, err := decodeHeader(old); err == nil && oldExp != 0 && oldExp != msg.Expire {
 				if err := exp.Delete(expiryKey(nil, oldExp, kindBcast, key)); err != nil {
 					return err
@@ -379,8 +413,23 @@ func (b *Bolt) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	if err != nil {
 		return fmt.Errorf("saver save broadcast %d: %w", msg.ID, err)
 	}
-	b.bc.put(msg)
+	b.bc.put(msg) // before bx: what bx lists has its message cached
+	b.bx.put(bref{id: msg.ID, seq: seq, app: msg.App, expire: msg.Expire})
 	return nil
+}
+
+// broadcastSeq returns the seq of the broadcast at key, giving it the next
+// one when it has none.
+func broadcastSeq(tx *bolt.Tx, key []byte) (uint64, error) {
+	bk := tx.Bucket(bucketBseq)
+	if v := bk.Get(key); len(v) == 8 {
+		return beUint64(v), nil
+	}
+	seq, err := bk.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	return seq, bk.Put(key, binary.BigEndian.AppendUint64(nil, seq))
 }
 
 // Ack implements Store. A read transaction first finds the ids that will
@@ -402,24 +451,23 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
 	}
-	// inbox key, broadcast key and ACK-record key of every id, in one buffer.
-	per := 2*len(uid) + 17
+	// The inbox key of every id, in one buffer.
+	per := len(uid) + 9
 	buf := make([]byte, 0, per*len(ids))
 	ks := make([]ackKeys, len(ids))
 	for i, id := range ids {
 		start := len(buf)
 		buf = inboxKey(buf, uid, id)
-		mid := len(buf)
-		buf = backsKey(buf, id, uid)
-		ks[i] = ackKeys{inbox: buf[start:mid], bcast: buf[mid : mid+8], back: buf[mid:]}
+		ks[i] = ackKeys{inbox: buf[start:], id: id}
 	}
+	now := time.Now().Unix()
 	live := 0
 	err := b.db.View(func(tx *bolt.Tx) error {
 		live = 0
-		bk := ackBuckets{tx: tx}
+		bk := ackBuckets{tx: tx, x: b.bx, cur: newTxCursors(tx, b.bx, uid, now)}
 		for i := range ks {
 			k := &ks[i]
-			what, _ := bk.takes(k, apps)
+			what, _ := bk.takes(k, apps) // ACKs the cursor copies read here
 			k.live = what != ackNone
 			if k.live {
 				live++
@@ -437,7 +485,7 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 	var deleted []uint32 // apps of deleted unicast entries
 	err = b.batch(ctx, func(tx *bolt.Tx) error {
 		n, unparked, deleted = 0, 0, deleted[:0]
-		bk := ackBuckets{tx: tx}
+		bk := ackBuckets{tx: tx, x: b.bx, cur: newTxCursors(tx, b.bx, uid, now)}
 		inbox, exp := bk.bucket(&bk.inbox, bucketInbox), tx.Bucket(bucketExpiry)
 		sx := newStatusTx(tx)
 		for i := range ks {
@@ -470,12 +518,12 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 					}
 				}
 			case ackBroadcast:
-				if err := bk.backs.Put(k.back, empty); err != nil {
-					return err
-				}
 				n++
-				sx.count(beUint64(k.bcast), func(st *push.MessageStatus) { st.Acked++ })
+				sx.count(k.id, func(st *push.MessageStatus) { st.Acked++ })
 			}
+		}
+		if err := bk.cur.flush(); err != nil {
+			return err
 		}
 		return sx.flush()
 	})
@@ -494,25 +542,28 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 	return n, nil
 }
 
-// ackKeys are the keys one ACKed id may touch; live: the read pass found
-// that the ACK takes effect on it.
+// ackKeys is one ACKed id and its inbox key; live: the read pass found that
+// the ACK takes effect on it.
 type ackKeys struct {
-	inbox, bcast, back []byte
-	live               bool
+	inbox []byte
+	id    uint64
+	live  bool
 }
 
 // What an ACK does to one id.
 const (
-	ackNone      = iota // unknown, another app's, or a broadcast ACKed already
+	ackNone      = iota // unknown, another app's, or a broadcast ACKed already or expired
 	ackEntry            // deletes the uid's entry
-	ackBroadcast        // records the broadcast as ACKed by the uid
+	ackBroadcast        // records the broadcast as ACKed in the uid's cursor
 )
 
 // ackBuckets opens the buckets an ACK reads as it needs them: most ACKs
-// find their entries in the inbox and never read the broadcasts.
+// find their entries in the inbox and never read a cursor.
 type ackBuckets struct {
-	tx               *bolt.Tx
-	inbox, bc, backs *bolt.Bucket
+	tx    *bolt.Tx
+	inbox *bolt.Bucket
+	x     *bseqs
+	cur   *txCursors // the uid's cursors, ACKed in place
 }
 
 func (a *ackBuckets) bucket(b **bolt.Bucket, name []byte) *bolt.Bucket {
@@ -531,18 +582,16 @@ func (a *ackBuckets) takes(k *ackKeys, apps []uint32) (int, []byte) {
 		}
 		return ackNone, nil // another app's entry: as if unknown
 	}
-	v := a.bucket(&a.bc, bucketBcast).Get(k.bcast)
-	if v == nil {
+	// An expired broadcast is never delivered again: its ACK is as unknown.
+	r, ok := a.x.get(k.id)
+	if !ok || !hasApp(apps, r.app) || r.expired(a.cur.now) {
 		return ackNone, nil
 	}
-	if app, _, err := decodeHeader(v); err != nil || !hasApp(apps, app) {
-		return ackNone, nil
+	if !a.cur.get(r.app).ack(r.seq) {
+		return ackNone, nil // ACKed already (or another id of this Ack did)
 	}
-	// No record, a load count or parked: not ACKed yet.
-	if r := a.bucket(&a.backs, bucketBacks).Get(k.back); r == nil || len(r) > 0 {
-		return ackBroadcast, nil
-	}
-	return ackNone, nil
+	a.cur.dirty[r.app] = true
+	return ackBroadcast, nil
 }
 
 // Stats implements Store.

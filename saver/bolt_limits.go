@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,10 +17,12 @@ import (
 //	loads  uid 0x00 BE64(id) -> 1 byte: loads so far, or loadParked
 //	ucount uid               -> BE32: the uid's inbox entries
 //
-// and in the value of a backs record: empty when the uid ACKed the
-// broadcast, one byte (loads so far, or loadParked) while it has not.
+// Layout 2 also kept a uid's state of a broadcast in backs (BE64(id) uid ->
+// empty when ACKed, else one byte: loads so far, or loadParked); layout 3
+// replaces it with cursors (below, bolt_migrate.go).
 
-// loadParked marks a parked entry in loads, or a parked broadcast in backs.
+// loadParked marks a parked entry in loads (and a parked broadcast in a
+// layout 2 backs record).
 const loadParked = 0xff
 
 func isParked(v []byte) bool { return len(v) == 1 && v[0] == loadParked }
@@ -121,50 +124,55 @@ func (b *Bolt) countLoads(ctx context.Context, uid string, msgs []push.Message) 
 	if max == 0 || len(msgs) == 0 {
 		return nil
 	}
+	now := time.Now().Unix()
 	var parkedU, parkedB int
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		parkedU, parkedB = 0, 0
 		inbox, loads := tx.Bucket(bucketInbox), tx.Bucket(bucketLoads)
-		bc, backs := tx.Bucket(bucketBcast), tx.Bucket(bucketBacks)
+		tc := newTxCursors(tx, b.bx, uid, now)
 		sx := newStatusTx(tx)
 		for _, msg := range msgs {
-			var bk *bolt.Bucket
-			var key []byte
 			if msg.Broadcast {
-				if bc.Get(idKey(nil, msg.ID)) == nil {
+				r, ok := b.bx.get(msg.ID)
+				if !ok || r.expired(now) {
 					continue
 				}
-				bk, key = backs, backsKey(nil, msg.ID, uid)
-			} else {
-				key = inboxKey(nil, uid, msg.ID)
-				if inbox.Get(key) == nil {
-					continue
+				c := tc.get(r.app)
+				if !c.wants(r.seq) {
+					continue // ACKed or parked meanwhile
 				}
-				bk = loads
+				if c.load(r.seq, max) {
+					parkedB++
+					sx.count(msg.ID, func(st *push.MessageStatus) { st.Parked++ })
+				}
+				tc.dirty[r.app] = true
+				continue
 			}
-			v := bk.Get(key)
-			if v != nil && len(v) != 1 || isParked(v) {
-				continue // an ACKed broadcast, or parked already
+			key := inboxKey(nil, uid, msg.ID)
+			if inbox.Get(key) == nil {
+				continue
+			}
+			v := loads.Get(key)
+			if isParked(v) {
+				continue
 			}
 			c := 1
-			if v != nil {
+			if len(v) == 1 {
 				c = int(v[0]) + 1
 			}
 			if c >= max {
 				c = loadParked
-				if msg.Broadcast {
-					parkedB++
-					sx.count(msg.ID, func(st *push.MessageStatus) { st.Parked++ })
-				} else {
-					parkedU++
-					if err := sx.step(msg.ID, uid, onPark, fParked); err != nil {
-						return err
-					}
+				parkedU++
+				if err := sx.step(msg.ID, uid, onPark, fParked); err != nil {
+					return err
 				}
 			}
-			if err := bk.Put(key, []byte{byte(c)}); err != nil {
+			if err := loads.Put(key, []byte{byte(c)}); err != nil {
 				return err
 			}
+		}
+		if err := tc.flush(); err != nil {
+			return err
 		}
 		return sx.flush()
 	})
@@ -251,6 +259,82 @@ func migrateBolt1(tx *bolt.Tx) error {
 	uc := tx.Bucket(bucketCount)
 	for uid, n := range counts {
 		if err := putCount(uc, uid, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Broadcast cursors (bcursor.go) in Bolt, layout 3:
+//
+//	bseq  BE64(id)             -> BE64: the broadcast's seq, from the bucket's NextSequence
+//	bcur  uid 0x00 BE32(app)   -> the uid's cursor of app (bcursor.appendTo)
+//
+// A cursor is normalized against the live broadcasts whenever it is read and
+// written back only when an operation changed it; an idle uid keeps a few
+// bytes until it next loads or ACKs. There is no sweep of cursors.
+var (
+	bucketBseq = []byte("bseq")
+	bucketBcur = []byte("bcur")
+)
+
+func bcurKey(dst []byte, uid string, app uint32) []byte {
+	return binary.BigEndian.AppendUint32(inboxPrefix(dst, uid), app)
+}
+
+// getCursor reads a cursor; a corrupt record reads as the zero cursor (the
+// uid gets the live broadcasts again: clients dedup by id) and is
+// overwritten by the next write.
+func getCursor(bk *bolt.Bucket, key []byte) bcursor {
+	c, err := decodeCursor(bk.Get(key))
+	if err != nil {
+		return bcursor{}
+	}
+	return c
+}
+
+// putCursor writes c, or deletes the record when c holds nothing.
+func putCursor(bk *bolt.Bucket, key []byte, c *bcursor) error {
+	if c.empty() {
+		return bk.Delete(key)
+	}
+	return bk.Put(key, c.appendTo(nil))
+}
+
+// txCursors are the cursors one transaction touches, one uid, by app.
+type txCursors struct {
+	bk    *bolt.Bucket
+	uid   string
+	now   int64
+	x     *bseqs
+	curs  map[uint32]*bcursor
+	live  map[uint32][]uint64
+	dirty map[uint32]bool
+}
+
+func newTxCursors(tx *bolt.Tx, x *bseqs, uid string, now int64) *txCursors {
+	return &txCursors{bk: tx.Bucket(bucketBcur), uid: uid, now: now, x: x,
+		curs: map[uint32]*bcursor{}, live: map[uint32][]uint64{}, dirty: map[uint32]bool{}}
+}
+
+// get returns uid's normalized cursor of app.
+func (t *txCursors) get(app uint32) *bcursor {
+	if c := t.curs[app]; c != nil {
+		return c
+	}
+	live := t.x.live(app, t.now)
+	c := getCursor(t.bk, bcurKey(nil, t.uid, app))
+	c.normalize(live)
+	t.curs[app], t.live[app] = &c, live
+	return &c
+}
+
+// flush writes back the cursors marked dirty, normalized.
+func (t *txCursors) flush() error {
+	for app := range t.dirty {
+		c := t.curs[app]
+		c.normalize(t.live[app])
+		if err := putCursor(t.bk, bcurKey(nil, t.uid, app), c); err != nil {
 			return err
 		}
 	}

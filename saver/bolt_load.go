@@ -13,9 +13,9 @@ import (
 
 // Load implements Store. Unicast entries come from one cursor range over the
 // uid's inbox (already in ID order); broadcasts come from the cache, minus
-// the ones this uid has ACKed or parked, looked up in the same read
-// transaction. When it returns messages, a second (batched) write
-// transaction counts their loads.
+// the ones this uid has ACKed or parked, which its broadcast cursors (one
+// record per app) say in the same read transaction. When it returns
+// messages, a second (batched) write transaction counts their loads.
 func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) ([]push.Message, error) {
 	if err := checkUID(uid); err != nil {
 		return nil, fmt.Errorf("saver load: %w", err)
@@ -57,11 +57,12 @@ func (b *Bolt) Load(ctx context.Context, uid string, apps []uint32, limit int) (
 		if len(bc) == 0 {
 			return nil
 		}
-		backs := tx.Bucket(bucketBacks)
-		key := make([]byte, 0, 8+len(uid))
+		tc := newTxCursors(tx, b.bx, uid, now)
 		kept := bc[:0]
 		for _, msg := range bc {
-			if v := backs.Get(backsKey(key[:0], msg.ID, uid)); v == nil || (len(v) == 1 && v[0] != loadParked) {
+			// Not in bx yet (a SaveBroadcast between the two reads): not
+			// visible yet either.
+			if r, ok := b.bx.get(msg.ID); ok && tc.get(r.app).wants(r.seq) {
 				kept = append(kept, msg)
 			}
 		}
@@ -104,6 +105,7 @@ const expireChunk = 5000
 func (b *Bolt) Expire(ctx context.Context, now time.Time) (int, error) {
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
+	b.expireJobs(ctx, now) // logs its errors: the next sweep retries; jobs are no messages, not counted
 	t := now.Unix()
 	total := 0
 	for {
@@ -122,6 +124,7 @@ func (b *Bolt) Expire(ctx context.Context, now time.Time) (int, error) {
 			b.uncount(app)
 		}
 		b.mu.Unlock()
+		b.bx.drop(r.bcasts...) // before bc: what bx lists has its message cached
 		b.bc.drop(r.bcasts...)
 		b.expired.Add(uint64(r.n))
 		b.parked.Add(-int64(r.parked))
@@ -146,7 +149,7 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		r = expireResult{}
 		inbox, bc := tx.Bucket(bucketInbox), tx.Bucket(bucketBcast)
-		backs, exp := tx.Bucket(bucketBacks), tx.Bucket(bucketExpiry)
+		seqs, exp := tx.Bucket(bucketBseq), tx.Bucket(bucketExpiry)
 		sx := newStatusTx(tx)
 		var done [][]byte // index records handled, deleted after the walk
 		c := exp.Cursor()
@@ -189,8 +192,13 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 				}
 				budget--
 			case kindBcast:
+				// The uids' states of it are in their cursors, which drop
+				// it when next normalized: nothing per uid to delete here.
 				if len(rest) == 8 && bc.Get(rest) != nil {
 					if err := bc.Delete(rest); err != nil {
+						return err
+					}
+					if err := seqs.Delete(rest); err != nil {
 						return err
 					}
 					r.n++
@@ -198,17 +206,6 @@ func (b *Bolt) expireChunk(t int64, budget int) (expireResult, error) {
 					sx.count(beUint64(rest), func(st *push.MessageStatus) { st.Expired = 1 })
 				}
 				budget--
-				// Its ACK records go too; a broadcast acked by many users may
-				// take several chunks, so its index record stays until then.
-				n, finished, err := deletePrefix(backs, rest, budget)
-				if err != nil {
-					return err
-				}
-				budget -= n
-				if !finished {
-					r.more = true
-					break walk
-				}
 			case kindStatus:
 				// The record and its per-uid states; like a broadcast's ACK
 				// records, the states may take several chunks.

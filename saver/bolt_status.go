@@ -161,6 +161,9 @@ func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 	if err := checkDeltas(deltas); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
 	}
+	if err := checkDeltaTargets(deltas); err != nil {
+		return fmt.Errorf("saver add sent: %w", err)
+	}
 	if len(deltas) == 0 {
 		return nil
 	}
@@ -197,6 +200,9 @@ func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 			}
 			r.st.Sent += d.Sent
 			r.dirty = true
+			if r.st.Kind == push.KindBroadcast {
+				r.st.Targets += d.Targets
+			}
 			if d.UID == "" || r.st.Kind == push.KindBroadcast {
 				continue
 			}
@@ -269,11 +275,13 @@ func (b *Bolt) UserState(ctx context.Context, app uint32, msgID uint64, uid stri
 			return nil
 		}
 		var rec byte
-		if v := tx.Bucket(bucketBacks).Get(key); v != nil {
-			switch {
-			case len(v) == 0:
+		if r, ok := b.bx.get(msgID); ok && !r.expired(now) {
+			c := getCursor(tx.Bucket(bucketBcur), bcurKey(nil, uid, r.app))
+			c.normalize(b.bx.live(r.app, now))
+			switch acked, parked := c.state(r.seq); {
+			case acked:
 				rec = suAcked
-			case isParked(v):
+			case parked:
 				rec = suParked
 			}
 		}

@@ -71,12 +71,13 @@ func decodeValue(id uint64, v []byte) (push.Message, error) {
 //
 //	inbox  uid 0x00 BE64(id)                 -> value
 //	bcast  BE64(id)                          -> value
-//	backs  BE64(broadcast id) uid            -> empty: uid ACKed the broadcast
+//	bseq   BE64(id)                          -> BE64 seq (broadcast cursors, bolt_limits.go)
+//	bcur   uid 0x00 BE32(app)                -> the uid's broadcast cursor of app
 //	expiry BE64(expire) kind key-in-bucket   -> empty, kind 'i' (inbox) or 'b' (bcast)
 //
-// backs is keyed broadcast id first (not uid first) so that the ACK records
-// of an expired broadcast are one contiguous range to delete. uids hold no
-// NUL byte (checkUID), so "uid 0x00" is an unambiguous inbox prefix.
+// (Layout 2's backs, BE64(broadcast id) uid -> the uid's state of it, is
+// folded into bcur at open: bolt_migrate.go.) uids hold no NUL byte
+// (checkUID), so "uid 0x00" is an unambiguous inbox prefix.
 const (
 	kindInbox = 'i'
 	kindBcast = 'b'

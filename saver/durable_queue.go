@@ -41,6 +41,9 @@ type durable struct {
 	// deletes): the reconcile write-holds it for an instant to cut this
 	// process's changes exactly against a MySQL snapshot.
 	commitMu sync.RWMutex
+	// backsLeft: the previous version's broadcast_ack table still has
+	// rows, which reloads read (checked at open and after each sweep).
+	backsLeft atomic.Bool
 }
 
 // dop is one kind of row operation.
@@ -50,12 +53,13 @@ const (
 	dUpsert    dop = iota + 1 // inbox (uid, id) := msg
 	dDelete                   // inbox (uid, id) deleted: ACK, inbox cap
 	dPark                     // inbox (uid, id) parked
-	dBroadcast                // broadcast id := msg
-	dBack                     // broadcast_ack (uid, id) := state; the higher state wins
+	dBroadcast                // broadcast id := msg, with its seq
+	dCursor                   // broadcast_cursor (uid, app) := cur, if seq (the cursor's write count) is above the row's
 	dDeleteIn                 // inbox (uid, id) deleted if its app is one of apps: ACK of an id Redis did not know
 )
 
-// States of a broadcast_ack row.
+// States of a broadcast_ack row (the previous version's table: read at a
+// reload and deleted with its broadcast, never written).
 const (
 	backParked = 1
 	backAcked  = 2
@@ -63,19 +67,24 @@ const (
 
 // drow is one row operation.
 type drow struct {
-	op    dop
-	state uint8 // dBack
-	uid   string
-	id    uint64
-	msg   *push.Message // dUpsert, dBroadcast: shared by the rows of one call
-	apps  []uint32      // dDeleteIn: shared by the rows of one call
-	cd    cdelta        // what the row changes in the counts once committed
+	op   dop
+	uid  string
+	id   uint64
+	app  uint32        // dCursor
+	seq  uint64        // dBroadcast: its seq; dCursor: the cursor's write count
+	cur  *bcursor      // dCursor
+	msg  *push.Message // dUpsert, dBroadcast: shared by the rows of one call
+	apps []uint32      // dDeleteIn: shared by the rows of one call
+	cd   cdelta        // what the row changes in the counts once committed
 }
 
 func (r *drow) size() int {
-	n := len(r.uid) + 32 + 4*len(r.apps)
+	n := len(r.uid) + 48 + 4*len(r.apps)
 	if r.msg != nil {
 		n += len(r.msg.Payload)
+	}
+	if r.cur != nil {
+		n += 12 * len(r.cur.Exc)
 	}
 	return n
 }

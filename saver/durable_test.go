@@ -40,29 +40,36 @@ func TestFold(t *testing.T) {
 		{"delete after a conditional one", []drow{delIn(1), del}, inboxOp{del: true}},
 		{"parked then conditional delete", []drow{park, delIn(2)}, inboxOp{delIn: []uint32{2}, parked: true}},
 	} {
-		inbox, _, _ := fold(tc.rows)
-		got := inbox[rowKey{"u", 1}]
+		got := fold(tc.rows).inbox[rowKey{"u", 1}]
 		if got == nil || !reflect.DeepEqual(*got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }
 
-func TestFoldBroadcastsAndBacks(t *testing.T) {
+func TestFoldBroadcastsAndCursors(t *testing.T) {
 	b1 := &push.Message{ID: 9, Payload: []byte("a")}
 	b2 := &push.Message{ID: 9, Payload: []byte("b")}
-	_, bcasts, backs := fold([]drow{
-		{op: dBroadcast, id: 9, msg: b1},
-		{op: dBack, uid: "u", id: 9, state: backAcked},
-		{op: dBack, uid: "u", id: 9, state: backParked}, // ACKed stays ACKed
-		{op: dBack, uid: "v", id: 9, state: backParked},
-		{op: dBroadcast, id: 9, msg: b2},
+	c := func(cur uint64) *bcursor { return &bcursor{Cur: cur} }
+	f := fold([]drow{
+		{op: dBroadcast, id: 9, seq: 4, msg: b1},
+		{op: dCursor, uid: "u", app: 1, seq: 1, cur: c(10)},
+		{op: dCursor, uid: "u", app: 1, seq: 3, cur: c(30)},
+		{op: dCursor, uid: "u", app: 1, seq: 2, cur: c(20)}, // queued late: the higher write count wins
+		{op: dCursor, uid: "u", app: 2, seq: 1, cur: c(5)},
+		{op: dCursor, uid: "v", app: 1, seq: 7, cur: c(7)},
+		{op: dBroadcast, id: 9, seq: 4, msg: b2},
 	})
-	if bcasts[9] != b2 || len(bcasts) != 1 {
-		t.Errorf("broadcasts %v", bcasts)
+	if f.bcasts[9].msg != b2 || f.bcasts[9].seq != 4 || len(f.bcasts) != 1 {
+		t.Errorf("broadcasts %v", f.bcasts)
 	}
-	if backs[rowKey{"u", 9}] != backAcked || backs[rowKey{"v", 9}] != backParked {
-		t.Errorf("backs %v", backs)
+	for k, want := range map[rowKey]uint64{{"u", 1}: 30, {"u", 2}: 5, {"v", 1}: 7} {
+		if r := f.cursors[k]; r == nil || r.cur.Cur != want {
+			t.Errorf("cursor %v: %+v, want cur %d", k, r, want)
+		}
+	}
+	if len(f.cursors) != 3 {
+		t.Errorf("%d cursor rows, want 3 (one per uid and app)", len(f.cursors))
 	}
 }
 
@@ -92,23 +99,31 @@ func TestDurableReserve(t *testing.T) {
 func TestParseUserHash(t *testing.T) {
 	v := string(appendValue(nil, &push.Message{App: 3, QoS: 1, Expire: 99, Payload: []byte("hi")}))
 	h, corrupt := parseUserHash(map[string]string{
-		"e":          "epoch1",
-		"n":          "2",
-		"x":          "99",
-		"m" + id8(7): v,
-		"m" + id8(5): v,
-		"l" + id8(5): "3",
-		"p" + id8(7): "1",
-		"b" + id8(9): "2:100",
-		"b" + id8(8): "a:0",
-		"b" + id8(6): "p:50",
-		"t" + id8(4): "1",
-		"m" + id8(3): "short",    // corrupt value
-		"b" + id8(2): "nonsense", // corrupt state
-		"mshort":     v,          // corrupt field name
+		"e":            "epoch1",
+		"n":            "2",
+		"x":            "99",
+		"m" + id8(7):   v,
+		"m" + id8(5):   v,
+		"l" + id8(5):   "3",
+		"p" + id8(7):   "1",
+		"b" + id8(9):   "2:100",
+		"b" + id8(8):   "a:0",
+		"b" + id8(6):   "p:50",
+		"t" + id8(4):   "1",
+		cursorField(3): encodeRCursor(4, bcursor{Cur: 17, Exc: []bexc{{Seq: 19, State: bexcAcked}}}),
+		cursorField(5): "\x01\x09", // corrupt cursor
+		"m" + id8(3):   "short",    // corrupt value
+		"b" + id8(2):   "nonsense", // corrupt state
+		"mshort":       v,          // corrupt field name
 	})
-	if corrupt != 3 {
-		t.Errorf("corrupt %d, want 3", corrupt)
+	if corrupt != 4 {
+		t.Errorf("corrupt %d, want 4", corrupt)
+	}
+	if c := h.curs[3]; c.ver != 4 || c.c.Cur != 17 || len(c.c.Exc) != 1 || c.c.Exc[0].Seq != 19 {
+		t.Errorf("cursor of app 3: %+v", c)
+	}
+	if c, ok := h.curs[5]; !ok || c.raw == "" || !c.c.empty() {
+		t.Errorf("corrupt cursor of app 5: %+v, %v (kept for the next write to replace)", c, ok)
 	}
 	if h.epoch != "epoch1" || len(h.entries) != 2 || h.entries[0].ID != 5 || h.entries[1].ID != 7 {
 		t.Fatalf("hash %+v", h)
@@ -120,8 +135,8 @@ func TestParseUserHash(t *testing.T) {
 		t.Errorf("parked %v", h.parked)
 	}
 	for id, want := range map[uint64]bstate{9: {loads: 2, expire: 100}, 8: {acked: true}, 6: {parked: true, expire: 50}} {
-		if h.backs[id] != want {
-			t.Errorf("broadcast %d: %+v, want %+v", id, h.backs[id], want)
+		if h.legacy[id].b != want {
+			t.Errorf("broadcast %d: %+v, want %+v", id, h.legacy[id], want)
 		}
 	}
 }

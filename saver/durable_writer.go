@@ -160,7 +160,8 @@ func rejected(err error) bool {
 	return false
 }
 
-// rowKey is one inbox or broadcast_ack row: (uid, message or broadcast id).
+// rowKey is one inbox row: (uid, message id); for a broadcast_cursor row,
+// (uid, app).
 type rowKey struct {
 	uid string
 	id  uint64
@@ -183,25 +184,37 @@ type inboxOp struct {
 	parked bool
 }
 
+// folded is a batch with at most one operation per row.
+type folded struct {
+	inbox   map[rowKey]*inboxOp
+	bcasts  map[uint64]*drow // dBroadcast rows, the last of each id
+	cursors map[rowKey]*drow // dCursor rows by (uid, app): the highest write count
+}
+
 // fold reduces a batch to at most one operation per row, keeping the
-// outcome of applying the rows in order.
-func fold(rows []drow) (inbox map[rowKey]*inboxOp, bcasts map[uint64]*push.Message, backs map[rowKey]uint8) {
-	inbox = map[rowKey]*inboxOp{}
+// outcome of applying the rows in order. A user's cursor rows of one app
+// become one: a stream of broadcasts ACKed within a batch costs one row
+// per user, not one per broadcast.
+func fold(rows []drow) folded {
+	f := folded{inbox: map[rowKey]*inboxOp{}}
+	inbox := f.inbox
 	for i := range rows {
 		r := &rows[i]
 		switch r.op {
 		case dBroadcast:
-			if bcasts == nil {
-				bcasts = map[uint64]*push.Message{}
+			if f.bcasts == nil {
+				f.bcasts = map[uint64]*drow{}
 			}
-			bcasts[r.id] = r.msg
+			f.bcasts[r.id] = r
 			continue
-		case dBack:
-			if backs == nil {
-				backs = map[rowKey]uint8{}
+		case dCursor:
+			if f.cursors == nil {
+				f.cursors = map[rowKey]*drow{}
 			}
-			k := rowKey{r.uid, r.id}
-			backs[k] = max(backs[k], r.state)
+			k := rowKey{r.uid, uint64(r.app)}
+			if o := f.cursors[k]; o == nil || r.seq >= o.seq {
+				f.cursors[k] = r
+			}
 			continue
 		}
 		k := rowKey{r.uid, r.id}
@@ -231,7 +244,7 @@ func fold(rows []drow) (inbox map[rowKey]*inboxOp, bcasts map[uint64]*push.Messa
 			}
 		}
 	}
-	return inbox, bcasts, backs
+	return f
 }
 
 // unionApps returns a with the apps of b it lacks; it never modifies b,
@@ -265,7 +278,8 @@ func appsKey(apps []uint32) string {
 
 // write commits one batch in one transaction.
 func (d *durable) write(ctx context.Context, rows []drow) error {
-	inbox, bcasts, backs := fold(rows)
+	f := fold(rows)
+	inbox := f.inbox
 	var dels, parks []rowKey
 	var ups []rowKey
 	var delIn map[string][]rowKey // conditional deletes, by their set of apps
@@ -332,27 +346,34 @@ func (d *durable) write(ctx context.Context, rows []drow) error {
 			return err
 		}
 	}
-	if len(bcasts) > 0 {
-		ids := slices.Sorted(maps.Keys(bcasts))
-		args := make([]any, 0, 5*len(ids))
+	if len(f.bcasts) > 0 {
+		ids := slices.Sorted(maps.Keys(f.bcasts))
+		args := make([]any, 0, 6*len(ids))
 		for _, id := range ids {
-			m := bcasts[id]
-			args = append(args, id, m.App, m.QoS, m.Expire, payloadArg(m.Payload))
+			r := f.bcasts[id]
+			m := r.msg
+			args = append(args, id, m.App, m.QoS, m.Expire, payloadArg(m.Payload), r.seq)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.broadcast+"` (id, app, qos, expire_at, payload) VALUES "+
-			tuples(len(ids), "(?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE app = VALUES(app), qos = VALUES(qos), "+
-			"expire_at = VALUES(expire_at), payload = VALUES(payload)", args...); err != nil {
+		// A seq once given is kept: a row without one (0) never clears it.
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.broadcast+"` (id, app, qos, expire_at, payload, seq) VALUES "+
+			tuples(len(ids), "(?,?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE app = VALUES(app), qos = VALUES(qos), "+
+			"expire_at = VALUES(expire_at), payload = VALUES(payload), seq = IF(VALUES(seq) = 0, seq, VALUES(seq))", args...); err != nil {
 			return err
 		}
 	}
-	if len(backs) > 0 {
-		keys := slices.SortedFunc(maps.Keys(backs), cmpRowKey)
-		args := make([]any, 0, 3*len(keys))
+	if len(f.cursors) > 0 {
+		keys := slices.SortedFunc(maps.Keys(f.cursors), cmpRowKey)
+		args := make([]any, 0, 5*len(keys))
 		for _, k := range keys {
-			args = append(args, []byte(k.uid), k.id, backs[k])
+			r := f.cursors[k]
+			args = append(args, []byte(k.uid), r.app, r.seq, r.cur.Cur, bcursor{Exc: r.cur.Exc}.appendTo(nil))
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.backs+"` (uid, bid, state) VALUES "+tuples(len(keys), "(?,?,?)")+
-			" ON DUPLICATE KEY UPDATE state = GREATEST(state, VALUES(state))", args...); err != nil {
+		// Only a higher write count replaces a row (rows of one cursor may
+		// be queued out of order); ver is assigned last, as MySQL applies
+		// the assignments in order.
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.cursors+"` (uid, app, ver, cur, exc) VALUES "+
+			tuples(len(keys), "(?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE cur = IF(VALUES(ver) > ver, VALUES(cur), cur), "+
+			"exc = IF(VALUES(ver) > ver, VALUES(exc), exc), ver = GREATEST(ver, VALUES(ver))", args...); err != nil {
 			return err
 		}
 	}

@@ -21,8 +21,12 @@ type Memory struct {
 	closed  bool
 	inbox   map[string][]memEntry // per uid, ascending ID
 	bcasts  map[uint64]*memBroadcast
-	status  map[uint64]*memStatus      // delivery status (memory_status.go)
-	squeue  map[uint64]push.QueuedPush // send queue journal (squeue.go)
+	bx      *bseqs                         // the broadcasts' seqs, per app (bcursor.go)
+	cursors map[string]map[uint32]*bcursor // per uid, per app (bcursor.go)
+	seq     uint64                         // the last broadcast seq given
+	status  map[uint64]*memStatus          // delivery status (memory_status.go)
+	squeue  map[uint64]push.QueuedPush     // send queue journal (squeue.go)
+	jobs    *memJobs                       // broadcast jobs (memory_jobs.go), under their own lock
 	pending map[uint32]int64
 	parked  int64
 	saved   uint64
@@ -36,15 +40,11 @@ type memEntry struct {
 	parked bool
 }
 
-// States of a broadcast for one uid, beside a positive load count.
-const (
-	memAcked  = -1
-	memParked = -2
-)
-
+// memBroadcast is a stored broadcast; the uids' states of it are in their
+// cursors, by seq.
 type memBroadcast struct {
-	msg   push.Message
-	users map[string]int // uid -> loads so far, memAcked or memParked
+	msg push.Message
+	seq uint64
 }
 
 var _ Store = (*Memory)(nil)
@@ -58,8 +58,11 @@ func NewMemoryWith(lim Limits) *Memory {
 		lim:     lim.withDefaults(),
 		inbox:   make(map[string][]memEntry),
 		bcasts:  make(map[uint64]*memBroadcast),
+		bx:      newBseqs(),
+		cursors: make(map[string]map[uint32]*bcursor),
 		status:  make(map[uint64]*memStatus),
 		squeue:  make(map[uint64]push.QueuedPush),
+		jobs:    newMemJobs(),
 		pending: make(map[uint32]int64),
 	}
 }
@@ -156,12 +159,49 @@ func (m *Memory) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	if rec := m.status[msg.ID]; rec != nil && rec.st.Kind == push.KindBroadcast {
 		rec.st.Stored = 1
 	}
-	if b := m.bcasts[msg.ID]; b != nil {
-		b.msg = msg
-		return nil
+	// A re-save keeps its seq, and so every uid's state of it; one that
+	// had expired takes a new seq: cursors may have stepped over the old.
+	b := m.bcasts[msg.ID]
+	if b == nil || b.msg.Expired(time.Now().Unix()) {
+		m.seq++
+		b = &memBroadcast{seq: m.seq}
+		m.bcasts[msg.ID] = b
 	}
-	m.bcasts[msg.ID] = &memBroadcast{msg: msg, users: make(map[string]int)}
+	b.msg = msg
+	m.bx.put(bref{id: msg.ID, seq: b.seq, app: msg.App, expire: msg.Expire})
 	return nil
+}
+
+// cursor returns uid's normalized cursor of app, created when missing;
+// m.mu is held. putCursor drops it again if it ends up empty.
+func (m *Memory) cursor(uid string, app uint32, live []uint64) *bcursor {
+	c := m.cursors[uid][app]
+	if c == nil {
+		c = &bcursor{}
+	}
+	c.normalize(live)
+	return c
+}
+
+// putCursor stores c as uid's cursor of app, normalized, or forgets it when
+// it holds nothing; m.mu is held.
+func (m *Memory) putCursor(uid string, app uint32, c *bcursor, live []uint64) {
+	c.normalize(live)
+	apps := m.cursors[uid]
+	if c.empty() {
+		if apps != nil {
+			delete(apps, app)
+			if len(apps) == 0 {
+				delete(m.cursors, uid)
+			}
+		}
+		return
+	}
+	if apps == nil {
+		apps = make(map[uint32]*bcursor, 1)
+		m.cursors[uid] = apps
+	}
+	apps[app] = c
 }
 
 // Load implements Store.
@@ -192,9 +232,22 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 			uni = append(uni, e.msg)
 		}
 	}
-	for _, b := range m.bcasts {
-		if b.users[uid] >= 0 && hasApp(apps, b.msg.App) && !b.msg.Expired(now) {
-			bc = append(bc, b.msg)
+	type appCursor struct {
+		c    *bcursor
+		live []uint64
+	}
+	curs := make(map[uint32]appCursor, len(apps))
+	for _, app := range apps {
+		if _, dup := curs[app]; dup {
+			continue
+		}
+		live := m.bx.live(app, now)
+		c := m.cursor(uid, app, live)
+		curs[app] = appCursor{c, live}
+		for _, r := range m.bx.liveRefs(app, now) {
+			if c.wants(r.seq) {
+				bc = append(bc, m.bcasts[r.id].msg)
+			}
 		}
 	}
 	sortByID(bc)
@@ -202,9 +255,8 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 	if max := m.lim.MaxLoads; max > 0 {
 		for _, msg := range out {
 			if msg.Broadcast {
-				b := m.bcasts[msg.ID]
-				if b.users[uid]++; b.users[uid] >= max {
-					b.users[uid] = memParked
+				ac := curs[msg.App]
+				if ac.c.load(m.bcasts[msg.ID].seq, max) {
 					metricParkedBroadcast.Inc()
 					if rec := m.status[msg.ID]; rec != nil {
 						rec.st.Parked++
@@ -220,6 +272,9 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 				metricParkedUnicast.Inc()
 				m.status[msg.ID].onPark(uid)
 			}
+		}
+		for app, ac := range curs {
+			m.putCursor(uid, app, ac.c, ac.live)
 		}
 	}
 	return out, nil
@@ -242,6 +297,7 @@ func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint6
 		return 0, fmt.Errorf("saver ack %s: %w", uid, ErrClosed)
 	}
 	n := 0
+	now := time.Now().Unix()
 	box := m.inbox[uid]
 	for _, id := range ids {
 		if i, found := slices.BinarySearchFunc(box, id, cmpEntry); found {
@@ -255,14 +311,17 @@ func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint6
 			m.status[id].onAck(uid)
 			continue
 		}
-		if b := m.bcasts[id]; b != nil && hasApp(apps, b.msg.App) {
-			if b.users[uid] != memAcked {
-				b.users[uid] = memAcked
+		// An expired broadcast is as good as gone: Expire drops it.
+		if b := m.bcasts[id]; b != nil && hasApp(apps, b.msg.App) && !b.msg.Expired(now) {
+			live := m.bx.live(b.msg.App, now)
+			c := m.cursor(uid, b.msg.App, live)
+			if c.ack(b.seq) {
 				n++
 				if rec := m.status[id]; rec != nil {
 					rec.st.Acked++
 				}
 			}
+			m.putCursor(uid, b.msg.App, c, live)
 		}
 	}
 	if len(box) == 0 {
@@ -305,7 +364,9 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 	}
 	for id, b := range m.bcasts {
 		if b.msg.Expired(t) {
+			// The cursors holding its seq shed it when next normalized.
 			delete(m.bcasts, id)
+			m.bx.drop(id)
 			if rec := m.status[id]; rec != nil {
 				rec.st.Expired = 1
 			}
@@ -317,6 +378,7 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 			delete(m.status, id)
 		}
 	}
+	m.expireJobs(now) // not counted in n: jobs are no messages
 	m.expired += uint64(n)
 	return n, nil
 }
@@ -370,5 +432,6 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.inbox, m.bcasts, m.status, m.pending = nil, nil, nil, map[uint32]int64{}
+	m.bx, m.cursors = newBseqs(), nil
 	return nil
 }

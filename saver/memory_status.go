@@ -3,6 +3,7 @@ package saver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
@@ -103,6 +104,9 @@ func (m *Memory) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 	if err := checkDeltas(deltas); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
 	}
+	if err := checkDeltaTargets(deltas); err != nil {
+		return fmt.Errorf("saver add sent: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
 	}
@@ -117,6 +121,9 @@ func (m *Memory) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 			continue
 		}
 		rec.st.Sent += d.Sent
+		if rec.st.Kind == push.KindBroadcast {
+			rec.st.Targets += d.Targets
+		}
 		if c, ok := rec.users[d.UID]; ok && d.UID != "" {
 			rec.users[d.UID] = onSent(c)
 		}
@@ -160,11 +167,17 @@ func (m *Memory) UserState(ctx context.Context, app uint32, msgID uint64, uid st
 		return push.StateUnknown, nil
 	}
 	var bs byte
-	if b := m.bcasts[msgID]; b != nil {
-		switch b.users[uid] {
-		case memAcked:
+	if b := m.bcasts[msgID]; b != nil && !b.msg.Expired(now) {
+		live := m.bx.live(b.msg.App, now)
+		c := bcursor{}
+		if cur := m.cursors[uid][b.msg.App]; cur != nil {
+			c = bcursor{Cur: cur.Cur, Exc: slices.Clone(cur.Exc)} // read only
+		}
+		c.normalize(live)
+		switch acked, parked := c.state(b.seq); {
+		case acked:
 			bs = suAcked
-		case memParked:
+		case parked:
 			bs = suParked
 		}
 	}

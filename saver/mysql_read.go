@@ -2,6 +2,8 @@ package saver
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 
@@ -17,7 +19,8 @@ type reloadEntry struct {
 	parked bool
 }
 
-// backRow is one broadcast_ack row, with its broadcast's expiry.
+// backRow is one broadcast_ack row (the previous version's), with its
+// broadcast's expiry.
 type backRow struct {
 	bid    uint64
 	state  uint8
@@ -49,6 +52,50 @@ func (d *durable) loadInbox(ctx context.Context, uid string, now int64, limit in
 	return out, rows.Err()
 }
 
+// cursorRow is one broadcast_cursor row.
+type cursorRow struct {
+	app uint32
+	ver uint64
+	cur bcursor
+}
+
+// loadCursors returns uid's broadcast cursors; a corrupt one is skipped
+// (the join with Redis's, and the next write, replace it).
+func (d *durable) loadCursors(ctx context.Context, uid string) ([]cursorRow, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT app, ver, cur, exc FROM `"+d.t.cursors+"` WHERE uid = ?", []byte(uid))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []cursorRow
+	for rows.Next() {
+		var c cursorRow
+		var exc []byte
+		if err := rows.Scan(&c.app, &c.ver, &c.cur.Cur, &exc); err != nil {
+			return nil, err
+		}
+		e, err := decodeCursor(exc)
+		if err != nil {
+			d.log.Warn("saver: corrupt broadcast cursor row skipped", "uid", truncate(uid), "app", c.app, "err", err)
+			continue
+		}
+		c.cur.Exc = e.Exc
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// hasBacks reports whether the previous version's broadcast_ack table
+// still holds a row: while it does, reloads read it.
+func (d *durable) hasBacks(ctx context.Context) (bool, error) {
+	var one int
+	err := d.db.QueryRowContext(ctx, "SELECT 1 FROM `"+d.t.backs+"` LIMIT 1").Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // loadBacks returns uid's ACKed or parked broadcasts that are still live.
 func (d *durable) loadBacks(ctx context.Context, uid string, now int64) ([]backRow, error) {
 	rows, err := d.db.QueryContext(ctx, "SELECT a.bid, a.state, b.expire_at FROM `"+d.t.backs+"` a JOIN `"+d.t.broadcast+
@@ -68,25 +115,37 @@ func (d *durable) loadBacks(ctx context.Context, uid string, now int64) ([]backR
 	return out, rows.Err()
 }
 
-// loadBroadcasts returns the live broadcasts.
-func (d *durable) loadBroadcasts(ctx context.Context, now int64) ([]push.Message, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, app, qos, expire_at, payload FROM `"+d.t.broadcast+
-		"` WHERE expire_at = 0 OR expire_at > ?", now)
+// bcastRow is one broadcast row: the message and its seq (0: none yet).
+type bcastRow struct {
+	msg push.Message
+	seq uint64
+}
+
+// loadBroadcasts returns the live broadcasts, in id order, and the highest
+// seq of any row (expired ones too).
+func (d *durable) loadBroadcasts(ctx context.Context, now int64) ([]bcastRow, uint64, error) {
+	var top uint64
+	if err := d.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM `"+d.t.broadcast+"`").Scan(&top); err != nil {
+		return nil, 0, err
+	}
+	rows, err := d.db.QueryContext(ctx, "SELECT id, app, qos, expire_at, payload, seq FROM `"+d.t.broadcast+
+		"` WHERE expire_at = 0 OR expire_at > ? ORDER BY id", now)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer rows.Close()
-	var out []push.Message
+	var out []bcastRow
 	for rows.Next() {
-		m := push.Message{Broadcast: true}
-		if err := rows.Scan(&m.ID, &m.App, &m.QoS, &m.Expire, &m.Payload); err != nil {
-			return nil, err
+		b := bcastRow{msg: push.Message{Broadcast: true}}
+		m := &b.msg
+		if err := rows.Scan(&m.ID, &m.App, &m.QoS, &m.Expire, &m.Payload, &b.seq); err != nil {
+			return nil, 0, err
 		}
 		if m.Expire >= 0 {
-			out = append(out, m)
+			out = append(out, b)
 		}
 	}
-	return out, rows.Err()
+	return out, top, rows.Err()
 }
 
 // expiredRow is an inbox row the sweep deletes, with what it counts.
@@ -133,9 +192,11 @@ func (d *durable) deleteExpiredInbox(ctx context.Context, keys []rowKey, now int
 	return int(n), err
 }
 
-// expireBroadcasts deletes the broadcasts expired at now with their ACK
-// rows, in chunks (no statement locks too much); forget is called with each
-// chunk's uids before its rows go, so the users' Redis records go too. It
+// expireBroadcasts deletes the broadcasts expired at now with the previous
+// version's ACK rows of them, in chunks (no statement locks too much);
+// forget is called with each chunk's uids before its rows go, so the
+// users' previous-version Redis records go too (cursors need nothing: a
+// cursor forgets a broadcast no longer live when it is next written). It
 // returns how many broadcasts went.
 func (d *durable) expireBroadcasts(ctx context.Context, now int64, chunk int,
 	forget func(ctx context.Context, bid uint64, uids []string) error) (int, error) {

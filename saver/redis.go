@@ -185,20 +185,33 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*RedisStore, error) {
 		return nil, fmt.Errorf("saver redis: ping: %w", redisErr(err))
 	}
 	t := newTables(o.TablePrefix)
-	if applied, err := migrate(ctx, o.DB, t, migrations); err != nil {
-		return nil, err
-	} else if len(applied) > 0 {
-		o.Logger.Info("saver: mysql schema migrated", "versions", applied)
-	}
 	r := &RedisStore{
 		o: o, lim: o.Limits.withDefaults(), log: o.Logger, rc: o.Client, k: keyspace{o.Prefix},
 		cnt: newCounters(), bc: newBcache(), stop: make(chan struct{}), recountWake: make(chan struct{}, 1),
 	}
 	r.pipe = newPipeliner(o.Client, o.PipelineWorkers, o.Pipeline, 4*o.Pipeline*o.PipelineWorkers, o.RedisTimeout)
 	r.dur = newDurable(o.DB, t, o.Logger, &o, r.cnt)
-	err := r.checkEpoch(ctx)
-	if err == nil {
-		_, err = r.syncBroadcasts(ctx, true)
+	// Under the schema lock, after the migrations: the epoch, and the
+	// broadcasts read (restored from MySQL if Redis lost them), those of
+	// the previous version given seqs in Redis and, before the lock is
+	// released, in MySQL (docs/storage.md "Migration from the previous
+	// version").
+	applied, err := migrate(ctx, o.DB, t, migrations, func(ctx context.Context) error {
+		if err := r.checkEpoch(ctx); err != nil {
+			return err
+		}
+		if _, err := r.syncBroadcasts(ctx, true); err != nil {
+			return err
+		}
+		if err := r.dur.barrierUID(ctx, ""); err != nil {
+			return err
+		}
+		left, err := r.dur.hasBacks(ctx)
+		r.dur.backsLeft.Store(left || err != nil)
+		return nil
+	})
+	if len(applied) > 0 {
+		o.Logger.Info("saver: mysql schema migrated", "versions", applied)
 	}
 	if err != nil {
 		r.pipe.close()
@@ -390,5 +403,32 @@ func (r *RedisStore) userCounts(ctx context.Context, uid string, app uint32) (fr
 	if err != nil || len(l) < 3 {
 		return false, 0, 0, cmpErr(nil, err)
 	}
+	if len(l) > 3 {
+		r.foldUserStats(ctx, uid, l[3:])
+	}
 	return asInt(l[0]) == 1, int(asInt(l[1])), int(asInt(l[2])), nil
+}
+
+// foldUserStats folds the previous version's broadcast records that
+// scriptUserStats found (pairs field, value of the b and c fields) into
+// the cursors. Best effort: a cursor changed meanwhile leaves them to the
+// next read.
+func (r *RedisStore) foldUserStats(ctx context.Context, uid string, pairs []any) {
+	curs, legacy := map[uint32]rcursor{}, map[uint64]legacyRec{}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		addCursorField(curs, legacy, asString(pairs[i]), asString(pairs[i+1]))
+	}
+	now := time.Now().Unix()
+	p := newCursorPlan(r, uid, curs, legacy, now)
+	p.foldLegacy()
+	cas, rows := p.finish()
+	if len(cas) == 0 {
+		return
+	}
+	args := append([]any{now, r.idle(), casCount(cas)}, cas...)
+	op := &pipeOp{kind: pipeScript, script: scriptCursorCAS, key: r.k.user(uid), args: args}
+	if err := r.pipe.do(ctx, op); err != nil || op.err != nil || asInt(op.res) != 1 {
+		return
+	}
+	r.dur.enqueue(rows, true)
 }

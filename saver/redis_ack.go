@@ -14,9 +14,11 @@ import (
 const refreshOnAckEvery = 100 * time.Millisecond
 
 // Ack implements Store: one script deletes the entries of apps from the
-// user's hash and records the broadcast ACKs of apps; the MySQL rows follow
-// through the queue. Ids that take no effect (unknown, other apps') queue
-// nothing and, on a hash of the current epoch, write nothing to Redis.
+// user's hash and writes the broadcast cursors of apps the ACKed
+// broadcasts moved (read first by one HMGET, only when the call names a
+// broadcast); the MySQL rows follow through the queue. Ids that take no
+// effect (unknown, other apps', broadcasts ACKed already) queue nothing
+// and, on a hash of the current epoch, write nothing to Redis.
 //
 // A hash not of the current epoch (Redis lost data since the user was last
 // filled) may lack entries MySQL holds. Its unknown ids are not taken as
@@ -123,60 +125,125 @@ type ackResult struct {
 	unknown []uint64 // ids that took no effect and are no known broadcast or other app's entry
 }
 
-// ackOnce runs scriptAck for ids on behalf of apps (set: appSet(apps)); a
-// known broadcast of another app is left out of the call.
+// ackOnce runs scriptAck for ids on behalf of apps (set: appSet(apps)).
+// ids of known broadcasts of apps are ACKed in their cursors: read first
+// (one HMGET of the cursor fields and the ids' previous-version records),
+// changed here, written by the same script with a compare-and-set, and
+// read again if another call changed them meanwhile. A known broadcast of
+// another app is left out of the call.
 func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32, ids []uint64, tomb bool, extra ...*pipeOp) (ackResult, error) {
-	args := make([]any, 0, 5+2*len(ids))
-	args = append(args, *r.epoch.Load(), time.Now().Unix(), r.idle(), set, boolDigit(tomb))
+	type bref struct {
+		id, seq uint64
+		app     uint32
+	}
+	var uni []uint64
+	var bcasts []bref
+	seen := map[uint64]bool{}
+	now := time.Now().Unix()
 	for _, id := range ids {
-		exp := ""
-		if m, ok := r.bc.get(id); ok {
-			if !hasApp(apps, m.App) {
-				continue // another app's broadcast: as if unknown
-			}
-			exp = strconv.FormatInt(m.Expire, 10)
-		}
-		args = append(args, id8(id), exp)
-	}
-	if len(args) == 5 {
-		return ackResult{fresh: true}, nil // only other apps' broadcasts
-	}
-	op := &pipeOp{kind: pipeScript, script: scriptAck, key: r.k.user(uid), args: args}
-	if err := r.pipe.do(ctx, append([]*pipeOp{op}, extra...)...); err != nil {
-		return ackResult{}, err
-	}
-	l, err := op.list()
-	if err != nil || len(l) < 1 {
-		return ackResult{}, cmpErr(nil, err)
-	}
-	res := ackResult{fresh: asInt(l[0]) == 1}
-	done := map[uint64]bool{}
-	for i := 1; i+2 < len(l); i += 3 {
-		s := asString(l[i])
-		id, ok := parseID8(s[min(1, len(s)):])
+		m, ok := r.bc.get(id)
 		if !ok {
+			uni = append(uni, id)
 			continue
 		}
-		done[id] = true
-		switch s[0] {
-		case 'u':
+		seq := r.bc.seq(id)
+		if !hasApp(apps, m.App) || seq == 0 || m.Expired(now) || seen[id] {
+			// Another app's broadcast: as if unknown. One without a seq
+			// yet, or expired (never delivered again anyway): nothing to
+			// record.
+			continue
+		}
+		seen[id] = true
+		bcasts = append(bcasts, bref{id, seq, m.App})
+	}
+	if len(uni) == 0 && len(bcasts) == 0 {
+		return ackResult{fresh: true}, nil // only other apps' broadcasts
+	}
+	var fields []string
+	if len(bcasts) > 0 {
+		fapps := map[uint32]bool{}
+		for _, b := range bcasts {
+			if !fapps[b.app] {
+				fapps[b.app] = true
+				fields = append(fields, cursorField(b.app))
+			}
+			fields = append(fields, "b"+id8(b.id))
+		}
+	}
+	key := r.k.user(uid)
+	for range casRetries {
+		var cas []any
+		var rows []drow
+		var newly []uint64
+		if len(fields) > 0 {
+			read := &pipeOp{kind: pipeHMGet, key: key, fields: fields}
+			if err := r.pipe.do(ctx, read); err != nil {
+				return ackResult{}, err
+			}
+			if read.err != nil {
+				return ackResult{}, redisErr(read.err)
+			}
+			curs, legacy, _ := parseCursorFields(fields, read.vals)
+			p := newCursorPlan(r, uid, curs, legacy, now)
+			p.foldLegacy()
+			for _, b := range bcasts {
+				if p.cursor(b.app).ack(b.seq) {
+					newly = append(newly, b.id)
+				}
+			}
+			cas, rows = p.finish()
+		}
+		args := make([]any, 0, 6+len(cas)+len(uni))
+		args = append(args, *r.epoch.Load(), now, r.idle(), set, boolDigit(tomb), casCount(cas))
+		args = append(args, cas...)
+		for _, id := range uni {
+			args = append(args, id8(id))
+		}
+		if len(uni) == 0 && len(cas) == 0 {
+			return ackResult{fresh: true}, nil // broadcasts ACKed already: nothing to write
+		}
+		op := &pipeOp{kind: pipeScript, script: scriptAck, key: key, args: args}
+		err := r.pipe.do(ctx, append([]*pipeOp{op}, extra...)...)
+		extra = nil // the delivery status steps ran: once is enough
+		if err != nil {
+			return ackResult{}, err
+		}
+		l, err := op.list()
+		if err != nil || len(l) < 2 {
+			return ackResult{}, cmpErr(nil, err)
+		}
+		if asInt(l[1]) != 1 {
+			continue // a cursor changed since the read
+		}
+		res := ackResult{fresh: asInt(l[0]) == 1, rows: rows}
+		for _, id := range newly {
 			res.n++
-			res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id,
-				cd: cdelta{app: uint32(asInt(l[i+1])), pend: -1, park: -int8(asInt(l[i+2]))}})
-			r.acked.Add(1)
-		case 'b':
-			res.n++
-			res.rows = append(res.rows, drow{op: dBack, state: backAcked, uid: uid, id: id})
 			r.sacc.add(id, 1) // delivery status, sent every CounterEvery
 		}
-	}
-	for _, id := range ids {
-		if _, bcast := r.bc.get(id); !done[id] && !bcast {
-			done[id] = true // once per repeated id
-			res.unknown = append(res.unknown, id)
+		done := map[uint64]bool{}
+		for i := 2; i+2 < len(l); i += 3 {
+			s := asString(l[i])
+			id, ok := parseID8(s[min(1, len(s)):])
+			if !ok {
+				continue
+			}
+			done[id] = true
+			if s[0] == 'u' {
+				res.n++
+				res.rows = append(res.rows, drow{op: dDelete, uid: uid, id: id,
+					cd: cdelta{app: uint32(asInt(l[i+1])), pend: -1, park: -int8(asInt(l[i+2]))}})
+				r.acked.Add(1)
+			}
 		}
+		for _, id := range uni {
+			if !done[id] {
+				done[id] = true // once per repeated id
+				res.unknown = append(res.unknown, id)
+			}
+		}
+		return res, nil
 	}
-	return res, nil
+	return ackResult{}, errCursorBusy
 }
 
 // refreshForAck re-reads the broadcasts at most every refreshOnAckEvery and

@@ -91,3 +91,53 @@ func BenchmarkRedisMulticastAck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedisBroadcastAckStream: one op saves a QoS 1 broadcast that
+// 200 users each load and ACK (concurrently, as rooms do). What a user
+// keeps does not grow with the broadcasts: the cursor field's bytes in
+// Redis are reported per user, and the MySQL rows queued per ACK (cursor
+// rows, before the writer folds a batch's rows of one user into one).
+func BenchmarkRedisBroadcastAckStream(b *testing.B) {
+	st := newRedisEnv(b).open(b, RedisOptions{})
+	const users = 200
+	uids := make([]string, users)
+	for i := range uids {
+		uids[i] = "user-" + strconv.Itoa(i)
+	}
+	apps := []uint32{1}
+	before := st.dur.enqueued()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id := uint64(i + 1)
+		if err := st.SaveBroadcast(bg, msg(id, 1, future())); err != nil {
+			b.Fatal(err)
+		}
+		errs := make(chan error, users)
+		for _, uid := range uids {
+			go func() {
+				if _, err := st.Load(bg, uid, apps, 0); err != nil {
+					errs <- err
+					return
+				}
+				n, err := st.Ack(bg, uid, apps, []uint64{id})
+				if err == nil && n != 1 {
+					err = fmt.Errorf("ack %s %d: %d", uid, id, n)
+				}
+				errs <- err
+			}()
+		}
+		for range uids {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	var size int64
+	for _, uid := range uids {
+		size += st.rc.HStrLen(bg, st.k.user(uid), cursorField(1)).Val()
+	}
+	b.ReportMetric(float64(size)/users, "cursor-bytes/user")
+	b.ReportMetric(float64(st.dur.enqueued()-before)/float64(b.N*users), "rows/ack")
+}

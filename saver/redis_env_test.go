@@ -116,7 +116,7 @@ func (e *redisEnv) cleanup(t testing.TB) {
 	defer cancel()
 	dropKeys(ctx, e.rc, e.prefix)
 	tb := newTables(e.tprefix)
-	for _, name := range []string{tb.inbox, tb.broadcast, tb.backs, tb.version} {
+	for _, name := range []string{tb.inbox, tb.broadcast, tb.backs, tb.cursors, tb.version} {
 		if _, err := e.db.ExecContext(ctx, "DROP TABLE IF EXISTS `"+name+"`"); err != nil {
 			t.Logf("drop %s: %v", name, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,8 @@ func (r *RedisStore) fingerprint(ctx context.Context) string {
 // they were lost (only the watcher does: no caller waits for MySQL). It
 // reports whether the cache changed. While a restore is pending (MySQL
 // down), the cache keeps what it had and only adds what Redis has.
+// Broadcasts found without a seq (stored by the previous version) get one
+// here, in id order, and MySQL gets it through the queue.
 func (r *RedisStore) syncBroadcasts(ctx context.Context, restore bool) (bool, error) {
 	v, err := r.broadcastVersion(ctx)
 	if err != nil {
@@ -113,32 +116,122 @@ func (r *RedisStore) syncBroadcasts(ctx context.Context, restore bool) (bool, er
 	if !pending && v == r.bc.version() {
 		return false, nil
 	}
-	all, err := r.rc.HGetAll(ctx, r.k.broadcasts()).Result()
-	if err != nil {
-		return false, redisErr(err)
+	for attempt := 0; ; attempt++ {
+		msgs, seqs, last, ver, err := r.readBroadcasts(ctx)
+		if err != nil {
+			return false, err
+		}
+		var unseq []uint64
+		byID := map[uint64]*push.Message{}
+		for i := range msgs {
+			if m := &msgs[i]; seqs[m.ID] == 0 {
+				unseq = append(unseq, m.ID)
+				byID[m.ID] = m
+			}
+		}
+		if len(unseq) > 0 && attempt == 0 {
+			slices.Sort(unseq)
+			if err := r.sequence(ctx, unseq, byID); err != nil {
+				r.log.Warn("saver: broadcasts of the previous version not given seqs yet", "err", err)
+			}
+			continue // read again, with the seqs
+		}
+		if pending {
+			for _, m := range msgs {
+				r.bc.putSeq(m, seqs[m.ID])
+			}
+		} else {
+			r.bc.replace(msgs, seqs, ver, last)
+		}
+		return true, nil
 	}
-	msgs := make([]push.Message, 0, len(all))
-	for f, val := range all {
+}
+
+// readBroadcasts reads {bc} and {bc}:q in one transaction (one slot):
+// every seq up to last is then in the result, or gone.
+func (r *RedisStore) readBroadcasts(ctx context.Context) (msgs []push.Message, seqs map[uint64]uint64, last uint64, ver int64, err error) {
+	var all, qs *redis.MapStringStringCmd
+	_, err = r.rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, r.k.broadcasts())
+		qs = p.HGetAll(ctx, r.k.broadcastSeqs())
+		return nil
+	})
+	if err != nil {
+		return nil, nil, 0, 0, redisErr(err)
+	}
+	seqs = map[uint64]uint64{}
+	for f, val := range qs.Val() {
+		n, perr := strconv.ParseUint(val, 10, 64)
+		switch {
+		case perr != nil:
+		case f == "s":
+			last = n
+		default:
+			if id, ok := parseID8(f); ok {
+				seqs[id] = n
+			}
+		}
+	}
+	msgs = make([]push.Message, 0, len(all.Val()))
+	for f, val := range all.Val() {
+		if f == "v" {
+			ver, _ = strconv.ParseInt(val, 10, 64)
+			continue
+		}
 		if len(f) != 9 || f[0] != 'm' {
 			continue
 		}
 		id, _ := parseID8(f[1:])
-		m, err := decodeValueOwned(id, []byte(val))
-		if err != nil {
-			r.log.Warn("saver: corrupt broadcast skipped", "id", id, "err", err)
+		m, derr := decodeValueOwned(id, []byte(val))
+		if derr != nil {
+			r.log.Warn("saver: corrupt broadcast skipped", "id", id, "err", derr)
 			continue
 		}
 		m.Broadcast = true
 		msgs = append(msgs, m)
 	}
-	if pending {
-		for _, m := range msgs {
-			r.bc.put(m)
-		}
-	} else {
-		r.bc.replace(msgs, v)
+	return msgs, seqs, last, ver, nil
+}
+
+// sequence gives a seq to the broadcasts ids (ascending) that have none,
+// in Redis, and queues MySQL's copy of them.
+func (r *RedisStore) sequence(ctx context.Context, ids []uint64, msgs map[uint64]*push.Message) error {
+	args := []any{seqString(r.bc.maxSeq() + 1)}
+	for _, id := range ids {
+		args = append(args, id8(id))
 	}
-	return true, nil
+	res, err := scriptBroadcastSeq.Run(ctx, r.rc, []string{r.k.broadcasts(), r.k.broadcastSeqs()}, args...).Result()
+	if err != nil {
+		return redisErr(err)
+	}
+	l, err := replyList(res)
+	if err != nil {
+		return err
+	}
+	r.persistSeqs(l[1:], msgs)
+	return nil
+}
+
+// persistSeqs queues MySQL's copy of broadcasts that were just given seqs
+// (pairs id8, seq), from msgs.
+func (r *RedisStore) persistSeqs(pairs []any, msgs map[uint64]*push.Message) {
+	var rows []drow
+	for i := 0; i+1 < len(pairs); i += 2 {
+		id, ok := parseID8(asString(pairs[i]))
+		seq, err := strconv.ParseUint(asString(pairs[i+1]), 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		m := msgs[id]
+		if m == nil {
+			continue
+		}
+		rows = append(rows, drow{op: dBroadcast, id: id, seq: seq, msg: m})
+	}
+	if len(rows) > 0 {
+		r.log.Info("saver: broadcasts of the previous version given seqs", "count", len(rows))
+		r.dur.enqueue(rows, true)
+	}
 }
 
 func (r *RedisStore) broadcastVersion(ctx context.Context) (int64, error) {
@@ -150,29 +243,38 @@ func (r *RedisStore) broadcastVersion(ctx context.Context) (int64, error) {
 }
 
 // restoreBroadcasts copies the live broadcasts of MySQL into Redis (those
-// Redis has stay as they are), after this process's queued broadcasts are
-// written.
+// Redis has stay as they are) with their seqs, after this process's queued
+// broadcasts are written; rows without a seq get one.
 func (r *RedisStore) restoreBroadcasts(ctx context.Context) error {
 	if err := r.dur.barrierUID(ctx, ""); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.o.ReadTimeout)
 	defer cancel()
-	msgs, err := r.dur.loadBroadcasts(rctx, time.Now().Unix())
+	rows, top, err := r.dur.loadBroadcasts(rctx, time.Now().Unix())
 	if err != nil {
 		return mysqlErr(err)
 	}
-	args := make([]any, 0, 2*len(msgs))
-	for i := range msgs {
-		args = append(args, id8(msgs[i].ID), string(appendValue(nil, &msgs[i])))
+	args := make([]any, 0, 1+3*len(rows))
+	args = append(args, seqString(max(top, r.bc.maxSeq())+1))
+	msgs := make(map[uint64]*push.Message, len(rows))
+	for i := range rows {
+		b := &rows[i]
+		args = append(args, id8(b.msg.ID), string(appendValue(nil, &b.msg)), seqString(b.seq))
+		msgs[b.msg.ID] = &b.msg
 	}
-	res, err := scriptBroadcastRestore.Run(ctx, r.rc, []string{r.k.broadcasts()}, args...).Result()
+	res, err := scriptBroadcastRestore.Run(ctx, r.rc, []string{r.k.broadcasts(), r.k.broadcastSeqs()}, args...).Result()
 	if err != nil {
 		return redisErr(err)
 	}
-	if l, err := replyList(res); err == nil && len(l) == 2 && asInt(l[1]) > 0 {
-		metricBroadcastsRestored.Add(float64(asInt(l[1])))
-		r.log.Info("saver: broadcasts restored from mysql", "count", asInt(l[1]))
+	l, err := replyList(res)
+	if err != nil || len(l) < 2 {
+		return cmpErr(nil, err)
 	}
+	if n := asInt(l[1]); n > 0 {
+		metricBroadcastsRestored.Add(float64(n))
+		r.log.Info("saver: broadcasts restored from mysql", "count", n)
+	}
+	r.persistSeqs(l[2:], msgs)
 	return nil
 }

@@ -41,6 +41,7 @@ func (r *RedisStore) Expire(ctx context.Context, now time.Time) (int, error) {
 	if !ok {
 		return 0, nil
 	}
+	r.expireJobs(ctx, now) // logs its errors: the next sweep retries; jobs are no messages, not counted
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.RedisTimeout)
 		defer cancel()
@@ -148,9 +149,11 @@ func (r *RedisStore) sweepStep(ctx context.Context, t int64) (n int, more bool, 
 }
 
 // sweepBroadcasts drops the expired broadcasts from Redis, the cache and
-// MySQL (with their ACK rows), and returns how many MySQL held.
+// MySQL (with the previous version's ACK rows of them), and returns how
+// many MySQL held. Cursors need nothing: each forgets a broadcast no
+// longer live the next time it is written.
 func (r *RedisStore) sweepBroadcasts(ctx context.Context, t int64) (int, error) {
-	res, err := scriptBroadcastExpire.Run(ctx, r.rc, []string{r.k.broadcasts()}, t).Result()
+	res, err := scriptBroadcastExpire.Run(ctx, r.rc, []string{r.k.broadcasts(), r.k.broadcastSeqs()}, t).Result()
 	if err != nil {
 		return 0, redisErr(err)
 	}
@@ -177,12 +180,20 @@ func (r *RedisStore) sweepBroadcasts(ctx context.Context, t int64) (int, error) 
 		r.logStatus(status...)
 	}
 	n, err := r.dur.expireBroadcasts(ctx, t, sweepChunk, r.forgetBroadcast)
+	if err == nil && r.dur.backsLeft.Load() {
+		left, herr := r.dur.hasBacks(ctx)
+		if herr == nil && !left {
+			r.dur.backsLeft.Store(false)
+			r.log.Info("saver: the previous version's broadcast_ack table is empty; reloads no longer read it")
+		}
+	}
 	return n, mysqlErr(err)
 }
 
-// forgetBroadcast drops the records users keep of an expired broadcast
-// (its ACK rows in MySQL say who has one; records of loads alone, which
-// MySQL does not keep, go at the user's next Load).
+// forgetBroadcast drops the previous version's records users keep of an
+// expired broadcast (its ACK rows in MySQL say who has one; records of
+// loads alone, which MySQL does not keep, go when the hash is next read
+// whole), so that a new broadcast reusing the id finds none.
 func (r *RedisStore) forgetBroadcast(ctx context.Context, bid uint64, uids []string) error {
 	pipe := r.rc.Pipeline()
 	f := "b" + id8(bid)

@@ -21,6 +21,7 @@ type keyspace struct{ prefix string }
 
 func (k keyspace) user(uid string) string { return k.prefix + "u{" + uid + "}" }
 func (k keyspace) broadcasts() string     { return k.prefix + "{bc}" }
+func (k keyspace) broadcastSeqs() string  { return k.prefix + "{bc}:q" }
 func (k keyspace) meta() string           { return k.prefix + "{meta}" }
 func (k keyspace) sweepLock() string      { return k.prefix + "{meta}:sweep" }
 func (k keyspace) stats(shard int) string { return k.prefix + "{stats:" + strconv.Itoa(shard) + "}" }
@@ -90,7 +91,8 @@ type userHash struct {
 	epoch   string
 	entries []push.Message // ascending ID
 	parked  map[uint64]bool
-	backs   map[uint64]bstate
+	curs    map[uint32]rcursor   // c<app>: broadcast cursors (redis_cursor.go)
+	legacy  map[uint64]legacyRec // b<id8>: the previous version's broadcast records
 }
 
 // parseUserHash decodes HGETALL of a user hash; malformed fields are
@@ -101,6 +103,13 @@ func parseUserHash(m map[string]string) (h userHash, corrupt int) {
 			if f == "e" {
 				h.epoch = v
 			}
+			continue
+		}
+		if len(f) == 5 && f[0] == 'c' {
+			if h.curs == nil {
+				h.curs = map[uint32]rcursor{}
+			}
+			corrupt += addCursorField(h.curs, nil, f, v)
 			continue
 		}
 		id, ok := parseID8(f[1:])
@@ -122,15 +131,10 @@ func parseUserHash(m map[string]string) (h userHash, corrupt int) {
 			}
 			h.parked[id] = true
 		case 'b':
-			b, ok := parseBState(v)
-			if !ok {
-				corrupt++
-				continue
+			if h.legacy == nil {
+				h.legacy = map[uint64]legacyRec{}
 			}
-			if h.backs == nil {
-				h.backs = map[uint64]bstate{}
-			}
-			h.backs[id] = b
+			corrupt += addCursorField(nil, h.legacy, f, v)
 		}
 	}
 	sortByID(h.entries)

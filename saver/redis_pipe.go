@@ -38,6 +38,7 @@ const (
 	pipeScript pipeKind = iota
 	pipeHGetAll
 	pipeHKeys
+	pipeHMGet
 )
 
 // pipeOp is one command on one key.
@@ -47,8 +48,10 @@ type pipeOp struct {
 	key    string
 	key2   string // a second key of a script (same hash slot as key), or ""
 	args   []any
+	fields []string // HMGET
 
 	res  any               // script reply
+	vals []any             // HMGET reply: a string or nil per field
 	hash map[string]string // HGETALL reply
 	keys []string          // HKEYS reply
 	err  error
@@ -168,6 +171,8 @@ func (p *pipeliner) run(ctx context.Context, batch []*pipeOp, full bool) {
 			cmds[i] = pipe.HGetAll(ctx, op.key)
 		case op.kind == pipeHKeys:
 			cmds[i] = pipe.HKeys(ctx, op.key)
+		case op.kind == pipeHMGet:
+			cmds[i] = pipe.HMGet(ctx, op.key, op.fields...)
 		case full:
 			cmds[i] = op.script.Eval(ctx, pipe, keys, op.args...)
 		default:
@@ -181,6 +186,8 @@ func (p *pipeliner) run(ctx context.Context, batch []*pipeOp, full bool) {
 			op.hash, op.err = c.Result()
 		case *redis.StringSliceCmd:
 			op.keys, op.err = c.Result()
+		case *redis.SliceCmd:
+			op.vals, op.err = c.Result()
 		case *redis.Cmd:
 			op.res, op.err = c.Result()
 		}

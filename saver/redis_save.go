@@ -205,21 +205,28 @@ func (r *RedisStore) SaveBroadcast(ctx context.Context, msg push.Message) error 
 	m := msg
 	m.Broadcast = true
 	m.Payload = slices.Clone(msg.Payload) // the cache and the queue keep it
-	op := &pipeOp{kind: pipeScript, script: scriptBroadcastSave, key: r.k.broadcasts(),
-		args: []any{id8(m.ID), string(appendValue(nil, &m))}}
+	op := &pipeOp{kind: pipeScript, script: scriptBroadcastSave, key: r.k.broadcasts(), key2: r.k.broadcastSeqs(),
+		args: []any{id8(m.ID), string(appendValue(nil, &m)), seqString(r.bc.maxSeq() + 1), time.Now().Unix()}}
 	status := r.statusStep(m.ID, "b", "", 0) // delivery status, same round trip
 	err := r.pipe.do(ctx, op, status)
 	r.logStatus(status)
+	var l []any
 	if err == nil {
-		err = redisErr(op.err)
+		l, err = op.list()
+	}
+	if err == nil && len(l) < 3 {
+		err = cmpErr(nil, nil)
 	}
 	if err != nil {
 		r.dur.release(1)
 		return fmt.Errorf("saver save broadcast %d: %w", m.ID, err)
 	}
-	r.bc.put(m)
-	r.bc.advance(asInt(op.res))
-	tickets := r.dur.enqueue([]drow{{op: dBroadcast, id: m.ID, msg: &m}}, false)
+	seq, _ := strconv.ParseUint(asString(l[1]), 10, 64)
+	prev, _ := strconv.ParseUint(asString(l[2]), 10, 64)
+	r.bc.putSeq(m, seq)
+	r.bc.extend(prev, seq)
+	r.bc.advance(asInt(l[0]))
+	tickets := r.dur.enqueue([]drow{{op: dBroadcast, id: m.ID, seq: seq, msg: &m}}, false)
 	if err := r.awaitDurable(ctx, tickets); err != nil {
 		return fmt.Errorf("saver save broadcast %d: %w", m.ID, err)
 	}

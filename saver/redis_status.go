@@ -128,9 +128,6 @@ out[#out+1] = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 return out
 `)
 
-// scriptHGet is HGET through the pipeliner. KEYS: hash. ARGV: field.
-var scriptHGet = redis.NewScript(`return redis.call('HGET', KEYS[1], ARGV[1]) or ''`)
-
 // statusStep is the pipe op of one scriptStatusStep call.
 func (r *RedisStore) statusStep(id uint64, ev, apps string, n int64, uids ...string) *pipeOp {
 	args := make([]any, 0, 3+len(uids))
@@ -238,6 +235,9 @@ func (r *RedisStore) AddSent(ctx context.Context, deltas []push.StatusDelta) err
 	if err := checkDeltas(deltas); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
 	}
+	if err := checkDeltaTargets(deltas); err != nil {
+		return fmt.Errorf("saver add sent: %w", err)
+	}
 	if len(deltas) == 0 {
 		return nil
 	}
@@ -253,8 +253,8 @@ func (r *RedisStore) AddSent(ctx context.Context, deltas []push.StatusDelta) err
 		app uint32
 	}
 	type group struct {
-		n    int64
-		uids []string
+		n, targets int64
+		uids       []string
 	}
 	groups := map[key]*group{}
 	var order []key
@@ -267,14 +267,18 @@ func (r *RedisStore) AddSent(ctx context.Context, deltas []push.StatusDelta) err
 			order = append(order, k)
 		}
 		g.n += d.Sent
+		g.targets += d.Targets
 		if d.UID != "" {
 			g.uids = append(g.uids, d.UID)
 		}
 	}
-	ops := make([]*pipeOp, len(order))
+	ops := make([]*pipeOp, len(order), len(order)+1)
 	for i, k := range order {
 		g := groups[k]
 		ops[i] = r.statusStep(k.id, "t", ","+strconv.FormatUint(uint64(k.app), 10)+",", g.n, g.uids...)
+		if g.targets > 0 { // a broadcast's job targets (redis_jobs.go)
+			ops = append(ops, &pipeOp{kind: pipeScript, script: scriptStatusTargets, key: r.k.status(k.id), args: []any{k.app, g.targets}})
+		}
 	}
 	if err := r.pipe.do(ctx, ops...); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
@@ -329,10 +333,11 @@ func parseStatusHash(id uint64, h map[string]string) (push.MessageStatus, bool) 
 }
 
 // UserState implements Store: one script reads the record and the uid's
-// state, pipelined with a read of the uid's broadcast record (the user
-// hash's b<id8> field), which only a broadcast uses. A broadcast's state
-// is read from Redis as it is: a user hash Redis lost since reads as not
-// ACKed until the user's next Load reloads it from MySQL.
+// state, pipelined with a read of the uid's broadcast cursor of the
+// message's app (and of its previous-version record b<id8>), which only a
+// broadcast uses. A broadcast's state is read from Redis as it is: a user
+// hash Redis lost since reads as not ACKed until the user's next Load
+// reloads it from MySQL.
 func (r *RedisStore) UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error) {
 	if err := checkUID(uid); err != nil {
 		return "", fmt.Errorf("saver user state: %w", err)
@@ -342,7 +347,13 @@ func (r *RedisStore) UserState(ctx context.Context, app uint32, msgID uint64, ui
 	}
 	defer r.calls.Done()
 	rec := &pipeOp{kind: pipeScript, script: scriptStatusUser, key: r.k.status(msgID), key2: r.k.statusUsers(msgID), args: []any{uid}}
-	back := &pipeOp{kind: pipeScript, script: scriptHGet, key: r.k.user(uid), args: []any{"b" + id8(msgID)}}
+	fields := []string{"b" + id8(msgID)}
+	bm, known := r.bc.get(msgID)
+	seq := r.bc.seq(msgID)
+	if known && seq != 0 {
+		fields = append(fields, cursorField(bm.App))
+	}
+	back := &pipeOp{kind: pipeHMGet, key: r.k.user(uid), fields: fields}
 	if err := r.pipe.do(ctx, rec, back); err != nil {
 		return "", fmt.Errorf("saver user state %d: %w", msgID, err)
 	}
@@ -368,14 +379,33 @@ func (r *RedisStore) UserState(ctx context.Context, app uint32, msgID uint64, ui
 	if back.err != nil {
 		return "", fmt.Errorf("saver user state %d: %w", msgID, redisErr(back.err))
 	}
-	var bs byte
-	if b, ok := parseBState(asString(back.res)); ok {
-		switch {
-		case b.acked:
-			bs = suAcked
-		case b.parked:
-			bs = suParked
+	if (!known || seq == 0) && st.Stored > 0 && now < st.Expires && r.refreshForAck(ctx) {
+		// Another saver's broadcast this cache did not hold yet: its seq
+		// names the cursor position to read.
+		if bm, known = r.bc.get(msgID); known {
+			if seq = r.bc.seq(msgID); seq != 0 {
+				fields = []string{"b" + id8(msgID), cursorField(bm.App)}
+				back = &pipeOp{kind: pipeHMGet, key: r.k.user(uid), fields: fields}
+				if err := r.pipe.do(ctx, back); err != nil || back.err != nil {
+					return "", fmt.Errorf("saver user state %d: %w", msgID, redisErr(cmpErrNil(err, back.err)))
+				}
+			}
 		}
+	}
+	var bs byte
+	curs, legacy, _ := parseCursorFields(fields, back.vals)
+	acked, parked := false, false
+	if l, ok := legacy[msgID]; ok {
+		acked, parked = l.b.acked, l.b.parked // not folded yet
+	}
+	if c, ok := curs[bm.App]; ok && !acked && !parked && seq != 0 {
+		acked, parked = c.c.state(seq)
+	}
+	switch {
+	case acked:
+		bs = suAcked
+	case parked:
+		bs = suParked
 	}
 	return broadcastState(&st, bs, now), nil
 }

@@ -351,3 +351,91 @@ func (s *Service) Claim(ctx context.Context, from, to string) (int, error) {
 	done(opClaim, start, err)
 	return n, err
 }
+
+// Operation names of the job board (the op label values), registered
+// beside metrics.go's.
+const (
+	opCreateJob   = "create_job"
+	opJob         = "job"
+	opRunningJobs = "running_jobs"
+	opClaimTask   = "claim_task"
+	opUpdateTask  = "update_task"
+	opFinishJob   = "finish_job"
+)
+
+func init() {
+	for _, op := range []string{opCreateJob, opJob, opRunningJobs, opClaimTask, opUpdateTask, opFinishJob} {
+		ops[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
+	}
+}
+
+// CreateJob records a broadcast job with one pending task per room (see
+// JobBoard.CreateJob).
+func (s *Service) CreateJob(ctx context.Context, j push.Job, rooms []string) error {
+	if err := s.check(opCreateJob); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.CreateJob(ctx, j, rooms)
+	done(opCreateJob, start, err)
+	return err
+}
+
+// Job returns a job and its tasks; false when unknown (see JobBoard.Job).
+func (s *Service) Job(ctx context.Context, id uint64) (push.Job, []push.JobTask, bool, error) {
+	if err := s.check(opJob); err != nil {
+		return push.Job{}, nil, false, err
+	}
+	start := time.Now()
+	j, ts, ok, err := s.st.Job(ctx, id)
+	done(opJob, start, err)
+	return j, ts, ok, err
+}
+
+// RunningJobs lists the running jobs' ids (see JobBoard.RunningJobs).
+func (s *Service) RunningJobs(ctx context.Context) ([]uint64, error) {
+	if err := s.check(opRunningJobs); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	ids, err := s.st.RunningJobs(ctx)
+	done(opRunningJobs, start, err)
+	return ids, err
+}
+
+// ClaimTask gives owner a job's task under a lease (see JobBoard.ClaimTask).
+func (s *Service) ClaimTask(ctx context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error) {
+	if err := s.check(opClaimTask); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	ok, err := s.st.ClaimTask(ctx, id, room, owner, now, lease)
+	done(opClaimTask, start, err)
+	return ok, err
+}
+
+// UpdateTask writes the progress of a task its owner holds (see
+// JobBoard.UpdateTask).
+func (s *Service) UpdateTask(ctx context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error) {
+	if err := s.check(opUpdateTask); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	ok, err := s.st.UpdateTask(ctx, id, t, now, lease)
+	done(opUpdateTask, start, err)
+	return ok, err
+}
+
+// FinishJob sets a running job's final state (see JobBoard.FinishJob).
+func (s *Service) FinishJob(ctx context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error) {
+	if err := s.check(opFinishJob); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	ok, err := s.st.FinishJob(ctx, id, state, errMsg, now, keep)
+	done(opFinishJob, start, err)
+	if ok {
+		s.log.Debug("saver: job finished", "id", id, "state", state)
+	}
+	return ok, err
+}

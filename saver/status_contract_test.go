@@ -314,3 +314,43 @@ func contractStatusWithout(t *testing.T, st Store) {
 		t.Errorf("add sent of nothing: %v", err)
 	}
 }
+
+func TestMemoryStatusTargets(t *testing.T) { contractStatusTargets(t, newMemoryStore(t, Limits{})) }
+
+func TestBoltStatusTargets(t *testing.T) { contractStatusTargets(t, newBoltStore(t, Limits{})) }
+
+func TestRedisStatusTargets(t *testing.T) { contractStatusTargets(t, newRedisStore(t, Limits{})) }
+
+// A broadcast's targets are what its job's rooms report (AddSent deltas
+// with Targets): they add up on a broadcast's record only, of its app.
+func contractStatusTargets(t *testing.T, st Store) {
+	exp := future()
+	if err := st.OpenStatus(bg, push.MessageStatus{MsgID: 9, App: 1, Kind: push.KindBroadcast, Created: time.Now().Unix(), Expires: exp}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, st, 1, 1, push.KindUnicast, exp, "u")
+	mustSent(t, st,
+		push.StatusDelta{MsgID: 9, App: 1, Sent: 2, Targets: 40},
+		push.StatusDelta{MsgID: 9, App: 1, Targets: 60},
+		push.StatusDelta{MsgID: 9, App: 2, Sent: 5, Targets: 1000},         // another app's: ignored
+		push.StatusDelta{MsgID: 1, App: 1, UID: "u", Sent: 1, Targets: 50}, // not a broadcast: targets ignored
+		push.StatusDelta{MsgID: 77, App: 1, Targets: 5},                    // no record
+	)
+	if s := wantStatus(t, st, 1, 9, counts{sent: 2}); s.Targets != 100 {
+		t.Fatalf("broadcast targets %d, want 100", s.Targets)
+	}
+	if s := wantStatus(t, st, 1, 1, counts{sent: 1}); s.Targets != 1 {
+		t.Fatalf("unicast targets %d, want 1 (its uids)", s.Targets)
+	}
+	wantState(t, st, 1, 1, "u", push.StateSent)
+	mustSent(t, st, push.StatusDelta{MsgID: 9, App: 1, Sent: 1, Targets: 25})
+	if s := wantStatus(t, st, 1, 9, counts{sent: 3}); s.Targets != 125 {
+		t.Fatalf("broadcast targets %d, want 125", s.Targets)
+	}
+	if err := st.AddSent(bg, []push.StatusDelta{{MsgID: 9, App: 1, Targets: -1}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative targets: %v, want ErrInvalid", err)
+	}
+	if s := wantStatus(t, st, 1, 9, counts{sent: 3}); s.Targets != 125 {
+		t.Fatalf("a refused AddSent changed the targets: %d", s.Targets)
+	}
+}

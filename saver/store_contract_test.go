@@ -79,6 +79,14 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"StatusTenants", Limits{}, contractStatusTenants},
 		{"StatusIdempotent", Limits{}, contractStatusIdempotent},
 		{"StatusWithoutOpen", Limits{}, contractStatusWithout},
+		{"CursorOutOfOrderAcks", Limits{}, contractCursorOutOfOrder},
+		{"CursorParking", Limits{MaxLoads: 2}, contractCursorParking},
+		{"CursorSeqOrderNotIDOrder", Limits{}, contractCursorSeqOrder},
+		{"CursorInOrderAcksStaySmall", Limits{}, contractCursorSmall},
+		{"CursorExpiryMidRange", Limits{}, contractCursorExpiryMidRange},
+		{"CursorResaveKeepsState", Limits{MaxLoads: 2}, contractCursorResave},
+		{"CursorOtherAppsAck", Limits{}, contractCursorOtherApp},
+		{"CursorNewcomerGetsAll", Limits{}, contractCursorNewcomer},
 		{"QueueRoundTrip", Limits{}, contractQueueRoundTrip},
 		{"QueueIdempotent", Limits{}, contractQueueIdempotent},
 		{"QueueDequeue", Limits{}, contractQueueDequeue},
@@ -704,4 +712,265 @@ func contractAckNoWrite(t *testing.T, st Store) {
 	if got := loadIDs(t, st, "w", []uint32{1, 2}, 0); !slices.Equal(got, []uint64{2, 3, 5}) {
 		t.Errorf("w loads %v", got)
 	}
+}
+
+// The broadcast cursor (bcursor.go) behind Load and Ack, through the
+// Store's behaviour.
+
+// wantLoadApps checks what uid loads for apps.
+func wantLoadApps(t *testing.T, st Store, uid string, apps []uint32, want ...uint64) {
+	t.Helper()
+	if want == nil {
+		want = []uint64{}
+	}
+	if got := loadIDs(t, st, uid, apps, 0); !slices.Equal(got, want) {
+		t.Fatalf("load %s apps %v = %v, want %v", uid, apps, got, want)
+	}
+}
+
+// ACK 3, then 1, then 2: nothing comes back, each counted once.
+func contractCursorOutOfOrder(t *testing.T, st Store) {
+	exp := future()
+	for id := uint64(1); id <= 3; id++ {
+		mustOpen(t, st, id, 1, push.KindBroadcast, exp)
+		mustBroadcast(t, st, msg(id, 1, exp))
+	}
+	app1 := []uint32{1}
+	wantLoadApps(t, st, "u", app1, 1, 2, 3)
+	mustAck(t, st, "u", 1, 3)
+	wantLoadApps(t, st, "u", app1, 1, 2)
+	mustAck(t, st, "u", 0, 3) // once
+	mustAck(t, st, "u", 1, 1)
+	wantLoadApps(t, st, "u", app1, 2)
+	mustAck(t, st, "u", 1, 2, 2) // twice in one call: once
+	wantLoadApps(t, st, "u", app1)
+	mustAck(t, st, "u", 0, 1, 2, 3)
+	for id := uint64(1); id <= 3; id++ {
+		wantStatus(t, st, 1, id, counts{stored: 1, acked: 1})
+		wantState(t, st, 1, id, "u", push.StateAcked)
+		wantState(t, st, 1, id, "v", push.StateStored)
+	}
+	// Out of order within one call too.
+	mustAck(t, st, "v", 3, 3, 1, 2)
+	wantLoadApps(t, st, "v", app1)
+	wantStatus(t, st, 1, 2, counts{stored: 1, acked: 2})
+	if s := mustStats(t, st); s.Broadcasts != 3 || s.Pending != 0 || s.Acked != 0 {
+		t.Fatalf("stats: %+v (broadcast ACKs are not entries)", s)
+	}
+}
+
+// MaxLoads 2: parked broadcasts above and below the cursor.
+func contractCursorParking(t *testing.T, st Store) {
+	exp := future()
+	for id := uint64(1); id <= 3; id++ {
+		mustOpen(t, st, id, 1, push.KindBroadcast, exp)
+		mustBroadcast(t, st, msg(id, 1, exp))
+	}
+	app1 := []uint32{1}
+	wantLoadApps(t, st, "u", app1, 1, 2, 3)
+	mustAck(t, st, "u", 1, 2)
+	wantLoadApps(t, st, "u", app1, 1, 3) // their second load: parked
+	wantLoadApps(t, st, "u", app1)
+	wantState(t, st, 1, 1, "u", push.StateParked)
+	wantState(t, st, 1, 2, "u", push.StateAcked)
+	wantState(t, st, 1, 3, "u", push.StateParked)
+	wantStatus(t, st, 1, 1, counts{stored: 1, parked: 1})
+	mustBroadcast(t, st, msg(4, 1, exp)) // a new one comes past the parked ones
+	wantLoadApps(t, st, "u", app1, 4)
+	mustAck(t, st, "u", 1, 4)
+	wantLoadApps(t, st, "u", app1)
+	wantState(t, st, 1, 1, "u", push.StateParked) // still parked, below the cursor
+	wantState(t, st, 1, 3, "u", push.StateParked)
+	// Parking is per uid and counted once per uid.
+	wantLoadApps(t, st, "v", app1, 1, 2, 3, 4)
+	wantLoadApps(t, st, "v", app1, 1, 2, 3, 4)
+	wantLoadApps(t, st, "v", app1)
+	wantStatus(t, st, 1, 1, counts{stored: 1, parked: 2})
+	wantLoadApps(t, st, "w", app1, 1, 2, 3, 4)
+	// A parked broadcast's ACK still takes effect, once.
+	mustAck(t, st, "u", 1, 3)
+	mustAck(t, st, "u", 0, 3)
+	wantState(t, st, 1, 3, "u", push.StateAcked)
+	wantStatus(t, st, 1, 3, counts{stored: 1, acked: 1, parked: 2})
+	wantLoadApps(t, st, "u", app1)
+	if s := mustStats(t, st); s.Parked != 0 {
+		t.Fatalf("stats: %+v (Parked counts unicast entries only)", s)
+	}
+}
+
+// Ids come from several centers' clocks: a broadcast saved after the uid's
+// cursor went past a higher id is still delivered (seq order, not id order).
+func contractCursorSeqOrder(t *testing.T, st Store) {
+	exp := future()
+	app1 := []uint32{1}
+	mustBroadcast(t, st, msg(20, 1, exp))
+	wantLoadApps(t, st, "u", app1, 20)
+	mustAck(t, st, "u", 1, 20)
+	wantLoadApps(t, st, "u", app1)
+	mustBroadcast(t, st, msg(10, 1, exp)) // a lower id, saved later
+	mustBroadcast(t, st, msg(15, 1, exp))
+	wantLoadApps(t, st, "u", app1, 10, 15) // in id order
+	mustAck(t, st, "u", 1, 15)
+	wantLoadApps(t, st, "u", app1, 10)
+	mustAck(t, st, "u", 1, 10)
+	mustAck(t, st, "u", 0, 20, 10, 15)
+	wantLoadApps(t, st, "u", app1)
+	mustBroadcast(t, st, msg(5, 1, exp))
+	wantLoadApps(t, st, "u", app1, 5)
+	wantLoadApps(t, st, "v", app1, 5, 10, 15, 20)
+}
+
+// A stream of broadcasts ACKed in order leaves the uid's state as small
+// after fifty broadcasts as after ten (where a store lets the test see
+// its state), and everything behaves.
+func contractCursorSmall(t *testing.T, st Store) {
+	exp := future()
+	app1 := []uint32{1}
+	var after10 int
+	for id := uint64(1); id <= 50; id++ {
+		mustBroadcast(t, st, msg(id, 1, exp))
+		wantLoadApps(t, st, "u", app1, id)
+		mustAck(t, st, "u", 1, id)
+		if id == 10 {
+			after10 = broadcastStateSize(t, st, "u", 1)
+		}
+	}
+	wantLoadApps(t, st, "u", app1)
+	if n := broadcastStateSize(t, st, "u", 1); n > after10 || n > 16 {
+		t.Fatalf("uid state of app 1: %d bytes after 50 in-order ACKs, %d after 10", n, after10)
+	}
+	mustAck(t, st, "u", 0, 1, 50, 100)
+	wantLoadApps(t, st, "v", app1, func() []uint64 {
+		var all []uint64
+		for id := uint64(1); id <= 50; id++ {
+			all = append(all, id)
+		}
+		return all
+	}()...)
+}
+
+// broadcastStateSize returns the bytes uid's broadcast state of app takes
+// in st: the encoded cursor (Memory, Bolt), or -1 for a store the test does
+// not look inside (its behaviour is still checked).
+func broadcastStateSize(t *testing.T, st Store, uid string, app uint32) int {
+	t.Helper()
+	switch s := st.(type) {
+	case *Memory:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c := s.cursors[uid][app]; c != nil {
+			return len(c.appendTo(nil))
+		}
+		return 0
+	case *Bolt:
+		n := 0
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			n = len(tx.Bucket(bucketBcur).Get(bcurKey(nil, uid, app)))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return -1
+}
+
+// A broadcast between ACKed ones expires (by its deadline, or swept by
+// Expire early): the cursor steps over it.
+func contractCursorExpiryMidRange(t *testing.T, st Store) {
+	now := time.Now().Unix()
+	app1 := []uint32{1}
+	for id := uint64(1); id <= 5; id++ {
+		mustBroadcast(t, st, msg(id, 1, now+3600))
+	}
+	mustBroadcast(t, st, msg(4, 1, now+100)) // re-saved: swept at now+100 below
+	wantLoadApps(t, st, "u", app1, 1, 2, 3, 4, 5)
+	mustAck(t, st, "u", 2, 1, 3)
+	wantLoadApps(t, st, "u", app1, 2, 4, 5)
+	mustBroadcast(t, st, msg(2, 1, now-1)) // re-saved expired: Load hides it
+	wantLoadApps(t, st, "u", app1, 4, 5)
+	mustAck(t, st, "u", 0, 2) // expired: as if unknown
+	mustAck(t, st, "u", 1, 5)
+	if n, err := st.Expire(bg, time.Unix(now+100, 0)); err != nil || n != 2 {
+		t.Fatalf("expire = %d %v, want 2 (broadcasts 2 and 4)", n, err)
+	}
+	wantLoadApps(t, st, "u", app1)
+	mustAck(t, st, "u", 0, 2, 4) // gone
+	mustBroadcast(t, st, msg(6, 1, now+3600))
+	wantLoadApps(t, st, "u", app1, 6)
+	mustAck(t, st, "u", 0, 1, 3, 5)
+	wantLoadApps(t, st, "v", app1, 1, 3, 5, 6)
+	// An id reused after its broadcast went is a new broadcast for everyone.
+	mustBroadcast(t, st, msg(4, 1, now+3600))
+	wantLoadApps(t, st, "u", app1, 4, 6)
+	// So is one re-saved live after it expired, before the sweep: the
+	// cursor may have stepped over its old place.
+	mustBroadcast(t, st, msg(7, 1, now-1))
+	mustBroadcast(t, st, msg(8, 1, now+3600))
+	mustAck(t, st, "u", 3, 4, 6, 8)
+	mustBroadcast(t, st, msg(7, 1, now+3600))
+	wantLoadApps(t, st, "u", app1, 7)
+	if s := mustStats(t, st); s.Broadcasts != 7 || s.Expired != 2 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
+// Re-saving a broadcast keeps every uid's state of it: ACKs, load counts.
+func contractCursorResave(t *testing.T, st Store) {
+	exp := future()
+	app1 := []uint32{1}
+	mustOpen(t, st, 1, 1, push.KindBroadcast, exp)
+	mustOpen(t, st, 2, 1, push.KindBroadcast, exp)
+	mustBroadcast(t, st, msg(1, 1, exp))
+	mustBroadcast(t, st, msg(2, 1, exp))
+	wantLoadApps(t, st, "u", app1, 1, 2)
+	mustAck(t, st, "u", 1, 1)
+	mustBroadcast(t, st, msg(1, 1, exp+60))
+	mustBroadcast(t, st, msg(2, 1, exp+60))
+	wantLoadApps(t, st, "u", app1, 2) // its second load: parked
+	wantLoadApps(t, st, "u", app1)
+	wantState(t, st, 1, 1, "u", push.StateAcked)
+	wantState(t, st, 1, 2, "u", push.StateParked)
+	mustBroadcast(t, st, msg(2, 1, exp+120))
+	wantLoadApps(t, st, "u", app1)
+	wantState(t, st, 1, 2, "u", push.StateParked)
+	wantStatus(t, st, 1, 2, counts{stored: 1, parked: 1})
+	wantStatus(t, st, 1, 1, counts{stored: 1, acked: 1})
+}
+
+// An ACK names an app's broadcast only for that app; each app has a cursor
+// of its own.
+func contractCursorOtherApp(t *testing.T, st Store) {
+	exp := future()
+	mustOpen(t, st, 2, 2, push.KindBroadcast, exp)
+	mustBroadcast(t, st, msg(1, 1, exp))
+	mustBroadcast(t, st, msg(2, 2, exp))
+	mustBroadcast(t, st, msg(3, 1, exp))
+	mustAckFor(t, st, "u", []uint32{1}, 2, 1, 2, 3) // 2 is app 2's: ignored
+	wantLoadApps(t, st, "u", []uint32{1, 2}, 2)
+	wantState(t, st, 2, 2, "u", push.StateStored)
+	wantStatus(t, st, 2, 2, counts{stored: 1})
+	mustAckFor(t, st, "u", []uint32{3}, 0, 2)
+	wantLoadApps(t, st, "u", []uint32{2}, 2)
+	mustAckFor(t, st, "u", []uint32{2}, 1, 1, 2, 3)
+	wantLoadApps(t, st, "u", []uint32{1, 2})
+	mustBroadcast(t, st, msg(4, 2, exp))
+	mustBroadcast(t, st, msg(5, 1, exp))
+	wantLoadApps(t, st, "u", []uint32{2}, 4)
+	wantLoadApps(t, st, "u", []uint32{1}, 5)
+	wantLoadApps(t, st, "u", []uint32{2, 1, 2}, 4, 5) // repeated apps: once
+}
+
+// A uid never seen gets every live broadcast of its apps, whatever others did.
+func contractCursorNewcomer(t *testing.T, st Store) {
+	exp := future()
+	for id := uint64(1); id <= 6; id++ {
+		mustBroadcast(t, st, msg(id, uint32(1+id%2), exp))
+	}
+	mustSave(t, st, msg(7, 1, exp), "u")
+	mustAck(t, st, "u", 7, 1, 2, 3, 4, 5, 6, 7)
+	wantLoadApps(t, st, "u", []uint32{1, 2})
+	wantLoadApps(t, st, "newcomer", []uint32{1, 2}, 1, 2, 3, 4, 5, 6)
+	wantLoadApps(t, st, "other", []uint32{2}, 1, 3, 5)
+	wantState(t, st, 1, 1, "never-seen", push.StateUnknown) // no status record
 }

@@ -239,6 +239,10 @@ type Center struct {
 	// failed and its slot freed (offline users still get a QoS 1 message at
 	// their next login).
 	JobDeadline time.Duration `yaml:"job_deadline"`
+	// JobKeep is how long a finished job stays readable (GET
+	// /v1/jobs/{id}) in the store shared by the centers; default 1h,
+	// 1m..30 days.
+	JobKeep time.Duration `yaml:"job_keep"`
 }
 
 // Coordinator holds callback settings.
@@ -309,6 +313,7 @@ func (c *Config) fillDefaults() {
 		c.Center.MinBroadcastRate = 10
 	}
 	setDur(&c.Center.JobDeadline, 6*time.Hour)
+	setDur(&c.Center.JobKeep, time.Hour)
 	setInt(&c.Coordinator.Workers, 16)
 	setDur(&c.Coordinator.Timeout, 5*time.Second)
 	setInt(&c.Coordinator.Retries, 3)
@@ -467,6 +472,9 @@ func (c *Config) Prepare() error {
 	}
 	if c.Center.MinBroadcastRate < 0 || c.Center.JobDeadline < time.Second {
 		bad("center: min_broadcast_rate must not be negative, job_deadline at least 1s")
+	}
+	if c.Center.JobKeep < time.Minute || c.Center.JobKeep > 30*24*time.Hour {
+		bad("center: job_keep must be 1m..720h (30 days)")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))

@@ -63,6 +63,7 @@ func TestParseValid(t *testing.T) {
 		{"max pending", c.Room.MaxPending, 64},
 		{"default ttl", c.Center.DefaultTTL, 86400},
 		{"max ttl", c.Center.MaxTTL, 7 * 86400},
+		{"job keep", c.Center.JobKeep, time.Hour},
 		{"workers", c.Coordinator.Workers, 16},
 		{"retries", c.Coordinator.Retries, 3},
 		{"expire every", c.Saver.ExpireEvery, time.Minute},
@@ -125,6 +126,8 @@ func TestParseRejects(t *testing.T) {
 		{"bad allow cidr", app("room:\n  allow: [10.0.0.0/33]\n"), "room.allow"},
 		{"bad deny ip", app("room:\n  deny: [not-an-ip]\n"), "room.deny"},
 		{"ttl order", app("center:\n  default_ttl: 100\n  max_ttl: 50\n"), "default_ttl"},
+		{"job keep below a minute", app("center:\n  job_keep: 59s\n"), "job_keep"},
+		{"job keep above 30 days", app("center:\n  job_keep: 721h\n"), "job_keep"},
 		{"not yaml", "{", ""},
 	}
 	for _, tt := range tests {

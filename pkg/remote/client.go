@@ -214,6 +214,48 @@ func (c SaverClient) Claim(ctx context.Context, from, to string) (int, error) {
 	return out.N, err
 }
 
+// CreateJob implements SaverAPI.
+func (c SaverClient) CreateJob(ctx context.Context, j push.Job, rooms []string) error {
+	return call(ctx, c.C, c.Timeout, MethodCreateJob, &createJobReq{J: j, Rooms: rooms}, nil)
+}
+
+// Job implements SaverAPI.
+func (c SaverClient) Job(ctx context.Context, id uint64) (push.Job, []push.JobTask, bool, error) {
+	var out jobResp
+	if err := call(ctx, c.C, c.Timeout, MethodJob, &idMsg{ID: id}, &out); err != nil {
+		return push.Job{}, nil, false, err
+	}
+	return out.J, out.Tasks, out.OK, nil
+}
+
+// RunningJobs implements SaverAPI.
+func (c SaverClient) RunningJobs(ctx context.Context) ([]uint64, error) {
+	var out idsMsg
+	err := call(ctx, c.C, c.Timeout, MethodRunningJobs, nil, &out)
+	return out.IDs, err
+}
+
+// ClaimTask implements SaverAPI.
+func (c SaverClient) ClaimTask(ctx context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodClaimTask, &claimTaskReq{ID: id, Room: room, Owner: owner, Now: now, Lease: lease}, &out)
+	return out.V, err
+}
+
+// UpdateTask implements SaverAPI.
+func (c SaverClient) UpdateTask(ctx context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodUpdateTask, &updateTaskReq{ID: id, T: t, Now: now, Lease: lease}, &out)
+	return out.V, err
+}
+
+// FinishJob implements SaverAPI.
+func (c SaverClient) FinishJob(ctx context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error) {
+	var out boolMsg
+	err := call(ctx, c.C, c.Timeout, MethodFinishJob, &finishJobReq{ID: id, State: state, Error: errMsg, Now: now, Keep: keep}, &out)
+	return out.V, err
+}
+
 // CoordinatorClient calls one coordinator instance (see RegisterClient).
 type CoordinatorClient struct {
 	C       *rpc.Client

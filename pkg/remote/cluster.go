@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
@@ -218,6 +219,79 @@ func (s *Saver) Claim(ctx context.Context, from, to string) (int, error) {
 		return err
 	})
 	return n, err
+}
+
+// jobKey is the routing key of a broadcast job (savers share one store:
+// the key only spreads the calls).
+func jobKey(id uint64) string { return "job:" + strconv.FormatUint(id, 10) }
+
+// CreateJob records a broadcast job with one pending task per room.
+func (s *Saver) CreateJob(ctx context.Context, j push.Job, rooms []string) error {
+	return s.r.call(ctx, jobKey(j.ID), true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.CreateJob(ctx, j, rooms)
+	})
+}
+
+// Job returns a job and its tasks; false when unknown.
+func (s *Saver) Job(ctx context.Context, id uint64) (push.Job, []push.JobTask, bool, error) {
+	var j push.Job
+	var ts []push.JobTask
+	var ok bool
+	err := s.r.call(ctx, jobKey(id), true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		j, ts, ok, err = SaverClient{C: c}.Job(ctx, id)
+		return err
+	})
+	return j, ts, ok, err
+}
+
+// RunningJobs lists the ids of the running jobs.
+func (s *Saver) RunningJobs(ctx context.Context) ([]uint64, error) {
+	var ids []uint64
+	err := s.r.call(ctx, "jobs", true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		ids, err = SaverClient{C: c}.RunningJobs(ctx)
+		return err
+	})
+	return ids, err
+}
+
+// ClaimTask gives owner the task of room under a lease. Idempotent: a
+// repeat by the owner that got it renews it and answers true again.
+func (s *Saver) ClaimTask(ctx context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error) {
+	var ok bool
+	err := s.r.call(ctx, jobKey(id), true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		ok, err = SaverClient{C: c}.ClaimTask(ctx, id, room, owner, now, lease)
+		return err
+	})
+	return ok, err
+}
+
+// UpdateTask writes a held task's progress. A repeat of a final update
+// answers false (the task is final already), so it is tried on another
+// saver only when the first was unavailable, never after a connection
+// lost with the call in flight.
+func (s *Saver) UpdateTask(ctx context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error) {
+	var ok bool
+	err := s.r.call(ctx, jobKey(id), false, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		ok, err = SaverClient{C: c}.UpdateTask(ctx, id, t, now, lease)
+		return err
+	})
+	return ok, err
+}
+
+// FinishJob sets a running job's final state; like UpdateTask, a repeat
+// answers false, so it is not retried after a lost connection.
+func (s *Saver) FinishJob(ctx context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error) {
+	var ok bool
+	err := s.r.call(ctx, jobKey(id), false, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		ok, err = SaverClient{C: c}.FinishJob(ctx, id, state, errMsg, now, keep)
+		return err
+	})
+	return ok, err
 }
 
 // Stats asks every live saver. The counters of what a process did since it

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
@@ -218,6 +219,58 @@ func TestSaverQueueRouting(t *testing.T) {
 	empty := NewSaver(newMembers(), newPool(t))
 	if _, err := empty.Queued(ctx, "c", 0); !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("no saver Queued: %v", err)
+	}
+}
+
+// The calls of one job reach one saver (the fakes do not share a store:
+// a call routed elsewhere would find nothing).
+func TestSaverJobRouting(t *testing.T) {
+	ctx := context.Background()
+	mem := newMembers()
+	nodes := startSavers(t, mem, 3)
+	s := NewSaver(mem, newPool(t))
+	now := time.Unix(1700000000, 0)
+	j := push.Job{ID: 41, App: 1, Msg: push.Message{ID: 41, App: 1, Broadcast: true}, Owner: "center-1", Deadline: 1700000600000, State: push.JobRunning}
+	if err := s.CreateJob(ctx, j, []string{"r1", "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	var holder *saverNode
+	for _, n := range nodes {
+		n.api.mu.Lock()
+		if n.api.job.ID == 41 {
+			if holder != nil {
+				t.Fatal("CreateJob reached two savers")
+			}
+			holder = n
+		}
+		n.api.mu.Unlock()
+	}
+	if holder == nil {
+		t.Fatal("CreateJob reached no saver")
+	}
+	if got, ts, ok, err := s.Job(ctx, 41); err != nil || !ok || got.ID != 41 || len(ts) != 2 {
+		t.Fatalf("Job: %+v %+v %v %v", got, ts, ok, err)
+	}
+	if ok, err := s.ClaimTask(ctx, 41, "r1", "winner", now, time.Second); err != nil || !ok {
+		t.Fatalf("ClaimTask: %v %v", ok, err)
+	}
+	if ok, err := s.UpdateTask(ctx, 41, push.JobTask{Room: "r1", State: push.TaskDone, Owner: "winner"}, now, time.Second); err != nil || !ok {
+		t.Fatalf("UpdateTask: %v %v", ok, err)
+	}
+	if ok, err := s.FinishJob(ctx, 41, push.JobDone, "", now, time.Hour); err != nil || !ok {
+		t.Fatalf("FinishJob: %v %v", ok, err)
+	}
+	holder.api.mu.Lock()
+	if holder.api.claim.ID != 41 || holder.api.update.T.Room != "r1" || holder.api.finish.ID != 41 {
+		t.Errorf("the job's calls went elsewhere: %+v %+v %+v", holder.api.claim, holder.api.update, holder.api.finish)
+	}
+	holder.api.mu.Unlock()
+	if _, err := s.RunningJobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	empty := NewSaver(newMembers(), newPool(t))
+	if _, err := empty.RunningJobs(ctx); !errors.Is(err, push.ErrUnavailable) {
+		t.Fatalf("no saver RunningJobs: %v", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package remote
 
 import (
+	"math"
+
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc/wire"
 )
@@ -18,6 +20,7 @@ const (
 	minRoomCnt  = 1 + 1                  // room, count
 	minDelta    = 8 + 4 + 1 + 1          // id, app, uid, sent
 	minQueued   = minMessage + 1 + 1 + 1 // message, uids count, owner, at
+	minJobTask  = 7                      // room, state, owner, lease, targets, pushed, error
 )
 
 // appendSession appends s:
@@ -391,4 +394,60 @@ func cloneBytes(p []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), p...)
+}
+
+// appendJob appends j:
+//
+//	id uint64 | app uint32 | message | rate float64 bits | stored bool |
+//	owner string | started, deadline varint | state string |
+//	finished varint | error string | keep varint
+func appendJob(b []byte, j *push.Job) []byte {
+	b = wire.AppendUint64(b, j.ID)
+	b = wire.AppendUint32(b, j.App)
+	b = appendMessage(b, &j.Msg)
+	b = wire.AppendUint64(b, math.Float64bits(j.Rate))
+	b = wire.AppendBool(b, j.Stored)
+	b = wire.AppendString(b, j.Owner)
+	b = wire.AppendVarint(b, j.Started)
+	b = wire.AppendVarint(b, j.Deadline)
+	b = wire.AppendString(b, j.State)
+	b = wire.AppendVarint(b, j.Finished)
+	b = wire.AppendString(b, j.Error)
+	return wire.AppendVarint(b, j.Keep)
+}
+
+// readJob decodes a job into j; the payload is copied.
+func readJob(r *wire.Reader, j *push.Job) {
+	j.ID = r.Uint64()
+	j.App = r.Uint32()
+	readMessage(r, &j.Msg)
+	j.Rate = math.Float64frombits(r.Uint64())
+	j.Stored = r.Bool()
+	j.Owner = r.String()
+	j.Started = r.Varint()
+	j.Deadline = r.Varint()
+	j.State = r.String()
+	j.Finished = r.Varint()
+	j.Error = r.String()
+	j.Keep = r.Varint()
+}
+
+// appendJobTask appends t:
+//
+//	room string | state string | owner string | lease, targets, pushed
+//	varint | error string
+func appendJobTask(b []byte, t *push.JobTask) []byte {
+	b = wire.AppendString(b, t.Room)
+	b = wire.AppendString(b, t.State)
+	b = wire.AppendString(b, t.Owner)
+	b = wire.AppendVarint(b, t.Lease)
+	b = wire.AppendVarint(b, t.Targets)
+	b = wire.AppendVarint(b, t.Pushed)
+	return wire.AppendString(b, t.Error)
+}
+
+func readJobTask(r *wire.Reader, t *push.JobTask) {
+	t.Room, t.State, t.Owner = r.String(), r.String(), r.String()
+	t.Lease, t.Targets, t.Pushed = r.Varint(), r.Varint(), r.Varint()
+	t.Error = r.String()
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
@@ -22,6 +24,10 @@ var (
 	tSess2 = push.Session{UID: "用户", Room: "r", ConnID: 1, Since: -5}
 	tMsg   = push.Message{ID: 1<<62 + 3, App: 7, QoS: push.QoS1, Expire: 1700003600, Payload: []byte("hello")}
 	tBcast = push.Message{ID: 9, App: 1<<32 - 1, Broadcast: true}
+	tJob   = push.Job{ID: 1<<62 + 3, App: 7, Msg: tMsg, Rate: 1e5, Stored: true, Owner: "center-1", Started: 1700000000123,
+		Deadline: 1700000600123, State: push.JobDone, Finished: 1700000100000, Error: "some rooms failed", Keep: 1700086500000}
+	tTask = push.JobTask{Room: "room-a", State: push.TaskRunning, Owner: "center-2", Lease: 1700000015000, Targets: 1 << 40, Pushed: 12345, Error: "x"}
+	tNow  = time.Unix(1700000000, 123456789)
 )
 
 // codecCases lists every request and reply body with a sample value and a
@@ -75,6 +81,15 @@ var codecCases = []struct {
 	{"queuedResp", &queuedResp{Q: []push.QueuedPush{{Msg: tMsg, UIDs: []string{"u"}, Owner: "c", At: -1}, {Msg: push.Message{ID: 2}, Owner: "d"}}}, func() codec { return new(queuedResp) }},
 	{"queuedResp/none", &queuedResp{}, func() codec { return new(queuedResp) }},
 	{"claim", &claimReq{From: "center-1", To: "center-2"}, func() codec { return new(claimReq) }},
+	{"createJob", &createJobReq{J: tJob, Rooms: []string{"room-a", "房间"}}, func() codec { return new(createJobReq) }},
+	{"createJob/none", &createJobReq{}, func() codec { return new(createJobReq) }},
+	{"id", &idMsg{ID: 1<<63 | 9}, func() codec { return new(idMsg) }},
+	{"jobResp", &jobResp{J: tJob, Tasks: []push.JobTask{tTask, {Room: "r", State: push.TaskPending}}, OK: true}, func() codec { return new(jobResp) }},
+	{"jobResp/no tasks", &jobResp{J: tJob, OK: true}, func() codec { return new(jobResp) }},
+	{"jobResp/miss", &jobResp{}, func() codec { return new(jobResp) }},
+	{"claimTask", &claimTaskReq{ID: 5, Room: "room-a", Owner: "center-2", Now: tNow, Lease: 15 * time.Second}, func() codec { return new(claimTaskReq) }},
+	{"updateTask", &updateTaskReq{ID: 5, T: tTask, Now: tNow, Lease: -1}, func() codec { return new(updateTaskReq) }},
+	{"finishJob", &finishJobReq{ID: 5, State: push.JobFailed, Error: "deadline passed", Now: tNow, Keep: 24 * time.Hour}, func() codec { return new(finishJobReq) }},
 	{"coordKick", &coordKickReq{Old: tSess, Code: push.KickLoginElsewhere, Reason: "elsewhere"}, func() codec { return new(coordKickReq) }},
 	{"upstream", &upstreamMsg{U: push.Upstream{App: 3, UID: "u", Type: 65535, Data: []byte{0, 1, 2}, TS: 1700000000123}}, func() codec { return new(upstreamMsg) }},
 	{"status", &statusMsg{E: push.StatusEvent{App: 3, UID: "u", Event: push.EventOnline, Room: "r", TS: 1}}, func() codec { return new(statusMsg) }},
@@ -148,6 +163,37 @@ func TestCodecRefusesForgedCounts(t *testing.T) {
 		if err := tc.out.UnmarshalBinary(tc.body); !errors.Is(err, wire.ErrMalformed) {
 			t.Errorf("%s: err %v, want ErrMalformed", tc.name, err)
 		}
+	}
+}
+
+// AddSent's targets ride after the deltas, an optional section: a request
+// without it (the first version's encoding) reads as no targets, and the
+// deltas before it read the same either way.
+func TestCodecAddSentTargets(t *testing.T) {
+	with := &addSentReq{D: []push.StatusDelta{{MsgID: 1, App: 2, UID: "u", Sent: 3}, {MsgID: 9, App: 2, Sent: 10, Targets: 4000}}}
+	without := &addSentReq{D: []push.StatusDelta{{MsgID: 1, App: 2, UID: "u", Sent: 3}, {MsgID: 9, App: 2, Sent: 10}}}
+	b, old := encode(t, with), encode(t, without)
+	if !bytes.HasPrefix(b, old) || len(b) == len(old) {
+		t.Fatalf("the targets are not a section after the deltas: %x, %x", b, old)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want *addSentReq
+	}{
+		{"with targets", b, with},
+		{"with targets and trailing bytes", append(slices.Clone(b), 0xff, 0x01), with},
+		{"first version", old, without},
+		{"first version and another section", append(slices.Clone(old), 0x05, 0x01), without},
+	} {
+		var out addSentReq
+		if err := out.UnmarshalBinary(tc.body); err != nil || !reflect.DeepEqual(&out, tc.want) {
+			t.Errorf("%s: %+v %v, want %+v", tc.name, out, err, tc.want)
+		}
+	}
+	// A section cut short is refused.
+	if err := new(addSentReq).UnmarshalBinary(b[:len(b)-1]); !errors.Is(err, wire.ErrMalformed) {
+		t.Errorf("cut targets: %v, want ErrMalformed", err)
 	}
 }
 

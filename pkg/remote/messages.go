@@ -2,9 +2,11 @@ package remote
 
 import (
 	"fmt"
+	"math"
+	"time"
+
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc/wire"
-	"math"
 )
 
 // Request and reply bodies. Each encodes itself (rpc.Message) and decodes
@@ -309,16 +311,27 @@ func (m *openStatusReq) UnmarshalBinary(b []byte) error {
 }
 
 // addSentReq: AddSent request: count, then (id uint64 | app uint32 | uid
-// string | sent varint) each.
+// string | sent varint) each; then, when some delta has Targets, the count
+// again and targets varint each. The targets come after the list (not in
+// each delta) so that a saver of the first version, which ignores trailing
+// bytes, still reads the deltas.
 type addSentReq struct{ D []push.StatusDelta }
 
 func (m *addSentReq) AppendBinary(b []byte) ([]byte, error) {
 	b = wire.AppendUvarint(b, uint64(len(m.D)))
+	targets := false
 	for _, d := range m.D {
 		b = wire.AppendUint64(b, d.MsgID)
 		b = wire.AppendUint32(b, d.App)
 		b = wire.AppendString(b, d.UID)
 		b = wire.AppendVarint(b, d.Sent)
+		targets = targets || d.Targets != 0
+	}
+	if targets {
+		b = wire.AppendUvarint(b, uint64(len(m.D)))
+		for _, d := range m.D {
+			b = wire.AppendVarint(b, d.Targets)
+		}
 	}
 	return b, nil
 }
@@ -334,6 +347,15 @@ func (m *addSentReq) UnmarshalBinary(b []byte) error {
 		for i := range m.D {
 			d := &m.D[i]
 			d.MsgID, d.App, d.UID, d.Sent = r.Uint64(), r.Uint32(), r.String(), r.Varint()
+		}
+		if r.Len() == 0 {
+			return // no targets: a caller of the first version, or none to add
+		}
+		if r.Uvarint() != uint64(n) {
+			return // not this section: a later version's field
+		}
+		for i := range m.D {
+			m.D[i].Targets = r.Varint()
 		}
 	})
 }
@@ -563,4 +585,164 @@ func (m *claimReq) AppendBinary(b []byte) ([]byte, error) {
 
 func (m *claimReq) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.From, m.To = r.String(), r.String() })
+}
+
+// Job board (saver.JobBoard). Times (now) travel as unix nanoseconds,
+// durations (lease, keep) as nanoseconds, both varints.
+
+func appendTime(b []byte, t time.Time) []byte { return wire.AppendVarint(b, t.UnixNano()) }
+func readTime(r *wire.Reader) time.Time       { return time.Unix(0, r.Varint()) }
+
+// createJobReq: CreateJob request: job | rooms.
+type createJobReq struct {
+	J     push.Job
+	Rooms []string
+}
+
+func (m *createJobReq) AppendBinary(b []byte) ([]byte, error) {
+	b = appendJob(b, &m.J)
+	return appendStrings(b, m.Rooms), nil
+}
+
+func (m *createJobReq) UnmarshalBinary(b []byte) error {
+	err := decode(b, func(r *wire.Reader) {
+		readJob(r, &m.J)
+		m.Rooms = readStrings(r)
+	})
+	return cmpErr(err, checkRate(m.J.Rate))
+}
+
+// checkRate refuses a rate no job has (the stores refuse it too): NaN
+// would not even compare equal to itself.
+func checkRate(rate float64) error {
+	if math.IsNaN(rate) || math.IsInf(rate, 0) {
+		return fmt.Errorf("%w: job rate %v", wire.ErrMalformed, rate)
+	}
+	return nil
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// idMsg: Job request (id uint64).
+type idMsg struct{ ID uint64 }
+
+func (m *idMsg) AppendBinary(b []byte) ([]byte, error) { return wire.AppendUint64(b, m.ID), nil }
+func (m *idMsg) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) { m.ID = r.Uint64() })
+}
+
+// jobResp: Job reply: found bool, then job | tasks count, task each.
+type jobResp struct {
+	J     push.Job
+	Tasks []push.JobTask
+	OK    bool
+}
+
+func (m *jobResp) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendBool(b, m.OK)
+	if !m.OK {
+		return b, nil
+	}
+	b = appendJob(b, &m.J)
+	b = wire.AppendUvarint(b, uint64(len(m.Tasks)))
+	for i := range m.Tasks {
+		b = appendJobTask(b, &m.Tasks[i])
+	}
+	return b, nil
+}
+
+func (m *jobResp) UnmarshalBinary(b []byte) error {
+	err := decode(b, func(r *wire.Reader) {
+		m.J, m.Tasks = push.Job{}, nil
+		if m.OK = r.Bool(); !m.OK {
+			return
+		}
+		readJob(r, &m.J)
+		if n := r.Count(minJobTask); n > 0 {
+			m.Tasks = make([]push.JobTask, n)
+			for i := range m.Tasks {
+				readJobTask(r, &m.Tasks[i])
+			}
+		}
+		if r.Err() != nil {
+			m.Tasks = nil
+		}
+	})
+	return cmpErr(err, checkRate(m.J.Rate))
+}
+
+// claimTaskReq: ClaimTask request: id uint64 | room string | owner string |
+// now | lease varint.
+type claimTaskReq struct {
+	ID          uint64
+	Room, Owner string
+	Now         time.Time
+	Lease       time.Duration
+}
+
+func (m *claimTaskReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint64(b, m.ID)
+	b = wire.AppendString(b, m.Room)
+	b = wire.AppendString(b, m.Owner)
+	b = appendTime(b, m.Now)
+	return wire.AppendVarint(b, int64(m.Lease)), nil
+}
+
+func (m *claimTaskReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.ID, m.Room, m.Owner = r.Uint64(), r.String(), r.String()
+		m.Now, m.Lease = readTime(r), time.Duration(r.Varint())
+	})
+}
+
+// updateTaskReq: UpdateTask request: id uint64 | task | now | lease varint.
+type updateTaskReq struct {
+	ID    uint64
+	T     push.JobTask
+	Now   time.Time
+	Lease time.Duration
+}
+
+func (m *updateTaskReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint64(b, m.ID)
+	b = appendJobTask(b, &m.T)
+	b = appendTime(b, m.Now)
+	return wire.AppendVarint(b, int64(m.Lease)), nil
+}
+
+func (m *updateTaskReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.ID = r.Uint64()
+		readJobTask(r, &m.T)
+		m.Now, m.Lease = readTime(r), time.Duration(r.Varint())
+	})
+}
+
+// finishJobReq: FinishJob request: id uint64 | state string | error string
+// | now | keep varint.
+type finishJobReq struct {
+	ID           uint64
+	State, Error string
+	Now          time.Time
+	Keep         time.Duration
+}
+
+func (m *finishJobReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUint64(b, m.ID)
+	b = wire.AppendString(b, m.State)
+	b = wire.AppendString(b, m.Error)
+	b = appendTime(b, m.Now)
+	return wire.AppendVarint(b, int64(m.Keep)), nil
+}
+
+func (m *finishJobReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.ID, m.State, m.Error = r.Uint64(), r.String(), r.String()
+		m.Now, m.Keep = readTime(r), time.Duration(r.Varint())
+	})
 }

@@ -37,6 +37,12 @@ const (
 	MethodQueued        uint16 = 0x020d
 	MethodQueueOwners   uint16 = 0x020e
 	MethodClaim         uint16 = 0x020f
+	MethodCreateJob     uint16 = 0x0210
+	MethodJob           uint16 = 0x0211
+	MethodRunningJobs   uint16 = 0x0212
+	MethodClaimTask     uint16 = 0x0213
+	MethodUpdateTask    uint16 = 0x0214
+	MethodFinishJob     uint16 = 0x0215
 )
 
 // Method ids of the coordinator API.

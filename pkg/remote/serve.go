@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
 	"github.com/lcpush/lcpush/pkg/rpc"
@@ -54,6 +55,14 @@ type SaverAPI interface {
 	Queued(ctx context.Context, owner string, limit int) ([]push.QueuedPush, error)
 	QueueOwners(ctx context.Context) ([]string, error)
 	Claim(ctx context.Context, from, to string) (int, error)
+	// Broadcast jobs (saver.JobBoard): any center reads a job and claims
+	// its tasks (one per room) under a lease.
+	CreateJob(ctx context.Context, j push.Job, rooms []string) error
+	Job(ctx context.Context, id uint64) (push.Job, []push.JobTask, bool, error)
+	RunningJobs(ctx context.Context) ([]uint64, error)
+	ClaimTask(ctx context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error)
+	UpdateTask(ctx context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error)
+	FinishJob(ctx context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error)
 }
 
 // CoordinatorAPI is the coordinator as other processes call it
@@ -248,6 +257,44 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 			return err
 		}
 		return rep.Encode(&intMsg{N: n})
+	})
+	handle(s, o, MethodCreateJob, func(ctx context.Context, req *createJobReq, _ *rpc.Reply) error {
+		return api.CreateJob(ctx, req.J, req.Rooms)
+	})
+	handle(s, o, MethodJob, func(ctx context.Context, req *idMsg, rep *rpc.Reply) error {
+		j, ts, ok, err := api.Job(ctx, req.ID)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&jobResp{J: j, Tasks: ts, OK: ok})
+	})
+	handle(s, o, MethodRunningJobs, func(ctx context.Context, _ *empty, rep *rpc.Reply) error {
+		ids, err := api.RunningJobs(ctx)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&idsMsg{IDs: ids})
+	})
+	handle(s, o, MethodClaimTask, func(ctx context.Context, req *claimTaskReq, rep *rpc.Reply) error {
+		ok, err := api.ClaimTask(ctx, req.ID, req.Room, req.Owner, req.Now, req.Lease)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodUpdateTask, func(ctx context.Context, req *updateTaskReq, rep *rpc.Reply) error {
+		ok, err := api.UpdateTask(ctx, req.ID, req.T, req.Now, req.Lease)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
+	})
+	handle(s, o, MethodFinishJob, func(ctx context.Context, req *finishJobReq, rep *rpc.Reply) error {
+		ok, err := api.FinishJob(ctx, req.ID, req.State, req.Error, req.Now, req.Keep)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&boolMsg{V: ok})
 	})
 }
 

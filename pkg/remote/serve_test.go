@@ -96,6 +96,12 @@ type fakeSaver struct {
 	sent   []push.StatusDelta
 
 	queue map[uint64]push.QueuedPush // send queue journal, by id
+
+	job    push.Job // the last CreateJob, its rooms and the last job calls
+	rooms  []string
+	claim  claimTaskReq
+	update updateTaskReq
+	finish finishJobReq
 }
 
 func newFakeSaver() *fakeSaver { return &fakeSaver{saved: make(map[uint64][]string)} }
@@ -254,6 +260,115 @@ func (f *fakeSaver) Claim(_ context.Context, from, to string) (int, error) {
 	return n, err
 }
 
+func (f *fakeSaver) CreateJob(_ context.Context, j push.Job, rooms []string) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.job, f.rooms = j, rooms
+	return err
+}
+
+func (f *fakeSaver) Job(_ context.Context, id uint64) (push.Job, []push.JobTask, bool, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if id == 0 || id != f.job.ID {
+		return push.Job{}, nil, false, err
+	}
+	var ts []push.JobTask
+	for i, r := range f.rooms {
+		ts = append(ts, push.JobTask{Room: r, State: push.TaskRunning, Owner: "c" + r, Lease: int64(i) + 1<<40, Targets: 10, Pushed: int64(i), Error: "e" + r})
+	}
+	return f.job, ts, true, err
+}
+
+func (f *fakeSaver) RunningJobs(context.Context) ([]uint64, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if f.job.ID == 0 {
+		return nil, err
+	}
+	return []uint64{f.job.ID, 1 << 63}, err
+}
+
+// The fake's ClaimTask and UpdateTask grant "winner" alone; FinishJob takes done.
+func (f *fakeSaver) ClaimTask(_ context.Context, id uint64, room, owner string, now time.Time, lease time.Duration) (bool, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.claim = claimTaskReq{ID: id, Room: room, Owner: owner, Now: now, Lease: lease}
+	return owner == "winner", err
+}
+
+func (f *fakeSaver) UpdateTask(_ context.Context, id uint64, t push.JobTask, now time.Time, lease time.Duration) (bool, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.update = updateTaskReq{ID: id, T: t, Now: now, Lease: lease}
+	return t.Owner == "winner", err
+}
+
+func (f *fakeSaver) FinishJob(_ context.Context, id uint64, state, errMsg string, now time.Time, keep time.Duration) (bool, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.finish = finishJobReq{ID: id, State: state, Error: errMsg, Now: now, Keep: keep}
+	return state == push.JobDone, err
+}
+
+func TestServeSaverJobs(t *testing.T) {
+	ctx := context.Background()
+	api := newFakeSaver()
+	c := SaverClient{C: dial(t, startRPC(t, func(s *rpc.Server) { ServeSaver(s, api) }))}
+
+	if _, _, ok, err := c.Job(ctx, 5); err != nil || ok {
+		t.Fatalf("Job unknown: %v %v", ok, err)
+	}
+	if ids, err := c.RunningJobs(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("RunningJobs none: %v %v", ids, err)
+	}
+	j := push.Job{ID: 1<<62 + 5, App: 3, Msg: push.Message{ID: 1<<62 + 5, App: 3, QoS: push.QoS1, Expire: 1700086400, Broadcast: true, Payload: []byte("all")},
+		Rate: 2500.5, Stored: true, Owner: "center-1", Started: 1700000000123, Deadline: 1700000600123, State: push.JobRunning}
+	rooms := []string{"room-a", "room-b"}
+	if err := c.CreateJob(ctx, j, rooms); err != nil {
+		t.Fatal(err)
+	}
+	got, tasks, ok, err := c.Job(ctx, j.ID)
+	if err != nil || !ok || !reflect.DeepEqual(got, j) || len(tasks) != 2 {
+		t.Fatalf("Job: %+v %+v %v %v", got, tasks, ok, err)
+	}
+	if want := (push.JobTask{Room: "room-b", State: push.TaskRunning, Owner: "croom-b", Lease: 1 + 1<<40, Targets: 10, Pushed: 1, Error: "eroom-b"}); tasks[1] != want {
+		t.Fatalf("task: %+v, want %+v", tasks[1], want)
+	}
+	if ids, err := c.RunningJobs(ctx); err != nil || !reflect.DeepEqual(ids, []uint64{j.ID, 1 << 63}) {
+		t.Fatalf("RunningJobs: %v %v", ids, err)
+	}
+	now := time.Unix(1700000001, 123456789)
+	for _, owner := range []string{"winner", "loser"} {
+		ok, err := c.ClaimTask(ctx, j.ID, "room-a", owner, now, 15*time.Second)
+		if err != nil || ok != (owner == "winner") {
+			t.Fatalf("ClaimTask %s: %v %v", owner, ok, err)
+		}
+	}
+	task := push.JobTask{Room: "room-a", State: push.TaskDone, Owner: "winner", Targets: 1 << 40, Pushed: 7, Error: "half"}
+	if ok, err := c.UpdateTask(ctx, j.ID, task, now, time.Minute); err != nil || !ok {
+		t.Fatalf("UpdateTask: %v %v", ok, err)
+	}
+	if ok, err := c.FinishJob(ctx, j.ID, push.JobFailed, "deadline", now, time.Hour); err != nil || ok {
+		t.Fatalf("FinishJob: %v %v", ok, err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if !reflect.DeepEqual(api.job, j) || !reflect.DeepEqual(api.rooms, rooms) {
+		t.Fatalf("saver saw job %+v rooms %v", api.job, api.rooms)
+	}
+	cl, up, fin := api.claim, api.update, api.finish
+	if cl.ID != j.ID || cl.Room != "room-a" || cl.Owner != "loser" || !cl.Now.Equal(now) || cl.Lease != 15*time.Second {
+		t.Fatalf("saver saw claim %+v", cl)
+	}
+	if up.ID != j.ID || up.T != task || !up.Now.Equal(now) || up.Lease != time.Minute {
+		t.Fatalf("saver saw update %+v", up)
+	}
+	if fin.ID != j.ID || fin.State != push.JobFailed || fin.Error != "deadline" || !fin.Now.Equal(now) || fin.Keep != time.Hour {
+		t.Fatalf("saver saw finish %+v", fin)
+	}
+}
+
 func TestServeSaverQueue(t *testing.T) {
 	ctx := context.Background()
 	api := newFakeSaver()
@@ -347,7 +462,7 @@ func TestServeSaverStatus(t *testing.T) {
 	if err := c.OpenStatus(ctx, st, []string{"a", "b", "c"}); err != nil {
 		t.Fatal(err)
 	}
-	deltas := []push.StatusDelta{{MsgID: 21, App: 3, UID: "a", Sent: 2}, {MsgID: 22, App: 4, Sent: 1000}}
+	deltas := []push.StatusDelta{{MsgID: 21, App: 3, UID: "a", Sent: 2}, {MsgID: 22, App: 4, Sent: 1000, Targets: 5000}}
 	if err := c.AddSent(ctx, deltas); err != nil {
 		t.Fatal(err)
 	}
