@@ -139,6 +139,8 @@ type fakeSaver struct {
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
 	sent    []push.StatusDelta // every AddSent delta
+	// checkpoints are the Checkpoint calls, each call's ends.
+	checkpoints [][]push.SessionEnd
 }
 
 func newFakeSaver() *fakeSaver {
@@ -182,6 +184,13 @@ func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent = append(f.sent, deltas...)
+	return nil
+}
+
+func (f *fakeSaver) Checkpoint(_ context.Context, ends []push.SessionEnd) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checkpoints = append(f.checkpoints, slices.Clone(ends))
 	return nil
 }
 

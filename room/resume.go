@@ -60,6 +60,7 @@ type holds struct {
 	mu   sync.Mutex
 	m    map[heldKey]*heldSession
 	fifo []*heldSession // entries taken out early stay until they reach the head
+	ends endLog         // holds ended by expiry or a kick, for the store's checkpoint (checkpoint.go)
 }
 
 // put holds h; false when the table is full.
@@ -105,6 +106,7 @@ func (t *holds) takeID(uid string, id uint64) *heldSession {
 		if k.uid == uid && h.id == id {
 			delete(t.m, k)
 			mHeld.Dec()
+			t.ends.note(h.uid, []uint32{h.app}) // a kick: its session ends
 			return h
 		}
 	}
@@ -128,20 +130,38 @@ func (t *holds) expired(now int64) []*heldSession {
 	if n > 0 {
 		t.fifo = slices.Delete(t.fifo, 0, n)
 	}
+	// Their sessions end now: one array holds every end's app.
+	apps := make([]uint32, len(out))
+	for i, h := range out {
+		apps[i] = h.app
+		t.ends.note(h.uid, apps[i:i+1:i+1])
+	}
 	return out
 }
 
-// all removes and returns every held session (shutdown).
-func (t *holds) all() []*heldSession {
+// takeEnds returns the holds ended since the last call, nil when none.
+func (t *holds) takeEnds() *[]push.SessionEnd {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ends.take()
+}
+
+// all removes and returns every held session (shutdown), and the ends of
+// holds not reported yet, with those of every session it removes.
+func (t *holds) all() ([]*heldSession, []push.SessionEnd) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]*heldSession, 0, len(t.m))
+	ends := t.ends.ends
+	apps := make([]uint32, 0, len(t.m))
 	for _, h := range t.m {
 		out = append(out, h)
+		apps = append(apps, h.app)
+		ends = append(ends, push.SessionEnd{UID: h.uid, Apps: apps[len(apps)-1 : len(apps) : len(apps)]})
 	}
 	mHeld.Sub(float64(len(t.m)))
-	t.m, t.fifo = nil, nil
-	return out
+	t.m, t.fifo, t.ends.ends = nil, nil, nil
+	return out, ends
 }
 
 // snapshot lists the held sessions as the register knows them (recovery).
@@ -187,7 +207,8 @@ func (r *Room) resume(s *connState, uid string, app uint32) bool {
 	return true
 }
 
-// expireHolds unregisters the held sessions whose window is over (tick).
+// expireHolds unregisters the held sessions whose window is over and
+// reports the holds that ended since the last tick to the store (tick).
 func (r *Room) expireHolds() {
 	for _, h := range r.holds.expired(r.now()) {
 		mResume.WithLabelValues("expired").Inc()
@@ -196,6 +217,7 @@ func (r *Room) expireHolds() {
 			r.log.Warn("unregister of a held session dropped: worker pool full", "uid", h.uid, "conn", h.id)
 		}
 	}
+	r.reportEnds(r.holds.takeEnds())
 }
 
 // kickHeld ends a held session a kick is aimed at (the register still

@@ -119,6 +119,9 @@ type Saver interface {
 	// AddSent adds the room's socket writes to the messages' delivery
 	// status (batched: one call per loop per tick, sent.go).
 	AddSent(ctx context.Context, deltas []push.StatusDelta) error
+	// Checkpoint makes the broadcast cursors of ended sessions durable
+	// (batched: one call per loop per tick, checkpoint.go).
+	Checkpoint(ctx context.Context, ends []push.SessionEnd) error
 }
 
 // Coordinator routes kicks, upstream data and status events (coordinator service).

@@ -30,6 +30,7 @@ type sentLog struct {
 	uids    []push.StatusDelta
 	counts  map[sentKey]int64
 	targets map[sentKey]int64 // broadcast targets, apart from the writes
+	ends    endLog            // sessions ended on the loop (checkpoint.go), reported with the notes
 }
 
 // note records one write of msg to uid (loop only).
@@ -93,6 +94,7 @@ func putDeltas(p *[]push.StatusDelta) {
 
 // reportSent hands the loop's notes to the store (sweep, loop only).
 func (r *Room) reportSent(l *loopState) {
+	r.reportCheckpoints(l)
 	p := l.sent.take()
 	if p == nil {
 		return

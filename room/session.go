@@ -115,12 +115,17 @@ func (s *connState) addApp(app uint32) bool {
 	return true
 }
 
-// removeApp unbinds app (loop only); false when it was not bound.
+// removeApp unbinds app (loop only); false when it was not bound. For an
+// authenticated session it is the end of that app's session: noted for
+// the store's checkpoint (checkpoint.go).
 func (s *connState) removeApp(app uint32) bool {
 	cur := s.appList()
 	i := slices.Index(cur, app)
 	if i < 0 {
 		return false
+	}
+	if s.state == stAuthed {
+		s.loop.sent.ends.note(s.uid, cur[i:i+1:i+1]) // cur is never modified: no copy
 	}
 	next := make([]uint32, 0, len(cur)-1)
 	next = append(next, cur[:i]...)
@@ -252,11 +257,19 @@ func (r *Room) endSession(s *connState) {
 	}
 	// An auth still in flight (stAuthing) cleans up after itself when its
 	// result comes back to the loop and finds the connection closed.
+	held := false
 	if s.registered && !s.cleaned {
 		s.cleaned = true // a lingering connection must not be unregistered twice
 		if was != stAuthed || !r.hold(s) {
 			r.unregisterAsync(s)
+		} else {
+			held = true
 		}
+	}
+	// A held session ends when its hold does (resume.go); an auth in
+	// flight has ACKed nothing yet.
+	if was == stAuthed && !held {
+		s.loop.sent.ends.note(s.uid, s.appList())
 	}
 }
 

@@ -90,8 +90,10 @@ func (r *Room) shutdown(ctx context.Context) error {
 
 	var mu sync.Mutex
 	var gone []goneSession
+	var ends []push.SessionEnd // for the store's checkpoint (checkpoint.go)
 	r.onLoops(ctx, func(l *loopState) {
 		var mine []goneSession
+		l.sent.ends.all = true // every session closed here is reported
 		l.each(func(s *connState) {
 			if s.state == stAuthed {
 				r.writeKick(s, push.KickShutdown, proto.KickReason(push.KickShutdown))
@@ -102,9 +104,16 @@ func (r *Room) shutdown(ctx context.Context) error {
 			}
 			r.closeConn(s, closeKick)
 		})
+		p := l.sent.ends.take() // with the ends the last sweep did not report
 		mu.Lock()
 		gone = append(gone, mine...)
+		if p != nil {
+			ends = append(ends, *p...)
+		}
 		mu.Unlock()
+		if p != nil {
+			putEnds(p)
+		}
 	})
 
 	err := r.stopEngine(ctx)
@@ -113,10 +122,14 @@ func (r *Room) shutdown(ctx context.Context) error {
 	mu.Lock()
 	todo := append([]goneSession(nil), gone...)
 	mu.Unlock()
-	for _, h := range r.holds.all() { // no reconnect can take them over now
+	held, heldEnds := r.holds.all()
+	for _, h := range held { // no reconnect can take them over now
 		mResume.WithLabelValues("shutdown").Inc()
 		todo = append(todo, goneSession{h.uid, h.id, []uint32{h.app}})
 	}
+	// After flushAcks, so the cursors include the last ACKs; before the
+	// unregisters, the room's last calls.
+	r.checkpointAll(ctx, append(ends, heldEnds...))
 	r.unregisterAll(ctx, todo)
 	return err
 }

@@ -16,9 +16,12 @@ const refreshOnAckEvery = 100 * time.Millisecond
 // Ack implements Store: one script deletes the entries of apps from the
 // user's hash and writes the broadcast cursors of apps the ACKed
 // broadcasts moved (read first by one HMGET, only when the call names a
-// broadcast); the MySQL rows follow through the queue. Ids that take no
-// effect (unknown, other apps', broadcasts ACKed already) queue nothing
-// and, on a hash of the current epoch, write nothing to Redis.
+// broadcast); the MySQL deletes follow through the queue. A broadcast ACK
+// queues no MySQL row: the Redis cursor is the live copy, and Checkpoint
+// (redis_checkpoint.go) writes it to MySQL when the session ends, so a
+// broadcast ACKed by every online user costs MySQL nothing at the ACK. Ids
+// that take no effect (unknown, other apps', broadcasts ACKed already)
+// queue nothing and, on a hash of the current epoch, write nothing to Redis.
 //
 // A hash not of the current epoch (Redis lost data since the user was last
 // filled) may lack entries MySQL holds. Its unknown ids are not taken as
@@ -120,8 +123,8 @@ func appSet(apps []uint32) string {
 
 type ackResult struct {
 	n       int
-	fresh   bool // the hash carries the current epoch
-	rows    []drow
+	fresh   bool     // the hash carries the current epoch
+	rows    []drow   // unicast deletes (never cursor rows: Checkpoint writes those)
 	unknown []uint64 // ids that took no effect and are no known broadcast or other app's entry
 }
 
@@ -173,7 +176,6 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 	key := r.k.user(uid)
 	for range casRetries {
 		var cas []any
-		var rows []drow
 		var newly []uint64
 		if len(fields) > 0 {
 			read := &pipeOp{kind: pipeHMGet, key: key, fields: fields}
@@ -191,7 +193,8 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 					newly = append(newly, b.id)
 				}
 			}
-			cas, rows = p.finish()
+			// The cursor rows finish plans are left to Checkpoint.
+			cas, _ = p.finish()
 		}
 		args := make([]any, 0, 6+len(cas)+len(uni))
 		args = append(args, *r.epoch.Load(), now, r.idle(), set, boolDigit(tomb), casCount(cas))
@@ -215,7 +218,7 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		if asInt(l[1]) != 1 {
 			continue // a cursor changed since the read
 		}
-		res := ackResult{fresh: asInt(l[0]) == 1, rows: rows}
+		res := ackResult{fresh: asInt(l[0]) == 1}
 		for _, id := range newly {
 			res.n++
 			r.sacc.add(id, 1) // delivery status, sent every CounterEvery

@@ -56,8 +56,17 @@ func newWorkload(t *testing.T, st *RedisStore, users int) *workload {
 		mustBroadcast(t, st, b)
 		w.bcast = append(w.bcast, b.ID)
 	}
+	ends := make([]push.SessionEnd, 0, len(w.users))
 	for _, uid := range w.users {
+		loadIDs(t, st, uid, []uint32{1}, 0) // the session's AUTH: stamps the hash's epoch
 		mustAck(t, st, uid, 1, w.bcast[0])
+		ends = append(ends, push.SessionEnd{UID: uid, Apps: []uint32{1}})
+	}
+	// The sessions that ACKed end: Checkpoint takes the broadcast ACKs to
+	// MySQL, so the Redis losses below must not bring them back (an ACK
+	// of a session still open when Redis is lost may come back once).
+	if err := st.Checkpoint(bg, ends); err != nil {
+		t.Fatal(err)
 	}
 	return w
 }

@@ -174,7 +174,15 @@ func TestRedisMigratesPreviousVersion(t *testing.T) {
 	}
 
 	// Redis loses everything: broadcasts come back with their seqs, users
-	// from MySQL with their cursors and the previous version's rows.
+	// from MySQL with their cursors and the previous version's rows. Their
+	// sessions ended first: Checkpoint took the broadcast ACKs to MySQL.
+	var ends []push.SessionEnd
+	for _, uid := range []string{"acked", "parked", "loaded", "lost", "unicast", "fresh"} {
+		ends = append(ends, push.SessionEnd{UID: uid, Apps: []uint32{1, 2}})
+	}
+	if err := st.Checkpoint(bg, ends); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -242,18 +250,26 @@ func TestRedisCursorStaleCache(t *testing.T) {
 }
 
 // A stream of broadcasts ACKed in order costs each user one cursor field
-// in Redis and one row in MySQL, whatever the number of broadcasts.
+// in Redis and, at its session's end, one row in MySQL, whatever the
+// number of broadcasts.
 func TestRedisCursorCompact(t *testing.T) {
 	env := newRedisEnv(t)
 	st := env.open(t, RedisOptions{})
 	uids := []string{"a", "b", "c"}
 	exp := future()
+	var ends []push.SessionEnd
+	for _, uid := range uids {
+		ends = append(ends, push.SessionEnd{UID: uid, Apps: []uint32{1}})
+	}
 	for id := uint64(1); id <= 40; id++ {
 		mustBroadcast(t, st, msg(id, 1, exp))
 		for _, uid := range uids {
 			wantLoad(t, st, uid, 0, id)
 			mustAck(t, st, uid, 1, id)
 		}
+	}
+	if err := st.Checkpoint(bg, ends); err != nil {
+		t.Fatal(err)
 	}
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)

@@ -207,6 +207,18 @@ func (s *Service) Ack(ctx context.Context, uid string, apps []uint32, ids []uint
 	return n, err
 }
 
+// Checkpoint makes the broadcast cursors of ended sessions durable (see
+// Store.Checkpoint).
+func (s *Service) Checkpoint(ctx context.Context, ends []push.SessionEnd) error {
+	if err := s.check(opCheckpoint); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.st.Checkpoint(ctx, ends)
+	done(opCheckpoint, start, err)
+	return err
+}
+
 // Stats describes the store (see Store.Stats).
 func (s *Service) Stats(ctx context.Context) (push.StoreStats, error) {
 	if err := s.check(opStats); err != nil {
@@ -363,8 +375,11 @@ const (
 	opFinishJob   = "finish_job"
 )
 
+// opCheckpoint is Checkpoint's op label, registered with the job board's.
+const opCheckpoint = "checkpoint"
+
 func init() {
-	for _, op := range []string{opCreateJob, opJob, opRunningJobs, opClaimTask, opUpdateTask, opFinishJob} {
+	for _, op := range []string{opCreateJob, opJob, opRunningJobs, opClaimTask, opUpdateTask, opFinishJob, opCheckpoint} {
 		ops[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
 	}
 }

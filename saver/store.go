@@ -150,8 +150,18 @@ type Store interface {
 	// MySQL is down: see RedisStore.Ack), so a flood of junk ids is cheap.
 	// Bolt and Memory are durable on return; RedisStore deletes from Redis
 	// at once and from MySQL in the next batch (a crash in between can
-	// only bring a message back, never lose one: clients dedup by id).
+	// only bring a message back, never lose one: clients dedup by id);
+	// its broadcast ACKs reach MySQL only at Checkpoint.
 	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
+	// Checkpoint makes the broadcast cursors of ended sessions durable:
+	// for each end, the cursors of (UID, each of Apps). The room calls it,
+	// batched, when sessions end. RedisStore keeps a broadcast ACK in
+	// Redis only and queues the MySQL rows here, one per (uid, app) that
+	// has a cursor, whatever the number of broadcasts ACKed (it does not
+	// wait for the commit); Memory and Bolt, durable at Ack, only check
+	// the arguments. Unknown uids and apps are harmless; repeating a
+	// Checkpoint is too.
+	Checkpoint(ctx context.Context, ends []push.SessionEnd) error
 	// Expire drops every unicast entry and broadcast expired at now, with
 	// the broadcasts' ACK records, and returns how many entries and
 	// broadcasts it dropped. Load already hides expired messages; Expire

@@ -87,6 +87,7 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"CursorResaveKeepsState", Limits{MaxLoads: 2}, contractCursorResave},
 		{"CursorOtherAppsAck", Limits{}, contractCursorOtherApp},
 		{"CursorNewcomerGetsAll", Limits{}, contractCursorNewcomer},
+		{"CheckpointHarmless", noParking, contractCheckpoint},
 		{"QueueRoundTrip", Limits{}, contractQueueRoundTrip},
 		{"QueueIdempotent", Limits{}, contractQueueIdempotent},
 		{"QueueDequeue", Limits{}, contractQueueDequeue},

@@ -222,6 +222,14 @@ type StatusDelta struct {
 	Targets int64
 }
 
+// SessionEnd is a session that ended on a room, with the apps it had
+// bound: the saver then writes those (uid, app) broadcast cursors to its
+// durable copy (saver.Store.Checkpoint).
+type SessionEnd struct {
+	UID  string
+	Apps []uint32
+}
+
 // QueuedPush is a push waiting in a center's send queue (API.md "Send
 // queues"), journaled so another center can take it over.
 type QueuedPush struct {

@@ -167,6 +167,11 @@ func (c SaverClient) AddSent(ctx context.Context, deltas []push.StatusDelta) err
 	return call(ctx, c.C, c.Timeout, MethodAddSent, &addSentReq{D: deltas}, nil)
 }
 
+// Checkpoint implements SaverAPI.
+func (c SaverClient) Checkpoint(ctx context.Context, ends []push.SessionEnd) error {
+	return call(ctx, c.C, c.Timeout, MethodCheckpoint, &checkpointReq{E: ends}, nil)
+}
+
 // Status implements SaverAPI.
 func (c SaverClient) Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error) {
 	var out statusResp

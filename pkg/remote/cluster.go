@@ -139,6 +139,19 @@ func (s *Saver) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 	})
 }
 
+// Checkpoint makes the broadcast cursors of ended sessions durable, on one
+// saver (savers share the store: the first uid only spreads the calls).
+// Idempotent (a cursor row keeps the highest write count), so it is
+// retried on another saver after a connection lost in flight.
+func (s *Saver) Checkpoint(ctx context.Context, ends []push.SessionEnd) error {
+	if len(ends) == 0 {
+		return nil
+	}
+	return s.r.call(ctx, ends[0].UID, true, func(ctx context.Context, c *rpc.Client) error {
+		return SaverClient{C: c}.Checkpoint(ctx, ends)
+	})
+}
+
 // Status returns the delivery status of app's message msgID.
 func (s *Saver) Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error) {
 	var st push.MessageStatus

@@ -98,6 +98,8 @@ var codecCases = []struct {
 	{"roomKick", &roomKickReq{UID: "u", ConnID: 8, Code: push.KickAdmin, Reason: ""}, func() codec { return new(roomKickReq) }},
 	{"roomKick/apps", &roomKickReq{UID: "u", ConnID: 8, Apps: []uint32{1, 2}, Code: push.KickLoginElsewhere, Reason: "x"}, func() codec { return new(roomKickReq) }},
 	{"empty", &empty{}, func() codec { return new(empty) }},
+	{"checkpoint", &checkpointReq{E: []push.SessionEnd{{UID: "u", Apps: []uint32{1, 1<<32 - 1}}, {UID: "用户"}}}, func() codec { return new(checkpointReq) }},
+	{"checkpoint/none", &checkpointReq{}, func() codec { return new(checkpointReq) }},
 }
 
 func encode(t testing.TB, m rpc.Message) []byte {

@@ -360,6 +360,37 @@ func (m *addSentReq) UnmarshalBinary(b []byte) error {
 	})
 }
 
+// checkpointReq: Checkpoint request: count, then (uid string | apps
+// count, uint32 each) per ended session.
+type checkpointReq struct{ E []push.SessionEnd }
+
+// minEnd is the smallest encoded session end: uid, apps count.
+const minEnd = 1 + 1
+
+func (m *checkpointReq) AppendBinary(b []byte) ([]byte, error) {
+	b = wire.AppendUvarint(b, uint64(len(m.E)))
+	for i := range m.E {
+		b = wire.AppendString(b, m.E[i].UID)
+		b = appendApps(b, m.E[i].Apps)
+	}
+	return b, nil
+}
+
+func (m *checkpointReq) UnmarshalBinary(b []byte) error {
+	return decode(b, func(r *wire.Reader) {
+		m.E = nil
+		n := r.Count(minEnd)
+		if n == 0 {
+			return
+		}
+		m.E = make([]push.SessionEnd, n)
+		for i := range m.E {
+			m.E[i].UID = r.String()
+			m.E[i].Apps = readApps(r)
+		}
+	})
+}
+
 // statusReq: Status request (app uint32 | id uint64) and UserState request
 // (the same, then uid string).
 type statusReq struct {

@@ -43,6 +43,7 @@ const (
 	MethodClaimTask     uint16 = 0x0213
 	MethodUpdateTask    uint16 = 0x0214
 	MethodFinishJob     uint16 = 0x0215
+	MethodCheckpoint    uint16 = 0x0216
 )
 
 // Method ids of the coordinator API.

@@ -45,6 +45,9 @@ type SaverAPI interface {
 	// (another app's answers as unknown; app 0 reads any, operators only).
 	OpenStatus(ctx context.Context, st push.MessageStatus, uids []string) error
 	AddSent(ctx context.Context, deltas []push.StatusDelta) error
+	// Checkpoint makes the broadcast cursors of ended sessions durable
+	// (saver.Store.Checkpoint); repeating it is harmless.
+	Checkpoint(ctx context.Context, ends []push.SessionEnd) error
 	Status(ctx context.Context, app uint32, msgID uint64) (push.MessageStatus, bool, error)
 	UserState(ctx context.Context, app uint32, msgID uint64, uid string) (string, error)
 	// Send queue journal (saver.Store.Enqueue and the next ones): the
@@ -216,6 +219,9 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 	})
 	handle(s, o, MethodAddSent, func(ctx context.Context, req *addSentReq, _ *rpc.Reply) error {
 		return api.AddSent(ctx, req.D)
+	})
+	handle(s, o, MethodCheckpoint, func(ctx context.Context, req *checkpointReq, _ *rpc.Reply) error {
+		return api.Checkpoint(ctx, req.E)
 	})
 	handle(s, o, MethodStatus, func(ctx context.Context, req *statusReq, rep *rpc.Reply) error {
 		st, ok, err := api.Status(ctx, req.App, req.ID)

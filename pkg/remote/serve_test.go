@@ -94,6 +94,7 @@ type fakeSaver struct {
 	status map[uint64]push.MessageStatus // OpenStatus records, by id
 	suids  map[uint64][]string
 	sent   []push.StatusDelta
+	ends   []push.SessionEnd // Checkpoint's
 
 	queue map[uint64]push.QueuedPush // send queue journal, by id
 
@@ -178,6 +179,13 @@ func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error 
 	err := f.enter()
 	defer f.mu.Unlock()
 	f.sent = append(f.sent, deltas...)
+	return err
+}
+
+func (f *fakeSaver) Checkpoint(_ context.Context, ends []push.SessionEnd) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.ends = append(f.ends, ends...)
 	return err
 }
 

@@ -1,0 +1,124 @@
+package room
+
+import (
+	"context"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/lcpush/lcpush/pkg/push"
+)
+
+// Session ends for the store's broadcast cursors (Saver.Checkpoint): a
+// broadcast ACK lives in the saver's hot copy (Redis) only, and reaches its
+// durable copy (MySQL) when the session ends, as one row per (uid, app)
+// whatever the number of broadcasts ACKed. Each loop notes the (uid, bound
+// apps) of the sessions that end on it, on the loop without a lock, beside
+// its sent notes (sentLog.ends), and its sweep hands them to the store in
+// one call per tick. An app unbound or kicked off a session that goes on
+// ends there too (connState.removeApp). A session held for the reconnect
+// window ends when the hold expires or is kicked (holds.ends, reported by
+// the tick), not when a new login takes it over. Shutdown reports the ends
+// of the sessions it closes before it unregisters them.
+//
+// What is dropped (past the bound, pool full, store failing) costs nothing
+// now: the hot copy keeps the ACKs, and only a loss of it as well brings
+// those broadcasts back, once (docs/storage.md "Recovery").
+
+// maxCheckpointEnds bounds the session ends one loop (and the held
+// sessions) note between two reports; past it ends are dropped and counted.
+const maxCheckpointEnds = 16384
+
+var mCheckpointsDropped = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "lcpush_room_checkpoints_dropped_total",
+	Help: "Session ends not reported to the store for its broadcast cursors (past the per-tick bound, worker pool full, or the store failed): their ACKs stay in the hot store only.",
+})
+
+// endLog is a batch of session ends; its owner serialises access (a loop,
+// or holds.mu).
+type endLog struct {
+	ends []push.SessionEnd
+	all  bool // Shutdown: keep every end, the bound no longer applies
+}
+
+// note records that uid's session ended with apps bound; apps must never
+// be modified afterwards (a connection's copy-on-write set).
+func (l *endLog) note(uid string, apps []uint32) {
+	if len(apps) == 0 {
+		return
+	}
+	if len(l.ends) >= maxCheckpointEnds && !l.all {
+		mCheckpointsDropped.Inc()
+		return
+	}
+	l.ends = append(l.ends, push.SessionEnd{UID: uid, Apps: apps})
+}
+
+// endPool recycles the ends' slices between a loop and the worker that
+// reports them, as deltaPool does for the sent notes.
+var endPool = sync.Pool{New: func() any { return new([]push.SessionEnd) }}
+
+// take returns the ends since the last take, nil when none; give the slice
+// back with putEnds.
+func (l *endLog) take() *[]push.SessionEnd {
+	if len(l.ends) == 0 {
+		return nil
+	}
+	next := endPool.Get().(*[]push.SessionEnd)
+	out := l.ends
+	l.ends = (*next)[:0]
+	*next = out
+	return next
+}
+
+func putEnds(p *[]push.SessionEnd) {
+	clear(*p) // drop the uid strings
+	*p = (*p)[:0]
+	endPool.Put(p)
+}
+
+// reportCheckpoints hands the loop's session ends to the store (sweep,
+// loop only).
+func (r *Room) reportCheckpoints(l *loopState) {
+	r.reportEnds(l.sent.ends.take())
+}
+
+// reportEnds makes one Saver.Checkpoint of p on a worker, then recycles p.
+func (r *Room) reportEnds(p *[]push.SessionEnd) {
+	if p == nil {
+		return
+	}
+	if !r.submit(func() {
+		defer putEnds(p)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		if err := r.deps.Saver.Checkpoint(ctx, *p); err != nil {
+			mCheckpointsDropped.Add(float64(len(*p)))
+			r.log.Debug("session ends not checkpointed", "ends", len(*p), "err", err)
+		}
+	}) {
+		mCheckpointsDropped.Add(float64(len(*p)))
+		putEnds(p)
+	}
+}
+
+// checkpointAll reports ends at shutdown, on the caller's goroutine, in
+// calls of at most maxCheckpointEnds, bounded by ctx.
+func (r *Room) checkpointAll(ctx context.Context, ends []push.SessionEnd) {
+	for len(ends) > 0 {
+		n := min(len(ends), maxCheckpointEnds)
+		if err := ctx.Err(); err != nil {
+			mCheckpointsDropped.Add(float64(len(ends)))
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := r.deps.Saver.Checkpoint(cctx, ends[:n])
+		cancel()
+		if err != nil {
+			mCheckpointsDropped.Add(float64(n))
+			r.log.Warn("session ends not checkpointed at shutdown", "ends", n, "err", err)
+		}
+		ends = ends[n:]
+	}
+}
