@@ -24,6 +24,10 @@ const (
 	// bcastKeep is how long after its deadline a finished task still
 	// answers: a resume arrives only after the dead center's lease lapsed.
 	bcastKeep = 10 * time.Minute
+	// bcastMinKeep is how long a finished task is kept even in a full
+	// table: a resume comes after the dead caller's lease lapsed (seconds),
+	// and a task evicted before it would be delivered again.
+	bcastMinKeep = 2 * time.Minute
 	// maxBcastRun bounds a task whose caller set no deadline; it is
 	// remote.MaxBroadcastCall, the bound of the RPC call (a test checks).
 	maxBcastRun = time.Hour
@@ -46,6 +50,7 @@ type bcastTask struct {
 	id   uint64
 	w    bcastWait // frames written so far (the count a leaving caller gets)
 	keep time.Time // a finished task is kept until then (deadline + bcastKeep)
+	at   time.Time // when it finished (guarded by bcastTasks.mu)
 	done chan struct{}
 
 	// Set before done is closed, read after it.
@@ -132,7 +137,7 @@ func (r *Room) bcastTask(ctx context.Context, msg push.Message, perSec float64) 
 func (ts *bcastTasks) finish(t *bcastTask, n int, err error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	t.n, t.err, t.over = n, err, true
+	t.n, t.err, t.over, t.at = n, err, true, time.Now()
 	ts.fin = append(ts.fin, t)
 	ts.running--
 	mBcastRunning.Dec()
@@ -148,13 +153,15 @@ func (ts *bcastTasks) drop(t *bcastTask) {
 }
 
 // evict makes room in a full table (mu held) by dropping the tasks that
-// finished first; false when every task is running. The oldest finished
-// ones past their keep time go at any call, so that they do not linger.
+// finished first, but none that finished less than bcastMinKeep ago (a
+// resume may still come for it); false when no room could be made. The
+// oldest finished ones past their keep time go at any call, so that they
+// do not linger.
 func (ts *bcastTasks) evict(now time.Time) bool {
 	for len(ts.fin) > 0 {
 		t := ts.fin[0]
 		full := len(ts.m) >= maxBcastTasks
-		if !t.gone && !full && now.Before(t.keep) {
+		if !t.gone && now.Before(t.keep) && (!full || now.Sub(t.at) < bcastMinKeep) {
 			break
 		}
 		ts.fin[0] = nil

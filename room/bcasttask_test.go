@@ -230,10 +230,27 @@ func TestBcastTableBound(t *testing.T) {
 			c.ExpectPush()
 		}
 		c.ExpectQuiet(0)
+		ageFinished(e.room, bcastMinKeep+time.Second)
 		if n, err := e.room.Broadcast(t.Context(), bcastMsg(1), 0); err != nil || n != 1 {
 			t.Fatalf("Broadcast once some finished = %d, %v", n, err)
 		}
 		c.ExpectPush()
+	})
+	t.Run("finished recently", func(t *testing.T) {
+		// A resume of a task that finished seconds ago must find it: a
+		// full table refuses a new task rather than evict it.
+		e := startEnv(t, envOpt{})
+		for id := range uint64(maxBcastTasks) {
+			if _, err := e.room.Broadcast(t.Context(), bcastMsg(id+1), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.room.Broadcast(t.Context(), bcastMsg(5000), 0); !errors.Is(err, ErrBroadcastsFull) {
+			t.Fatalf("Broadcast on a table of young finished tasks: %v; want ErrBroadcastsFull", err)
+		}
+		if taskOf(e.room, 1) == nil {
+			t.Fatal("the oldest finished task left the table before bcastMinKeep")
+		}
 	})
 	t.Run("finished", func(t *testing.T) {
 		e := startEnv(t, envOpt{})
@@ -242,6 +259,7 @@ func TestBcastTableBound(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		ageFinished(e.room, bcastMinKeep+time.Second)
 		steps := []struct {
 			id      uint64
 			expire  uint64 // the task whose keep time is made to pass first, 0: none
@@ -396,5 +414,14 @@ func TestBcastDeadline(t *testing.T) {
 	}
 	if maxBcastRun != remote.MaxBroadcastCall {
 		t.Fatalf("maxBcastRun %v, remote.MaxBroadcastCall %v: a call without deadline must bound the task as the RPC does", maxBcastRun, remote.MaxBroadcastCall)
+	}
+}
+
+// ageFinished makes every finished task of r look finished d ago.
+func ageFinished(r *Room, d time.Duration) {
+	r.bcasts.mu.Lock()
+	defer r.bcasts.mu.Unlock()
+	for _, t := range r.bcasts.fin {
+		t.at = t.at.Add(-d)
 	}
 }
