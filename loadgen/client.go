@@ -35,6 +35,10 @@ type LoadConfig struct {
 	DialTOms  int      `json:"dial_to_ms"` // connect timeout
 	MaxFrame  int      `json:"max_frame"`
 	NoAckQoS1 bool     `json:"no_ack"` // leave QoS 1 pushes unACKed
+	// Retry is how many times a connection the server closed before
+	// AUTH_OK (refused: over a cap, overloaded) dials again, backing off
+	// (0: never; the refusal is counted in Refused).
+	Retry int `json:"retry,omitempty"`
 	// Transport is "tcp" (the default: raw frames) or "ws": WebSocket to
 	// the room's ws listener (Rooms are then its addresses), path /v1/ws,
 	// subprotocol lcpush.v1, one frame per binary message (wsclient.go).
@@ -70,25 +74,30 @@ const maxRounds = 4096
 
 // Stats is a snapshot of a load (one process or the sum of several).
 type Stats struct {
-	Target     int      `json:"target"`
-	Dialed     int64    `json:"dialed"`
-	Connected  int64    `json:"connected"`
-	Authed     int64    `json:"authed"`
-	DialErrors int64    `json:"dial_errors"`
-	AuthErrors int64    `json:"auth_errors"`
-	Dropped    int64    `json:"dropped"` // closed by the server after AUTH_OK
-	Refused    int64    `json:"refused"` // closed by the server before AUTH_OK (e.g. over its cap)
-	Open       int64    `json:"open"`
-	Pushes     int64    `json:"pushes"`
-	Acked      int64    `json:"acked"`
-	Pings      int64    `json:"pings"`
-	Pongs      int64    `json:"pongs"`
-	Kicks      int64    `json:"kicks"`
-	Errors     int64    `json:"errors"`
-	Handshake  HistSnap `json:"handshake"`
-	Latency    HistSnap `json:"latency"`
-	Rounds     []Round  `json:"rounds,omitempty"`
-	LastError  string   `json:"last_error,omitempty"`
+	Target     int   `json:"target"`
+	Dialed     int64 `json:"dialed"`
+	Connected  int64 `json:"connected"`
+	Authed     int64 `json:"authed"`
+	DialErrors int64 `json:"dial_errors"`
+	AuthErrors int64 `json:"auth_errors"`
+	Dropped    int64 `json:"dropped"`            // closed by the server after AUTH_OK
+	Refused    int64 `json:"refused"`            // closed by the server before AUTH_OK (e.g. over its cap)
+	Retried    int64 `json:"retried,omitempty"`  // refusals dialed again (LoadConfig.Retry)
+	Retrying   int64 `json:"retrying,omitempty"` // of those, waiting to dial
+	Open       int64 `json:"open"`
+	Pushes     int64 `json:"pushes"`
+	Acked      int64 `json:"acked"`
+	Pings      int64 `json:"pings"`
+	Pongs      int64 `json:"pongs"`
+	Kicks      int64 `json:"kicks"`
+	Errors     int64 `json:"errors"`
+	// Dups counts pushes of a round a connection already had (a QoS 1
+	// redelivery); Rounds count each connection once.
+	Dups      int64    `json:"dups,omitempty"`
+	Handshake HistSnap `json:"handshake"`
+	Latency   HistSnap `json:"latency"`
+	Rounds    []Round  `json:"rounds,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
 	// Wall clock (unix ns) of the first dial and of the last AUTH_OK, so a
 	// storm's window can be matched with CPU samples taken outside.
 	FirstDialNs int64 `json:"first_dial_ns,omitempty"`
@@ -98,8 +107,9 @@ type Stats struct {
 // Round is what the clients saw of one fan-out round.
 type Round struct {
 	ID    int   `json:"id"`
-	Count int64 `json:"count"`
-	MaxNs int64 `json:"max_ns"` // time until the last client had it
+	Count int64 `json:"count"`            // connections that had it (each once)
+	MaxNs int64 `json:"max_ns"`           // time until the last client had it
+	MinNs int64 `json:"min_ns,omitempty"` // time until the first client had it
 }
 
 // Merge adds o into s.
@@ -112,6 +122,8 @@ func (s Stats) Merge(o Stats) Stats {
 	s.AuthErrors += o.AuthErrors
 	s.Dropped += o.Dropped
 	s.Refused += o.Refused
+	s.Retried += o.Retried
+	s.Retrying += o.Retrying
 	s.Open += o.Open
 	s.Pushes += o.Pushes
 	s.Acked += o.Acked
@@ -119,6 +131,7 @@ func (s Stats) Merge(o Stats) Stats {
 	s.Pongs += o.Pongs
 	s.Kicks += o.Kicks
 	s.Errors += o.Errors
+	s.Dups += o.Dups
 	s.Handshake = s.Handshake.Merge(o.Handshake)
 	s.Latency = s.Latency.Merge(o.Latency)
 	byID := map[int]int{}
@@ -134,6 +147,9 @@ func (s Stats) Merge(o Stats) Stats {
 		}
 		s.Rounds[i].Count += r.Count
 		s.Rounds[i].MaxNs = max(s.Rounds[i].MaxNs, r.MaxNs)
+		if r.MinNs > 0 && (s.Rounds[i].MinNs == 0 || r.MinNs < s.Rounds[i].MinNs) {
+			s.Rounds[i].MinNs = r.MinNs
+		}
 	}
 	if o.LastError != "" {
 		s.LastError = o.LastError
@@ -178,11 +194,13 @@ type Load struct {
 
 	dialed, connected, authed, dialErr, authErr atomic.Int64
 	dropped, open, pushes, acked, pings, pongs  atomic.Int64
-	kicks, errs, refused                        atomic.Int64
+	kicks, errs, refused, dups                  atomic.Int64
+	retried, retrying                           atomic.Int64
 	firstDial, lastAuth                         atomic.Int64
 	handshake, latency                          Hist
 	roundCount                                  [maxRounds]atomic.Int64
 	roundMax                                    [maxRounds]atomic.Int64
+	roundMin                                    [maxRounds]atomic.Int64 // 0: none yet; else >= 1
 	lastErr                                     atomic.Value
 }
 
@@ -334,8 +352,13 @@ func (l *Load) frame(st *conn, f proto.Frame, now time.Time, lp *loop) bool {
 				l.latency.Record(time.Duration(lat))
 				if len(payload) >= 16 {
 					if r := binary.BigEndian.Uint64(payload[8:]); r > 0 && r < maxRounds {
-						l.roundCount[r].Add(1)
-						atomicMax(&l.roundMax[r], lat)
+						if st.markSeen(int(r)) {
+							l.roundCount[r].Add(1)
+							atomicMax(&l.roundMax[r], lat)
+							atomicMinPos(&l.roundMin[r], lat)
+						} else {
+							l.dups.Add(1)
+						}
 					}
 				}
 			}
@@ -349,8 +372,8 @@ func (l *Load) frame(st *conn, f proto.Frame, now time.Time, lp *loop) bool {
 		var e proto.Error
 		_ = proto.DecodeJSON(f.Body, &e)
 		l.errs.Add(1)
-		if !st.authed {
-			l.authErr.Add(1)
+		if !st.authed && st.tries >= l.cfg.Retry {
+			l.authErr.Add(1) // else the close that follows dials again
 		}
 		l.lastErr.Store("server error: " + e.Code + " " + e.Message)
 	}
@@ -378,6 +401,17 @@ func authOKHB(body []byte) int {
 	return ok.HB
 }
 
+// atomicMinPos lowers a to v (at least 1), a being 0 when unset.
+func atomicMinPos(a *atomic.Int64, v int64) {
+	v = max(v, 1)
+	for {
+		cur := a.Load()
+		if (cur != 0 && v >= cur) || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
 func atomicMax(a *atomic.Int64, v int64) {
 	for {
 		cur := a.Load()
@@ -398,6 +432,8 @@ func (l *Load) Stats() Stats {
 		AuthErrors:  l.authErr.Load(),
 		Dropped:     l.dropped.Load(),
 		Refused:     l.refused.Load(),
+		Retried:     l.retried.Load(),
+		Retrying:    l.retrying.Load(),
 		Open:        l.open.Load(),
 		Pushes:      l.pushes.Load(),
 		Acked:       l.acked.Load(),
@@ -405,6 +441,7 @@ func (l *Load) Stats() Stats {
 		Pongs:       l.pongs.Load(),
 		Kicks:       l.kicks.Load(),
 		Errors:      l.errs.Load(),
+		Dups:        l.dups.Load(),
 		Handshake:   l.handshake.Snapshot(),
 		Latency:     l.latency.Snapshot(),
 		FirstDialNs: l.firstDial.Load(),
@@ -412,7 +449,7 @@ func (l *Load) Stats() Stats {
 	}
 	for i := 1; i < maxRounds; i++ {
 		if n := l.roundCount[i].Load(); n > 0 {
-			s.Rounds = append(s.Rounds, Round{ID: i, Count: n, MaxNs: l.roundMax[i].Load()})
+			s.Rounds = append(s.Rounds, Round{ID: i, Count: n, MaxNs: l.roundMax[i].Load(), MinNs: l.roundMin[i].Load()})
 		}
 	}
 	if e, ok := l.lastErr.Load().(string); ok {

@@ -30,6 +30,8 @@
 //	lcpush bench fanout -n 5000 -transport ws # the same over the room's WebSocket listener
 //	lcpush bench fanout -n 5000 -target centrifugo  # against Centrifugo v6 (WebSocket, HTTP API)
 //	lcpush bench unicast -n 10000 -rates 1000,5000 -qos 1   # (d) open-loop unicast
+//	lcpush bench bcast-qos -runs 3            # issue 15: 60 s of broadcasts to 5,000, QoS 0 vs QoS 1 RSS
+//	lcpush bench bcast -room A,B -api URL1,URL2 -n 100000 -qos 1 -bcast-rate 20000 -retry 10
 //	lcpush bench smoke                        # idle, fanout, unicast; N=50, a few seconds
 //	lcpush bench naive-server -addr 127.0.0.1:7100 -http 127.0.0.1:7101
 //	lcpush bench compare results/run-X        # side-by-side tables and charts of a folder of runs
@@ -63,6 +65,17 @@
 // stream and reports delivered messages per second, the backlog each second
 // and whether it drained. The started lcpush runs with the demo apps and
 // its API throttles opened (see benchConfig), -store memory.
+//
+// qos-stream (bcast.go) gives each broadcast of its stream a round id, so
+// that every connection is checked to have had every one: a connection
+// marks the rounds it had (a bit each), a round counts each connection once
+// and a second copy is a dup. It samples the server's RSS every second.
+// bcast-qos runs it at QoS 0 and then at QoS 1, each against a fresh
+// server, -runs times, and reports the RSS ratio (median, min, max). bcast
+// sends one broadcast at -bcast-rate, takes the rate from the clients' first
+// and last receive and reads the job through every center of -api. -retry
+// dials a login the server refused (closed before AUTH_OK, e.g. ERROR
+// overloaded) again after a backoff, as an SDK would.
 //
 // Results go to -out/<scenario>-<target>-<N>-<time>/: result.json,
 // report.md and SVG charts; the summary is printed too. The naive baseline

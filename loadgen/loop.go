@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"syscall"
@@ -33,6 +34,35 @@ type loop struct {
 	acks   []uint64
 	out    []byte
 	wsOut  []byte // a masked client message (wsclient.go)
+	retry  retryQ // refused logins waiting to dial again (LoadConfig.Retry)
+}
+
+// retryAt is a login the server refused, due to dial again at at.
+type retryAt struct {
+	at    int64 // unix nanos
+	idx   int
+	tries int
+}
+
+// retryQ is a min-heap of retries by due time.
+type retryQ []retryAt
+
+func (q retryQ) Len() int           { return len(q) }
+func (q retryQ) Less(i, j int) bool { return q[i].at < q[j].at }
+func (q retryQ) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *retryQ) Push(x any)        { *q = append(*q, x.(retryAt)) }
+func (q *retryQ) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+// retryDelay backs off 0.5 s, 1 s, 2 s, ... up to 8 s, spread by idx so
+// refused logins do not come back in one burst.
+func retryDelay(tries, idx int) time.Duration {
+	d := 500 * time.Millisecond << min(tries-1, 4)
+	return d + time.Duration(idx%1000)*d/1000
 }
 
 // conn is one client connection.
@@ -42,12 +72,30 @@ type conn struct {
 	nextPing  int64
 	hb        int64
 	slot      int // index in loop.conns
+	idx       int // which of the load's connections (uid index)
+	tries     int // dials before this one (LoadConfig.Retry)
 	connected bool
 	authed    bool
-	ws        bool   // -transport ws: frames travel in WebSocket messages
-	upgraded  bool   // ws: the 101 answer was read
-	in        []byte // a partial frame left by the last read
-	pending   []byte // bytes the socket had no room for
+	ws        bool     // -transport ws: frames travel in WebSocket messages
+	upgraded  bool     // ws: the 101 answer was read
+	in        []byte   // a partial frame left by the last read
+	pending   []byte   // bytes the socket had no room for
+	seen      []uint64 // rounds this connection had, a bit each (grown on use)
+}
+
+// markSeen records round r for c; false when c had it already (a
+// redelivery), so that a round's count is the connections that had it.
+func (c *conn) markSeen(r int) bool {
+	w := r >> 6
+	if w >= len(c.seen) {
+		c.seen = append(c.seen, make([]uint64, w+1-len(c.seen))...)
+	}
+	b := uint64(1) << (r & 63)
+	if c.seen[w]&b != 0 {
+		return false
+	}
+	c.seen[w] |= b
+	return true
 }
 
 func newLoop(l *Load) (*loop, error) {
@@ -70,12 +118,22 @@ func (lp *loop) run(ctx context.Context) {
 		if ctx.Err() == nil {
 			first, k, next := l.claim(now, dialBatch)
 			for i := first; i < first+k; i++ {
-				lp.dial(i)
+				lp.dial(i, 0)
 			}
 			if k > 0 {
 				wait = 0
 			} else if next >= 0 {
 				wait = min(wait, next)
+			}
+			for n := 0; len(lp.retry) > 0 && n < dialBatch; n++ {
+				r := lp.retry[0]
+				if d := time.Duration(r.at - now.UnixNano()); d > 0 {
+					wait = min(wait, d)
+					break
+				}
+				heap.Pop(&lp.retry)
+				l.retrying.Add(-1)
+				lp.dial(r.idx, r.tries)
 			}
 			if !now.Before(sweep) {
 				lp.sweep(now)
@@ -110,10 +168,12 @@ func msCeil(d time.Duration) int {
 // dial starts connection i and writes its AUTH at once: on loopback the
 // handshake is over when connect returns. If the socket is not writable
 // yet, the AUTH waits for EPOLLOUT.
-func (lp *loop) dial(i int) {
+func (lp *loop) dial(i, tries int) {
 	l := lp.l
 	start := time.Now().UnixNano()
-	l.dialed.Add(1)
+	if tries == 0 {
+		l.dialed.Add(1)
+	}
 	l.firstDial.CompareAndSwap(0, start)
 	room := l.rooms[i%len(l.rooms)]
 	var src syscall.Sockaddr
@@ -126,7 +186,7 @@ func (lp *loop) dial(i int) {
 		l.lastErr.Store("dial: " + err.Error())
 		return
 	}
-	c := &conn{fd: fd, start: start, ws: l.ws}
+	c := &conn{fd: fd, start: start, ws: l.ws, idx: i, tries: tries}
 	auth := l.authFrame(i)
 	n, err := writeFD(fd, auth)
 	switch {
@@ -367,6 +427,12 @@ func (lp *loop) close(c *conn, err error) {
 	case l.stop.Load():
 	case c.authed:
 		l.dropped.Add(1)
+	case c.tries < l.cfg.Retry:
+		// Refused before AUTH_OK (e.g. ERROR overloaded): log in again
+		// later, as a client SDK would.
+		heap.Push(&lp.retry, retryAt{at: time.Now().Add(retryDelay(c.tries+1, c.idx)).UnixNano(), idx: c.idx, tries: c.tries + 1})
+		l.retried.Add(1)
+		l.retrying.Add(1)
 	default:
 		l.refused.Add(1)
 	}

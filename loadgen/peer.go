@@ -425,6 +425,7 @@ func (pl *PeerLoad) countTS(ts, r uint64) {
 	if r > 0 && r < maxRounds {
 		l.roundCount[r].Add(1)
 		atomicMax(&l.roundMax[r], lat)
+		atomicMinPos(&l.roundMin[r], lat)
 	}
 }
 

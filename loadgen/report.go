@@ -85,6 +85,9 @@ func summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "| authenticated | %d of %d |\n| dial / auth errors | %d / %d |\n", c.Authed, r.N, c.DialErrors, c.AuthErrors)
 	fmt.Fprintf(w, "| authenticated per second | %.0f |\n| handshake p50 / p99 | %.2f / %.2f ms |\n", c.PerSec, c.Handshake.P50ms, c.Handshake.P99ms)
 	fmt.Fprintf(w, "| refused before AUTH_OK | %d |\n", c.Refused)
+	if c.Retried > 0 {
+		fmt.Fprintf(w, "| refused logins dialed again (-retry) | %d |\n", c.Retried)
+	}
 	fmt.Fprintf(w, "| dropped by server / kicks / errors | %d / %d / %d |\n\n", r.Final.Dropped, r.Final.Kicks, r.Final.Errors)
 	if s := r.Storm; s != nil {
 		fmt.Fprintf(w, "| storm (cap %d, %d tried) | value |\n|---|---|\n", s.Cap, s.Tried)
@@ -115,6 +118,12 @@ func summary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| fan-out (%d rounds, %d complete) | value |\n|---|---|\n", len(f.Rounds), f.Complete)
 		fmt.Fprintf(w, "| last client has it p50 / p99 / max | %.2f / %.2f / %.2f ms |\n", f.P50LastMs, f.P99LastMs, f.MaxLastMs)
 		fmt.Fprintf(w, "| per delivery p50 / p99 / p999 | %.2f / %.2f / %.2f ms |\n\n", f.Latency.P50ms, f.Latency.P99ms, f.Latency.P999)
+	}
+	if r.QoSStream != nil {
+		qosStreamSummary(w, r.QoSStream)
+	}
+	if r.Bcast != nil {
+		bcastSummary(w, r.Bcast)
 	}
 	if s := r.Stream; s != nil {
 		fmt.Fprintf(w, "| stream (%.0f broadcasts/s for %.1f s) | value |\n|---|---|\n", s.Rate, s.Seconds)

@@ -24,18 +24,20 @@ type Result struct {
 	// Command re-runs this measurement from the module root, with lcpush
 	// the binary of the tree (go build -o lcpush .): the tool's own
 	// arguments after "lcpush" and -self-args, shell quoted.
-	Command   string        `json:"command"`
-	Machine   Machine       `json:"machine"`
-	Target    *Target       `json:"target"`
-	N         int           `json:"n"`
-	Processes int           `json:"client_processes"`
-	Connect   ConnectResult `json:"connect"`
-	Idle      *IdleResult   `json:"idle,omitempty"`
-	Fanout    *FanoutResult `json:"fanout,omitempty"`
-	Stream    *StreamResult `json:"stream,omitempty"`
-	Storm     *StormResult  `json:"storm,omitempty"`
-	Unicast   []UnicastStep `json:"unicast,omitempty"`
-	Final     Stats         `json:"final"`
+	Command   string           `json:"command"`
+	Machine   Machine          `json:"machine"`
+	Target    *Target          `json:"target"`
+	N         int              `json:"n"`
+	Processes int              `json:"client_processes"`
+	Connect   ConnectResult    `json:"connect"`
+	Idle      *IdleResult      `json:"idle,omitempty"`
+	Fanout    *FanoutResult    `json:"fanout,omitempty"`
+	Stream    *StreamResult    `json:"stream,omitempty"`
+	Storm     *StormResult     `json:"storm,omitempty"`
+	Unicast   []UnicastStep    `json:"unicast,omitempty"`
+	QoSStream *QoSStreamResult `json:"qos_stream,omitempty"`
+	Bcast     *BcastResult     `json:"bcast,omitempty"`
+	Final     Stats            `json:"final"`
 }
 
 // Machine describes where the run happened.
@@ -51,9 +53,10 @@ type ConnectResult struct {
 	DialErrors int64   `json:"dial_errors"`
 	AuthErrors int64   `json:"auth_errors"`
 	Seconds    float64 `json:"seconds"`
-	Refused    int64   `json:"refused"`        // closed by the server before AUTH_OK
-	AuthedSec  float64 `json:"authed_seconds"` // first dial to the last AUTH_OK
-	PerSec     float64 `json:"authed_per_sec"` // Authed / AuthedSec
+	Refused    int64   `json:"refused"`           // closed by the server before AUTH_OK
+	Retried    int64   `json:"retried,omitempty"` // refusals dialed again (-retry)
+	AuthedSec  float64 `json:"authed_seconds"`    // first dial to the last AUTH_OK
+	PerSec     float64 `json:"authed_per_sec"`    // Authed / AuthedSec
 	Handshake  Summary `json:"handshake"`
 }
 
@@ -137,6 +140,9 @@ type runOpts struct {
 	Rates      []float64     // unicast: pushes per second, one step each
 	StepDur    time.Duration // unicast: duration of each rate step
 	Senders    int           // unicast: concurrent API requests at most
+	BcastRate  float64       // bcast: deliveries per second asked (0: the app's broadcast_rate)
+	Drain      time.Duration // qos-stream, bcast: how long to wait for the last deliveries / the job
+	Hold       time.Duration // bcast: keep the connections this long after the job before closing them
 }
 
 // run executes one scenario and returns its result.
@@ -220,6 +226,16 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 		if err := unicast(ctx, t, fleet, o, res, stderr); err != nil {
 			return res, err
 		}
+	case "qos-stream":
+		if err := qosStream(ctx, t, fleet, o, res, stderr); err != nil {
+			res.Final = fleet.Stats()
+			return res, err
+		}
+	case "bcast":
+		if err := bcast(ctx, t, fleet, o, res, stderr); err != nil {
+			res.Final = fleet.Stats()
+			return res, err
+		}
 	case "fanout":
 		if err := fanoutRounds(ctx, t, fleet, o, res, stderr); err != nil {
 			return res, err
@@ -271,8 +287,8 @@ func connectPhase(ctx context.Context, f Fleet, o runOpts, res *Result, stderr i
 		if done >= int64(o.Load.N) {
 			break
 		}
-		if done != last {
-			last, lastMove = done, time.Now()
+		if moved := done + s.Retried; moved != last { // a retried login is a move too
+			last, lastMove = moved, time.Now()
 		} else if time.Since(lastMove) > 10*time.Second {
 			break
 		}
@@ -291,7 +307,7 @@ func connectPhase(ctx context.Context, f Fleet, o runOpts, res *Result, stderr i
 		asec = float64(s.LastAuthNs-s.FirstDialNs) / 1e9
 	}
 	res.Connect = ConnectResult{Authed: s.Authed, DialErrors: s.DialErrors, AuthErrors: s.AuthErrors,
-		Refused: s.Refused, Seconds: sec, AuthedSec: asec, PerSec: float64(s.Authed) / asec,
+		Refused: s.Refused, Retried: s.Retried, Seconds: sec, AuthedSec: asec, PerSec: float64(s.Authed) / asec,
 		Handshake: s.Handshake.Summarize()}
 	if s.Authed == 0 {
 		return fmt.Errorf("%w: no connection authenticated (%s)", ErrTarget, s.LastError)

@@ -29,13 +29,16 @@ type Target struct {
 	// WSRooms are the room's WebSocket listeners (lcpush with -transport
 	// ws: -room-ws-addr); the clients dial them instead of Rooms.
 	WSRooms []string `json:"ws_rooms,omitempty"`
-	API     string   `json:"api"`   // base URL of the push API
-	Admin   string   `json:"admin"` // base URL of /metrics and /debug/pprof
-	PID     int      `json:"pid"`
-	PIDs    []int    `json:"pids,omitempty"` // more server processes (several rooms): RSS is their sum
-	App     uint32   `json:"app"`
-	Secret  string   `json:"-"`
-	APIKey  string   `json:"-"`
+	API     string   `json:"api"` // base URL of the push API
+	// APIs are more centers' push API base URLs (a cluster): the bcast
+	// scenario reads its job through every one of them.
+	APIs   []string `json:"apis,omitempty"`
+	Admin  string   `json:"admin"` // base URL of /metrics and /debug/pprof
+	PID    int      `json:"pid"`
+	PIDs   []int    `json:"pids,omitempty"` // more server processes (several rooms): RSS is their sum
+	App    uint32   `json:"app"`
+	Secret string   `json:"-"`
+	APIKey string   `json:"-"`
 
 	cmd      *exec.Cmd
 	dir      string
@@ -349,30 +352,43 @@ var ErrRateLimited = errors.New("loadgen: push API rate limited")
 // Broadcast sends payload to every connection of the app through the push
 // API (Center's POST /v1/apps/{app}/broadcast, or the naive server's).
 func (t *Target) Broadcast(ctx context.Context, payload []byte, qos int) error {
+	_, err := t.BroadcastJob(ctx, payload, qos, 0)
+	return err
+}
+
+// BroadcastJob is Broadcast with a delivery rate (0: the app's) that
+// returns the job id of the answer ("" when the target names none).
+func (t *Target) BroadcastJob(ctx context.Context, payload []byte, qos int, rate float64) (string, error) {
 	if t.publish != nil {
-		return t.publish(ctx, payload)
+		return "", t.publish(ctx, payload)
 	}
-	body, _ := json.Marshal(map[string]any{
-		"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60,
-	})
+	req := map[string]any{"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60}
+	if rate > 0 {
+		req["rate"] = rate
+	}
+	body, _ := json.Marshal(req)
 	url := fmt.Sprintf("%s/v1/apps/%d/broadcast", t.API, t.App)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
-	req.Header.Set("Authorization", "Bearer "+t.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpc.Do(req)
+	hreq.Header.Set("Authorization", "Bearer "+t.APIKey)
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := httpc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("%w: broadcast: %v", ErrTarget, err)
+		return "", fmt.Errorf("%w: broadcast: %v", ErrTarget, err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return ErrRateLimited
+		return "", ErrRateLimited
 	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("%w: broadcast: %s %s", ErrTarget, resp.Status, bytes.TrimSpace(msg))
+		return "", fmt.Errorf("%w: broadcast: %s %s", ErrTarget, resp.Status, bytes.TrimSpace(msg))
 	}
-	return nil
+	var ans struct {
+		JobID string `json:"job_id"`
+	}
+	_ = json.Unmarshal(msg, &ans) // the naive server and older answers may differ
+	return ans.JobID, nil
 }

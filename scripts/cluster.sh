@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cluster.sh: run lcpush as a cluster of separate processes on this machine,
 # found by each other through ZooKeeper: 2 rooms, 2 registers, 2 centers,
-# 1 saver, 1 coordinator, 1 dispatcher, all on loopback.
+# 1 saver, 1 coordinator, 1 dispatcher, all on loopback (ROOMS and CENTERS
+# change the number of rooms and centers; see below).
 #
 #   scripts/cluster.sh start    build, start ZooKeeper if ZK_ADDR is unset, start the processes
 #   scripts/cluster.sh status   list the processes and their ports
@@ -30,18 +31,38 @@ ZK_AUTH_FILE=${ZK_AUTH_FILE-$CLUSTER_DIR/zk-auth}
 STORE=${STORE:-bolt}
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
+# ROOMS and CENTERS (2 each, 1..20) set how many rooms and centers run:
+# the first two keep the ports below, room 3 on is room-c, ... (device TCP
+# BASE_PORT+100+i, RPC +120+i), center 3 on BASE_PORT+140+j.
+ROOMS=${ROOMS:-2}
+CENTERS=${CENTERS:-2}
+case $ROOMS$CENTERS in *[!0-9]*) log "ROOMS=$ROOMS CENTERS=$CENTERS: want numbers"; exit 2 ;; esac
+if [ "$ROOMS" -lt 1 ] || [ "$ROOMS" -gt 20 ] || [ "$CENTERS" -lt 1 ] || [ "$CENTERS" -gt 20 ]; then
+  log "ROOMS=$ROOMS CENTERS=$CENTERS: want 1..20 each"; exit 2
+fi
+room_port() { if [ "$1" -lt 2 ]; then echo $((BASE_PORT + 10 + $1)); else echo $((BASE_PORT + 100 + $1)); fi; }
+room_rpc() { if [ "$1" -lt 2 ]; then echo $((BASE_PORT + 5 + $1)); else echo $((BASE_PORT + 120 + $1)); fi; }
+center_port() { if [ "$1" -le 2 ]; then echo $((BASE_PORT + 19 + $1)); else echo $((BASE_PORT + 140 + $1)); fi; }
+ROOM_NAMES=(a b c d e f g h i j k l m n o p q r s t)
+
 # name target extra-args...: one process; ports are BASE_PORT + offsets.
 PROCS=(
   "register-1 register -id register-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 1))"
   "register-2 register -id register-2 -rpc-addr 127.0.0.1:$((BASE_PORT + 2))"
   "saver-1 saver -id saver-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 3))"
   "coordinator-1 coordinator -id coordinator-1 -rpc-addr 127.0.0.1:$((BASE_PORT + 4))"
-  "room-a room -room-id room-a -room-addr 127.0.0.1:$((BASE_PORT + 10)) -rpc-addr 127.0.0.1:$((BASE_PORT + 5))"
-  "room-b room -room-id room-b -room-addr 127.0.0.1:$((BASE_PORT + 11)) -rpc-addr 127.0.0.1:$((BASE_PORT + 6))"
-  "center-1 center -id center-1 -node 1 -center-addr 127.0.0.1:$((BASE_PORT + 20))"
-  "center-2 center -id center-2 -node 2 -center-addr 127.0.0.1:$((BASE_PORT + 21))"
-  "dispatcher-1 dispatcher -id dispatcher-1 -dispatch-addr 127.0.0.1:$((BASE_PORT + 30))"
 )
+ROOM_ADDRS="" CENTER_URLS=""
+for _i in $(seq 0 $((ROOMS - 1))); do
+  _n=room-${ROOM_NAMES[$_i]}
+  PROCS+=("$_n room -room-id $_n -room-addr 127.0.0.1:$(room_port "$_i") -rpc-addr 127.0.0.1:$(room_rpc "$_i")")
+  ROOM_ADDRS="$ROOM_ADDRS${ROOM_ADDRS:+, }127.0.0.1:$(room_port "$_i")"
+done
+for _j in $(seq 1 "$CENTERS"); do
+  PROCS+=("center-$_j center -id center-$_j -node $_j -center-addr 127.0.0.1:$(center_port "$_j")")
+  CENTER_URLS="$CENTER_URLS${CENTER_URLS:+, }http://127.0.0.1:$(center_port "$_j")"
+done
+PROCS+=("dispatcher-1 dispatcher -id dispatcher-1 -dispatch-addr 127.0.0.1:$((BASE_PORT + 30))")
 
 alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1; [ -n "$st" ] && [ "$st" != Z ]; }
 
@@ -108,10 +129,13 @@ cmd_start() {
   local store_desc="bolt in $CLUSTER_DIR/saver-1"
   [ "$STORE" = redis ] && store_desc="redis $REDIS_ADDR + mysql $MYSQL_DSN"
   printf 'export ZK_ADDR=%q ZK_ROOT=%q ZK_AUTH_FILE=%q\n' "$ZK_ADDR" "$root" "$ZK_AUTH_FILE" > "$CLUSTER_DIR/env"
+  # For tools (scripts/bench.sh cluster-bcast): one address or URL a line.
+  echo "$ROOM_ADDRS" | tr -d ' ' | tr , '\n' > "$CLUSTER_DIR/rooms"
+  echo "$CENTER_URLS" | tr -d ' ' | tr , '\n' > "$CLUSTER_DIR/centers"
   log "cluster up (ZooKeeper $ZK_ADDR, root $root, store $store_desc); logs in $CLUSTER_DIR"
   cat <<TXT
-rooms (device TCP):   127.0.0.1:$((BASE_PORT + 10)), 127.0.0.1:$((BASE_PORT + 11))
-centers (HTTP API):   http://127.0.0.1:$((BASE_PORT + 20)), http://127.0.0.1:$((BASE_PORT + 21))
+rooms (device TCP):   $ROOM_ADDRS
+centers (HTTP API):   $CENTER_URLS
 dispatcher:           http://127.0.0.1:$((BASE_PORT + 30))
 operator CLI:         $BIN keeper -zk $ZK_ADDR -zk-root $root ${auth[*]+${auth[*]}} members
                       (or: . $CLUSTER_DIR/env, then the lines of docs/cluster.md)
@@ -135,7 +159,7 @@ cmd_stop() {
       for _ in $(seq 300); do alive "$pid" || break; sleep 0.05; done
       if alive "$pid"; then log "$name ignored SIGTERM: KILL"; kill -KILL "$pid" 2>/dev/null || true; fi
     done < "$CLUSTER_DIR/pids"
-    rm -f "$CLUSTER_DIR/pids" "$CLUSTER_DIR/store" "$CLUSTER_DIR/env"
+    rm -f "$CLUSTER_DIR/pids" "$CLUSTER_DIR/store" "$CLUSTER_DIR/env" "$CLUSTER_DIR/rooms" "$CLUSTER_DIR/centers"
   fi
   if [ -f "$CLUSTER_DIR/own-services" ]; then
     SVC_DIR=$(cat "$CLUSTER_DIR/own-services") bash scripts/services.sh stop >/dev/null 2>&1 || true
