@@ -11,10 +11,13 @@ import (
 // share its rate instead of each getting it. A job's rate is fixed when
 // its room calls start (the rooms pace themselves), so a job whose rate
 // does not fit beside the app's running jobs waits, holding its slot,
-// until enough is free: first come, first served within the app (a small
-// job does not overtake a waiting big one). A job alone always runs, even
-// when a reload lowered the app's rate below it. Other apps are never
-// affected: each app has its own budget.
+// until enough is free (acquire: first come, first served within the app),
+// or is not started at all (tryAcquire: the job runner leaves its task
+// pending, holding no worker, and tries again at its next scan). A job
+// alone always runs, even when a reload lowered the app's rate below it.
+// Other apps are never affected: each app has its own budget. The budget is
+// this center's: N centers may run an app's tasks at up to N times its
+// broadcast_rate (docs/api.md).
 type bcastRates struct {
 	mu   sync.Mutex
 	apps map[uint32]*appRates
@@ -88,6 +91,44 @@ func (br *bcastRates) acquire(ctx context.Context, app uint32, want, limit float
 	}
 	br.mu.Unlock()
 	return nil, ctx.Err()
+}
+
+// tryAcquire is acquire without the wait: it takes want of app's budget
+// when it fits now (and no job of the app waits in acquire's line), else
+// it returns false. The job runner uses it before it claims a task, so a
+// task that does not fit holds no worker and stays pending on the board.
+func (br *bcastRates) tryAcquire(app uint32, want, limit float64) (func(), bool) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	ar := br.apps[app]
+	if ar != nil && (len(ar.line) > 0 || ar.jobs > 0 && ar.used+want > limit*(1+1e-9)) {
+		return nil, false
+	}
+	if ar == nil {
+		if br.apps == nil {
+			br.apps = make(map[uint32]*appRates)
+		}
+		ar = &appRates{}
+		br.apps[app] = ar
+	}
+	ar.used += want
+	ar.jobs++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			br.mu.Lock()
+			defer br.mu.Unlock()
+			ar.used -= want
+			ar.jobs--
+			if ar.jobs == 0 {
+				ar.used = 0 // no float residue
+			}
+			br.grant(ar)
+			if ar.jobs == 0 && len(ar.line) == 0 {
+				delete(br.apps, app)
+			}
+		})
+	}, true
 }
 
 // grant starts the waiting jobs at the head of the line that fit.

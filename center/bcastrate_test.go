@@ -8,6 +8,7 @@ import (
 
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // acquireAsync starts an acquire and returns a channel that gets its
@@ -121,9 +122,13 @@ func TestBroadcastJobsShareAppRate(t *testing.T) {
 	e.rooms.mu.Unlock()
 	j1, _ := startBroadcast(t, e, "1", key1, `{"text":"a","qos":0}`)
 	j2, _ := startBroadcast(t, e, "1", key1, `{"text":"b","qos":0}`)
-	testkit.WaitFor(t, "job 2 in line for app 1's rate", 5*time.Second, func() bool {
-		used, waiting := e.svc.bcastRates.usage(1)
-		return used == 1000 && waiting == 1
+	// Job 2 waits for app 1's rate with its task pending: it holds no
+	// worker meanwhile.
+	testkit.WaitFor(t, "job 1 running, job 2 pending for app 1's rate", 5*time.Second, func() bool {
+		used, _ := e.svc.bcastRates.usage(1)
+		_, t1 := boardTasks(t, e, j1)
+		_, t2 := boardTasks(t, e, j2)
+		return used == 1000 && allHeld(t1) && t2[0].State == push.TaskPending
 	})
 	close(block)
 	waitJob(t, e, j1, key1)

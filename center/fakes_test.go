@@ -248,9 +248,11 @@ type fakeRooms struct {
 	pushes     []roomPush
 	kicks      []kickCall
 	broadcasts []roomBroadcast
-	down       map[string]bool // rooms that fail
-	offline    map[string]bool // uids that are not really connected
-	block      chan struct{}   // when set, Push and Broadcast wait on it or on ctx
+	down       map[string]bool          // rooms that fail
+	offline    map[string]bool          // uids that are not really connected
+	block      chan struct{}            // when set, Push and Broadcast wait on it or on ctx
+	slowApp    map[uint32]chan struct{} // Broadcast of these apps' messages waits on it or on ctx
+	failNext   map[string][]error       // room -> errors its next Broadcast calls return, one each
 	errIDs     error
 	reached    map[string]int // room/msg id -> connections its broadcast reached
 	delivered  int            // connections reached by broadcasts, in all
@@ -281,8 +283,23 @@ func (f *fakeRooms) Broadcast(ctx context.Context, room string, msg push.Message
 		return 0, err
 	}
 	f.mu.Lock()
+	slow := f.slowApp[msg.App]
+	f.mu.Unlock()
+	if slow != nil {
+		select {
+		case <-slow:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ev.add("broadcast:" + room)
+	if errs := f.failNext[room]; len(errs) > 0 {
+		f.failNext[room] = errs[1:]
+		f.broadcasts = append(f.broadcasts, roomBroadcast{room, msg, perSec})
+		return 0, errs[0]
+	}
 	if f.down[room] {
 		return 0, errDown
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
 )
 
 // Job states of GET /v1/jobs/{id}.
@@ -47,8 +49,20 @@ var defaultJobTiming = jobTiming{
 }
 
 // maxRoomCalls bounds the room calls (tasks of every job) one center runs
-// at the same time.
-const maxRoomCalls = 16
+// at the same time; appRoomCalls those of one app, so that an app whose
+// room calls are slow leaves workers to the others.
+const (
+	maxRoomCalls = 16
+	appRoomCalls = max(1, maxRoomCalls/2)
+)
+
+// A room call that fails because the room could not be reached (restarting,
+// draining, a broken connection) is made again after a backoff from
+// roomRetryFirst up to roomRetryMax, until the job's deadline.
+const (
+	roomRetryFirst = 200 * time.Millisecond
+	roomRetryMax   = 2 * time.Second
+)
 
 // defaultOwner is the member id of a center that has none (one process).
 const defaultOwner = "center"
@@ -194,9 +208,10 @@ type jobRunner struct {
 	kick    chan struct{} // wakes the scanner (a job was accepted)
 	workers chan struct{} // one token per running task, maxRoomCalls in all
 
-	mu    sync.Mutex
-	held  map[taskKey]*heldTask
-	slots map[uint64]func() // the job slots of jobs this center accepted
+	mu     sync.Mutex
+	held   map[taskKey]*heldTask
+	perApp map[uint32]int    // running tasks per app, appRoomCalls at most
+	slots  map[uint64]func() // the job slots of jobs this center accepted
 }
 
 func newJobRunner() *jobRunner {
@@ -205,6 +220,7 @@ func newJobRunner() *jobRunner {
 		kick:    make(chan struct{}, 1),
 		workers: make(chan struct{}, maxRoomCalls),
 		held:    make(map[taskKey]*heldTask),
+		perApp:  make(map[uint32]int),
 		slots:   make(map[uint64]func()),
 	}
 }
@@ -383,7 +399,7 @@ func (s *Service) scanJob(ctx context.Context, job push.Job, tasks []push.JobTas
 			continue
 		}
 		if !s.claim(ctx, job, t, len(tasks)) {
-			return // no worker free: leave the rest to the other centers
+			return // no room for it now: leave the rest to a later scan or the other centers
 		}
 	}
 }
@@ -394,19 +410,56 @@ func (s *Service) holds(id uint64, room string) bool {
 	return s.runner.held[taskKey{id, room}] != nil
 }
 
-// claim takes task t of job when a worker is free and the board gives it
-// to this center, and runs it; false when no worker is free.
+// claim takes task t of job when this center has room for it and the board
+// gives it to this center, and runs it. Room means a free worker, fewer than
+// appRoomCalls tasks of the app running here, and the task's share of the
+// job's rate fitting in the app's broadcast_rate beside its running tasks
+// (bcastrate.go). Nothing is held while a task waits for room: it stays
+// pending, so a slow or rate-bound app never holds the workers other apps'
+// tasks need. claim returns false when there is no room.
 func (s *Service) claim(ctx context.Context, job push.Job, t push.JobTask, tasks int) bool {
-	select {
-	case s.runner.workers <- struct{}{}:
-	default:
+	share := job.Rate / float64(tasks)
+	limit := job.Rate
+	if app, ok := s.conf.Load().App(job.App); ok {
+		limit = app.BroadcastRate
+	}
+	r := s.runner
+	r.mu.Lock()
+	if r.perApp[job.App] >= appRoomCalls {
+		r.mu.Unlock()
 		return false
 	}
+	r.perApp[job.App]++
+	r.mu.Unlock()
+	giveApp := func() {
+		r.mu.Lock()
+		if r.perApp[job.App]--; r.perApp[job.App] <= 0 {
+			delete(r.perApp, job.App)
+		}
+		r.mu.Unlock()
+	}
+	releaseRate, ok := s.bcastRates.tryAcquire(job.App, share, limit)
+	if !ok {
+		giveApp()
+		return false
+	}
+	select {
+	case r.workers <- struct{}{}:
+	default:
+		releaseRate()
+		giveApp()
+		return false
+	}
+	free := func() {
+		releaseRate()
+		<-r.workers
+		giveApp()
+	}
 	cctx, cancel := s.callCtx(ctx)
-	ok, err := s.store.ClaimTask(cctx, job.ID, t.Room, s.owner(), time.Now(), s.runner.timing.lease)
+	ok, err := s.store.ClaimTask(cctx, job.ID, t.Room, s.owner(), time.Now(), r.timing.lease)
 	cancel()
 	if err != nil || !ok {
-		<-s.runner.workers
+		free()
 		if err != nil {
 			depErrors.WithLabelValues("claim_task").Inc()
 			s.log.Debug("center jobs: claim", "job", job.ID, "room", t.Room, "err", err)
@@ -417,18 +470,18 @@ func (s *Service) claim(ctx context.Context, job push.Job, t push.JobTask, tasks
 	// with the request) and by Shutdown.
 	tctx, tcancel := context.WithDeadline(s.jobCtx, time.UnixMilli(job.Deadline))
 	h := &heldTask{key: taskKey{job.ID, t.Room}, cancel: tcancel}
-	s.runner.mu.Lock()
-	s.runner.held[h.key] = h
-	s.runner.mu.Unlock()
+	r.mu.Lock()
+	r.held[h.key] = h
+	r.mu.Unlock()
 	if t.State == push.TaskRunning {
 		taskEvents.WithLabelValues("resumed").Inc()
 		s.log.Info("center jobs: resuming a task", "job", job.ID, "room", t.Room, "from", t.Owner)
 	} else {
 		taskEvents.WithLabelValues("claimed").Inc()
 	}
-	if !s.startJob(func() { s.runTask(tctx, job, h, tasks) }) {
+	if !s.startJob(func() { s.runTask(tctx, job, h, share, free) }) {
 		s.dropTask(h) // shutting down: the lease lapses
-		<-s.runner.workers
+		free()
 	}
 	return true
 }
@@ -440,31 +493,19 @@ func (s *Service) dropTask(h *heldTask) {
 	s.runner.mu.Unlock()
 }
 
-// runTask has one room deliver the job's message at its share of the job's
-// rate, within the app's broadcast_rate shared by the tasks this center
-// runs (bcastrate.go), and writes the outcome.
-func (s *Service) runTask(ctx context.Context, job push.Job, h *heldTask, tasks int) {
+// runTask has one room deliver the job's message at share, the task's part
+// of the job's rate (claim took it from the app's broadcast_rate), writes
+// the outcome and gives back what claim took (free).
+func (s *Service) runTask(ctx context.Context, job push.Job, h *heldTask, share float64, free func()) {
 	defer func() {
 		s.dropTask(h)
-		<-s.runner.workers
+		free()
 	}()
-	share := job.Rate / float64(tasks)
-	limit := job.Rate
-	if app, ok := s.conf.Load().App(job.App); ok {
-		limit = app.BroadcastRate
-	}
-	var n int
-	release, err := s.bcastRates.acquire(ctx, job.App, share, limit)
+	n, err := s.broadcastRoom(ctx, job, h.key.room, share)
+	deliveries.WithLabelValues("broadcast").Add(float64(n))
 	if err != nil {
-		err = fmt.Errorf("waited for the app's broadcast_rate, shared with its running jobs: %w", err)
-	} else {
-		n, err = s.rooms.Broadcast(ctx, h.key.room, job.Msg, share)
-		release()
-		deliveries.WithLabelValues("broadcast").Add(float64(n))
-		if err != nil {
-			roomErrors.WithLabelValues("broadcast").Inc()
-			s.log.Warn("center: room broadcast", "room", h.key.room, "job", job.ID, "msg", job.Msg.ID, "reached", n, "err", err)
-		}
+		roomErrors.WithLabelValues("broadcast").Inc()
+		s.log.Warn("center: room broadcast", "room", h.key.room, "job", job.ID, "msg", job.Msg.ID, "reached", n, "err", err)
 	}
 	if s.jobCtx.Err() != nil {
 		return // Shutdown: the lease lapses and another center resumes the task
@@ -508,6 +549,46 @@ func (s *Service) runTask(ctx context.Context, job push.Job, h *heldTask, tasks 
 	if err == nil && found && cur.State == push.JobRunning {
 		s.settle(s.jobCtx, job.ID, tasksNow)
 	}
+}
+
+// broadcastRoom calls the room until it answers, ctx ends (the job's
+// deadline, Shutdown, a lost claim) or it fails otherwise than by being
+// unreachable. A call again is safe: it joins the room's running task of
+// the message, or gets the finished one's count, and sends nothing twice.
+// The renewer keeps the lease meanwhile, since the task stays held.
+func (s *Service) broadcastRoom(ctx context.Context, job push.Job, room string, share float64) (int, error) {
+	wait := roomRetryFirst
+	for {
+		n, err := s.rooms.Broadcast(ctx, room, job.Msg, share)
+		if err == nil || ctx.Err() != nil || !roomUnreachable(err) {
+			return n, err
+		}
+		roomErrors.WithLabelValues("broadcast_retry").Inc()
+		s.log.Debug("center jobs: room unreachable, calling again", "room", room, "job", job.ID, "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return n, fmt.Errorf("room unreachable until the call ended (%w): %w", ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, roomRetryMax)
+	}
+}
+
+// roomUnreachable reports whether a room call failed before or without
+// the room's answer: refused while the room drains or is full
+// (push.ErrUnavailable), or a broken connection. Deadlines are not: the
+// job's time is up.
+func roomUnreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, push.ErrUnavailable) || errors.Is(err, rpc.ErrConnLost) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && !ne.Timeout()
 }
 
 func deadlineText(deadline int64) string {

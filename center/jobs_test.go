@@ -3,6 +3,7 @@ package center
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/lcpush/lcpush/internal/testkit"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/push"
+	"github.com/lcpush/lcpush/pkg/rpc"
 	"github.com/lcpush/lcpush/saver"
 )
 
@@ -287,5 +289,109 @@ func TestJobProgressFromStatus(t *testing.T) {
 	close(block)
 	if m := waitJob(t, b, job, key1); m["state"] != JobDone || m["targets"] != 4.0 || m["pushed"] != 4.0 || m["acked"] != 2.0 {
 		t.Fatalf("job %v", m)
+	}
+}
+
+// An app whose tasks wait for its broadcast_rate, or whose room calls are
+// slow, does not hold the workers another app's job needs: its waiting tasks
+// stay pending (no worker held) and it runs appRoomCalls tasks at most, so
+// the other app's job ends done at once.
+func TestJobAppDoesNotHoldOthers(t *testing.T) {
+	tests := []struct {
+		name        string
+		rate        float64 // app 1's broadcast_rate
+		body        string  // app 1's jobs
+		wantRunning int     // app 1's tasks running while its calls hang
+	}{
+		// Each job at the app's full rate: one job's 6 tasks fit, the
+		// other jobs' tasks wait for the rate.
+		{"waits for its rate", 1200, `{"text":"hog","qos":0}`, 6},
+		// All fit the rate: the cap per app holds them.
+		{"slow room calls", 50000, `{"text":"hog","qos":0,"rate":100}`, appRoomCalls},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, _ := newCluster(t, func(c *config.Config) { c.Apps[0].BroadcastRate = tc.rate }, "center-a")
+			e := cs[0]
+			addUsers(e, "u", 12, 6, 1)
+			addUsers(e, "v", 6, 6, 2)
+			slow := make(chan struct{})
+			e.rooms.mu.Lock()
+			e.rooms.slowApp = map[uint32]chan struct{}{1: slow}
+			e.rooms.mu.Unlock()
+			var hogs []string
+			for range 4 { // 24 tasks, more than maxRoomCalls
+				job, _ := startBroadcast(t, e, "1", key1, tc.body)
+				hogs = append(hogs, job)
+			}
+			running := func() int {
+				n := 0
+				for _, job := range hogs {
+					_, ts := boardTasks(t, e, job)
+					for _, tk := range ts {
+						if tk.State == push.TaskRunning {
+							n++
+						}
+					}
+				}
+				return n
+			}
+			testkit.WaitFor(t, "app 1's tasks claimed", 5*time.Second, func() bool { return running() == tc.wantRunning })
+			other, _ := startBroadcast(t, e, "2", key2, `{"text":"other","qos":0}`)
+			if m := waitJob(t, e, other, key2); m["state"] != JobDone || m["pushed"] != 6.0 {
+				t.Fatalf("app 2's job %v", m)
+			}
+			if n := running(); n != tc.wantRunning {
+				t.Fatalf("app 1 runs %d tasks, want %d", n, tc.wantRunning)
+			}
+			close(slow)
+			for _, job := range hogs {
+				if m := waitJob(t, e, job, key1); m["state"] != JobDone || m["pushed"] != 12.0 {
+					t.Fatalf("app 1's job %v", m)
+				}
+			}
+		})
+	}
+}
+
+// A room call that fails because the room is unreachable (refused while it
+// drains, a broken connection) is made again with backoff; the second call
+// joins the room's task, so the task ends done with the full count. Other
+// errors fail the task at once.
+func TestJobRoomUnreachableRetried(t *testing.T) {
+	tests := []struct {
+		name      string
+		errs      []error
+		wantState string
+		wantCalls int
+	}{
+		{"unavailable once", []error{fmt.Errorf("room draining: %w", push.ErrUnavailable)}, JobDone, 2},
+		{"unavailable twice", []error{push.ErrUnavailable, rpc.ErrUnavailable}, JobDone, 3},
+		{"connection lost", []error{rpc.ErrConnLost}, JobDone, 2},
+		{"other error", []error{errDown}, JobFailed, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, _ := newCluster(t, nil, "center-a")
+			e := cs[0]
+			addUsers(e, "u", 4, 1, 1)
+			e.rooms.mu.Lock()
+			e.rooms.failNext = map[string][]error{"room-0": tc.errs}
+			e.rooms.mu.Unlock()
+			job, _ := startBroadcast(t, e, "1", key1, `{"text":"x"}`)
+			m := waitJob(t, e, job, key1)
+			if m["state"] != tc.wantState {
+				t.Fatalf("job %v, want %s", m, tc.wantState)
+			}
+			if tc.wantState == JobDone && m["pushed"] != 4.0 {
+				t.Fatalf("job %v, want 4 pushed", m)
+			}
+			if n := len(e.rooms.broadcasted()); n != tc.wantCalls {
+				t.Fatalf("%d room calls, want %d", n, tc.wantCalls)
+			}
+			if n := e.rooms.deliveredCount(); n != 4 && tc.wantState == JobDone {
+				t.Fatalf("%d deliveries, want 4", n)
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ var (
 	}, []string{"kind"})
 	roomErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_room_errors_total",
-		Help: "Failed room calls by operation (push, kick, broadcast).",
+		Help: "Failed room calls by operation (push, kick, broadcast; broadcast_retry: a job task found its room unreachable and calls it again).",
 	}, []string{"op"})
 	depErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lcpush_center_dependency_errors_total",
