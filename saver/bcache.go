@@ -141,6 +141,22 @@ func (c *bcache) live(apps []uint32, now int64) []push.Message {
 	return out
 }
 
+// lastExpire returns the latest expiry of the unexpired broadcasts of apps
+// (0: none); one that never expires is left out.
+func (c *bcache) lastExpire(apps []uint32, now int64) int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var e int64
+	for _, app := range apps {
+		for _, m := range c.byApp[app] {
+			if m.Expire > now {
+				e = max(e, m.Expire)
+			}
+		}
+	}
+	return e
+}
+
 func (c *bcache) get(id uint64) (push.Message, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -55,7 +55,7 @@ type RedisStore struct {
 	restore     atomic.Bool // broadcasts must be restored from MySQL
 	recount     atomic.Bool // the counters must be reconciled now (Redis lost data)
 	recountWake chan struct{}
-	lastRefresh atomic.Int64 // unix nanos of the last broadcast refresh on an unknown ACK
+	ackSync     ackRefresh // broadcast refreshes for ACKs of ids not cached yet
 
 	saved, acked, expired atomic.Uint64
 
@@ -425,7 +425,7 @@ func (r *RedisStore) foldUserStats(ctx context.Context, uid string, pairs []any)
 	if len(cas) == 0 {
 		return
 	}
-	args := append([]any{now, r.idle(), casCount(cas)}, cas...)
+	args := append([]any{now, r.idle(), r.keepFor(cas, now), casCount(cas)}, cas...)
 	op := &pipeOp{kind: pipeScript, script: scriptCursorCAS, key: r.k.user(uid), args: args}
 	if err := r.pipe.do(ctx, op); err != nil || op.err != nil || asInt(op.res) != 1 {
 		return

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
-
-// refreshOnAckEvery bounds how often an ACK of an id this process does not
-// know makes it re-read the broadcasts (another saver may have just stored
-// it), so a client sending junk ids costs one small read per interval.
-const refreshOnAckEvery = 100 * time.Millisecond
 
 // Ack implements Store: one script deletes the entries of apps from the
 // user's hash and writes the broadcast cursors of apps the ACKed
@@ -22,6 +19,9 @@ const refreshOnAckEvery = 100 * time.Millisecond
 // broadcast ACKed by every online user costs MySQL nothing at the ACK. Ids
 // that take no effect (unknown, other apps', broadcasts ACKed already)
 // queue nothing and, on a hash of the current epoch, write nothing to Redis.
+// An id the broadcast cache lacks (another saver may have just stored it) is
+// looked up again after a refresh (refreshForAck); a refresh that fails
+// fails the call, so the room retries instead of the ACK being lost.
 //
 // A hash not of the current epoch (Redis lost data since the user was last
 // filled) may lack entries MySQL holds. Its unknown ids are not taken as
@@ -48,6 +48,9 @@ func (r *RedisStore) Ack(ctx context.Context, uid string, apps []uint32, ids []u
 	if !r.dur.reserve(len(ids), true) {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, refused(opAck))
 	}
+	// Refreshes started after this point see every broadcast the client
+	// can be ACKing: it was stored before the room delivered it.
+	mark := r.ackSync.mark()
 	set := appSet(apps)
 	tomb := r.dur.down() // no reload possible: tombstone unknown ids at once
 	// Delivery status of the unicast ids, in the same round trip as the
@@ -60,10 +63,16 @@ func (r *RedisStore) Ack(ctx context.Context, uid string, apps []uint32, ids []u
 	}
 	res, err := r.ackOnce(ctx, uid, set, apps, ids, tomb, status...)
 	r.logStatus(status...)
-	if err == nil && len(res.unknown) > 0 && r.refreshForAck(ctx) {
+	if err == nil && len(res.unknown) > 0 {
+		// Another saver may have stored a broadcast this cache lacks: look
+		// every unknown id up again after a refresh, whether this call's or
+		// another's (the periodic sync may have loaded it meanwhile).
+		if rerr := r.refreshForAck(ctx, mark); rerr != nil {
+			err = fmt.Errorf("refresh broadcasts: %w", rerr)
+		}
 		var known, still []uint64
 		for _, id := range res.unknown {
-			if _, ok := r.bc.get(id); ok {
+			if _, ok := r.bc.get(id); ok && r.bc.seq(id) != 0 && err == nil {
 				known = append(known, id)
 			} else {
 				still = append(still, id)
@@ -125,7 +134,7 @@ type ackResult struct {
 	n       int
 	fresh   bool     // the hash carries the current epoch
 	rows    []drow   // unicast deletes (never cursor rows: Checkpoint writes those)
-	unknown []uint64 // ids that took no effect and are no known broadcast or other app's entry
+	unknown []uint64 // ids that took no effect and are no known broadcast (with a seq) or other app's entry
 }
 
 // ackOnce runs scriptAck for ids on behalf of apps (set: appSet(apps)).
@@ -139,7 +148,7 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		id, seq uint64
 		app     uint32
 	}
-	var uni []uint64
+	var uni, noseq []uint64
 	var bcasts []bref
 	seen := map[uint64]bool{}
 	now := time.Now().Unix()
@@ -150,17 +159,22 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 			continue
 		}
 		seq := r.bc.seq(id)
-		if !hasApp(apps, m.App) || seq == 0 || m.Expired(now) || seen[id] {
-			// Another app's broadcast: as if unknown. One without a seq
-			// yet, or expired (never delivered again anyway): nothing to
-			// record.
+		if !hasApp(apps, m.App) || m.Expired(now) || seen[id] {
+			// Another app's broadcast: as if unknown. An expired one
+			// (never delivered again anyway): nothing to record.
 			continue
 		}
 		seen[id] = true
+		if seq == 0 {
+			// Not given a seq yet (the previous version's): unknown, for
+			// Ack to look up again after a refresh, which gives it one.
+			noseq = append(noseq, id)
+			continue
+		}
 		bcasts = append(bcasts, bref{id, seq, m.App})
 	}
 	if len(uni) == 0 && len(bcasts) == 0 {
-		return ackResult{fresh: true}, nil // only other apps' broadcasts
+		return ackResult{fresh: true, unknown: noseq}, nil // only other apps' broadcasts
 	}
 	var fields []string
 	if len(bcasts) > 0 {
@@ -196,14 +210,14 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 			// The cursor rows finish plans are left to Checkpoint.
 			cas, _ = p.finish()
 		}
-		args := make([]any, 0, 6+len(cas)+len(uni))
-		args = append(args, *r.epoch.Load(), now, r.idle(), set, boolDigit(tomb), casCount(cas))
+		args := make([]any, 0, 7+len(cas)+len(uni))
+		args = append(args, *r.epoch.Load(), now, r.idle(), set, boolDigit(tomb), r.keepFor(cas, now), casCount(cas))
 		args = append(args, cas...)
 		for _, id := range uni {
 			args = append(args, id8(id))
 		}
 		if len(uni) == 0 && len(cas) == 0 {
-			return ackResult{fresh: true}, nil // broadcasts ACKed already: nothing to write
+			return ackResult{fresh: true, unknown: noseq}, nil // broadcasts ACKed already: nothing to write
 		}
 		op := &pipeOp{kind: pipeScript, script: scriptAck, key: key, args: args}
 		err := r.pipe.do(ctx, append([]*pipeOp{op}, extra...)...)
@@ -218,7 +232,7 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		if asInt(l[1]) != 1 {
 			continue // a cursor changed since the read
 		}
-		res := ackResult{fresh: asInt(l[0]) == 1}
+		res := ackResult{fresh: asInt(l[0]) == 1, unknown: noseq}
 		for _, id := range newly {
 			res.n++
 			r.sacc.add(id, 1) // delivery status, sent every CounterEvery
@@ -249,14 +263,62 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 	return ackResult{}, errCursorBusy
 }
 
-// refreshForAck re-reads the broadcasts at most every refreshOnAckEvery and
-// reports whether the cache changed.
-func (r *RedisStore) refreshForAck(ctx context.Context) bool {
-	now := time.Now().UnixNano()
-	last := r.lastRefresh.Load()
-	if now-last < int64(refreshOnAckEvery) || !r.lastRefresh.CompareAndSwap(last, now) {
+// ackRefresh runs the broadcast refreshes of ACKs one at a time: callers
+// join the refresh in flight when it started after they did (it sees what
+// they need), else wait for it and start the next, so a burst of unknown
+// ids costs one small read per refresh, and no caller gives up on an id a
+// refresh would have found.
+type ackRefresh struct {
+	started atomic.Int64 // refreshes started so far
+	mu      sync.Mutex
+	cur     *refreshFlight // the latest refresh started (nil: none yet)
+}
+
+type refreshFlight struct {
+	num  int64
+	done chan struct{} // closed when err is set
+	err  error
+}
+
+// mark returns what refreshForAck takes: refreshes started later are recent enough.
+func (a *ackRefresh) mark() int64 { return a.started.Load() }
+
+// refreshForAck returns once a broadcast refresh started after mark (taken
+// at the start of the call) has finished: this caller's, or a concurrent
+// one's. The refresh runs on a context detached from the caller's (others
+// may be waiting on it), bounded by ReadTimeout.
+func (r *RedisStore) refreshForAck(ctx context.Context, mark int64) error {
+	a := &r.ackSync
+	for {
+		a.mu.Lock()
+		f := a.cur
+		if f == nil || (f.num <= mark && isClosed(f.done)) {
+			f = &refreshFlight{num: a.started.Add(1), done: make(chan struct{})}
+			a.cur = f
+			a.mu.Unlock()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.ReadTimeout)
+			_, f.err = r.syncBroadcasts(rctx, false)
+			cancel()
+			close(f.done)
+			return f.err
+		}
+		a.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.num > mark {
+			return f.err
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
 		return false
 	}
-	changed, err := r.syncBroadcasts(ctx, false)
-	return err == nil && changed
 }

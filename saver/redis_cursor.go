@@ -156,7 +156,9 @@ func foldLegacy(c *bcursor, seq uint64, b bstate) {
 // joinCursor merges two histories of one cursor (what Redis has and what
 // MySQL has, after a loss): every change a cursor takes is monotone (Cur
 // rises, an exception goes from loading to ACKed or parked, loads grow),
-// so what either says is done is done.
+// so what either says is done is done. A seq at or below one's Cur with no
+// exception there was ACKed in that history (an ACK turns a park into no
+// exception): the other's park of it does not undo that.
 func joinCursor(a, b bcursor) bcursor {
 	out := cloneCursor(a)
 	out.Cur = max(a.Cur, b.Cur)
@@ -170,6 +172,11 @@ func joinCursor(a, b bcursor) bcursor {
 		}
 		x.Loads = max(x.Loads, e.Loads)
 	}
+	for i := range out.Exc {
+		if e := &out.Exc[i]; e.State == bexcParked && (ackedBelow(&a, e.Seq) || ackedBelow(&b, e.Seq)) {
+			e.State = bexcAcked
+		}
+	}
 	// What lies at or below the new Cur is done; normalize drops it.
 	keep := out.Exc[:0]
 	for _, e := range out.Exc {
@@ -179,6 +186,12 @@ func joinCursor(a, b bcursor) bcursor {
 	}
 	out.Exc = keep
 	return out
+}
+
+// ackedBelow reports whether c has seq done as ACKed: at or below Cur,
+// with no exception (a parked one below Cur keeps its exception).
+func ackedBelow(c *bcursor, seq uint64) bool {
+	return seq <= c.Cur && excAt(c, seq, false) == nil
 }
 
 // normalizeAt normalizes c against v. Cur advances only over seqs up to
@@ -315,6 +328,27 @@ func (p *cursorPlan) finish() (cas []any, rows []drow) {
 		cas = append(cas, "b"+id8(id), p.legacy[id].raw, "")
 	}
 	return cas, rows
+}
+
+// keepFor returns the latest expiry of the live broadcasts of the apps
+// whose cursors cas writes (0: none), which the scripts keep the user hash
+// for (plus IdleTTL): an open session idle past IdleTTL must not lose the
+// cursor, and with it ACKs Checkpoint has not saved yet, while a broadcast
+// it covers can still be loaded. One that never expires is left out: the
+// hash would never expire.
+func (r *RedisStore) keepFor(cas []any, now int64) int64 {
+	var apps []uint32
+	for i := 0; i+2 < len(cas); i += 3 {
+		if f, ok := cas[i].(string); ok {
+			if app, ok := parseCursorField(f); ok {
+				apps = append(apps, app)
+			}
+		}
+	}
+	if len(apps) == 0 {
+		return 0
+	}
+	return r.bc.lastExpire(apps, now)
 }
 
 // casCount is the number of triples in cas.

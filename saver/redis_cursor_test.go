@@ -61,8 +61,16 @@ func TestJoinCursor(t *testing.T) {
 		{"ACKed beats parked beats loading", cur(3, bexc{Seq: 5, State: bexcParked}, bexc{Seq: 6, Loads: 4}),
 			cur(3, bexc{Seq: 5, State: bexcAcked}, bexc{Seq: 6, State: bexcParked}),
 			cur(3, bexc{Seq: 5, State: bexcAcked}, bexc{Seq: 6, Loads: 4, State: bexcParked})},
-		{"what the other's cur covers goes, parked stays", cur(3, bexc{Seq: 4, Loads: 1}, bexc{Seq: 5, State: bexcParked}, bexc{Seq: 9, State: bexcAcked}),
-			cur(8), cur(8, bexc{Seq: 5, State: bexcParked}, bexc{Seq: 9, State: bexcAcked})},
+		// A seq the other's Cur covers without an exception was ACKed there
+		// (review finding 7: a reload must not bring an ACKed park back).
+		{"what the other's cur covers goes, a park it ACKed too", cur(3, bexc{Seq: 4, Loads: 1}, bexc{Seq: 5, State: bexcParked}, bexc{Seq: 9, State: bexcAcked}),
+			cur(8), cur(8, bexc{Seq: 9, State: bexcAcked})},
+		{"a park both keep below cur stays", cur(8, bexc{Seq: 5, State: bexcParked}), cur(6, bexc{Seq: 5, State: bexcParked}),
+			cur(8, bexc{Seq: 5, State: bexcParked})},
+		{"a park above the other's cur stays", cur(3, bexc{Seq: 5, State: bexcParked}), cur(4),
+			cur(4, bexc{Seq: 5, State: bexcParked})},
+		{"a park the other's cur covers with a park stays", cur(3, bexc{Seq: 5, State: bexcParked}), cur(8, bexc{Seq: 5, State: bexcParked}),
+			cur(8, bexc{Seq: 5, State: bexcParked})},
 	} {
 		for _, order := range [][2]bcursor{{tc.a, tc.b}, {tc.b, tc.a}} {
 			a := cloneCursor(order[0])

@@ -95,7 +95,7 @@ func (r *RedisStore) loadOnce(ctx context.Context, uid string, apps []uint32, li
 func (r *RedisStore) mark(ctx context.Context, uid string, out []push.Message, p *cursorPlan, parkedB []uint64, now int64) (bool, error) {
 	max := r.lim.MaxLoads
 	cas, rows := p.finish()
-	args := []any{max, now, r.idle(), casCount(cas)}
+	args := []any{max, now, r.idle(), r.keepFor(cas, now), casCount(cas)}
 	args = append(args, cas...)
 	if max > 0 {
 		for _, m := range out {
@@ -104,7 +104,7 @@ func (r *RedisStore) mark(ctx context.Context, uid string, out []push.Message, p
 			}
 		}
 	}
-	if len(args) == 4 {
+	if len(args) == 5 {
 		return true, nil
 	}
 	op := &pipeOp{kind: pipeScript, script: scriptMark, key: r.k.user(uid), args: args}
@@ -209,8 +209,8 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 			return fmt.Errorf("mysql: %w", err)
 		}
 	}
-	args := make([]any, 0, 4+3*len(entries))
-	args = append(args, ep, now, r.idle(), len(entries))
+	args := make([]any, 0, 5+3*len(entries))
+	args = append(args, ep, now, r.idle(), 0, len(entries))
 	for i := range entries {
 		e := &entries[i]
 		args = append(args, id8(e.msg.ID), string(appendValue(nil, &e.msg)), boolDigit(e.parked))
@@ -233,6 +233,7 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 		}
 		p.foldLegacy()
 		cas, rows := p.finish()
+		args[3] = r.keepFor(cas, now)
 		args = append(args[:fixed], casCount(cas))
 		args = append(args, cas...)
 		op := &pipeOp{kind: pipeScript, script: scriptReload, key: r.k.user(uid), args: args}

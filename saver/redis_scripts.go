@@ -10,6 +10,8 @@ import "github.com/redis/go-redis/v9"
 //	  e           epoch the hash was last filled from MySQL in (absent: never)
 //	  n           number of m fields
 //	  x           latest expiry of the entries ("0": one never expires)
+//	  y           latest expiry of the broadcasts a cursor write covered:
+//	              the hash outlives it too (absent: none)
 //	  m<id8>      entry: the record value of codec.go (app, expire, qos, payload)
 //	  l<id8>      loads of the entry so far (absent: none)
 //	  p<id8>      "1": the entry is parked
@@ -36,7 +38,9 @@ import "github.com/redis/go-redis/v9"
 // sorted set beside it) keeps a user's state in one key: a key evicted or
 // expired takes its epoch marker with it, which makes the next Load reload
 // the user from MySQL instead of trusting a half-empty inbox. The hash lives
-// until its last entry expires plus IdleTTL, and is touched on every write.
+// until its last entry expires plus IdleTTL, and is touched on every write;
+// a hash with cursors also lives until the broadcasts they covered when
+// written (y) expire, plus IdleTTL.
 
 // luaLib is prepended to every script.
 const luaLib = `
@@ -47,6 +51,8 @@ local function touch(k, now, idle)
   if x == '0' then redis.call('PERSIST', k) return end
   local t = tonumber(x or '0')
   if t < now then t = now end
+  local y = tonumber(redis.call('HGET', k, 'y') or '0')
+  if y and t < y then t = y end
   if t > 253402300799 then redis.call('PERSIST', k) return end
   redis.call('EXPIREAT', k, t + idle)
 end
@@ -54,6 +60,15 @@ local function widen(k, e)
   local x = redis.call('HGET', k, 'x')
   if e == '0' then x = '0' elseif x ~= '0' and (not x or tonumber(x) < tonumber(e)) then x = e end
   redis.call('HSET', k, 'x', x)
+end
+-- keep_for raises y to e: a cursor just written covers broadcasts living
+-- until e, and losing the hash before then (an idle open session) would
+-- lose their ACKs before Checkpoint saves them.
+local function keep_for(k, e)
+  e = tonumber(e)
+  if e > 0 and e > tonumber(redis.call('HGET', k, 'y') or '0') then
+    redis.call('HSET', k, 'y', string.format('%d', e))
+  end
 end
 local function cas_ok(k, a, i, n)
   for j = 0, n - 1 do
@@ -122,18 +137,21 @@ return out
 
 // scriptMark counts one load of what a Load returned and writes the
 // cursors the Load computed, if they still hold what it read. ARGV:
-// maxLoads, now, idle, C, then C triples field, bytes read ("" absent),
-// new bytes ("" deletes), then the id8 of the unicast entries returned.
+// maxLoads, now, idle, keep (the latest expiry of the live broadcasts of
+// the cursors' apps: keep_for), C, then C triples field, bytes read (""
+// absent), new bytes ("" deletes), then the id8 of the unicast entries
+// returned.
 // Returns {1, then the id8 of what it parked}, or {0} having changed
 // nothing when a cursor changed since the read.
 var scriptMark = newScript(`
 local k = KEYS[1]
 local max = tonumber(ARGV[1])
-local nc = tonumber(ARGV[4])
-if not cas_ok(k, ARGV, 5, nc) then return {0} end
-cas_apply(k, ARGV, 5, nc)
+local nc = tonumber(ARGV[5])
+if not cas_ok(k, ARGV, 6, nc) then return {0} end
+cas_apply(k, ARGV, 6, nc)
+if nc > 0 then keep_for(k, ARGV[4]) end
 local out = {1}
-for i = 5 + 3*nc, #ARGV do
+for i = 6 + 3*nc, #ARGV do
   local id = ARGV[i]
   if max > 0 and redis.call('HEXISTS', k, 'm' .. id) == 1 and redis.call('HEXISTS', k, 'p' .. id) == 0 then
     if redis.call('HINCRBY', k, 'l' .. id, 1) >= max then
@@ -151,8 +169,8 @@ return out
 // broadcast cursors the call computed (compare-and-set, as scriptMark); on
 // a hash not of the current epoch it also leaves tombstones (for the
 // entries it deletes and, with tomb, for the ids it does not know). ARGV:
-// epoch, now, idle, apps (",1,2,"), tomb ('1'/'0'), C, C cursor triples,
-// then the id8 of the ids that are no broadcast. Returns {1 if the hash
+// epoch, now, idle, apps (",1,2,"), tomb ('1'/'0'), keep (as scriptMark),
+// C, C cursor triples, then the id8 of the ids that are no broadcast. Returns {1 if the hash
 // carries epoch else 0, 1 if applied else 0 (a cursor changed since the
 // read: nothing done), then kind..id8, app, parked per id that took effect
 // ('u' entry deleted) or is another app's entry ('o', no effect)}. It
@@ -161,13 +179,14 @@ var scriptAck = newScript(`
 local k = KEYS[1]
 local out = {0, 1}
 if redis.call('HGET', k, 'e') == ARGV[1] then out[1] = 1 end
-local nc = tonumber(ARGV[6])
-if not cas_ok(k, ARGV, 7, nc) then out[2] = 0; return out end
-cas_apply(k, ARGV, 7, nc)
+local nc = tonumber(ARGV[7])
+if not cas_ok(k, ARGV, 8, nc) then out[2] = 0; return out end
+cas_apply(k, ARGV, 8, nc)
+if nc > 0 then keep_for(k, ARGV[6]) end
 local apps, tomb = ARGV[4], ARGV[5] == '1'
 local n = tonumber(redis.call('HGET', k, 'n') or '0')
 local wrote = nc > 0
-for i = 7 + 3*nc, #ARGV do
+for i = 8 + 3*nc, #ARGV do
   local id = ARGV[i]
   local v = redis.call('HGET', k, 'm' .. id)
   if v and (#v < 5 or not string.find(apps, ',' .. app_of(v) .. ',', 1, true)) then
@@ -189,9 +208,9 @@ return out
 `)
 
 // scriptReload merges what MySQL holds for a user into its hash and stamps
-// the epoch. ARGV: epoch, now, idle, E, then E triples id8, value, parked
-// ('0'/'1'), then C, then C cursor triples (compare-and-set, as
-// scriptMark: the cursors joined with MySQL's). Entries the hash has are
+// the epoch. ARGV: epoch, now, idle, keep (as scriptMark), E, then E
+// triples id8, value, parked ('0'/'1'), then C, then C cursor triples
+// (compare-and-set, as scriptMark: the cursors joined with MySQL's). Entries the hash has are
 // kept as they are, tombstoned ones are not added, and the tombstones go.
 // A hash already of this epoch was reloaded by a concurrent call, whose
 // MySQL read may be the more recent: it is left alone. A tombstone keeps
@@ -202,13 +221,14 @@ var scriptReload = newScript(`
 local k = KEYS[1]
 local n = tonumber(redis.call('HGET', k, 'n') or '0')
 if redis.call('HGET', k, 'e') == ARGV[1] then return {2, n} end
-local i = 5 + 3 * tonumber(ARGV[4])
+local i = 6 + 3 * tonumber(ARGV[5])
 local nc = tonumber(ARGV[i])
 if not cas_ok(k, ARGV, i + 1, nc) then return {0, n} end
 cas_apply(k, ARGV, i + 1, nc)
+if nc > 0 then keep_for(k, ARGV[4]) end
 local out = {1, n}
-i = 5
-for j = 1, tonumber(ARGV[4]) do
+i = 6
+for j = 1, tonumber(ARGV[5]) do
   local id, v, p = ARGV[i], ARGV[i+1], ARGV[i+2]
   i = i + 3
   local t = redis.call('HGET', k, 't' .. id)
@@ -271,13 +291,14 @@ return out
 `)
 
 // scriptCursorCAS writes cursors if they still hold what was read. ARGV:
-// now, idle, C, C triples (as scriptMark). Returns 1 if applied, else 0
-// (nothing done).
+// now, idle, keep, C, C triples (as scriptMark). Returns 1 if applied,
+// else 0 (nothing done).
 var scriptCursorCAS = newScript(`
 local k = KEYS[1]
-local nc = tonumber(ARGV[3])
-if not cas_ok(k, ARGV, 4, nc) then return 0 end
-cas_apply(k, ARGV, 4, nc)
+local nc = tonumber(ARGV[4])
+if not cas_ok(k, ARGV, 5, nc) then return 0 end
+cas_apply(k, ARGV, 5, nc)
+if nc > 0 then keep_for(k, ARGV[3]) end
 touch(k, tonumber(ARGV[1]), tonumber(ARGV[2]))
 return 1
 `)

@@ -346,6 +346,7 @@ func (r *RedisStore) UserState(ctx context.Context, app uint32, msgID uint64, ui
 		return "", fmt.Errorf("saver user state %d: %w", msgID, ErrClosed)
 	}
 	defer r.calls.Done()
+	mark := r.ackSync.mark()
 	rec := &pipeOp{kind: pipeScript, script: scriptStatusUser, key: r.k.status(msgID), key2: r.k.statusUsers(msgID), args: []any{uid}}
 	fields := []string{"b" + id8(msgID)}
 	bm, known := r.bc.get(msgID)
@@ -379,7 +380,7 @@ func (r *RedisStore) UserState(ctx context.Context, app uint32, msgID uint64, ui
 	if back.err != nil {
 		return "", fmt.Errorf("saver user state %d: %w", msgID, redisErr(back.err))
 	}
-	if (!known || seq == 0) && st.Stored > 0 && now < st.Expires && r.refreshForAck(ctx) {
+	if (!known || seq == 0) && st.Stored > 0 && now < st.Expires && r.refreshForAck(ctx, mark) == nil {
 		// Another saver's broadcast this cache did not hold yet: its seq
 		// names the cursor position to read.
 		if bm, known = r.bc.get(msgID); known {
