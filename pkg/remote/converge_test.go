@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,5 +238,67 @@ func TestRedeliverStopsOnShutdown(t *testing.T) {
 	defer cancel()
 	if err := c.regs.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown with a running hook: %v", err)
+	}
+}
+
+// TestReconcileIgnoresLoginsDuringScan: a login registered just after its
+// register's scan, and listed by the room when the reconciliation reads its
+// sessions again, is not "missing": restoring it would run the hook (a
+// Redeliver of every stored message to every session of the room, sent
+// and unACKed ones again) for nothing.
+func TestReconcileIgnoresLoginsDuringScan(t *testing.T) {
+	ctx := context.Background()
+	cfg := fastPoll
+	cfg.ReconcileEvery = 5 * time.Millisecond
+	c := newRegCluster(t, 1, false, cfg)
+	var (
+		mu    sync.Mutex
+		local []push.Session
+	)
+	for i := range 20 {
+		local = append(local, session(i, "room-local"))
+	}
+	c.regs.SetSource(func(context.Context) ([]push.Session, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(local), nil
+	})
+	var hook atomic.Int64
+	c.regs.SetOnRefilled(func(context.Context) (int, error) { hook.Add(1); return 0, nil })
+	if err := c.regs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.regs.Shutdown(ctx) })
+	reg := c.nodes[0].api
+	testkit.WaitFor(t, "the first refill and its hook", 10*time.Second, func() bool { return reg.len() == len(local) && hook.Load() >= 1 })
+	h, restores := hook.Load(), reg.restores.Load()
+
+	// Every scan is followed by a login: registered after the scan, held by
+	// the room before its second read.
+	var logins atomic.Int64
+	after := func() {
+		n := int(logins.Add(1))
+		s := session(1000+n, "room-local")
+		s.Since = time.Now().Unix()
+		if _, err := reg.Register(ctx, s); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		local = append(local, s)
+		mu.Unlock()
+	}
+	reg.afterScan.Store(&after)
+	testkit.WaitFor(t, "several reconciliation scans", 10*time.Second, func() bool { return logins.Load() >= 5 })
+	reg.afterScan.Store(nil)
+	scans := reg.scans.Load()
+	testkit.WaitFor(t, "two more scans", 10*time.Second, func() bool { return reg.scans.Load() >= scans+2 })
+	if got := reg.restores.Load() - restores; got != 0 {
+		t.Errorf("%d sessions restored: logins registered during the scan were taken for missing ones", got)
+	}
+	if got := hook.Load() - h; got != 0 {
+		t.Errorf("the redeliver hook ran %d times for logins that raced the scan", got)
+	}
+	if reg.len() != len(local) {
+		t.Errorf("register holds %d sessions, the room %d", reg.len(), len(local))
 	}
 }

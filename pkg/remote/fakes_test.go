@@ -83,6 +83,8 @@ type fakeRegister struct {
 	failStore atomic.Int64 // Restore calls left to fail
 	failUnreg atomic.Int64 // Unregister calls left to fail
 	calls     atomic.Int64
+	scans     atomic.Int64
+	afterScan atomic.Pointer[func()] // runs after each Scan page, outside mu
 }
 
 func newFakeRegister() *fakeRegister { return &fakeRegister{m: make(map[string]push.Session)} }
@@ -149,6 +151,10 @@ func (f *fakeRegister) Lookup(_ context.Context, uids []string) ([]push.Session,
 
 func (f *fakeRegister) Scan(_ context.Context, app uint32, cursor uint64, limit int) ([]push.Session, uint64, error) {
 	f.calls.Add(1)
+	f.scans.Add(1)
+	if h := f.afterScan.Load(); h != nil {
+		defer (*h)()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	uids := make([]string, 0, len(f.m))

@@ -44,10 +44,10 @@ const reconcileFullEvery = 10
 //   - a session of this room on its owner that is not held here, and
 //     logged in more than reconcileGrace ago, is a connection that closed
 //     while its removal was lost (or raced a refill): it is removed;
-//   - a local session its owner does not list is restored there (Restore,
-//     which never kicks), and the OnRefilled hook runs; one the owner still
-//     does not list at the next check (Restore kept a newer login) is not
-//     restored again.
+//   - a local session its owner does not list, held here both before and
+//     after the scan, is restored there (Restore, which never kicks), and
+//     the OnRefilled hook runs; one the owner still does not list at the
+//     next check (Restore kept a newer login) is not restored again.
 //
 // Removals are conditional (Unregister of that room and connection): a
 // newer login is never touched.
@@ -85,8 +85,14 @@ func (r *Registers) reconcile(ctx context.Context) {
 	if room == "" {
 		return
 	}
+	// Only a session held before the scans began can be missing from them:
+	// one that logged in meanwhile may have been registered after its
+	// register's scan, and restoring it would run the hook (a Redeliver of
+	// every stored message to every session here) for nothing.
+	before := make(map[sessKey]bool, len(local))
 	want := make([]int, len(cur))
 	for _, s := range local {
+		before[keyOf(s)] = true
 		if !st.refused[keyOf(s)] {
 			want[owner(cur, s.UID)]++
 		}
@@ -135,7 +141,7 @@ func (r *Registers) reconcile(ctx context.Context) {
 		}
 		for _, s := range local {
 			k := keyOf(s)
-			if owner(cur, s.UID) != i || on[k] {
+			if owner(cur, s.UID) != i || on[k] || !before[k] {
 				continue
 			}
 			refused[k] = true
