@@ -140,6 +140,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 		return
 	}
 	s.state = stAuthed
+	s.cover = s.loop.cover.bump()
 	s.active = r.now()
 	r.onl.Add(1)
 	mOnline.Inc()

@@ -36,6 +36,7 @@ func (r *Room) handleBind(s *connState, f proto.Frame) gnet.Action {
 	}
 	// Bound at once, so that pushes for the app are delivered from now on.
 	s.addApp(f.App)
+	s.cover = s.loop.cover.bump()
 	app, seq := f.App, f.Seq
 	if !r.submit(func() { r.bindTask(s, app, seq) }) {
 		s.removeApp(f.App)

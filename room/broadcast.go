@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/time/rate"
@@ -160,8 +161,12 @@ func (r *Room) broadcastPaced(ctx context.Context, msg push.Message, perSec floa
 	snap := make([][]*connState, len(loops))
 	r.onLoops(ctx, func(l *loopState) {
 		var ss []*connState
+		var had map[uint64]struct{}
+		if msg.QoS == push.QoS1 {
+			had = l.cover.goLive(msg.ID, time.Now())
+		}
 		l.each(func(s *connState) {
-			if s.state == stAuthed && s.hasApp(msg.App) {
+			if _, got := had[s.id]; !got && s.state == stAuthed && s.hasApp(msg.App) {
 				ss = append(ss, s)
 			}
 		})

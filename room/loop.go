@@ -32,6 +32,7 @@ type loopState struct {
 	flusher *pushFlush // the flush task, allocated once
 
 	sent     sentLog      // writes for the delivery status (sent.go)
+	cover    coverLog     // stored broadcasts given live or by a load (cover.go)
 	backlog  atomic.Int64 // bytes of push batches queued on the loop (admit)
 	sweeping atomic.Bool  // a sweep is queued or running
 }

@@ -34,6 +34,10 @@ var (
 		Name: "lcpush_room_push_dropped_total",
 		Help: "Push deliveries dropped in the room (QoS 1 ones stay stored); reason loop_backlog_broadcast counts app-wide broadcasts to a whole event loop.",
 	}, []string{"reason"})
+	mCoverFull = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_room_cover_full_total",
+		Help: "Stored broadcasts a load wrote without noting it (the loop's notes were full): the live delivery may send them to that connection again.",
+	})
 	mSentLost = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "lcpush_room_sent_deltas_lost_total",
 		Help: "Delivery-status sent notes the store did not take (pool full or store error).",

@@ -31,6 +31,18 @@ type pushBatch struct {
 	// wide: queued app-wide (all), even after a mixed flush expanded it;
 	// its writes are counted, not noted per uid (sent.go).
 	wide bool
+	// had: connections a load gave this stored broadcast before it went
+	// live on the loop (cover.go); the flush skips them. Loop only.
+	had map[uint64]struct{}
+}
+
+// skips reports whether the flush must not write b to s (cover.go).
+func (b *pushBatch) skips(s *connState) bool {
+	if b.had == nil {
+		return false
+	}
+	_, ok := b.had[s.id]
+	return ok
 }
 
 var batchPool = sync.Pool{New: func() any { return &pushBatch{conns: make([]*connState, 0, 8)} }}
@@ -41,6 +53,7 @@ func (b *pushBatch) release() {
 	}
 	clear(b.conns)
 	b.conns = b.conns[:0]
+	b.had = nil
 	b.msg = push.Message{}
 	b.all, b.cost, b.wait, b.sent, b.wide = false, 0, nil, 0, false
 	batchPool.Put(b)

@@ -66,6 +66,7 @@ type connState struct {
 
 	active     int64    // monotonic ns: open time while stNew, then last frame
 	since      int64    // login time, unix seconds (the session's Since)
+	cover      uint64   // loop's cover counter when it last became a broadcast target (cover.go)
 	pending    [][]byte // PUSH frames that arrived while stAuthing
 	ping, ack  bucket   // op limits (limits.go)
 	bind, up   bucket

@@ -205,11 +205,12 @@ func (r *Room) writeKick(s *connState, code int, reason string) {
 // 64 KiB so the loop's buffer stays small (loop only). One load is written
 // whole (kindStored): it is bounded by the store's load limit.
 func (r *Room) appendStored(s *connState, buf []byte, msgs []push.Message) ([]byte, int) {
-	now := time.Now().Unix()
+	t := time.Now()
+	now := t.Unix()
 	n := 0
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Expired(now) || !s.hasApp(m.App) {
+		if m.Expired(now) || !s.hasApp(m.App) || s.loop.cover.skipLoad(s, m, t) {
 			continue
 		}
 		buf = proto.AppendPush(buf, m.App, true, m.ID, m.Payload)
@@ -383,6 +384,7 @@ func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
 		start = int(e)
 	}
 	pq.sel = ends[:0]
+	liveCover(l, q)
 
 	written := 0
 	if allWide(q) {
@@ -402,6 +404,22 @@ func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
 	pq.frames = pq.frames[:0]
 	if cap(pq.arena) > maxArenaKeep {
 		pq.arena = nil
+	}
+}
+
+// liveCover records that the stored broadcasts of q's app-wide batches go
+// live on l now, and gives each the connections a load reached first, which
+// the flush skips (cover.go; loop only). Paced batches are covered at their
+// task's snapshot instead (broadcastPaced).
+func liveCover(l *loopState, q []*pushBatch) {
+	var now time.Time
+	for _, b := range q {
+		if b.all && b.msg.QoS == push.QoS1 {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			b.had = l.cover.goLive(b.msg.ID, now)
+		}
 	}
 }
 
@@ -444,7 +462,7 @@ func expandAll(l *loopState, q []*pushBatch) {
 		}
 		b.all = false
 		l.each(func(s *connState) {
-			if s.state == stAuthed && s.hasApp(b.msg.App) {
+			if s.state == stAuthed && s.hasApp(b.msg.App) && !b.skips(s) {
 				b.conns = append(b.conns, s)
 			}
 		})
@@ -498,7 +516,7 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 		pq.iov = pq.iov[:0]
 		pq.hit = pq.hit[:0]
 		for _, i := range sel {
-			if s.hasApp(q[i].msg.App) { // unbound since Push looked
+			if s.hasApp(q[i].msg.App) && !q[i].skips(s) { // unbound since Push looked; a load gave it
 				pq.iov = append(pq.iov, pq.frames[i])
 				pq.hit = append(pq.hit, i)
 			}
