@@ -41,7 +41,7 @@ type jobTiming struct {
 }
 
 var defaultJobTiming = jobTiming{
-	scan:   500 * time.Millisecond,
+	scan:   100 * time.Millisecond, // a job's tasks preferred by other centers start at most this much later
 	lease:  6 * time.Second,
 	renew:  2 * time.Second,
 	prefer: 2 * time.Second,
