@@ -22,17 +22,33 @@ import (
 // the tick), not when a new login takes it over. Shutdown reports the ends
 // of the sessions it closes before it unregisters them.
 //
-// What is dropped (past the bound, pool full, store failing) costs nothing
-// now: the hot copy keeps the ACKs, and only a loss of it as well brings
-// those broadcasts back, once (docs/storage.md "Recovery").
+// A report carries at most maxCheckpointEnds ends; what a loop noted
+// beyond waits for its next ticks, and the ends of a report the store
+// failed (or the pool refused) are given back and go with the next one.
+// Both waits are bounded (maxEndsQueued): what is dropped past them costs
+// nothing now: the hot copy keeps the ACKs, and only a loss of it as well
+// brings those broadcasts back, once (docs/storage.md "Recovery").
 
-// maxCheckpointEnds bounds the session ends one loop (and the held
-// sessions) note between two reports; past it ends are dropped and counted.
-const maxCheckpointEnds = 16384
+const (
+	// maxCheckpointEnds bounds the session ends of one report (one
+	// Saver.Checkpoint call).
+	maxCheckpointEnds = 16384
+	// maxEndsQueued bounds the ends one loop (or the held sessions) keeps
+	// waiting for its reports, and those kept for a retry after a failed
+	// report; past it ends are dropped and counted. A mass logout (a room
+	// restart, a network cut) of 64k sessions per loop thus reaches the
+	// store over four ticks instead of being dropped.
+	maxEndsQueued = 4 * maxCheckpointEnds
+)
 
 var mCheckpointsDropped = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "lcpush_room_checkpoints_dropped_total",
-	Help: "Session ends not reported to the store for its broadcast cursors (past the per-tick bound, worker pool full, or the store failed): their ACKs stay in the hot store only.",
+	Help: "Session ends not reported to the store for its broadcast cursors (past the bound of those waiting for a report or a retry, or failing at shutdown): their ACKs stay in the hot store only.",
+})
+
+var mCheckpointRetries = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "lcpush_room_checkpoint_retries_total",
+	Help: "Session ends given back for the next report because the store failed or the worker pool was full.",
 })
 
 // endLog is a batch of session ends; its owner serialises access (a loop,
@@ -48,7 +64,7 @@ func (l *endLog) note(uid string, apps []uint32) {
 	if len(apps) == 0 {
 		return
 	}
-	if len(l.ends) >= maxCheckpointEnds && !l.all {
+	if len(l.ends) >= maxEndsQueued && !l.all {
 		mCheckpointsDropped.Inc()
 		return
 	}
@@ -59,17 +75,45 @@ func (l *endLog) note(uid string, apps []uint32) {
 // reports them, as deltaPool does for the sent notes.
 var endPool = sync.Pool{New: func() any { return new([]push.SessionEnd) }}
 
-// take returns the ends since the last take, nil when none; give the slice
-// back with putEnds.
+// take returns the oldest ends, at most maxCheckpointEnds of them unless
+// all is set, nil when none; give the slice back with putEnds.
 func (l *endLog) take() *[]push.SessionEnd {
 	if len(l.ends) == 0 {
 		return nil
 	}
-	next := endPool.Get().(*[]push.SessionEnd)
-	out := l.ends
-	l.ends = (*next)[:0]
-	*next = out
-	return next
+	p := endPool.Get().(*[]push.SessionEnd)
+	rest, out := (*p)[:0], l.ends
+	if len(out) > maxCheckpointEnds && !l.all { // the rest waits for the next report
+		rest = append(rest, out[maxCheckpointEnds:]...)
+		clear(out[maxCheckpointEnds:])
+		out = out[:maxCheckpointEnds]
+	}
+	l.ends, *p = rest, out
+	return p
+}
+
+// endRetry keeps the ends of failed reports for the next one.
+type endRetry struct {
+	mu  sync.Mutex
+	log endLog
+}
+
+// give keeps ends for a retry, within maxEndsQueued.
+func (e *endRetry) give(ends []push.SessionEnd) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range ends {
+		e.log.note(x.UID, x.Apps)
+	}
+}
+
+// take returns ends to report again (as endLog.take), nil when none.
+func (e *endRetry) take(all bool) *[]push.SessionEnd {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.log.all = all
+	defer func() { e.log.all = false }()
+	return e.log.take()
 }
 
 func putEnds(p *[]push.SessionEnd) {
@@ -82,6 +126,7 @@ func putEnds(p *[]push.SessionEnd) {
 // loop only).
 func (r *Room) reportCheckpoints(l *loopState) {
 	r.reportEnds(l.sent.ends.take())
+	r.reportEnds(r.endRetry.take(false))
 }
 
 // reportEnds makes one Saver.Checkpoint of p on a worker, then recycles p.
@@ -94,11 +139,13 @@ func (r *Room) reportEnds(p *[]push.SessionEnd) {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		if err := r.deps.Saver.Checkpoint(ctx, *p); err != nil {
-			mCheckpointsDropped.Add(float64(len(*p)))
-			r.log.Debug("session ends not checkpointed", "ends", len(*p), "err", err)
+			mCheckpointRetries.Add(float64(len(*p)))
+			r.endRetry.give(*p)
+			r.log.Debug("session ends not checkpointed, kept for the next report", "ends", len(*p), "err", err)
 		}
 	}) {
-		mCheckpointsDropped.Add(float64(len(*p)))
+		mCheckpointRetries.Add(float64(len(*p)))
+		r.endRetry.give(*p)
 		putEnds(p)
 	}
 }

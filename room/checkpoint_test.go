@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -164,32 +165,55 @@ func TestCheckpointAtShutdown(t *testing.T) {
 	}
 }
 
-// A loop's ends between two reports are bounded: past maxCheckpointEnds
-// they are dropped and counted; at shutdown the bound is lifted.
+// A loop's waiting ends are bounded: past maxEndsQueued they are dropped
+// and counted; a report takes at most maxCheckpointEnds, oldest first, and
+// the rest wait for the next ones; at shutdown the bounds are lifted.
 func TestCheckpointLogBounded(t *testing.T) {
 	apps := []uint32{1}
 	var l endLog
 	dropped := counterValue(mCheckpointsDropped)
-	for range maxCheckpointEnds + 5000 {
-		l.note("u", apps)
+	for i := range maxEndsQueued + 5000 {
+		l.note(strconv.Itoa(i), apps)
 	}
 	l.note("v", nil) // no app bound: no end
-	if len(l.ends) != maxCheckpointEnds {
-		t.Fatalf("%d ends noted, want %d", len(l.ends), maxCheckpointEnds)
+	if len(l.ends) != maxEndsQueued {
+		t.Fatalf("%d ends noted, want %d", len(l.ends), maxEndsQueued)
 	}
 	if d := counterValue(mCheckpointsDropped) - dropped; d != 5000 {
 		t.Fatalf("%v ends counted as dropped, want 5000", d)
 	}
-	p := l.take()
-	if len(*p) != maxCheckpointEnds || len(l.ends) != 0 || l.take() != nil {
-		t.Fatalf("took %d ends, left %d", len(*p), len(l.ends))
+	next := 0
+	for range maxEndsQueued / maxCheckpointEnds {
+		p := l.take()
+		if len(*p) != maxCheckpointEnds || (*p)[0].UID != strconv.Itoa(next) {
+			t.Fatalf("a report took %d ends from %q, want %d from %d", len(*p), (*p)[0].UID, maxCheckpointEnds, next)
+		}
+		next += len(*p)
+		putEnds(p)
 	}
-	putEnds(p)
+	if len(l.ends) != 0 || l.take() != nil {
+		t.Fatalf("%d ends left after every report", len(l.ends))
+	}
 	l.all = true
-	for range maxCheckpointEnds + 1 {
+	for range maxEndsQueued + 1 {
 		l.note("u", apps)
 	}
-	if len(l.ends) != maxCheckpointEnds+1 {
-		t.Fatalf("%d ends noted at shutdown, want all %d", len(l.ends), maxCheckpointEnds+1)
+	if p := l.take(); len(*p) != maxEndsQueued+1 {
+		t.Fatalf("%d ends taken at shutdown, want all %d", len(*p), maxEndsQueued+1)
+	}
+}
+
+// The ends of a report the store failed go with a later one, once.
+func TestCheckpointRetriedAfterFailure(t *testing.T) {
+	e := checkpointEnv(t, 0)
+	e.inbox.mu.Lock()
+	e.inbox.checkpointFails = 2
+	e.inbox.mu.Unlock()
+	retries := counterValue(mCheckpointRetries)
+	c, _ := e.login(1, "flaky")
+	c.Close()
+	wantEnds(t, e, "flaky", []uint32{1})
+	if d := counterValue(mCheckpointRetries) - retries; d < 2 {
+		t.Fatalf("%v ends counted as retried, want at least 2 (two failed reports)", d)
 	}
 }

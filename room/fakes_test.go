@@ -134,13 +134,17 @@ type fakeSaver struct {
 	ackApps map[string][][]uint32
 	// ackErr, when set, is returned by Ack (the store refuses ACKs).
 	ackErr  error
-	ackCall int // Ack calls, refused ones included
+	ackCall int // Ack and AckMany calls, refused ones included
+	// ackMany counts the AckMany calls, ackEntries their entries.
+	ackMany, ackEntries int
 	err     error
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
 	sent    []push.StatusDelta // every AddSent delta
 	// checkpoints are the Checkpoint calls, each call's ends.
 	checkpoints [][]push.SessionEnd
+	// checkpointFails: Checkpoint calls left to fail.
+	checkpointFails int
 }
 
 func newFakeSaver() *fakeSaver {
@@ -190,6 +194,10 @@ func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error 
 func (f *fakeSaver) Checkpoint(_ context.Context, ends []push.SessionEnd) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.checkpointFails > 0 {
+		f.checkpointFails--
+		return push.ErrUnavailable
+	}
 	f.checkpoints = append(f.checkpoints, slices.Clone(ends))
 	return nil
 }

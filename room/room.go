@@ -163,7 +163,8 @@ type Room struct {
 	purgedAt atomic.Int64 // monotonic ns of the last ips.purge
 	onl      atomic.Int64 // authenticated sessions
 
-	bcasts bcastTasks // broadcast tasks by message id (bcasttask.go)
+	bcasts   bcastTasks // broadcast tasks by message id (bcasttask.go)
+	endRetry endRetry   // session ends a failed report gives back (checkpoint.go)
 
 	loopsMu sync.RWMutex
 	loops   map[gnet.EventLoop]*loopState

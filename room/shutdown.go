@@ -129,6 +129,10 @@ func (r *Room) shutdown(ctx context.Context) error {
 	}
 	// After flushAcks, so the cursors include the last ACKs; before the
 	// unregisters, the room's last calls.
+	if p := r.endRetry.take(true); p != nil {
+		ends = append(ends, *p...)
+		putEnds(p)
+	}
 	r.checkpointAll(ctx, append(ends, heldEnds...))
 	r.unregisterAll(ctx, todo)
 	return err
