@@ -79,6 +79,7 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 // authResult carries what the workers learned back to the loop.
 type authResult struct {
 	seq        uint32
+	since      int64 // the session's login time as registered
 	registered bool
 	msgs       []push.Message
 	err        error
@@ -87,12 +88,18 @@ type authResult struct {
 // authTask runs on a worker. A resumed session (resume.go) is registered
 // already, under the same connection id: only its stored messages load.
 func (r *Room) authTask(s *connState, sess push.Session, seq uint32, resumed bool) {
-	res := &authResult{seq: seq}
+	res := &authResult{seq: seq, since: sess.Since}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	var displaced []push.Session
 	var err error
 	if !resumed {
+		// Since is when the register gets it, not when AUTH arrived: the
+		// AUTH may have queued behind others for long, and the register's
+		// reconciliation counts the time from Since to the moment the room
+		// lists the session (reconcileGrace).
+		sess.Since = time.Now().Unix()
+		res.since = sess.Since
 		mBackendCalls.WithLabelValues("register").Inc()
 		displaced, err = r.deps.Register.Register(ctx, sess)
 	}
@@ -132,6 +139,7 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 		return
 	}
 	s.registered = res.registered
+	s.since = res.since
 	if res.err != nil {
 		r.log.Warn("auth failed", "uid", s.uid, "err", res.err)
 		mAuths.WithLabelValues("internal").Inc()

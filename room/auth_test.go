@@ -259,3 +259,43 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// TestAuthSinceIsRegistrationTime: an AUTH that waited in the worker queue
+// registers with the time it reached the register as its Since, not the time
+// it arrived. The register's reconciliation drops a session the room does
+// not list once its Since is older than its grace: a login that queued for
+// longer than that would be dropped while the room is still loading its
+// messages, and restored (with a Redeliver of the whole room) right after.
+func TestAuthSinceIsRegistrationTime(t *testing.T) {
+	e := startEnv(t, envOpt{room: func(c *Config) { c.Workers = 1 }})
+	gate := make(chan struct{})
+	e.reg.mu.Lock()
+	e.reg.gate = gate
+	e.reg.mu.Unlock()
+	first := testkit.Dial(t, e.room.Addr())
+	first.Auth(1, "first", testkit.Token(1, "first"), 30) // holds the only worker
+	testkit.WaitFor(t, "the first AUTH in Register", 5*time.Second, func() bool { return e.reg.entered.Load() == 1 })
+	queued := testkit.Dial(t, e.room.Addr())
+	arrived := time.Now().Unix()
+	queued.Auth(1, "queued", testkit.Token(1, "queued"), 30) // waits for the worker
+	testkit.WaitFor(t, "two seconds of queueing", 5*time.Second, func() bool { return time.Now().Unix() >= arrived+2 })
+	close(gate)
+	first.Expect(proto.OpAuthOK)
+	queued.Expect(proto.OpAuthOK)
+	s, ok := e.reg.session("queued")
+	if !ok {
+		t.Fatal("queued login not registered")
+	}
+	if s.Since < arrived+2 {
+		t.Fatalf("registered with Since %d, the AUTH's arrival (%d); want the registration time (>= %d)", s.Since, arrived, arrived+2)
+	}
+	sess, err := e.room.Sessions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range sess {
+		if x.UID == "queued" && x.Since != s.Since {
+			t.Fatalf("the room lists Since %d, the register has %d", x.Since, s.Since)
+		}
+	}
+}
