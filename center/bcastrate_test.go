@@ -1,8 +1,6 @@
 package center
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -11,102 +9,55 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// acquireAsync starts an acquire and returns a channel that gets its
-// release (nil on error).
-func acquireAsync(ctx context.Context, br *bcastRates, app uint32, want, limit float64) <-chan func() {
-	ch := make(chan func(), 1)
-	go func() {
-		rel, err := br.acquire(ctx, app, want, limit)
-		if err != nil {
-			rel = nil
-		}
-		ch <- rel
-	}()
-	return ch
-}
-
-func granted(ch <-chan func(), within time.Duration) (func(), bool) {
-	select {
-	case rel := <-ch:
-		return rel, true
-	case <-time.After(within):
-		return nil, false
-	}
-}
-
 func TestBroadcastRateShared(t *testing.T) {
-	ctx := context.Background()
 	for _, tc := range []struct {
 		name  string
-		wants []float64 // jobs of app 1 in arrival order, limit 100
-		run   []bool    // which of them run at once
+		wants []float64 // tasks of app 1 in arrival order, limit 100
+		run   []bool    // which of them may start at once
 	}{
 		{"two at the app's rate: one waits", []float64{100, 100}, []bool{true, false}},
 		{"halves run together", []float64{50, 50, 50}, []bool{true, true, false}},
-		{"first come first served", []float64{60, 60, 10}, []bool{true, false, false}},
+		{"one alone runs even above the rate", []float64{150, 10}, []bool{true, false}},
+		{"a smaller one fits beside", []float64{60, 60, 10}, []bool{true, false, true}},
 		{"small ones fill up", []float64{30, 30, 40}, []bool{true, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var br bcastRates
-			var chans []<-chan func()
-			for i, w := range tc.wants {
-				chans = append(chans, acquireAsync(ctx, &br, 1, w, 100))
-				// Arrival order: each has run or joined the line before the next.
-				testkit.WaitFor(t, "arrival", 5*time.Second, func() bool { return br.arrived(1) == i+1 })
-			}
 			var rels []func()
-			for i, ch := range chans {
-				rel, ok := granted(ch, 50*time.Millisecond)
+			for i, w := range tc.wants {
+				rel, ok := br.tryAcquire(1, w, 100)
 				if ok != tc.run[i] {
-					t.Fatalf("job %d (rate %v) running %v, want %v", i, tc.wants[i], ok, tc.run[i])
+					t.Fatalf("task %d (rate %v) started %v, want %v", i, w, ok, tc.run[i])
 				}
 				if ok {
 					rels = append(rels, rel)
 				}
 			}
-			// Another app is never held by app 1's jobs.
-			if _, ok := granted(acquireAsync(ctx, &br, 2, 100, 100), time.Second); !ok {
-				t.Fatal("app 2 waits for app 1's rate")
+			// Another app is never held by app 1's tasks.
+			rel2, ok := br.tryAcquire(2, 100, 100)
+			if !ok {
+				t.Fatal("app 2 refused for app 1's rate")
 			}
-			// Releasing the running ones lets every waiting one run.
+			rel2()
 			for _, rel := range rels {
 				rel()
 				rel() // idempotent
 			}
-			for i, ch := range chans {
+			if used := br.usage(1); used != 0 || len(br.apps) != 0 {
+				t.Fatalf("after all: used %v, %d apps kept", used, len(br.apps))
+			}
+			// Once the running ones ended, every refused one fits.
+			for i, w := range tc.wants {
 				if tc.run[i] {
 					continue
 				}
-				rel, ok := granted(ch, time.Second)
+				rel, ok := br.tryAcquire(1, w, 100)
 				if !ok {
-					t.Fatalf("job %d still waits after the others ended", i)
+					t.Fatalf("task %d still refused after the others ended", i)
 				}
 				rel()
 			}
-			if used, waiting := br.usage(1); used != 0 || waiting != 0 {
-				t.Fatalf("after all: used %v waiting %d", used, waiting)
-			}
 		})
-	}
-}
-
-func TestBroadcastRateWaitEnds(t *testing.T) {
-	var br bcastRates
-	rel, err := br.acquire(context.Background(), 1, 100, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if _, err := br.acquire(ctx, 1, 100, 100); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("waiting past the deadline: %v", err)
-	}
-	if _, waiting := br.usage(1); waiting != 0 {
-		t.Fatalf("%d still in line after its deadline", waiting)
-	}
-	rel()
-	if _, ok := br.apps[1]; ok {
-		t.Fatal("app state kept after its last job")
 	}
 }
 
@@ -125,7 +76,7 @@ func TestBroadcastJobsShareAppRate(t *testing.T) {
 	// Job 2 waits for app 1's rate with its task pending: it holds no
 	// worker meanwhile.
 	testkit.WaitFor(t, "job 1 running, job 2 pending for app 1's rate", 5*time.Second, func() bool {
-		used, _ := e.svc.bcastRates.usage(1)
+		used := e.svc.bcastRates.usage(1)
 		_, t1 := boardTasks(t, e, j1)
 		_, t2 := boardTasks(t, e, j2)
 		return used == 1000 && allHeld(t1) && t2[0].State == push.TaskPending
@@ -146,21 +97,9 @@ func TestBroadcastJobsShareAppRate(t *testing.T) {
 	j3, _ := startBroadcast(t, e, "1", key1, `{"text":"c","qos":0,"rate":500}`)
 	j4, _ := startBroadcast(t, e, "1", key1, `{"text":"d","qos":0,"rate":500}`)
 	testkit.WaitFor(t, "both half-rate jobs running", 5*time.Second, func() bool {
-		used, waiting := e.svc.bcastRates.usage(1)
-		return used == 1000 && waiting == 0
+		return e.svc.bcastRates.usage(1) == 1000
 	})
 	close(block)
 	waitJob(t, e, j3, key1)
 	waitJob(t, e, j4, key1)
-}
-
-// arrived counts app's jobs running or waiting for their rate.
-func (br *bcastRates) arrived(app uint32) int {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	a := br.apps[app]
-	if a == nil {
-		return 0
-	}
-	return a.jobs + len(a.line)
 }
