@@ -165,6 +165,7 @@ type Service struct {
 	id        string          // Config.ID
 	runner    *jobRunner      // this center's share of the broadcast jobs (jobs.go)
 	retry     *retryQueue     // deliveries waiting for the register (retry.go)
+	pushCtxs  pushCtxs        // the push handler's shared call deadline (pushbody.go)
 
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64

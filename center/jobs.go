@@ -50,9 +50,13 @@ var defaultJobTiming = jobTiming{
 
 // maxRoomCalls bounds the room calls (tasks of every job) one center runs
 // at the same time; appRoomCalls those of one app, so that an app whose
-// room calls are slow leaves workers to the others.
+// room calls are slow leaves workers to the others. A room call is a
+// goroutine waiting on the room; the room coalesces the broadcasts that
+// run at once into one write per connection (room/linger.go), so a stream
+// of broadcasts whose rates fit side by side runs up to appRoomCalls at a
+// time (it was 8: at most 8 messages per write).
 const (
-	maxRoomCalls = 16
+	maxRoomCalls = 64
 	appRoomCalls = max(1, maxRoomCalls/2)
 )
 
@@ -455,33 +459,48 @@ func (s *Service) claim(ctx context.Context, job push.Job, t push.JobTask, tasks
 		<-r.workers
 		giveApp()
 	}
-	cctx, cancel := s.callCtx(ctx)
-	ok, err := s.store.ClaimTask(cctx, job.ID, t.Room, s.owner(), time.Now(), r.timing.lease)
-	cancel()
-	if err != nil || !ok {
-		free()
-		if err != nil {
-			depErrors.WithLabelValues("claim_task").Inc()
-			s.log.Debug("center jobs: claim", "job", job.ID, "room", t.Room, "err", err)
-		}
-		return true
-	}
 	// The room call is bounded by the job's deadline (over RPC it travels
 	// with the request) and by Shutdown.
 	tctx, tcancel := context.WithDeadline(s.jobCtx, time.UnixMilli(job.Deadline))
 	h := &heldTask{key: taskKey{job.ID, t.Room}, cancel: tcancel}
+	// Held from here (a later scan skips it) but not claimed yet: h.mu is
+	// held until the claim is written, so the renewer waits for it, and
+	// finds it final when the board refused it.
+	h.mu.Lock()
 	r.mu.Lock()
 	r.held[h.key] = h
 	r.mu.Unlock()
-	if t.State == push.TaskRunning {
-		taskEvents.WithLabelValues("resumed").Inc()
-		s.log.Info("center jobs: resuming a task", "job", job.ID, "room", t.Room, "from", t.Owner)
-	} else {
-		taskEvents.WithLabelValues("claimed").Inc()
-	}
-	if !s.startJob(func() { s.runTask(tctx, job, h, share, free) }) {
-		s.dropTask(h) // shutting down: the lease lapses
+	unclaimed := func() {
+		h.final = true
+		h.mu.Unlock()
+		s.dropTask(h)
 		free()
+	}
+	// The claim is written on the task's goroutine, not by the scanner: on
+	// a store that fsyncs (bolt), the claims of one scan then share one
+	// group commit instead of waiting for an fsync each, one after another.
+	if !s.startJob(func() {
+		cctx, cancel := s.callCtx(ctx)
+		ok, err := s.store.ClaimTask(cctx, job.ID, t.Room, s.owner(), time.Now(), r.timing.lease)
+		cancel()
+		if err != nil || !ok {
+			unclaimed()
+			if err != nil {
+				depErrors.WithLabelValues("claim_task").Inc()
+				s.log.Debug("center jobs: claim", "job", job.ID, "room", t.Room, "err", err)
+			}
+			return
+		}
+		h.mu.Unlock()
+		if t.State == push.TaskRunning {
+			taskEvents.WithLabelValues("resumed").Inc()
+			s.log.Info("center jobs: resuming a task", "job", job.ID, "room", t.Room, "from", t.Owner)
+		} else {
+			taskEvents.WithLabelValues("claimed").Inc()
+		}
+		s.runTask(tctx, job, h, share, free)
+	}) {
+		unclaimed() // shutting down: the lease lapses
 	}
 	return true
 }
@@ -500,6 +519,10 @@ func (s *Service) runTask(ctx context.Context, job push.Job, h *heldTask, share 
 	defer func() {
 		s.dropTask(h)
 		free()
+		// A worker and the app's rate are free again: the next pending
+		// task starts now, not at the next scan tick (a stream of
+		// broadcasts waited up to timing.scan between jobs).
+		s.kickScan()
 	}()
 	n, err := s.broadcastRoom(ctx, job, h.key.room, share)
 	deliveries.WithLabelValues("broadcast").Add(float64(n))

@@ -320,7 +320,7 @@ func TestJobAppDoesNotHoldOthers(t *testing.T) {
 			e.rooms.slowApp = map[uint32]chan struct{}{1: slow}
 			e.rooms.mu.Unlock()
 			var hogs []string
-			for range 4 { // 24 tasks, more than maxRoomCalls
+			for range appRoomCalls/6 + 2 { // 6 tasks each: more than appRoomCalls
 				job, _ := startBroadcast(t, e, "1", key1, tc.body)
 				hogs = append(hogs, job)
 			}

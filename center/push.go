@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -106,19 +107,25 @@ func (f *messageFields) message(cfg *config.Config, app *config.App, now time.Ti
 	default:
 		return push.Message{}, badRequest("text or data is required")
 	}
+	return messageOf(cfg, app, now, payload, f.QoS, f.TTL)
+}
+
+// messageOf checks the payload, qos and ttl (nil: not given) of a message
+// against the app's limits and builds it (without its id).
+func messageOf(cfg *config.Config, app *config.App, now time.Time, payload []byte, qosField, ttlField *int) (push.Message, *apiError) {
 	if len(payload) > app.MaxPayload {
 		return push.Message{}, tooLarge("payload of " + strconv.Itoa(len(payload)) + " bytes is over the app's max_payload of " + strconv.Itoa(app.MaxPayload))
 	}
 	qos := int(push.QoS1)
-	if f.QoS != nil {
-		qos = *f.QoS
+	if qosField != nil {
+		qos = *qosField
 	}
 	if qos != int(push.QoS0) && qos != int(push.QoS1) {
 		return push.Message{}, badRequest("qos must be 0 or 1")
 	}
 	ttl := cfg.Center.DefaultTTL
-	if f.TTL != nil {
-		ttl = *f.TTL
+	if ttlField != nil {
+		ttl = *ttlField
 	}
 	if ttl < 1 || ttl > cfg.Center.MaxTTL {
 		return push.Message{}, badRequest("ttl must be 1.." + strconv.Itoa(cfg.Center.MaxTTL) + " seconds")
@@ -137,6 +144,7 @@ func checkUID(uid string) *apiError {
 }
 
 // cleanUIDs checks the uid list and removes duplicates, keeping the order.
+// A list without duplicates is returned as it is.
 func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 	if len(uids) == 0 {
 		return nil, badRequest("uids must name at least one user")
@@ -144,12 +152,17 @@ func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 	if len(uids) > maxN {
 		return nil, badRequest("at most " + strconv.Itoa(maxN) + " uids per push")
 	}
-	seen := make(map[string]struct{}, len(uids))
-	out := make([]string, 0, len(uids))
 	for _, u := range uids {
 		if e := checkUID(u); e != nil {
 			return nil, e
 		}
+	}
+	if !hasDup(uids) {
+		return uids, nil
+	}
+	seen := make(map[string]struct{}, len(uids))
+	out := make([]string, 0, len(uids))
+	for _, u := range uids {
 		if _, dup := seen[u]; dup {
 			continue
 		}
@@ -157,6 +170,31 @@ func cleanUIDs(uids []string, maxN int) ([]string, *apiError) {
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// smallList is the length up to which hasDup compares every pair instead
+// of building a set.
+const smallList = 16
+
+func hasDup(uids []string) bool {
+	if len(uids) > smallList {
+		seen := make(map[string]struct{}, len(uids))
+		for _, u := range uids {
+			if _, dup := seen[u]; dup {
+				return true
+			}
+			seen[u] = struct{}{}
+		}
+		return false
+	}
+	for i := 1; i < len(uids); i++ {
+		for _, v := range uids[:i] {
+			if v == uids[i] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // handlePush serves POST /v1/apps/{app}/push: store (QoS 1), then either
@@ -167,15 +205,25 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	var req pushRequest
-	if e := decodeBody(w, r, &req, false); e != nil {
-		return e
-	}
-	uids, e := cleanUIDs(req.UIDs, app.MaxMulticast)
+	var fast fastPush
+	req, e := decodePushBody(w, r, &fast)
 	if e != nil {
 		return e
 	}
-	msg, e := req.message(cfg, app, time.Now())
+	var msg push.Message
+	uidsIn := fast.uids
+	if req != nil { // encoding/json decoded it
+		uidsIn = req.UIDs
+	}
+	uids, e := cleanUIDs(uidsIn, app.MaxMulticast)
+	if e != nil {
+		return e
+	}
+	if req != nil {
+		msg, e = req.message(cfg, app, time.Now())
+	} else {
+		msg, e = messageOf(cfg, app, time.Now(), fast.payload, fast.qosField(), fast.ttlField())
+	}
 	if e != nil {
 		return e
 	}
@@ -198,9 +246,7 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	// Store-then-send: a QoS 1 message that could not be stored is refused
 	// before anything reaches a client (or waits in the queue).
 	if msg.QoS == push.QoS1 {
-		ctx, cancel := s.callCtx(r.Context())
-		err := s.store.Save(ctx, msg, uids)
-		cancel()
+		err := s.store.Save(s.pushCtx(), msg, uids)
 		if err != nil {
 			if adm.kind == admitQueued {
 				s.cancelPush(adm)
@@ -220,8 +266,8 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 		writeJSON(w, http.StatusAccepted, queuedAnswer{MsgID: strconv.FormatUint(msg.ID, 10), Queued: adm.queued})
 		return nil
 	}
-	// From here the message is accepted: finish even if the caller leaves.
-	base := context.WithoutCancel(r.Context())
+	// From here the message is accepted: finish even if the caller leaves
+	// (pushCtx has no parent but its deadline).
 	stored := 0
 	if msg.QoS == push.QoS1 {
 		stored = len(uids)
@@ -230,9 +276,7 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	// online counts only recipients reached through an answer. QoS 1
 	// retries them, then queues them (retry.go); QoS 0 pushes to what was
 	// answered and is refused only when nothing was.
-	ctx, cancel := s.callCtx(base)
-	sessions, pending, err := s.lookup(ctx, uids)
-	cancel()
+	sessions, pending, err := s.lookup(s.pushCtx(), uids)
 	if err != nil {
 		depErrors.WithLabelValues("lookup").Inc()
 		s.log.Warn("center push: lookup", "app", app.ID, "msg", msg.ID, "unanswered", len(pending), "err", err)
@@ -240,9 +284,12 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 			return unavailable("session registry unavailable")
 		}
 	}
-	online := s.deliverSessions(base, msg, sessions, "push")
+	online := 0
+	if len(sessions) > 0 { // deliverSessions, on the shared deadline
+		online = s.deliver(s.pushCtx(), msg, groupByRoom(sessions, msg.App), "push")
+	}
 	if msg.QoS == push.QoS1 && len(pending) > 0 {
-		n, still := s.retryLookup(base, msg, pending)
+		n, still := s.retryLookup(context.WithoutCancel(r.Context()), msg, pending)
 		online += n
 		if len(still) > 0 {
 			s.enqueue(msg, still)
@@ -250,9 +297,34 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	s.apiPushes.Add(1)
 	pushes.WithLabelValues(strconv.Itoa(int(msg.QoS))).Inc()
-	writeJSON(w, http.StatusOK, pushAnswer{MsgID: strconv.FormatUint(msg.ID, 10), Online: online, Stored: stored})
+	writePushAnswer(w, msg.ID, online, stored)
 	return nil
 }
+
+// writePushAnswer writes the 200 of a push as writeJSON(pushAnswer) would,
+// without its allocations (the Header's own are net/http's).
+func writePushAnswer(w http.ResponseWriter, id uint64, online, stored int) {
+	bp := answerPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"msg_id":"`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `","online":`...)
+	b = strconv.AppendInt(b, int64(online), 10)
+	b = append(b, `,"stored":`...)
+	b = strconv.AppendInt(b, int64(stored), 10)
+	b = append(b, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	*bp = b
+	answerPool.Put(bp)
+}
+
+// jsonContentType is the Content-Type header value of the push answer
+// (net/http copies it when the header is written).
+var jsonContentType = []string{"application/json"}
+
+// answerPool holds the buffers push answers are built in.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 96); return &b }}
 
 // roomTargets are the connections one room should reach.
 type roomTargets struct {
@@ -264,17 +336,36 @@ type roomTargets struct {
 // room, in the order rooms first appear.
 func groupByRoom(sessions []push.Session, app uint32) []roomTargets {
 	var out []roomTargets
-	index := make(map[string]int)
+	var index map[string]int // past smallList rooms; before, a scan
 	for i := range sessions {
 		ss := &sessions[i]
 		if ss.Room == "" || !ss.HasApp(app) {
 			continue
 		}
-		j, ok := index[ss.Room]
-		if !ok {
+		j := -1
+		if index != nil {
+			if k, ok := index[ss.Room]; ok {
+				j = k
+			}
+		} else {
+			for k := range out {
+				if out[k].room == ss.Room {
+					j = k
+					break
+				}
+			}
+		}
+		if j < 0 {
 			j = len(out)
-			index[ss.Room] = j
 			out = append(out, roomTargets{room: ss.Room})
+			if index != nil {
+				index[ss.Room] = j
+			} else if len(out) > smallList {
+				index = make(map[string]int, 2*len(out))
+				for k := range out {
+					index[out[k].room] = k
+				}
+			}
 		}
 		out[j].targets = append(out[j].targets, push.Target{UID: ss.UID, ConnID: ss.ConnID})
 	}

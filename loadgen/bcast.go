@@ -65,6 +65,12 @@ type QoSStreamResult struct {
 	HeapAfterGC int64       `json:"heap_after_gc"`
 	Samples     []RSSSample `json:"samples"`
 	Latency     Summary     `json:"latency"`
+	// CPU time of the server (utime + stime of /proc/PID/stat, every
+	// process), from just before the first broadcast until every delivery
+	// arrived and the server was idle again (its ACK work done), and that
+	// divided by the distinct deliveries.
+	CPUSeconds     float64 `json:"server_cpu_seconds"`
+	CPUPerDelivery float64 `json:"server_cpu_us_per_delivery"`
 }
 
 // qosStream pushes broadcasts open-loop at StreamRate for StreamDur, round
@@ -90,6 +96,7 @@ func qosStream(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, 
 	var limited, failed, skipped atomic.Int64
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
+	cpu0 := targetCPU(t)
 	start := time.Now()
 	sample := func(now time.Time) {
 		s := f.Stats()
@@ -164,10 +171,16 @@ func qosStream(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, 
 	}
 	sr.DrainMs = float64(time.Since(streamEnd)) / 1e6
 	sample(time.Now())
+	if cpu0 > 0 {
+		sr.CPUSeconds = (settleCPU(ctx, t, 10*time.Second) - cpu0).Seconds()
+	}
 	sr.RSSEnd = sr.Samples[len(sr.Samples)-1].RSS
 	s := f.Stats()
 	sr.Missing = missing(s, sentIDs, online)
 	sr.Delivered = sr.Expected - sr.Missing
+	if sr.Delivered > 0 {
+		sr.CPUPerDelivery = sr.CPUSeconds * 1e6 / float64(sr.Delivered)
+	}
 	sr.Dups = s.Dups - before.Dups
 	sr.Acked = s.Acked - before.Acked
 	sr.LastError = s.LastError
@@ -212,18 +225,22 @@ func missing(s Stats, ids []int, online int64) int64 {
 
 // QoSCompare is the bcast-qos command's outcome: pairs of qos-stream runs.
 type QoSCompare struct {
-	Started  time.Time `json:"started"`
-	Command  string    `json:"command"`
-	Machine  Machine   `json:"machine"`
-	Store    string    `json:"store"`
-	N        int       `json:"n"`
-	Rate     float64   `json:"broadcasts_per_sec"`
-	Seconds  float64   `json:"stream_seconds"`
-	Pairs    []QoSPair `json:"pairs"`
-	Peak     Spread    `json:"peak_ratio"` // QoS 1 peak RSS / QoS 0 peak RSS
-	End      Spread    `json:"end_ratio"`  // the same at the end of each run
-	Complete bool      `json:"complete"`   // every run delivered everything
-	Met      bool      `json:"met"`        // complete and the median peak ratio <= 1.5
+	Started time.Time `json:"started"`
+	Command string    `json:"command"`
+	Machine Machine   `json:"machine"`
+	Store   string    `json:"store"`
+	N       int       `json:"n"`
+	Rate    float64   `json:"broadcasts_per_sec"`
+	Seconds float64   `json:"stream_seconds"`
+	Pairs   []QoSPair `json:"pairs"`
+	Peak    Spread    `json:"peak_ratio"` // QoS 1 peak RSS / QoS 0 peak RSS
+	End     Spread    `json:"end_ratio"`  // the same at the end of each run
+	// Server CPU µs per delivery (QoSStreamResult.CPUPerDelivery) of the
+	// complete runs, by QoS.
+	CPU0     Spread `json:"cpu_us_per_delivery_qos0"`
+	CPU1     Spread `json:"cpu_us_per_delivery_qos1"`
+	Complete bool   `json:"complete"` // every run delivered everything
+	Met      bool   `json:"met"`      // complete and the median peak ratio <= 1.5
 }
 
 // QoSPair is one QoS 0 run and one QoS 1 run, each on a fresh server.
@@ -265,7 +282,7 @@ func runBcastQoS(ctx context.Context, o runOpts, runs int, args []string, stdout
 		cmp.Store = "external"
 	}
 	var errs []error
-	var peaks, ends []float64
+	var peaks, ends, cpu0, cpu1 []float64
 	o.Scenario = "qos-stream"
 	for i := 0; i < runs && ctx.Err() == nil; i++ {
 		var p QoSPair
@@ -285,6 +302,13 @@ func runBcastQoS(ctx context.Context, o runOpts, runs int, args []string, stdout
 				sr = &QoSStreamResult{QoS: q}
 			}
 			cmp.Complete = cmp.Complete && sr.Complete
+			if sr.Complete && sr.CPUPerDelivery > 0 {
+				if q == 0 {
+					cpu0 = append(cpu0, sr.CPUPerDelivery)
+				} else {
+					cpu1 = append(cpu1, sr.CPUPerDelivery)
+				}
+			}
 			p.Dirs[q] = dir
 			if q == 0 {
 				p.QoS0 = sr
@@ -300,6 +324,7 @@ func runBcastQoS(ctx context.Context, o runOpts, runs int, args []string, stdout
 		cmp.Pairs = append(cmp.Pairs, p)
 	}
 	cmp.Peak, cmp.End = spreadOf(peaks), spreadOf(ends)
+	cmp.CPU0, cmp.CPU1 = spreadOf(cpu0), spreadOf(cpu1)
 	cmp.Met = cmp.Complete && cmp.Peak.Runs > 0 && cmp.Peak.Median <= 1.5
 	dir := filepath.Join(o.Out, fmt.Sprintf("bcast-qos-%s-%d-%s", cmp.Store, o.Load.N, cmp.Started.Format("20060102-150405")))
 	var md strings.Builder
@@ -328,17 +353,20 @@ func runBcastQoS(ctx context.Context, o runOpts, runs int, args []string, stdout
 
 func qosCompareSummary(w io.Writer, c *QoSCompare) {
 	fmt.Fprintf(w, "Stream: %.0f broadcasts/s for %.0f s to %d connections; RSS of the server sampled every second.\n\n", c.Rate, c.Seconds, c.N)
-	fmt.Fprintf(w, "| run | QoS | sent | delivered / expected | dups | acked | RSS before | RSS peak | RSS end | RSS after GC | drained |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| run | QoS | sent | delivered / expected | dups | acked | RSS before | RSS peak | RSS end | RSS after GC | drained | server CPU | CPU / delivery |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, p := range c.Pairs {
 		for _, s := range []*QoSStreamResult{p.QoS0, p.QoS1} {
-			fmt.Fprintf(w, "| %d | %d | %d | %d / %d | %d | %d | %s | %s | %s | %s | %v in %.0f ms |\n", i+1, s.QoS, s.Sent,
+			fmt.Fprintf(w, "| %d | %d | %d | %d / %d | %d | %d | %s | %s | %s | %s | %v in %.0f ms | %.2f s | %.2f µs |\n", i+1, s.QoS, s.Sent,
 				s.Delivered, s.Expected, s.Dups, s.Acked, mib(s.RSSBefore), mib(s.RSSPeak), mib(s.RSSEnd), mib(s.RSSAfterGC),
-				s.Complete, s.DrainMs)
+				s.Complete, s.DrainMs, s.CPUSeconds, s.CPUPerDelivery)
 		}
 	}
 	fmt.Fprintf(w, "\n| QoS 1 / QoS 0 | median | min | max | runs |\n|---|---:|---:|---:|---:|\n")
 	fmt.Fprintf(w, "| peak RSS | %.2fx | %.2fx | %.2fx | %d |\n", c.Peak.Median, c.Peak.Min, c.Peak.Max, c.Peak.Runs)
 	fmt.Fprintf(w, "| RSS at the end | %.2fx | %.2fx | %.2fx | %d |\n\n", c.End.Median, c.End.Min, c.End.Max, c.End.Runs)
+	fmt.Fprintf(w, "| server CPU per delivery (complete runs) | median | min | max | runs |\n|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| QoS 0 | %.2f µs | %.2f µs | %.2f µs | %d |\n", c.CPU0.Median, c.CPU0.Min, c.CPU0.Max, c.CPU0.Runs)
+	fmt.Fprintf(w, "| QoS 1 (delivery + its ACK) | %.2f µs | %.2f µs | %.2f µs | %d |\n\n", c.CPU1.Median, c.CPU1.Min, c.CPU1.Max, c.CPU1.Runs)
 	fmt.Fprintf(w, "Every client got every broadcast: %v. QoS 1 peak RSS within 1.5x of QoS 0 (median): %v.\n\n", c.Complete, c.Met)
 }
 
@@ -528,5 +556,6 @@ func qosStreamSummary(w io.Writer, s *QoSStreamResult) {
 	fmt.Fprintf(w, "| delivered / expected (each connection, each broadcast, once) | %d / %d (dups %d, acked %d) |\n", s.Delivered, s.Expected, s.Dups, s.Acked)
 	fmt.Fprintf(w, "| every client got every broadcast | %v (drain %.0f ms) |\n", s.Complete, s.DrainMs)
 	fmt.Fprintf(w, "| server RSS before / peak / end / after GC | %s / %s / %s / %s |\n", mib(s.RSSBefore), mib(s.RSSPeak), mib(s.RSSEnd), mib(s.RSSAfterGC))
+	fmt.Fprintf(w, "| server CPU (utime + stime, stream start to idle) / per delivery | %.2f s / %.2f µs |\n", s.CPUSeconds, s.CPUPerDelivery)
 	fmt.Fprintf(w, "| latency p50 / p99 (from scheduled send) | %.2f / %.2f ms |\n\n", s.Latency.P50ms, s.Latency.P99ms)
 }

@@ -69,8 +69,9 @@ func (c *LoadConfig) defaults() {
 	}
 }
 
-// maxRounds bounds the fan-out rounds tracked one by one.
-const maxRounds = 4096
+// maxRounds bounds the fan-out rounds tracked one by one (sustain gives
+// every message of a 10 s closed-loop stream its own).
+const maxRounds = 1 << 14
 
 // Stats is a snapshot of a load (one process or the sum of several).
 type Stats struct {

@@ -28,6 +28,8 @@ usage (SUB is the subcommand that reaches Main, "bench" in lcpush):
                                    (defaults: -n 5000 -stream 60s -stream-rate 10 -store bolt)
   lcpush bench bcast [flags]       one broadcast at -bcast-rate: its job through every center (-api, comma separated),
                                    the rate the clients saw, every client counted
+  lcpush bench sustain [flags]     closed loop: -publishers calls in flight, one API call per broadcast, for -stream (10 s);
+                                   deliveries/s from the first send to the last receive, every client checked, -runs fresh servers
   lcpush bench smoke  [flags]   idle + fanout (+ unicast at 50/s against lcpush) with N=50 for a few seconds (CI)
   lcpush bench compare DIR [OUT]      side-by-side tables (compare.md) and SVG charts of the runs under DIR (OUT: DIR/compare)
   lcpush bench redraw DIR             draw the SVG charts under DIR again from the values they hold (e.g. docs/bench)
@@ -72,7 +74,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "redrawn: %s\n", p)
 		}
 		return err
-	case "idle", "fanout", "storm", "unicast", "smoke", "qos-stream", "bcast-qos", "bcast":
+	case "idle", "fanout", "storm", "unicast", "smoke", "qos-stream", "bcast-qos", "bcast", "sustain":
 		return runCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usageText)
@@ -123,7 +125,9 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.Float64Var(&o.BcastRate, "bcast-rate", 0, "bcast: deliveries per second asked of the broadcast (0: the app's broadcast_rate)")
 	fs.DurationVar(&o.Drain, "drain", 30*time.Second, "qos-stream, bcast: wait this long for the last deliveries and for the job to end")
 	fs.DurationVar(&o.Hold, "hold", 0, "bcast: keep the connections open this long after the job (a script counts store rows meanwhile)")
-	runs := fs.Int("runs", 1, "bcast-qos: pairs of runs (QoS 0, QoS 1); medians of the ratios")
+	runs := fs.Int("runs", 1, "bcast-qos: pairs of runs (QoS 0, QoS 1); medians of the ratios; sustain: runs, each on a fresh server")
+	fs.IntVar(&o.Publishers, "publishers", defaultPublishers, "sustain: lcpush: keep-alive HTTP connections, each posting its next broadcast when answered")
+	fs.IntVar(&o.NATSWindow, "nats-window", defaultNATSWindow, "sustain: nats: one connection, PUB+PING per message, at most this many PINGs unanswered")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -141,6 +145,14 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 		}
 		if *runs < 1 || *runs > 20 {
 			return fmt.Errorf("%w: -runs in 1..20", ErrUsage)
+		}
+	}
+	if cmd == "sustain" {
+		if !flagSet(fs, "stream") {
+			o.StreamDur = 10 * time.Second
+		}
+		if o.StreamDur <= 0 || *runs < 1 || *runs > 20 || o.Publishers < 1 || o.Publishers > 256 {
+			return fmt.Errorf("%w: sustain: -stream > 0, -runs in 1..20, -publishers in 1..256", ErrUsage)
 		}
 	}
 	if (cmd == "qos-stream" || cmd == "bcast-qos") && (o.StreamDur <= 0 || o.StreamRate*o.StreamDur.Seconds() >= maxRounds-1) {
@@ -209,6 +221,9 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	full := append([]string{cmd}, args...)
 	if cmd == "bcast-qos" {
 		return runBcastQoS(ctx, o, *runs, full, stdout, stderr)
+	}
+	if cmd == "sustain" {
+		return runSustain(ctx, o, *runs, full, stdout, stderr)
 	}
 	if cmd != "smoke" {
 		o.Scenario = cmd

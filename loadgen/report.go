@@ -94,6 +94,7 @@ func summary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| authenticated / refused (clients) / refused max_conns (room metric) | %d / %d / %.0f |\n", s.Authed, s.Refused, s.ServerRefused)
 		fmt.Fprintf(w, "| authenticated per second / handshake p99 | %.0f / %.2f ms |\n", s.AuthedPerSec, s.HandshakeP99)
 		fmt.Fprintf(w, "| /readyz after the storm | %v (%.1f ms) |\n", s.Ready, s.ReadyMs)
+		fmt.Fprintf(w, "| server CPU during the connect phase: user / sys, per connection (tool's own) | %.0f / %.0f ms, %.1f µs (%.1f µs) |\n", s.ServerUserMs, s.ServerSysMs, s.ServerUsPerConn, s.ClientUsPerConn)
 		fmt.Fprintf(w, "| PONGs within %.0f s / online | %d / %d |\n", s.PongWaitSec, s.Pongs, s.Online)
 		fmt.Fprintf(w, "| authenticated connections dropped | %d |\n\n", s.DroppedAfter)
 	}
@@ -105,6 +106,7 @@ func summary(w io.Writer, r *Result) {
 				u.Latency.P50ms, u.Latency.P99ms, u.Latency.P999, u.Latency.Maxms, u.API.P99ms)
 		}
 		fmt.Fprintln(w)
+		unicastGCSummary(w, r.Unicast)
 	}
 	if i := r.Idle; i != nil {
 		fmt.Fprintf(w, "| idle memory | before | after | per connection |\n|---|---|---|---|\n")
@@ -124,6 +126,9 @@ func summary(w io.Writer, r *Result) {
 	}
 	if r.Bcast != nil {
 		bcastSummary(w, r.Bcast)
+	}
+	if r.Sustain != nil {
+		sustainSummary(w, r.Sustain)
 	}
 	if s := r.Stream; s != nil {
 		fmt.Fprintf(w, "| stream (%.0f broadcasts/s for %.1f s) | value |\n|---|---|\n", s.Rate, s.Seconds)

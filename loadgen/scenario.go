@@ -37,6 +37,7 @@ type Result struct {
 	Unicast   []UnicastStep    `json:"unicast,omitempty"`
 	QoSStream *QoSStreamResult `json:"qos_stream,omitempty"`
 	Bcast     *BcastResult     `json:"bcast,omitempty"`
+	Sustain   *SustainResult   `json:"sustain,omitempty"`
 	Final     Stats            `json:"final"`
 }
 
@@ -143,6 +144,8 @@ type runOpts struct {
 	BcastRate  float64       // bcast: deliveries per second asked (0: the app's broadcast_rate)
 	Drain      time.Duration // qos-stream, bcast: how long to wait for the last deliveries / the job
 	Hold       time.Duration // bcast: keep the connections this long after the job before closing them
+	Publishers int           // sustain: calls in flight (lcpush: HTTP connections)
+	NATSWindow int           // sustain: nats PINGs unanswered at most
 }
 
 // run executes one scenario and returns its result.
@@ -199,6 +202,7 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 	if rf, ok := fleet.(*remoteFleet); ok {
 		res.Processes = len(rf.procs)
 	}
+	probe := stormBegin(ctx, t, o, stderr) // nil unless the storm scenario
 	if err := connectPhase(ctx, fleet, o, res, stderr); err != nil {
 		return res, err
 	}
@@ -219,7 +223,7 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 			idle.GoroutinesPerConn = float64(m.Goroutine-idle.Before.Goroutine) / n
 		}
 	case "storm":
-		if err := stormCheck(ctx, t, fleet, o, res, stderr); err != nil {
+		if err := stormCheck(ctx, t, fleet, o, res, probe, stderr); err != nil {
 			return res, err
 		}
 	case "unicast":
@@ -233,6 +237,11 @@ func run(ctx context.Context, o runOpts, stderr io.Writer) (*Result, error) {
 		}
 	case "bcast":
 		if err := bcast(ctx, t, fleet, o, res, stderr); err != nil {
+			res.Final = fleet.Stats()
+			return res, err
+		}
+	case "sustain":
+		if err := sustain(ctx, t, fleet, o, res, stderr); err != nil {
 			res.Final = fleet.Stats()
 			return res, err
 		}

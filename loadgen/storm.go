@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -27,15 +31,184 @@ type StormResult struct {
 	PongWaitSec   float64 `json:"pong_wait_seconds"`   // one heartbeat interval and a margin
 	Pongs         int64   `json:"pongs"`               // PONGs received during the wait
 	DroppedAfter  int64   `json:"dropped"`             // authed connections the room closed
+
+	// CPU spent during the connect phase (first dial to the end of the
+	// phase), from /proc/PID/stat: the server process(es), and this tool
+	// when its clients ran in-process (0 with worker processes).
+	ServerUserMs    float64 `json:"server_user_ms"`
+	ServerSysMs     float64 `json:"server_sys_ms"`
+	ServerUsPerConn float64 `json:"server_cpu_us_per_conn"` // (user + sys) / authed
+	ClientUsPerConn float64 `json:"client_cpu_us_per_conn"` // the tool's (user + sys) / authed
+	Profile         string  `json:"profile,omitempty"`      // LCPUSH_STORM_PROFILE: the server's Go CPU profile of the storm
+	Perf            string  `json:"perf,omitempty"`         // LCPUSH_STORM_PERF: perf record of the server during the storm
+}
+
+// Environment of the storm scenario (no flags, so that every command line
+// of the other scenarios stays the same):
+//
+//	LCPUSH_STORM_PROFILE=FILE  the server's Go CPU profile during the storm
+//	                           (/debug/pprof/profile, whole seconds from the
+//	                           first dial), written to FILE
+//	LCPUSH_STORM_PERF=FILE     perf record -e cpu-clock -g of the server process(es)
+//	                           during the connect phase (kernel frames too),
+//	                           written to FILE; needs perf on PATH
+const (
+	envStormProfile = "LCPUSH_STORM_PROFILE"
+	envStormPerf    = "LCPUSH_STORM_PERF"
+)
+
+// cpuTicks is utime and stime of one process, in clock ticks.
+type cpuTicks struct{ user, sys int64 }
+
+// clockTick is USER_HZ: /proc/PID/stat counts CPU time in 1/100 s on every
+// Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// procTicks reads utime and stime (fields 14 and 15) of /proc/PID/stat, or
+// zero when the process is gone or not on Linux.
+func procTicks(pid string) cpuTicks {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	return parseProcStat(b)
+}
+
+// parseProcStat reads utime and stime of a /proc/PID/stat line. The
+// command name (field 2) may hold spaces and parentheses: fields are
+// counted after its last ')'.
+func parseProcStat(b []byte) cpuTicks {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return cpuTicks{}
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): utime is field 14, stime 15.
+	if len(f) < 13 {
+		return cpuTicks{}
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return cpuTicks{}
+	}
+	return cpuTicks{u, s}
+}
+
+// stormProbe measures the server during the connect phase of a storm:
+// made just before the first dial, ended as soon as the phase is over.
+type stormProbe struct {
+	pids     []string
+	server   cpuTicks
+	self     cpuTicks
+	profile  chan error // the pprof fetch, when asked
+	perf     *exec.Cmd
+	perfFile string
+}
+
+func (t *Target) pidList() []string {
+	var out []string
+	for _, pid := range append([]int{t.PID}, t.PIDs...) {
+		if pid > 0 {
+			out = append(out, strconv.Itoa(pid))
+		}
+	}
+	return out
+}
+
+func sumCPU(pids []string) cpuTicks {
+	var c cpuTicks
+	for _, p := range pids {
+		t := procTicks(p)
+		c.user += t.user
+		c.sys += t.sys
+	}
+	return c
+}
+
+// stormBegin takes the first CPU readings and starts the profilers asked
+// for in the environment. Only for the storm scenario; nil otherwise.
+func stormBegin(ctx context.Context, t *Target, o runOpts, stderr io.Writer) *stormProbe {
+	if o.Scenario != "storm" {
+		return nil
+	}
+	p := &stormProbe{pids: t.pidList()}
+	if file := os.Getenv(envStormPerf); file != "" && len(p.pids) > 0 {
+		cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-e", "cpu-clock", "-g", "-F", "1999", "-o", file, "-p", strings.Join(p.pids, ","))
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(stderr, "storm: %s: %v\n", envStormPerf, err)
+		} else {
+			p.perf, p.perfFile = cmd, file
+			time.Sleep(300 * time.Millisecond) // perf attaches to every thread first
+		}
+	}
+	if file := os.Getenv(envStormProfile); file != "" && t.Admin != "" {
+		// Long enough for the phase at the asked rate, at least 1 s.
+		secs := max(1, int(float64(o.Load.N)/max(o.Load.Rate, 1))+1)
+		p.profile = make(chan error, 1)
+		go func() {
+			f, err := os.Create(file)
+			if err != nil {
+				p.profile <- fmt.Errorf("storm profile: %w", err)
+				return
+			}
+			err = t.get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.Admin, secs), f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			p.profile <- err
+		}()
+	}
+	p.server = sumCPU(p.pids)
+	p.self = procTicks("self")
+	return p
+}
+
+// end takes the second readings and stops perf (the pprof fetch runs its
+// seconds out; wait collects it).
+func (p *stormProbe) end(sr *StormResult, clientsInProcess bool) {
+	srv := sumCPU(p.pids)
+	self := procTicks("self")
+	sr.ServerUserMs = float64(srv.user-p.server.user) * float64(clockTick/time.Millisecond)
+	sr.ServerSysMs = float64(srv.sys-p.server.sys) * float64(clockTick/time.Millisecond)
+	if sr.Authed > 0 {
+		sr.ServerUsPerConn = (sr.ServerUserMs + sr.ServerSysMs) * 1000 / float64(sr.Authed)
+		if clientsInProcess {
+			sr.ClientUsPerConn = float64((self.user-p.self.user)+(self.sys-p.self.sys)) * float64(clockTick/time.Microsecond) / float64(sr.Authed)
+		}
+	}
+	if p.perf != nil {
+		_ = p.perf.Process.Signal(syscall.SIGINT)
+		if err := p.perf.Wait(); err == nil || errors.As(err, new(*exec.ExitError)) {
+			sr.Perf = p.perfFile
+		}
+	}
+}
+
+// wait collects the pprof fetch, if one runs.
+func (p *stormProbe) wait(sr *StormResult, stderr io.Writer) {
+	if p.profile == nil {
+		return
+	}
+	if err := <-p.profile; err != nil {
+		fmt.Fprintf(stderr, "storm: %s: %v\n", envStormProfile, err)
+		return
+	}
+	sr.Profile = os.Getenv(envStormProfile)
 }
 
 // stormCheck runs after the connect phase: it reads the refusals, asks
 // /readyz, then waits one heartbeat interval and checks that every
 // connection still online had its PING answered.
-func stormCheck(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, stderr io.Writer) error {
+func stormCheck(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, probe *stormProbe, stderr io.Writer) error {
 	s := f.Stats()
 	sr := &StormResult{Cap: o.MaxConns, Tried: o.Load.N, Authed: s.Authed, Refused: s.Refused,
 		AuthedPerSec: res.Connect.PerSec, HandshakeP99: res.Connect.Handshake.P99ms}
+	if probe != nil {
+		probe.end(sr, res.Processes == 1)
+		defer probe.wait(sr, stderr)
+	}
 	if t.Kind == "lcpush" && sr.Cap == 0 {
 		sr.Cap = defaultMaxConns
 	}

@@ -1,15 +1,20 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"runtime/trace"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lcpush/lcpush/pkg/admin"
 )
 
 // UnicastStep is scenario (d) at one rate: pushes to one uid each through
@@ -33,6 +38,91 @@ type UnicastStep struct {
 	// Sender is the scheduled time to a sender starting the request, ms:
 	// the tool's own lateness (pacing, a busy core), part of both above.
 	Sender Summary `json:"sender"`
+	// GC is the server's garbage collector during the step (lcpush only:
+	// its /metrics read before and after).
+	GC *StepGC `json:"gc,omitempty"`
+}
+
+// StepGC is what the server's GC did during a step, from the histogram of
+// its stop-the-world pauses (admin.GCPauseMetric) and its Go metrics. The
+// pause quantiles are the upper bounds of the histogram's buckets.
+type StepGC struct {
+	Pauses     int64   `json:"pauses"`       // stop-the-world pauses
+	PauseP50ms float64 `json:"pause_p50_ms"` // upper bound
+	PauseP99ms float64 `json:"pause_p99_ms"` // upper bound
+	PauseMaxms float64 `json:"pause_max_ms"` // upper bound
+	Cycles     int64   `json:"cycles"`       // GC cycles (go_gc_duration_seconds_count)
+	HeapInuse  int64   `json:"heap_inuse"`   // go_memstats_heap_inuse_bytes at the step's end
+	HeapGoal   int64   `json:"heap_goal"`    // go_memstats_next_gc_bytes at the step's end
+}
+
+// gcScrape is one reading of the server's GC metrics.
+type gcScrape struct {
+	le              []float64 // bucket upper bounds, increasing
+	cum             []float64 // cumulative counts
+	cycles          float64
+	heapInuse, goal float64
+}
+
+// scrapeGC reads the target's /metrics; ok is false when it has no pause
+// histogram (not lcpush, or an older one).
+func scrapeGC(ctx context.Context, t *Target) (gcScrape, bool) {
+	var g gcScrape
+	if t.Admin == "" || !strings.HasPrefix(t.Kind, "lcpush") {
+		return g, false
+	}
+	var buf bytes.Buffer
+	if t.get(ctx, t.Admin+"/metrics", &buf) != nil {
+		return g, false
+	}
+	prefix := admin.GCPauseMetric + `_bucket{le="`
+	for line := range strings.SplitSeq(buf.String(), "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		bound, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		le, err1 := strconv.ParseFloat(bound, 64)
+		v, err2 := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		g.le, g.cum = append(g.le, le), append(g.cum, v)
+	}
+	g.cycles = metricValue(buf.Bytes(), "go_gc_duration_seconds_count")
+	g.heapInuse = metricValue(buf.Bytes(), "go_memstats_heap_inuse_bytes")
+	g.goal = metricValue(buf.Bytes(), "go_memstats_next_gc_bytes")
+	return g, len(g.le) > 0
+}
+
+// gcBetween is the GC of a step from the readings before and after it.
+func gcBetween(a, b gcScrape) *StepGC {
+	st := &StepGC{Cycles: int64(b.cycles - a.cycles), HeapInuse: int64(b.heapInuse), HeapGoal: int64(b.goal)}
+	if len(a.le) != len(b.le) {
+		return st
+	}
+	d := make([]float64, len(b.cum))
+	for i := range b.cum {
+		d[i] = b.cum[i] - a.cum[i]
+	}
+	total := d[len(d)-1] // le="+Inf"
+	st.Pauses = int64(total)
+	if total <= 0 {
+		return st
+	}
+	q := func(f float64) float64 {
+		for i, c := range d {
+			if c >= f*total {
+				return b.le[i] * 1e3
+			}
+		}
+		return math.Inf(1)
+	}
+	st.PauseP50ms, st.PauseP99ms, st.PauseMaxms = q(0.5), q(0.99), q(1)
+	return st
 }
 
 // unicast runs one open-loop step per rate in o.Rates.
@@ -59,7 +149,11 @@ func unicast(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, st
 	}
 	for _, rate := range o.Rates {
 		stopTrace := startUnicastTrace(ctx, t, rate, o.StepDur, stderr)
+		gc0, gcOK := scrapeGC(ctx, t)
 		st, err := unicastStep(ctx, t, f, o, conns, rate, stderr)
+		if gc1, ok := scrapeGC(ctx, t); ok && gcOK {
+			st.GC = gcBetween(gc0, gc1)
+		}
 		stopTrace()
 		res.Unicast = append(res.Unicast, st)
 		if err != nil {
@@ -161,4 +255,19 @@ func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, conns []*pu
 	st.API = api.Snapshot().Summarize()
 	st.Sender = sender.Snapshot().Summarize()
 	return st, ctx.Err()
+}
+
+// unicastGCSummary is the report's table of the server's GC per step.
+func unicastGCSummary(w io.Writer, steps []UnicastStep) {
+	if len(steps) == 0 || steps[0].GC == nil {
+		return
+	}
+	fmt.Fprintf(w, "| unicast rate | server GC cycles | pauses | pause p50 / p99 / max ms (bucket upper bounds) | heap in use / goal at the end |\n|---|---|---|---|---|\n")
+	for _, u := range steps {
+		if g := u.GC; g != nil {
+			fmt.Fprintf(w, "| %.0f/s | %d | %d | %.3f / %.3f / %.3f | %.1f / %.1f MiB |\n", u.Rate, g.Cycles, g.Pauses,
+				g.PauseP50ms, g.PauseP99ms, g.PauseMaxms, float64(g.HeapInuse)/(1<<20), float64(g.HeapGoal)/(1<<20))
+		}
+	}
+	fmt.Fprintln(w)
 }

@@ -99,10 +99,11 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// shardOf returns the shard that owns uid.
-func (s *Service) shardOf(uid string) (*shard, int) {
-	i := int(xxhash.Sum64String(uid) % uint64(len(s.shards)))
-	return &s.shards[i], i
+// shardOf returns the shard that owns uid and uid's hash (the shard's
+// table probes with its high half).
+func (s *Service) shardOf(uid string) (*shard, uint64) {
+	h := xxhash.Sum64String(uid)
+	return &s.shards[h%uint64(len(s.shards))], h
 }
 
 func (s *Service) check(ctx context.Context, op string) error {
@@ -130,8 +131,8 @@ func (s *Service) Register(ctx context.Context, sess push.Session) ([]push.Sessi
 	if sess.UID == "" || sess.Room == "" {
 		return nil, fmt.Errorf("register register %q@%q: %w", sess.UID, sess.Room, ErrInvalid)
 	}
-	sh, _ := s.shardOf(sess.UID)
-	displaced, result := sh.register(&sess)
+	sh, h := s.shardOf(sess.UID)
+	displaced, result := sh.register(&sess, h)
 	metricRegisters[result].Inc()
 	if result == resultNew || result == resultAdded {
 		metricSessions.Inc()
@@ -146,8 +147,8 @@ func (s *Service) Unregister(ctx context.Context, uid, room string, connID uint6
 	if err := s.check(ctx, "unregister"); err != nil {
 		return false, err
 	}
-	sh, _ := s.shardOf(uid)
-	result := sh.unregister(uid, room, connID)
+	sh, h := s.shardOf(uid)
+	result := sh.unregister(uid, room, connID, h)
 	metricUnregisters[result].Inc()
 	if result == resultRemoved {
 		metricSessions.Dec()
@@ -163,8 +164,8 @@ func (s *Service) SetApps(ctx context.Context, uid string, connID uint64, apps [
 	if err := s.check(ctx, "set apps"); err != nil {
 		return nil, false, err
 	}
-	sh, _ := s.shardOf(uid)
-	displaced, ok := sh.setApps(uid, connID, apps)
+	sh, h := s.shardOf(uid)
+	displaced, ok := sh.setApps(uid, h, connID, apps)
 	return displaced, ok, nil
 }
 
@@ -174,12 +175,12 @@ func (s *Service) Get(ctx context.Context, uid string, app uint32) (push.Session
 	if err := s.check(ctx, "get"); err != nil {
 		return push.Session{}, false, err
 	}
-	sh, _ := s.shardOf(uid)
+	sh, h := s.shardOf(uid)
 	var out push.Session
 	found := false
 	sh.mu.RLock()
-	for e := sh.m[uid]; e != nil; e = e.next {
-		if app == 0 || hasApp(e.apps, app) {
+	for e := sh.head(uid, h); e != nil; e = e.more {
+		if app == 0 || hasApp(e.appList(), app) {
 			e.copyTo(&out, nil)
 			found = true
 			break
@@ -200,9 +201,9 @@ func (s *Service) Lookup(ctx context.Context, uids []string) ([]push.Session, er
 	out := make([]push.Session, 0, len(uids))
 	apps := make([]uint32, 0, len(uids))
 	for _, uid := range uids {
-		sh, _ := s.shardOf(uid)
+		sh, h := s.shardOf(uid)
 		sh.mu.RLock()
-		for e := sh.m[uid]; e != nil; e = e.next {
+		for e := sh.head(uid, h); e != nil; e = e.more {
 			out = append(out, push.Session{})
 			apps = e.copyTo(&out[len(out)-1], apps)
 		}
@@ -245,7 +246,7 @@ func (s *Service) Counts(ctx context.Context) (push.Counts, error) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		c.Total += len(sh.m)
+		c.Total += sh.live
 		for app, n := range sh.perApp {
 			c.PerApp[app] += n
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lcpush/lcpush/internal/appset"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -31,8 +32,8 @@ func (s *Service) Restore(ctx context.Context, sessions []push.Session) error {
 			bad++
 			continue
 		}
-		sh, _ := s.shardOf(sess.UID)
-		if sh.restore(sess) {
+		sh, h := s.shardOf(sess.UID)
+		if sh.restore(sess, h) {
 			metricSessions.Inc()
 		}
 	}
@@ -47,23 +48,25 @@ func (s *Service) Restore(ctx context.Context, sessions []push.Session) error {
 // the uid holds since the same second or later stays there and the
 // restored session goes without it (it is skipped when nothing is left);
 // an older holder loses the app, as in register, but nothing is kicked.
-func (sh *shard) restore(sess *push.Session) bool {
-	apps := copyApps(sess.Apps)
+func (sh *shard) restore(sess *push.Session, h uint64) bool {
+	var buf [16]uint32
+	apps := dedupApps(buf[:0], sess.Apps)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	head, ok := sh.m[sess.UID]
-	if !ok {
-		sh.add(sess, apps)
+	defer sh.compact()
+	head := sh.head(sess.UID, h)
+	if head == nil {
+		sh.add(sess, appset.Of(apps), h)
 		return true
 	}
 	if own := head.find(sess.Room, sess.ConnID); own != nil {
 		sh.uncount(own)
-		own.set(sh, sess, apps)
+		own.set(sh, sess, appset.Of(apps))
 		return false
 	}
 	var older []uint32
-	for e := head; e != nil; e = e.next {
-		for _, a := range common(e.apps, apps) {
+	for e := head; e != nil; e = e.more {
+		for _, a := range common(e.appList(), apps) {
 			if e.since >= sess.Since {
 				apps = removeApp(apps, a)
 			} else {
@@ -74,9 +77,9 @@ func (sh *shard) restore(sess *push.Session) bool {
 	if len(apps) == 0 && len(sess.Apps) > 0 {
 		return false
 	}
-	e := &entry{uid: sess.UID}
-	e.set(sh, sess, apps)
-	e.next, head.next = head.next, e
+	e := &rec{uid: sess.UID}
+	e.set(sh, sess, appset.Of(apps))
+	e.more, head.more = head.more, e
 	if len(older) > 0 { // after joining: the uid never goes offline in between
 		sh.displace(head, sess.Room, sess.ConnID, older)
 	}

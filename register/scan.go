@@ -83,20 +83,24 @@ func (sh *shard) scan(app uint32, after uint64, limit int, out []push.Session, a
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	last := after
-	for i := sh.find(after + 1); i < len(sh.order); i++ {
-		sl := sh.order[i]
+	for i := sh.find(after + 1); i < sh.n; i++ {
+		head := sh.at(i)
+		if head.uid == "" { // dead slot
+			last = head.seq
+			continue
+		}
 		n := 0 // the uid's connections this page would take
-		for e := sl.e; e != nil; e = e.next {
-			if app == 0 || hasApp(e.apps, app) {
+		for e := head; e != nil; e = e.more {
+			if app == 0 || hasApp(e.appList(), app) {
 				n++
 			}
 		}
 		if len(out) >= limit || (len(out) > 0 && len(out)+n > limit) {
 			return out, apps, last, true
 		}
-		last = sl.seq
-		for e := sl.e; e != nil; e = e.next { // every connection of the uid
-			if app != 0 && !hasApp(e.apps, app) {
+		last = head.seq
+		for e := head; e != nil; e = e.more { // every connection of the uid
+			if app != 0 && !hasApp(e.appList(), app) {
 				continue
 			}
 			out = append(out, push.Session{})

@@ -4,46 +4,55 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/lcpush/lcpush/internal/appset"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// entry is one stored session: one connection of a uid. It is kept small:
-// strings are shared with the map key (uid) or interned per shard (room),
-// apps is an exact-size copy.
+// rec is one stored session: one connection of a uid, in a fixed-size
+// record of 80 bytes. The uid string is the caller's (the room's own copy
+// in an all-in-one process: held once, not once per map key and entry);
+// room points at the shard's interned counter of the room; apps at the
+// process-wide interned set (internal/appset), shared by every session
+// with the same apps.
 //
 // Apps are tenants: a uid may be connected more than once, one connection
 // per app at most (a login through app A takes A from the uid's other
-// connection, and only A). The map holds the uid's first connection; the
-// others hang off next, their app sets disjoint.
-type entry struct {
+// connection, and only A). The shard's slab holds the uid's first
+// connection; the others hang off more (rare), their app sets disjoint.
+type rec struct {
 	uid    string
-	room   string
 	ip     string
+	room   *roomCount
+	apps   *[]uint32 // interned, read-only; nil when no app is bound
+	more   *rec      // the uid's other connections
 	connID uint64
 	since  int64
 	seq    uint64 // position in the shard's scan order, fixed while the uid stays online (head only)
-	apps   []uint32
-	next   *entry // the uid's other connections
+}
+
+// appList returns e's apps; the slice is shared and must not be modified.
+func (e *rec) appList() []uint32 {
+	if e.apps == nil {
+		return nil
+	}
+	return *e.apps
 }
 
 // copyTo fills dst with the session and returns buf with the apps appended;
 // dst.Apps is a full slice expression into buf so appends by the caller never
 // overwrite a neighbour. A nil buf gives dst its own array.
-func (e *entry) copyTo(dst *push.Session, buf []uint32) []uint32 {
-	*dst = push.Session{UID: e.uid, Room: e.room, ConnID: e.connID, Since: e.since, IP: e.ip}
-	if len(e.apps) == 0 {
+func (e *rec) copyTo(dst *push.Session, buf []uint32) []uint32 {
+	*dst = push.Session{UID: e.uid, Room: e.room.name, ConnID: e.connID, Since: e.since, IP: e.ip}
+	apps := e.appList()
+	if len(apps) == 0 {
 		return buf
 	}
 	start := len(buf)
-	buf = append(buf, e.apps...)
+	buf = append(buf, apps...)
 	dst.Apps = buf[start:len(buf):len(buf)]
 	return buf
-}
-
-// slot is one place in a shard's scan order; e is nil once the session left.
-type slot struct {
-	seq uint64
-	e   *entry
 }
 
 // roomCount interns a room id and counts its sessions in one shard.
@@ -53,31 +62,133 @@ type roomCount struct {
 }
 
 // shard is one lock domain of the store.
+//
+// Its uids' first connections live in one slab of n slots, in ascending
+// seq: the slab is also the scan order (scan.go). The slab is a list of
+// fixed chunks of chunkRecs records (480 bytes: exactly a size class, and
+// under the 512 bytes past which an object with pointers carries an 8-byte
+// malloc header that would push it into the next class),
+// so it grows without copying, makes no garbage as it grows, and wastes
+// at most one partly filled chunk per shard. A uid that goes offline
+// leaves a dead slot (uid "") that keeps its seq, so binary searches and
+// scan cursors stay valid; compact squeezes the dead slots out once they
+// are a quarter of the slab. table finds a uid's slot: open addressing
+// with linear probing on the high half of xxhash(uid) (the low bits chose
+// the shard), 4 bytes per slot holding the slot index + 1 (0: empty). A
+// session thus costs its 80-byte record, ~6-11 bytes of table and its
+// share of the last chunk, instead of a map entry, a heap-allocated entry
+// and its own apps slice.
 type shard struct {
 	mu      sync.RWMutex
-	m       map[string]*entry
-	order   []slot // ascending seq; see scan.go
-	dead    int    // slots in order whose e is nil
+	chunks  []*[chunkRecs]rec
+	n       int // slots in use, live or dead
+	table   []uint32
+	live    int // uids online: live slots
+	dead    int // dead slots
 	nextSeq uint64
 	perApp  map[uint32]int
 	perRoom map[string]*roomCount
 }
 
 func (sh *shard) init() {
-	sh.m = make(map[string]*entry)
+	sh.chunks, sh.table = nil, nil
+	sh.n, sh.live, sh.dead = 0, 0, 0
 	sh.perApp = make(map[uint32]int)
 	sh.perRoom = make(map[string]*roomCount)
-	sh.order = nil
-	sh.dead = 0
 }
 
 // reset empties the shard and returns how many sessions it held.
 func (sh *shard) reset() int {
 	sh.mu.Lock()
-	n := len(sh.m)
+	n := sh.live
 	sh.init()
 	sh.mu.Unlock()
 	return n
+}
+
+// chunkRecs is the records of one slab chunk: 6 x 80 bytes.
+const chunkRecs = 6
+
+// at returns slot i of the slab (i < sh.n). The pointer stays valid until
+// the shard's next compact.
+func (sh *shard) at(i int) *rec { return &sh.chunks[i/chunkRecs][i%chunkRecs] }
+
+// slotOf is where uid's probe sequence starts in a table of mask+1 slots.
+func slotOf(h uint64, mask int) int { return int(h>>32) & mask }
+
+// lookup returns the slab index of uid's first connection, -1 when offline.
+func (sh *shard) lookup(uid string, h uint64) int {
+	if len(sh.table) == 0 {
+		return -1
+	}
+	mask := len(sh.table) - 1
+	for i := slotOf(h, mask); ; i = (i + 1) & mask {
+		v := sh.table[i]
+		if v == 0 {
+			return -1
+		}
+		if sh.at(int(v-1)).uid == uid {
+			return int(v - 1)
+		}
+	}
+}
+
+// head returns uid's first connection, nil when offline. The pointer is
+// into the slab: valid until the shard's next compact.
+func (sh *shard) head(uid string, h uint64) *rec {
+	if i := sh.lookup(uid, h); i >= 0 {
+		return sh.at(i)
+	}
+	return nil
+}
+
+// tablePut records slab index i under hash h; the table has a free slot.
+func (sh *shard) tablePut(i int, h uint64) {
+	mask := len(sh.table) - 1
+	j := slotOf(h, mask)
+	for sh.table[j] != 0 {
+		j = (j + 1) & mask
+	}
+	sh.table[j] = uint32(i + 1)
+}
+
+// tableDel removes slab index i (uid's) from the table, shifting the
+// probe chain after it back so that no tombstone is needed.
+func (sh *shard) tableDel(i int, uid string) {
+	mask := len(sh.table) - 1
+	j := slotOf(xxhash.Sum64String(uid), mask)
+	for sh.table[j] != uint32(i+1) {
+		j = (j + 1) & mask
+	}
+	for k := (j + 1) & mask; sh.table[k] != 0; k = (k + 1) & mask {
+		home := slotOf(xxhash.Sum64String(sh.at(int(sh.table[k]-1)).uid), mask)
+		// The entry at k may fill the hole at j unless its home lies
+		// cyclically in (j, k].
+		if (k > j && (home <= j || home > k)) || (k < j && home <= j && home > k) {
+			sh.table[j] = sh.table[k]
+			j = k
+		}
+	}
+	sh.table[j] = 0
+}
+
+// rebuild sizes the table for the live slots (load at most 3/4) and
+// fills it again from the slab.
+func (sh *shard) rebuild(live int) {
+	n := 8
+	for n*3 < live*4+4 {
+		n *= 2
+	}
+	if len(sh.table) == n {
+		clear(sh.table)
+	} else {
+		sh.table = make([]uint32, n)
+	}
+	for i := range sh.n {
+		if uid := sh.at(i).uid; uid != "" {
+			sh.tablePut(i, xxhash.Sum64String(uid))
+		}
+	}
 }
 
 // Results of register and unregister, the label values of their counters.
@@ -97,13 +208,14 @@ const (
 // once it has none left; the returned sessions are those that lost apps,
 // each with Apps set to the apps it lost, so the caller can take them from
 // the connection (and kick it when it has none left).
-func (sh *shard) register(sess *push.Session) ([]push.Session, string) {
-	apps := copyApps(sess.Apps)
+func (sh *shard) register(sess *push.Session, h uint64) ([]push.Session, string) {
+	apps := internApps(sess.Apps)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	head, ok := sh.m[sess.UID]
-	if !ok {
-		sh.add(sess, apps)
+	defer sh.compact()
+	head := sh.head(sess.UID, h)
+	if head == nil {
+		sh.add(sess, apps, h)
 		return nil, resultNew
 	}
 	// The new connection joins the uid before the others lose their apps,
@@ -113,17 +225,18 @@ func (sh *shard) register(sess *push.Session) ([]push.Session, string) {
 	result := resultRefreshed
 	own := head.find(sess.Room, sess.ConnID)
 	if own == nil {
-		e := &entry{uid: sess.UID}
+		e := &rec{uid: sess.UID}
 		e.set(sh, sess, apps)
-		e.next, head.next = head.next, e
+		e.more, head.more = head.more, e
 		result = resultAdded
 	}
-	displaced := sh.displace(head, sess.Room, sess.ConnID, apps)
+	list := appList(apps)
+	displaced := sh.displace(head, sess.Room, sess.ConnID, list)
 	if len(displaced) > 0 {
 		result = resultReplaced
 	}
 	if own != nil {
-		own = sh.m[sess.UID].find(sess.Room, sess.ConnID) // it may have moved into the head
+		own = sh.head(sess.UID, h).find(sess.Room, sess.ConnID) // it may have moved into the head
 		sh.uncount(own)
 		own.set(sh, sess, apps)
 	}
@@ -132,18 +245,28 @@ func (sh *shard) register(sess *push.Session) ([]push.Session, string) {
 
 // add stores sess as the first connection of an offline uid; sh.mu is held
 // for writing.
-func (sh *shard) add(sess *push.Session, apps []uint32) {
+func (sh *shard) add(sess *push.Session, apps *[]uint32, h uint64) {
 	sh.nextSeq++
-	e := &entry{uid: sess.UID, seq: sh.nextSeq}
+	if sh.n == len(sh.chunks)*chunkRecs {
+		sh.chunks = append(sh.chunks, new([chunkRecs]rec))
+	}
+	i := sh.n
+	sh.n++
+	e := sh.at(i)
+	*e = rec{uid: sess.UID, seq: sh.nextSeq}
 	e.set(sh, sess, apps)
-	sh.m[e.uid] = e
-	sh.order = append(sh.order, slot{seq: e.seq, e: e})
+	sh.live++
+	if (sh.live+1)*4 > len(sh.table)*3 {
+		sh.rebuild(sh.live + 1) // the next power of two: load 3/8 to 3/4
+	} else {
+		sh.tablePut(i, h)
+	}
 }
 
 // find returns the connection (room, connID) of e's uid, or nil.
-func (e *entry) find(room string, connID uint64) *entry {
-	for ; e != nil; e = e.next {
-		if e.connID == connID && e.room == room {
+func (e *rec) find(room string, connID uint64) *rec {
+	for ; e != nil; e = e.more {
+		if e.connID == connID && e.room.name == room {
 			return e
 		}
 	}
@@ -151,8 +274,8 @@ func (e *entry) find(room string, connID uint64) *entry {
 }
 
 // findConn returns the connection connID of e's uid, or nil.
-func (e *entry) findConn(connID uint64) *entry {
-	for ; e != nil; e = e.next {
+func (e *rec) findConn(connID uint64) *rec {
+	for ; e != nil; e = e.more {
 		if e.connID == connID {
 			return e
 		}
@@ -163,14 +286,19 @@ func (e *entry) findConn(connID uint64) *entry {
 // displace takes apps from every connection of head's uid other than
 // (room, connID), removes those left with none, and returns what each lost;
 // sh.mu is held for writing.
-func (sh *shard) displace(head *entry, room string, connID uint64, apps []uint32) []push.Session {
+func (sh *shard) displace(head *rec, room string, connID uint64, apps []uint32) []push.Session {
 	var out []push.Session
-	var gone []*entry
-	for e := head; e != nil; e = e.next {
-		if e.connID == connID && e.room == room {
+	type key struct {
+		room   string
+		connID uint64
+	}
+	var gone []key
+	uid := head.uid
+	for e := head; e != nil; e = e.more {
+		if e.connID == connID && e.room.name == room {
 			continue
 		}
-		lost := common(e.apps, apps)
+		lost := common(e.appList(), apps)
 		if len(lost) == 0 {
 			continue
 		}
@@ -179,12 +307,12 @@ func (sh *shard) displace(head *entry, room string, connID uint64, apps []uint32
 		d.Apps = lost
 		out = append(out, d)
 		sh.takeApps(e, lost)
-		if len(e.apps) == 0 {
-			gone = append(gone, e)
+		if e.apps == nil {
+			gone = append(gone, key{e.room.name, e.connID})
 		}
 	}
-	for _, e := range gone {
-		if sh.unlink(e.uid, e.room, e.connID) {
+	for _, k := range gone {
+		if sh.unlink(uid, k.room, k.connID) {
 			metricSessions.Dec()
 		}
 	}
@@ -204,9 +332,10 @@ func common(a, b []uint32) []uint32 {
 
 // takeApps removes apps from e and from the per-app counters; sh.mu is held
 // for writing.
-func (sh *shard) takeApps(e *entry, apps []uint32) {
-	keep := make([]uint32, 0, len(e.apps))
-	for _, a := range e.apps {
+func (sh *shard) takeApps(e *rec, apps []uint32) {
+	cur := e.appList()
+	keep := make([]uint32, 0, len(cur))
+	for _, a := range cur {
 		if hasApp(apps, a) {
 			if sh.perApp[a]--; sh.perApp[a] <= 0 {
 				delete(sh.perApp, a)
@@ -215,17 +344,15 @@ func (sh *shard) takeApps(e *entry, apps []uint32) {
 		}
 		keep = append(keep, a)
 	}
-	e.apps = nil
-	if len(keep) > 0 {
-		e.apps = keep
-	}
+	e.apps = appset.Of(keep)
 }
 
 // dropRoom removes every session of room and returns how many.
 func (sh *shard) dropRoom(room string) int {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.perRoom[room] == nil {
+	rc := sh.perRoom[room]
+	if rc == nil {
 		return 0
 	}
 	type key struct {
@@ -233,9 +360,12 @@ func (sh *shard) dropRoom(room string) int {
 		connID uint64
 	}
 	var gone []key
-	for _, head := range sh.m {
-		for e := head; e != nil; e = e.next {
-			if e.room == room {
+	for i := range sh.n {
+		if sh.at(i).uid == "" {
+			continue
+		}
+		for e := sh.at(i); e != nil; e = e.more {
+			if e.room == rc {
 				gone = append(gone, key{e.uid, e.connID})
 			}
 		}
@@ -243,34 +373,37 @@ func (sh *shard) dropRoom(room string) int {
 	for _, k := range gone {
 		sh.unlink(k.uid, room, k.connID)
 	}
+	sh.compact()
 	return len(gone)
 }
 
 // unlink removes the connection (room, connID) of uid and reports whether
 // it was there; sh.mu is held for writing. The uid's first connection keeps
-// its place in the map and the scan order: when it goes and another
-// connection of the uid remains, that one moves into its entry.
+// its place in the slab and the scan order: when it goes and another
+// connection of the uid remains, that one moves into its slot. unlink
+// never moves the slab (the caller compacts when its operation is over).
 func (sh *shard) unlink(uid, room string, connID uint64) bool {
-	head := sh.m[uid]
-	if head == nil {
+	i := sh.lookup(uid, xxhash.Sum64String(uid))
+	if i < 0 {
 		return false
 	}
-	if head.connID == connID && head.room == room {
+	head := sh.at(i)
+	if head.connID == connID && head.room.name == room {
 		sh.uncount(head)
-		if head.next == nil {
-			sh.drop(head)
+		if head.more == nil {
+			sh.drop(i)
 			return true
 		}
-		n := head.next
+		n := head.more
 		seq := head.seq
 		*head = *n
 		head.seq = seq
 		return true
 	}
-	for p := head; p.next != nil; p = p.next {
-		if e := p.next; e.connID == connID && e.room == room {
+	for p := head; p.more != nil; p = p.more {
+		if e := p.more; e.connID == connID && e.room.name == room {
 			sh.uncount(e)
-			p.next = e.next
+			p.more = e.more
 			return true
 		}
 	}
@@ -278,93 +411,114 @@ func (sh *shard) unlink(uid, room string, connID uint64) bool {
 }
 
 // set overwrites e's fields with sess and counts it; sh.mu is held for writing.
-func (e *entry) set(sh *shard, sess *push.Session, apps []uint32) {
+func (e *rec) set(sh *shard, sess *push.Session, apps *[]uint32) {
 	rc := sh.perRoom[sess.Room]
 	if rc == nil {
 		rc = &roomCount{name: sess.Room}
 		sh.perRoom[sess.Room] = rc
 	}
 	rc.n++
-	e.room = rc.name
+	e.room = rc
 	e.connID = sess.ConnID
 	e.since = sess.Since
 	e.ip = sess.IP
 	e.apps = apps
-	for _, a := range apps {
+	for _, a := range appList(apps) {
 		sh.perApp[a]++
 	}
 }
 
 // uncount removes e from the per-app and per-room counters; sh.mu is held for writing.
-func (sh *shard) uncount(e *entry) {
-	for _, a := range e.apps {
+func (sh *shard) uncount(e *rec) {
+	for _, a := range e.appList() {
 		if sh.perApp[a]--; sh.perApp[a] <= 0 {
 			delete(sh.perApp, a)
 		}
 	}
-	if rc := sh.perRoom[e.room]; rc != nil {
+	if rc := e.room; rc != nil {
 		if rc.n--; rc.n <= 0 {
-			delete(sh.perRoom, e.room)
+			delete(sh.perRoom, rc.name)
 		}
 	}
 }
 
-func (sh *shard) unregister(uid, room string, connID uint64) string {
+func (sh *shard) unregister(uid, room string, connID uint64, h uint64) string {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.m[uid]; !ok {
+	if sh.lookup(uid, h) < 0 {
 		return resultMissing
 	}
 	if !sh.unlink(uid, room, connID) {
 		return resultStale
 	}
+	sh.compact()
 	return resultRemoved
 }
 
-// drop deletes the uid of e, its only connection, from the shard (already
-// uncounted); sh.mu is held for writing.
-func (sh *shard) drop(e *entry) {
-	delete(sh.m, e.uid)
-	if i := sh.find(e.seq); i < len(sh.order) && sh.order[i].seq == e.seq {
-		sh.order[i].e = nil
-		sh.dead++
-	}
-	sh.compact()
+// drop takes slot i, a uid's only connection (already uncounted), out of
+// the shard: out of the table, its slot dead but keeping its seq; sh.mu is
+// held for writing.
+func (sh *shard) drop(i int) {
+	e := sh.at(i)
+	sh.tableDel(i, e.uid)
+	*e = rec{seq: e.seq}
+	sh.live--
+	sh.dead++
 }
 
 // find returns the index of the first slot whose seq is >= seq.
 func (sh *shard) find(seq uint64) int {
-	return sort.Search(len(sh.order), func(i int) bool { return sh.order[i].seq >= seq })
+	return sort.Search(sh.n, func(i int) bool { return sh.at(i).seq >= seq })
 }
 
-// compact drops dead slots once they are the majority, so the order costs
-// at most twice the live sessions and removal stays amortized O(log n).
-// Scan cursors hold seqs, not indexes, so they survive compaction.
+// compact squeezes the dead slots out of the slab once they are a quarter
+// of it (and at least 8), in place, and gives back the chunks left empty:
+// the slab costs at most 4/3 of the live records plus one chunk, and
+// removal stays amortized O(1). Scan cursors hold seqs, not indexes, so
+// they survive compaction. sh.mu is held for writing; pointers into the
+// slab are invalid afterwards.
 func (sh *shard) compact() {
-	if len(sh.m) == 0 {
-		sh.order, sh.dead = nil, 0
+	if sh.live == 0 {
+		if sh.n > 0 || sh.table != nil {
+			sh.chunks, sh.table, sh.n, sh.dead = nil, nil, 0, 0
+		}
 		return
 	}
-	if sh.dead < 32 || sh.dead*2 < len(sh.order) {
+	if sh.dead < 8 || sh.dead*4 < sh.n {
 		return
 	}
-	live := make([]slot, 0, len(sh.m)+len(sh.m)/4)
-	for _, sl := range sh.order {
-		if sl.e != nil {
-			live = append(live, sl)
+	w := 0
+	for i := range sh.n {
+		if e := sh.at(i); e.uid != "" {
+			if w != i {
+				*sh.at(w) = *e
+			}
+			w++
 		}
 	}
-	sh.order, sh.dead = live, 0
+	for i := w; i < sh.n; i++ {
+		*sh.at(i) = rec{} // no stale pointers past the end
+	}
+	keep := (w + chunkRecs - 1) / chunkRecs
+	clear(sh.chunks[keep:])
+	sh.chunks = sh.chunks[:keep]
+	if cap(sh.chunks) > 2*keep+4 {
+		sh.chunks = append([]*[chunkRecs]rec(nil), sh.chunks...)
+	}
+	sh.n, sh.dead = w, 0
+	sh.rebuild(sh.live + 1)
 }
 
 // setApps replaces the apps of the uid's connection connID; apps it gains
 // are taken from the uid's other connections, as in register.
-func (sh *shard) setApps(uid string, connID uint64, apps []uint32) ([]push.Session, bool) {
-	apps = copyApps(apps)
+func (sh *shard) setApps(uid string, h uint64, connID uint64, apps []uint32) ([]push.Session, bool) {
+	set := internApps(apps)
+	list := appList(set)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	head, ok := sh.m[uid]
-	if !ok {
+	defer sh.compact()
+	head := sh.head(uid, h)
+	if head == nil {
 		return nil, false
 	}
 	e := head.findConn(connID)
@@ -372,47 +526,54 @@ func (sh *shard) setApps(uid string, connID uint64, apps []uint32) ([]push.Sessi
 		return nil, false
 	}
 	var gained []uint32
-	for _, a := range apps {
-		if !hasApp(e.apps, a) {
+	for _, a := range list {
+		if !hasApp(e.appList(), a) {
 			gained = append(gained, a)
 		}
 	}
 	var displaced []push.Session
 	if len(gained) > 0 {
-		displaced = sh.displace(head, e.room, e.connID, gained)
-		// displace never removes the connection it serves, but the entry
+		displaced = sh.displace(head, e.room.name, e.connID, gained)
+		// displace never removes the connection it serves, but the record
 		// may have moved into the head's place.
-		e = sh.m[uid].findConn(connID)
+		e = sh.head(uid, h).findConn(connID)
 	}
-	for _, a := range e.apps {
+	for _, a := range e.appList() {
 		if sh.perApp[a]--; sh.perApp[a] <= 0 {
 			delete(sh.perApp, a)
 		}
 	}
-	e.apps = apps
-	for _, a := range apps {
+	e.apps = set
+	for _, a := range list {
 		sh.perApp[a]++
 	}
 	return displaced, true
 }
 
-// copyApps returns an exact-size copy of apps without duplicates, nil when empty.
-func copyApps(apps []uint32) []uint32 {
+// dedupApps appends apps to dst without duplicates, in their first order.
+func dedupApps(dst, apps []uint32) []uint32 {
+	for _, a := range apps {
+		if !hasApp(dst, a) {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}
+
+// internApps returns the interned set of apps without duplicates, nil
+// when empty.
+func internApps(apps []uint32) *[]uint32 {
 	if len(apps) == 0 {
 		return nil
 	}
-	out := make([]uint32, 0, len(apps))
-next:
-	for _, a := range apps {
-		for _, b := range out {
-			if a == b {
-				continue next
-			}
-		}
-		out = append(out, a)
+	var buf [16]uint32
+	return appset.Of(dedupApps(buf[:0], apps))
+}
+
+// appList is the slice of an interned set (nil for none).
+func appList(set *[]uint32) []uint32 {
+	if set == nil {
+		return nil
 	}
-	if len(out) < len(apps) { // duplicates: do not keep the spare capacity
-		out = append([]uint32(nil), out...)
-	}
-	return out
+	return *set
 }

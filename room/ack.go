@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/lcpush/lcpush/pkg/proto"
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // ACK: the client's batch ACK of QoS 1 messages. The loop parses it
@@ -35,6 +36,10 @@ const (
 
 // ackParallel is how many store calls one drain makes at once: a cluster's
 // saver is an RPC away, and a QoS 1 broadcast brings one ACK per connection.
+// Each call is an AckMany of up to push.MaxAckEntries entries and
+// push.MaxAckIDs ids (ackChunks), so a drained queue of a loop (at most
+// maxAckQueued ids, maxAckRetained with retries) is a few calls, and the
+// store commits it as a few transactions (Bolt: one fsync each, shared).
 const ackParallel = 8
 
 // ackQueue coalesces the ACKs read on one loop: the first one starts a
@@ -184,47 +189,77 @@ func (r *Room) retryAcks(aq *ackQueue, failed []ackEntry) {
 	})
 }
 
-// applyAcks sends the batch to the store, ackParallel calls at once, and
-// returns the entries the store did not take (in batch order).
+// applyAcks sends the batch to the store as AckMany calls (ackChunks),
+// ackParallel at once, and returns the entries of the calls the store did
+// not take (in batch order): they are retried whole, ACKs are idempotent.
 func (r *Room) applyAcks(batch []ackEntry) []ackEntry {
-	now := time.Now().UnixNano()
-	ok := make([]bool, len(batch))
-	ack := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			e := &batch[i]
-			if e.first == 0 {
-				e.first = now
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			_, err := r.deps.Saver.Ack(ctx, e.uid, e.apps, e.ids)
-			cancel()
-			if err != nil {
-				r.log.Debug("ack failed, will retry", "uid", e.uid, "ids", len(e.ids), "err", err)
-				continue
-			}
-			ok[i] = true
-		}
+	if len(batch) == 0 {
+		return nil
 	}
-	if len(batch) < 2*ackParallel {
-		ack(0, len(batch))
+	now := time.Now().UnixNano()
+	reqs := make([]push.AckReq, len(batch))
+	for i := range batch {
+		e := &batch[i]
+		if e.first == 0 {
+			e.first = now
+		}
+		reqs[i] = push.AckReq{UID: e.uid, Apps: e.apps, IDs: e.ids}
+	}
+	chunks := ackChunks(reqs)
+	ok := make([]bool, len(chunks))
+	ack := func(c int) {
+		lo, hi := chunks[c][0], chunks[c][1]
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		_, err := r.deps.Saver.AckMany(ctx, reqs[lo:hi])
+		cancel()
+		if err != nil {
+			r.log.Debug("ack failed, will retry", "entries", hi-lo, "first_uid", reqs[lo].UID, "err", err)
+			return
+		}
+		ok[c] = true
+	}
+	if len(chunks) == 1 {
+		ack(0)
 	} else {
 		var wg sync.WaitGroup
-		per := (len(batch) + ackParallel - 1) / ackParallel
-		for i := 0; i < len(batch); i += per {
-			wg.Go(func() { ack(i, min(i+per, len(batch))) })
+		sem := make(chan struct{}, ackParallel)
+		for c := range chunks {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ack(c)
+			})
 		}
 		wg.Wait()
 	}
 	var failed []ackEntry
-	for i, done := range ok {
+	for c, done := range ok {
 		if !done {
-			failed = append(failed, batch[i])
+			failed = append(failed, batch[chunks[c][0]:chunks[c][1]]...)
 		}
 	}
 	if len(failed) > 0 {
 		r.log.Warn("acks not taken by the store, retrying", "entries", len(failed))
 	}
 	return failed
+}
+
+// ackChunks cuts reqs into the [lo, hi) ranges of AckMany calls within
+// push.CheckAckBatch's bounds, in order (an ACK frame holds at most 65,535
+// ids and a connection binds at most maxApps apps, so every entry fits a
+// call of its own).
+func ackChunks(reqs []push.AckReq) [][2]int {
+	var out [][2]int
+	lo, ids := 0, 0
+	for i := range reqs {
+		n := len(reqs[i].IDs)
+		if i > lo && (i-lo == push.MaxAckEntries || ids+n > push.MaxAckIDs) {
+			out = append(out, [2]int{lo, i})
+			lo, ids = i, 0
+		}
+		ids += n
+	}
+	return append(out, [2]int{lo, len(reqs)})
 }
 
 // flushAcks stops the retry timers and makes one last attempt at every

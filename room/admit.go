@@ -57,7 +57,7 @@ func (r *Room) admitConn(ip netip.Addr, proxied bool) admitResult {
 // from then on, not to the peer's. It reports false, counted as refused,
 // when that address may not connect; the connection keeps its counts under
 // its old address, which its close gives back (loop only). A connection
-// from a trusted proxy has no old address (s.ip invalid, counted nowhere).
+// from a trusted proxy has no old address (s.ip() invalid, counted nowhere).
 func (r *Room) readmit(s *connState, ip netip.Addr) bool {
 	cfg := &r.deps.Config.Load().Room
 	res := admitted
@@ -71,8 +71,8 @@ func (r *Room) readmit(s *connState, ip netip.Addr) bool {
 		mRefused.WithLabelValues(string(res)).Inc()
 		return false
 	}
-	r.ips.release(s.ip, s.unauthed)
-	s.ip = ip
+	r.ips.release(s.ip(), s.unauthed)
+	s.setIP(ip)
 	return true
 }
 

@@ -3,10 +3,12 @@ package room
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/internal/appset"
 	"github.com/lcpush/lcpush/pkg/config"
 	"github.com/lcpush/lcpush/pkg/proto"
 	"github.com/lcpush/lcpush/pkg/push"
@@ -42,8 +44,8 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	r.authenticated(s)
 	s.uid = a.UID // decoded JSON strings are fresh copies, not gnet's buffer
 	s.hb = int32(cfg.Room.ClampHeartbeat(a.HB))
-	apps := []uint32{f.App}
-	s.apps.Store(&apps)
+	apps := appset.One(f.App) // shared and read-only: see connState.apps
+	s.apps.Store(apps)
 	s.state = stAuthing
 	s.since = time.Now().Unix()
 	resumed := r.resume(s, s.uid, f.App) // takes the held session's id and since
@@ -51,8 +53,8 @@ func (r *Room) handleAuth(s *connState, f proto.Frame) gnet.Action {
 	// here while AUTH_OK is not written yet is queued on the connection.
 	r.idx.add(s)
 	sess := push.Session{
-		UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: []uint32{f.App},
-		Since: s.since, IP: s.ip.String(),
+		UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: *apps,
+		Since: s.since, IP: s.ip().String(),
 	}
 	seq := f.Seq
 	r.mu.RLock()
@@ -89,8 +91,7 @@ type authResult struct {
 // already, under the same connection id: only its stored messages load.
 func (r *Room) authTask(s *connState, sess push.Session, seq uint32, resumed bool) {
 	res := &authResult{seq: seq, since: sess.Since}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
+	ctx := callCtx()
 	var displaced []push.Session
 	var err error
 	if !resumed {
@@ -158,11 +159,10 @@ func (r *Room) finishAuth(s *connState, res *authResult) {
 	l.outBuf = proto.AppendJSON(l.outBuf[:0], proto.Header{Op: proto.OpAuthOK, Seq: res.seq},
 		proto.AuthOK{HB: int(s.hb), Room: r.cfg.ID, ServerTime: time.Now().Unix()})
 	l.outBuf, _ = r.appendStored(s, l.outBuf, res.msgs)
-	for _, p := range s.pending {
+	for _, p := range s.takePending() {
 		l.outBuf = append(l.outBuf, p...)
 		mPushes.Inc()
 	}
-	s.pending = nil
 	if !r.send(s, kindStored, l.outBuf) {
 		return
 	}
@@ -187,7 +187,17 @@ func (r *Room) displace(ctx context.Context, sess push.Session, displaced []push
 
 // verifyToken checks a token for (app, uid) offline: the app's secret, the
 // expiry with the configured skew, and the maximum lifetime.
+// Loops and workers share the Verifiers (keyed HMACs kept warm: a check
+// makes no garbage) through a pool.
 func verifyToken(cfg *config.Config, app uint32, uid, tok string) bool {
 	a, ok := cfg.App(app)
-	return ok && token.VerifyLifetime([]byte(a.Secret), app, uid, tok, time.Now(), cfg.Room.TokenSkew, cfg.Room.MaxTokenLifetime) == nil
+	if !ok {
+		return false
+	}
+	v := verifiers.Get().(*token.Verifier)
+	err := v.VerifyLifetime(a.Secret, app, uid, tok, time.Now(), cfg.Room.TokenSkew, cfg.Room.MaxTokenLifetime)
+	verifiers.Put(v)
+	return err == nil
 }
+
+var verifiers = sync.Pool{New: func() any { return new(token.Verifier) }}

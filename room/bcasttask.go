@@ -19,8 +19,13 @@ import (
 // the task's deadline plus bcastKeep, or its eviction from a full table).
 
 const (
-	// maxBcastTasks bounds the task table (running and finished).
+	// maxBcastTasks bounds the running tasks of the table.
 	maxBcastTasks = 1024
+	// maxBcastFinished bounds its finished tasks: each is kept at least
+	// bcastMinKeep, so this bounds the broadcasts a room takes per
+	// bcastMinKeep (32,768 per 2 minutes: 273/s sustained, any burst of
+	// up to 32,768 broadcasts), at about 350 B each (11 MiB when full).
+	maxBcastFinished = 1 << 15
 	// bcastKeep is how long after its deadline a finished task still
 	// answers: a resume arrives only after the dead center's lease lapsed.
 	bcastKeep = 10 * time.Minute
@@ -160,7 +165,7 @@ func (ts *bcastTasks) drop(t *bcastTask) {
 func (ts *bcastTasks) evict(now time.Time) bool {
 	for len(ts.fin) > 0 {
 		t := ts.fin[0]
-		full := len(ts.m) >= maxBcastTasks
+		full := len(ts.m)-ts.running >= maxBcastFinished
 		if !t.gone && now.Before(t.keep) && (!full || now.Sub(t.at) < bcastMinKeep) {
 			break
 		}
@@ -170,7 +175,10 @@ func (ts *bcastTasks) evict(now time.Time) bool {
 			ts.drop(t)
 		}
 	}
-	return len(ts.m) < maxBcastTasks
+	if len(ts.fin) == 0 && cap(ts.fin) > 1024 {
+		ts.fin = nil // the slice's head moved on: give back its array
+	}
+	return ts.running < maxBcastTasks && len(ts.m)-ts.running < maxBcastFinished
 }
 
 // stopBcasts cancels the running broadcast tasks and waits for their

@@ -199,8 +199,8 @@ func TestBcastDistinctIDs(t *testing.T) {
 	other.ExpectQuiet(0)
 }
 
-// The table holds maxBcastTasks tasks: a call beyond that many running is
-// refused (push.ErrUnavailable); finished ones make room, the one that
+// The table holds maxBcastTasks running tasks and maxBcastFinished finished
+// ones: a call beyond either is refused (push.ErrUnavailable); finished ones make room, the one that
 // finished first going first; one past its keep time no longer answers.
 func TestBcastTableBound(t *testing.T) {
 	t.Run("running", func(t *testing.T) {
@@ -240,12 +240,12 @@ func TestBcastTableBound(t *testing.T) {
 		// A resume of a task that finished seconds ago must find it: a
 		// full table refuses a new task rather than evict it.
 		e := startEnv(t, envOpt{})
-		for id := range uint64(maxBcastTasks) {
+		for id := range uint64(maxBcastFinished) {
 			if _, err := e.room.Broadcast(t.Context(), bcastMsg(id+1), 0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := e.room.Broadcast(t.Context(), bcastMsg(5000), 0); !errors.Is(err, ErrBroadcastsFull) {
+		if _, err := e.room.Broadcast(t.Context(), bcastMsg(50000), 0); !errors.Is(err, ErrBroadcastsFull) {
 			t.Fatalf("Broadcast on a table of young finished tasks: %v; want ErrBroadcastsFull", err)
 		}
 		if taskOf(e.room, 1) == nil {
@@ -254,7 +254,7 @@ func TestBcastTableBound(t *testing.T) {
 	})
 	t.Run("finished", func(t *testing.T) {
 		e := startEnv(t, envOpt{})
-		for id := range uint64(maxBcastTasks) {
+		for id := range uint64(maxBcastFinished) {
 			if _, err := e.room.Broadcast(t.Context(), bcastMsg(id+1), 0); err != nil {
 				t.Fatal(err)
 			}
@@ -267,7 +267,7 @@ func TestBcastTableBound(t *testing.T) {
 			gone    uint64 // the task that must have left the table, 0: none
 			present uint64
 		}{
-			{5000, 0, callStarted, 1, 2}, // the one that finished first goes
+			{50000, 0, callStarted, 1, 2}, // the one that finished first goes
 			{2, 0, callFinished, 0, 2},
 			{1, 0, callStarted, 2, 3}, // evicted: a new task
 			{3, 3, callStarted, 0, 4}, // past its keep time: a new task
@@ -295,7 +295,7 @@ func TestBcastTableBound(t *testing.T) {
 			e.room.bcasts.mu.Lock()
 			size, fin := len(e.room.bcasts.m), len(e.room.bcasts.fin)
 			e.room.bcasts.mu.Unlock()
-			if size > maxBcastTasks || fin > maxBcastTasks {
+			if size > maxBcastFinished || fin > maxBcastFinished {
 				t.Fatalf("table holds %d tasks, %d in the finished list", size, fin)
 			}
 		}

@@ -98,8 +98,9 @@ func (r *Room) handleUnbind(s *connState, f proto.Frame) {
 // connection are serialised and each sends the set as it is when it runs,
 // so the last one to finish always carries the latest set.
 func (r *Room) setApps(ctx context.Context, s *connState) ([]push.Session, error) {
-	s.setMu.Lock()
-	defer s.setMu.Unlock()
+	mu := s.setMu()
+	mu.Lock()
+	defer mu.Unlock()
 	displaced, _, err := r.deps.Register.SetApps(ctx, s.uid, s.id, s.appList())
 	return displaced, err
 }

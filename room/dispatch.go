@@ -102,7 +102,7 @@ func (r *Room) protocolError(s *connState, seq uint32, code, msg string) gnet.Ac
 func (r *Room) transportError(s *connState, err error) gnet.Action {
 	var ce *closeError
 	if errors.As(err, &ce) {
-		r.log.Debug("transport closed the connection", "conn", s.id, "ip", s.ip, "err", err)
+		r.log.Debug("transport closed the connection", "conn", s.id, "ip", s.ip(), "err", err)
 		r.lingerClose(s, ce.reason, "")
 		return gnet.None
 	}
@@ -133,13 +133,13 @@ func (r *Room) handleFrame(s *connState, f proto.Frame) gnet.Action {
 		}
 		return r.handleAck(s, f)
 	case proto.OpUpstream:
-		if !s.up.allow(limitOf(lim.Upstream), now) {
+		if !s.extra().up.allow(limitOf(lim.Upstream), now) {
 			r.refuseRate(s, f, "upstream")
 			return gnet.None
 		}
 		return r.handleUpstream(s, f)
 	case proto.OpBind, proto.OpUnbind:
-		if !s.bind.allow(limitOf(lim.Bind), now) {
+		if !s.extra().bind.allow(limitOf(lim.Bind), now) {
 			r.refuseRate(s, f, "bind")
 			return gnet.None
 		}

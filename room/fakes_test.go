@@ -137,7 +137,7 @@ type fakeSaver struct {
 	ackCall int // Ack and AckMany calls, refused ones included
 	// ackMany counts the AckMany calls, ackEntries their entries.
 	ackMany, ackEntries int
-	err     error
+	err                 error
 	// ackGate, when set, holds every Ack until it is closed.
 	ackGate chan struct{}
 	sent    []push.StatusDelta // every AddSent delta
@@ -182,6 +182,32 @@ func (f *fakeSaver) Ack(_ context.Context, uid string, apps []uint32, ids []uint
 	f.acks[uid] = append(f.acks[uid], ids...)
 	f.ackApps[uid] = append(f.ackApps[uid], slices.Clone(apps))
 	return len(ids), nil
+}
+
+// AckMany records each entry as Ack does, in one call (and one wait at
+// ackGate).
+func (f *fakeSaver) AckMany(_ context.Context, acks []push.AckReq) (int, error) {
+	f.mu.Lock()
+	gate := f.ackGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ackCall++
+	f.ackMany++
+	f.ackEntries += len(acks)
+	if f.ackErr != nil {
+		return 0, f.ackErr
+	}
+	n := 0
+	for _, a := range acks {
+		f.acks[a.UID] = append(f.acks[a.UID], a.IDs...)
+		f.ackApps[a.UID] = append(f.ackApps[a.UID], slices.Clone(a.Apps))
+		n += len(a.IDs)
+	}
+	return n, nil
 }
 
 func (f *fakeSaver) AddSent(_ context.Context, deltas []push.StatusDelta) error {

@@ -31,7 +31,7 @@ func (r *Room) Sessions(ctx context.Context) ([]push.Session, error) {
 			if s.state == stAuthed && s.registered && !s.cleaned {
 				mine = append(mine, push.Session{
 					UID: s.uid, Room: r.cfg.ID, ConnID: s.id, Apps: slices.Clone(s.appList()),
-					Since: s.since, IP: s.ip.String(),
+					Since: s.since, IP: s.ip().String(),
 				})
 			}
 		})

@@ -112,10 +112,12 @@ type Register interface {
 type Saver interface {
 	// Load returns stored QoS 1 (and broadcast) messages in ID order.
 	Load(ctx context.Context, uid string, apps []uint32) ([]push.Message, error)
-	// Ack deletes the uid's messages with these ids that belong to one of
-	// apps (the apps bound on the ACKing connection); unknown ids and ids of
-	// other apps are ignored.
-	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
+	// AckMany applies ACKs in one call, as one Ack per entry in order
+	// would: each deletes the entry's uid's messages with these ids that
+	// belong to one of its apps (the apps bound on the ACKing connection);
+	// unknown ids and ids of other apps are ignored. At most
+	// push.MaxAckEntries entries and push.MaxAckIDs ids per call (ack.go).
+	AckMany(ctx context.Context, acks []push.AckReq) (int, error)
 	// AddSent adds the room's socket writes to the messages' delivery
 	// status (batched: one call per loop per tick, sent.go).
 	AddSent(ctx context.Context, deltas []push.StatusDelta) error

@@ -13,6 +13,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/lcpush/lcpush/internal/appset"
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
@@ -40,37 +41,41 @@ const (
 
 // connState is everything the room keeps per connection, set as the gnet
 // connection's context. It is kept small: ~1M of these per instance is the
-// design point.
+// design point. 160 bytes, one size class (TestConnStateIsSmall): what a
+// connection rarely uses hangs off x, allocated on first use; the client
+// address is the socket's (gnet keeps it) unless a PROXY header named
+// another (x.ip); the app set is interned (internal/appset), shared by
+// every connection with the same apps.
 //
 // Ownership: the connection's loop owns every field, except that
-//   - c, loop and id never change after OnOpen, tr and ip never change
-//     after the transport's handshake (before any frame), and uid never
-//     changes after the state leaves stNew (it is set before the connection
-//     enters the index, under the shard lock), so any goroutine may read
-//     them;
+//   - c, loop and id never change after OnOpen, tr never changes after
+//     the transport's handshake (before any frame), and uid never changes
+//     after the state leaves stNew (it is set before the connection enters
+//     the index, under the shard lock), so any goroutine may read them;
 //   - apps is an atomic copy-on-write set, read by Push on any goroutine;
 //   - sameNext is guarded by the index shard lock;
-//   - setMu serialises this connection's Register.SetApps calls on workers.
+//   - x is the loop's only (the address it holds included).
 type connState struct {
 	c    gnet.Conn
 	loop *loopState
 	id   uint64
 	uid  string
-	ip   netip.Addr
 
-	apps     atomic.Pointer[[]uint32]
-	sameNext *connState // older connection of the same uid (index)
-	setMu    sync.Mutex
+	apps     atomic.Pointer[[]uint32] // interned, read-only (appset)
+	sameNext *connState               // older connection of the same uid (index)
 
 	prev, next *connState // loop's list of connections
 
-	active     int64    // monotonic ns: open time while stNew, then last frame
-	since      int64    // login time, unix seconds (the session's Since)
-	cover      uint64   // loop's cover counter when it last became a broadcast target (cover.go)
-	pending    [][]byte // PUSH frames that arrived while stAuthing
-	ping, ack  bucket   // op limits (limits.go)
-	bind, up   bucket
-	errs       bucket // ERROR replies
+	active int64      // monotonic ns: open time while stNew, then last frame
+	since  int64      // login time, unix seconds (the session's Since)
+	cover  uint64     // loop's cover counter when it last became a broadcast target (cover.go)
+	x      *connExtra // rarely used state, nil until needed (extra)
+
+	// tr is how the connection's bytes become frames and back; raw TCP
+	// never reads it (custom).
+	tr transport
+
+	ping, ack  bucket // op limits (limits.go); the rare ones are in x
 	hb         int32  // negotiated heartbeat, seconds
 	state      uint8
 	registered bool  // Register succeeded: closing must unregister
@@ -83,11 +88,65 @@ type connState struct {
 	shaking    bool  // the transport's handshake is not over: no frame yet
 	custom     bool  // tr is not raw TCP: frames go through its methods (transport.go)
 	kind       uint8 // the listener's transport (trTCP, trWS), for metrics
-
-	// tr is how the connection's bytes become frames and back. Last, out
-	// of the way of the hot fields above: raw TCP never reads it (custom).
-	tr transport
 }
+
+// connExtra is the part of a connection's state that most connections
+// never need, or need only for a moment (loop only).
+type connExtra struct {
+	ip       netip.Addr // the client's address when not the socket's peer (ipSet)
+	pending  [][]byte   // PUSH frames that arrived while stAuthing
+	bind, up bucket     // op limits of BIND and UPSTREAM
+	errs     bucket     // ERROR replies
+	ipSet    bool       // ip replaces the socket's peer address (a PROXY header; invalid: a trusted proxy's own)
+}
+
+// extra returns s's rarely used state, allocating it on first use (loop only).
+func (s *connState) extra() *connExtra {
+	if s.x == nil {
+		s.x = &connExtra{}
+	}
+	return s.x
+}
+
+// ip is the client's address the caps count the connection under: the
+// socket's peer, or the address its PROXY header named (loop only). The
+// zero Addr for a trusted proxy's connection before its header.
+func (s *connState) ip() netip.Addr {
+	if s.x != nil && s.x.ipSet {
+		return s.x.ip
+	}
+	if s.c == nil {
+		return netip.Addr{}
+	}
+	return remoteIP(s.c.RemoteAddr())
+}
+
+// setIP makes ip the connection's client address (loop only).
+func (s *connState) setIP(ip netip.Addr) {
+	if s.x == nil && s.c != nil && ip == remoteIP(s.c.RemoteAddr()) {
+		return
+	}
+	x := s.extra()
+	x.ip, x.ipSet = ip, true
+}
+
+// takePending returns the PUSH frames queued while stAuthing and forgets them.
+func (s *connState) takePending() [][]byte {
+	if s.x == nil {
+		return nil
+	}
+	p := s.x.pending
+	s.x.pending = nil
+	return p
+}
+
+// setMus serialise each connection's Register.SetApps calls on the
+// workers (bind.go), striped by connection id instead of a mutex in every
+// connection: two connections sharing a stripe only wait for each other.
+var setMus [64]sync.Mutex
+
+// setMu returns the lock of s's SetApps calls.
+func (s *connState) setMu() *sync.Mutex { return &setMus[s.id%uint64(len(setMus))] }
 
 // hasApp reports whether app is bound. Safe on any goroutine.
 func (s *connState) hasApp(app uint32) bool {
@@ -109,10 +168,9 @@ func (s *connState) addApp(app uint32) bool {
 	if slices.Contains(cur, app) {
 		return false
 	}
-	next := make([]uint32, len(cur), len(cur)+1)
-	copy(next, cur)
-	next = append(next, app)
-	s.apps.Store(&next)
+	var buf [maxApps + 1]uint32
+	next := append(append(buf[:0], cur...), app)
+	s.apps.Store(appset.Of(next))
 	return true
 }
 
@@ -128,10 +186,9 @@ func (s *connState) removeApp(app uint32) bool {
 	if s.state == stAuthed {
 		s.loop.sent.ends.note(s.uid, cur[i:i+1:i+1]) // cur is never modified: no copy
 	}
-	next := make([]uint32, 0, len(cur)-1)
-	next = append(next, cur[:i]...)
-	next = append(next, cur[i+1:]...)
-	s.apps.Store(&next)
+	var buf [maxApps]uint32
+	next := append(append(buf[:0], cur[:i]...), cur[i+1:]...)
+	s.apps.Store(appset.Of(next))
 	return true
 }
 
@@ -144,15 +201,15 @@ func (r *Room) openConn(c gnet.Conn) ([]byte, gnet.Action) {
 		mRefused.WithLabelValues(string(res)).Inc()
 		return nil, gnet.Close
 	}
+	tr, kind := r.transportFor(c, proxied)
+	s := &connState{
+		c: c, loop: r.loopOf(c.EventLoop()), tr: tr, id: r.nextID.Add(1), kind: kind,
+		active: r.now(), unauthed: true, shaking: tr.handshaking(), custom: !isRaw(tr),
+	}
 	if proxied {
 		// Not counted under the proxy's address: the PROXY header names
 		// the client's, which readmit counts (admit.go).
-		ip = netip.Addr{}
-	}
-	tr, kind := r.transportFor(c, proxied)
-	s := &connState{
-		c: c, loop: r.loopOf(c.EventLoop()), tr: tr, id: r.nextID.Add(1), ip: ip, kind: kind,
-		active: r.now(), unauthed: true, shaking: tr.handshaking(), custom: !isRaw(tr),
+		s.setIP(netip.Addr{})
 	}
 	if a, ok := tr.(attacher); ok {
 		a.attach(s)
@@ -190,11 +247,11 @@ func (r *Room) shake(s *connState) gnet.Action {
 		if errors.Is(err, errNoSession) {
 			reason = closeNoSession
 		}
-		r.log.Debug("transport handshake refused", "conn", s.id, "ip", s.ip, "peer", s.c.RemoteAddr(), "err", err)
+		r.log.Debug("transport handshake refused", "conn", s.id, "ip", s.ip(), "peer", s.c.RemoteAddr(), "err", err)
 		r.lingerClose(s, reason, "")
 		return gnet.None
 	}
-	if step.addr.IsValid() && step.addr != s.ip && !r.readmit(s, step.addr) {
+	if step.addr.IsValid() && step.addr != s.ip() && !r.readmit(s, step.addr) {
 		r.lingerClose(s, closeHandshake, "")
 		return gnet.None
 	}
@@ -239,7 +296,7 @@ func (r *Room) authenticated(s *connState) {
 	if s.unauthed {
 		s.unauthed = false
 		r.unauthed.Add(-1)
-		r.ips.authed(s.ip)
+		r.ips.authed(s.ip())
 	}
 }
 
@@ -248,7 +305,7 @@ func (r *Room) authenticated(s *connState) {
 func (r *Room) endSession(s *connState) {
 	was := s.state
 	s.state = stClosed
-	s.pending = nil
+	s.takePending()
 	if was == stAuthing || was == stAuthed {
 		r.idx.remove(s)
 	}
@@ -279,7 +336,7 @@ func (r *Room) endSession(s *connState) {
 func (r *Room) releaseConn(s *connState) {
 	s.loop.unlink(s)
 	r.conns.Add(-1)
-	r.ips.release(s.ip, s.unauthed)
+	r.ips.release(s.ip(), s.unauthed)
 	if s.unauthed {
 		s.unauthed = false
 		r.unauthed.Add(-1)
@@ -380,8 +437,7 @@ func (r *Room) sweepLinger(s *connState, now int64) {
 // session already replaced by a newer login is not reported offline: the
 // user is online elsewhere.
 func (r *Room) unregister(uid string, connID uint64, apps []uint32) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
+	ctx := callCtx()
 	mBackendCalls.WithLabelValues("unregister").Inc()
 	ok, err := r.deps.Register.Unregister(ctx, uid, r.cfg.ID, connID)
 	if err != nil {
@@ -404,4 +460,44 @@ func (r *Room) unregisterAsync(s *connState) {
 		mPoolDropped.WithLabelValues("unregister").Inc()
 		r.log.Warn("unregister dropped: worker pool full", "uid", uid, "conn", id)
 	}
+}
+
+// sharedCall is one deadline context that the logins' and closes' backend
+// calls share for sharedCallFor (callCtx).
+type sharedCall struct {
+	ctx    context.Context
+	cancel context.CancelFunc // never needed: the context ends at its deadline
+	until  int64              // unix ns: handed out until then
+}
+
+// sharedCallFor is how long one shared context is handed out: a call's
+// deadline is callTimeout after its start, minus at most this much.
+const sharedCallFor = 100 * time.Millisecond
+
+var (
+	sharedCallMu  sync.Mutex
+	sharedCallCur atomic.Pointer[sharedCall]
+)
+
+// callCtx returns a context for one login's or close's backend calls
+// (register, store; worker): a deadline callTimeout from about now,
+// shared with every call that starts in the same sharedCallFor. A context
+// of its own (context.WithTimeout: a context, a timer and its cancel) was
+// ~380 bytes of garbage a login, and the garbage of a login storm is what
+// the heap's GC headroom, hence the process's RSS, grows with. It is never
+// cancelled early: it ends at its deadline, and at most
+// callTimeout/sharedCallFor (50) of them are alive at once.
+func callCtx() context.Context {
+	now := time.Now().UnixNano()
+	if p := sharedCallCur.Load(); p != nil && now < p.until {
+		return p.ctx
+	}
+	sharedCallMu.Lock()
+	defer sharedCallMu.Unlock()
+	if p := sharedCallCur.Load(); p != nil && now < p.until {
+		return p.ctx
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	sharedCallCur.Store(&sharedCall{ctx: ctx, cancel: cancel, until: now + int64(sharedCallFor)})
+	return ctx
 }

@@ -87,9 +87,14 @@ func TestBucket(t *testing.T) {
 }
 
 func TestConnStateIsSmall(t *testing.T) {
-	// gnet's own conn is ~400 bytes; ours must stay in the same league.
-	if sz := unsafe.Sizeof(connState{}); sz > 256 {
-		t.Fatalf("connState is %d bytes", sz)
+	// gnet's own conn and its addresses are ~380 bytes; ours is one
+	// 160-byte size class (docs/benchmarks.md, "Idle memory per
+	// connection"): a field more needs one out, or into connExtra.
+	if sz := unsafe.Sizeof(connState{}); sz > 160 {
+		t.Fatalf("connState is %d bytes, want at most 160", sz)
+	}
+	if sz := unsafe.Sizeof(connExtra{}); sz > 80 {
+		t.Fatalf("connExtra is %d bytes, want at most 80", sz)
 	}
 }
 

@@ -180,7 +180,7 @@ func (r *Room) writeError(s *connState, seq uint32, code, msg string) {
 	if s.state == stClosed {
 		return
 	}
-	if !s.errs.allow(limitOf(r.deps.Config.Load().Room.Limits.Errors), r.nowMS()) {
+	if !s.extra().errs.allow(limitOf(r.deps.Config.Load().Room.Limits.Errors), r.nowMS()) {
 		l := s.loop
 		l.outBuf = proto.AppendError(l.outBuf[:0], seq, proto.ErrCodeRateLimited, "too many refused frames")
 		r.send(s, kindReply, l.outBuf)
@@ -253,11 +253,13 @@ const maxArenaKeep = 4 << 20
 // and schedules one flush on the loop unless one is already scheduled; the
 // flush takes everything queued so far, so under a stream each connection
 // gets one write per loop wake-up carrying all its frames, while a lone push
-// still goes out at once (no timer).
+// on an idle loop still goes out at once. Under load the flush may first
+// linger, up to room.linger, for more batches (linger.go).
 type pushQueue struct {
 	mu        sync.Mutex
 	q         []*pushBatch // guarded by mu
-	scheduled atomic.Bool  // a flush is queued on the loop and has not started yet
+	scheduled atomic.Bool  // a flush is queued on the loop (or lingering) and has not started yet
+	ls        lingerState
 
 	// Loop-only scratch of the flush, reused from one flush to the next.
 	spare  []*pushBatch
@@ -293,33 +295,37 @@ type pushFlush struct {
 // reports false when the loop no longer runs tasks (b is dropped then).
 func (r *Room) enqueue(l *loopState, b *pushBatch) bool {
 	pq := &l.push
+	now := r.now()
 	pq.mu.Lock()
+	pq.ls.noteArrival(now, len(pq.q) == 0)
 	pq.q = append(pq.q, b)
 	pq.mu.Unlock()
-	// A failed CAS means a flush is scheduled and has not cleared the flag
-	// yet: it clears it before taking the queue, so it will see b.
+	// A failed CAS means a flush is scheduled (or lingering) and has not
+	// cleared the flag yet: it clears it before taking the queue, so it
+	// will see b.
 	if !pq.scheduled.CompareAndSwap(false, true) {
 		return true
 	}
 	if err := l.el.Execute(context.Background(), l.flusher); err != nil {
-		pq.scheduled.Store(false)
-		pq.mu.Lock()
-		q := pq.q
-		pq.q = nil
-		pq.mu.Unlock()
-		for _, x := range q {
-			l.backlog.Add(-x.cost)
-			x.release()
-		}
+		r.dropQueued(l)
 		return false
 	}
 	return true
 }
 
-// Run takes the loop's queued batches and writes them.
+// Run takes the loop's queued batches and writes them; under load it first
+// lingers (linger.go): it arms the loop's timer, whose Execute calls Run
+// again, and returns with the flush still scheduled.
 func (f *pushFlush) Run(context.Context) error {
 	r, l := f.r, f.l
 	pq := &l.push
+	lingered := pq.ls.lingering
+	if lingered {
+		pq.ls.lingering = false
+	} else if d := r.lingerFor(l); d > 0 {
+		r.armLinger(l, d)
+		return nil
+	}
 	pq.scheduled.Store(false) // before the swap: see enqueue
 	pq.mu.Lock()
 	q := pq.q
@@ -329,6 +335,12 @@ func (f *pushFlush) Run(context.Context) error {
 		pq.spare = q
 		return nil
 	}
+	start := r.now()
+	if lingered {
+		mFlushLingered.Inc()
+		mLinger.Observe(time.Duration(start - pq.ls.armedAt).Seconds())
+	}
+	mFlushBatches.Observe(float64(len(q)))
 	for _, b := range q {
 		l.backlog.Add(-b.cost)
 	}
@@ -337,6 +349,7 @@ func (f *pushFlush) Run(context.Context) error {
 		r.flushBatches(l, rest[:k])
 		rest = rest[k:]
 	}
+	pq.ls.lastDur, pq.ls.lastN = time.Duration(r.now()-start), len(q)
 	for i, b := range q {
 		if b.wide && b.sent > 0 {
 			l.sent.count(&b.msg, int64(b.sent))
@@ -545,8 +558,8 @@ func (r *Room) deliver(s *connState, q []*pushBatch, sel []int32) int {
 			if !s.hasApp(q[i].msg.App) {
 				continue
 			}
-			if len(s.pending) < maxPending {
-				s.pending = append(s.pending, bytes.Clone(pq.frames[i]))
+			if x := s.extra(); len(x.pending) < maxPending {
+				x.pending = append(x.pending, bytes.Clone(pq.frames[i]))
 			} else {
 				mPushDropped.WithLabelValues("pending_full").Inc()
 			}

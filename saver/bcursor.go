@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // A broadcast cursor is one uid's state of the QoS 1 broadcasts of one app,
@@ -279,6 +280,18 @@ type appSeqs struct {
 	refs    []bref   // ascending seq
 	seqs    []uint64 // the same seqs; shared with live's callers, never changed in place
 	nextExp int64    // the earliest expiry among refs, 0 when none expires
+	// unexpired is live's answer once some of refs expired (a stream of
+	// broadcasts with a TTL: until Expire drops them, nearly always), for
+	// the second in at: every ACK of that second shares it instead of
+	// copying the app's seqs (an allocation per ACK, of every live
+	// broadcast: a QoS 1 stream's ACKs made the heap grow past the TTL).
+	unexpired atomic.Pointer[liveAt]
+}
+
+// liveAt is the seqs unexpired at a second, shared: never changed in place.
+type liveAt struct {
+	at   int64
+	seqs []uint64
 }
 
 func newBseqs() *bseqs {
@@ -371,12 +384,16 @@ func (x *bseqs) live(app uint32, now int64) []uint64 {
 	if a.nextExp == 0 || now < a.nextExp {
 		return a.seqs
 	}
+	if c := a.unexpired.Load(); c != nil && c.at == now {
+		return c.seqs
+	}
 	out := make([]uint64, 0, len(a.refs))
 	for _, r := range a.refs {
 		if !r.expired(now) {
 			out = append(out, r.seq)
 		}
 	}
+	a.unexpired.Store(&liveAt{at: now, seqs: out})
 	return out
 }
 

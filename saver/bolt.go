@@ -1,6 +1,7 @@
 package saver
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -445,38 +446,102 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 	if len(apps) == 0 || len(ids) == 0 {
 		return 0, nil
 	}
-	if b.closed.Load() {
-		return 0, fmt.Errorf("saver ack %s: %w", uid, ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	n, err := b.ack(ctx, []push.AckReq{{UID: uid, Apps: apps, IDs: ids}})
+	if err != nil {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
 	}
-	// The inbox key of every id, in one buffer.
-	per := len(uid) + 9
-	buf := make([]byte, 0, per*len(ids))
-	ks := make([]ackKeys, len(ids))
-	for i, id := range ids {
-		start := len(buf)
-		buf = inboxKey(buf, uid, id)
-		ks[i] = ackKeys{inbox: buf[start:], id: id}
+	return n, nil
+}
+
+// AckMany implements Store: Ack's read pass and write transaction, once
+// for the whole slice. The write joins a db.Batch rather than running its
+// own db.Update: the loops of a room drain their ACK queues concurrently
+// and centers Save meanwhile, and Batch lets all of them share one commit
+// and one fsync (an Update would cost one fsync per call); the function
+// is idempotent, as Batch requires (it may run twice).
+func (b *Bolt) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	if err := checkAcks(acks); err != nil {
+		return 0, fmt.Errorf("saver ack many: %w", err)
+	}
+	n, err := b.ack(ctx, acks)
+	if err != nil {
+		return 0, fmt.Errorf("saver ack many (%d entries): %w", len(acks), err)
+	}
+	return n, nil
+}
+
+// ack applies acks (uids checked): entries in order, the cursors of a uid
+// named twice shared between its entries, as sequential Acks would see
+// them. It returns the total count.
+func (b *Bolt) ack(ctx context.Context, acks []push.AckReq) (int, error) {
+	if b.closed.Load() {
+		return 0, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	// The inbox key of every id, in one buffer; ends[i] is where entry
+	// i's keys end in ks.
+	size, count := 0, 0
+	for i := range acks {
+		if len(acks[i].Apps) == 0 {
+			continue // Ack with no app does nothing
+		}
+		size += (len(acks[i].UID) + 9) * len(acks[i].IDs)
+		count += len(acks[i].IDs)
+	}
+	if count == 0 {
+		return 0, nil
+	}
+	buf := make([]byte, 0, size)
+	ks := make([]ackKeys, 0, count)
+	ends := make([]int, len(acks))
+	for i := range acks {
+		a := &acks[i]
+		if len(a.Apps) > 0 {
+			for _, id := range a.IDs {
+				start := len(buf)
+				buf = inboxKey(buf, a.UID, id)
+				ks = append(ks, ackKeys{inbox: buf[start:], id: id})
+			}
+		}
+		ends[i] = len(ks)
 	}
 	now := time.Now().Unix()
+	// each runs f over every live entry's keys with the uid's cursors of
+	// this transaction.
+	each := func(tx *bolt.Tx, f func(bk *ackBuckets, a *push.AckReq, k *ackKeys) error) (*ackBuckets, error) {
+		bk := &ackBuckets{tx: tx, x: b.bx, now: now, slab: make([]ackCursors, 0, len(acks))}
+		lo := 0
+		for i := range acks {
+			hi := ends[i]
+			if lo < hi {
+				bk.use(acks[i].UID)
+			}
+			for j := lo; j < hi; j++ {
+				if err := f(bk, &acks[i], &ks[j]); err != nil {
+					return bk, err
+				}
+			}
+			lo = hi
+		}
+		return bk, nil
+	}
 	live := 0
 	err := b.db.View(func(tx *bolt.Tx) error {
 		live = 0
-		bk := ackBuckets{tx: tx, x: b.bx, cur: newTxCursors(tx, b.bx, uid, now)}
-		for i := range ks {
-			k := &ks[i]
-			what, _ := bk.takes(k, apps) // ACKs the cursor copies read here
+		_, err := each(tx, func(bk *ackBuckets, a *push.AckReq, k *ackKeys) error {
+			what, _ := bk.takes(k, a.Apps) // ACKs the cursor copies read here
 			k.live = what != ackNone
 			if k.live {
 				live++
 			}
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("saver ack %s: %w", uid, closedErr(err))
+		return 0, closedErr(err)
 	}
 	if live == 0 {
 		return 0, nil // nothing to change: no write transaction
@@ -485,18 +550,16 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 	var deleted []uint32 // apps of deleted unicast entries
 	err = b.batch(ctx, func(tx *bolt.Tx) error {
 		n, unparked, deleted = 0, 0, deleted[:0]
-		bk := ackBuckets{tx: tx, x: b.bx, cur: newTxCursors(tx, b.bx, uid, now)}
-		inbox, exp := bk.bucket(&bk.inbox, bucketInbox), tx.Bucket(bucketExpiry)
+		exp := tx.Bucket(bucketExpiry)
 		sx := newStatusTx(tx)
-		for i := range ks {
-			k := &ks[i]
+		bk, err := each(tx, func(bk *ackBuckets, a *push.AckReq, k *ackKeys) error {
 			if !k.live {
-				continue
+				return nil
 			}
-			switch what, v := bk.takes(k, apps); what {
+			switch what, v := bk.takes(k, a.Apps); what {
 			case ackEntry:
 				app, expire, herr := decodeHeader(v)
-				if err := inbox.Delete(k.inbox); err != nil {
+				if err := bk.inbox.Delete(k.inbox); err != nil {
 					return err
 				}
 				p, err := forgetEntry(tx, k.inbox)
@@ -505,11 +568,11 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 				}
 				unparked += p
 				n++
-				if err := sx.step(inboxID(k.inbox), uid, onAck, fAcked); err != nil {
+				if err := sx.step(inboxID(k.inbox), a.UID, onAck, fAcked); err != nil {
 					return err
 				}
 				if herr != nil {
-					continue // corrupt: never counted as pending, no expiry record known
+					return nil // corrupt: never counted as pending, no expiry record known
 				}
 				deleted = append(deleted, app)
 				if expire != 0 {
@@ -521,14 +584,18 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 				n++
 				sx.count(k.id, func(st *push.MessageStatus) { st.Acked++ })
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if err := bk.cur.flush(); err != nil {
+		if err := bk.flush(); err != nil {
 			return err
 		}
 		return sx.flush()
 	})
 	if err != nil {
-		return 0, fmt.Errorf("saver ack %s: %w", uid, err)
+		return 0, err
 	}
 	if len(deleted) > 0 {
 		b.mu.Lock()
@@ -558,12 +625,35 @@ const (
 )
 
 // ackBuckets opens the buckets an ACK reads as it needs them: most ACKs
-// find their entries in the inbox and never read a cursor.
+// find their entries in the inbox and never read a cursor. cur is the
+// cursors of the uid of the entry at hand (use), first and curs those of
+// every uid the transaction touched, ACKed in place.
 type ackBuckets struct {
 	tx    *bolt.Tx
 	inbox *bolt.Bucket
+	bcur  *bolt.Bucket // opened once per transaction, shared by every uid's cursors
 	x     *bseqs
-	cur   *txCursors // the uid's cursors, ACKed in place
+	now   int64
+	cur   *ackCursors
+	first *ackCursors            // the first uid's (most calls name one uid)
+	curs  map[string]*ackCursors // the others', by uid
+	slab  []ackCursors           // their storage, capacity for every entry: never grown
+	// One bbolt cursor per bucket, reused for every lookup (a Get makes
+	// a cursor, and grows its stack, each time).
+	inboxC, bcurC *bolt.Cursor
+}
+
+// get returns the value of key in the bucket of *c (opened on first use
+// from b), or nil.
+func (a *ackBuckets) get(c **bolt.Cursor, b *bolt.Bucket, key []byte) []byte {
+	if *c == nil {
+		*c = b.Cursor()
+	}
+	k, v := (*c).Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 func (a *ackBuckets) bucket(b **bolt.Bucket, name []byte) *bolt.Bucket {
@@ -573,10 +663,126 @@ func (a *ackBuckets) bucket(b **bolt.Bucket, name []byte) *bolt.Bucket {
 	return *b
 }
 
+// use makes uid's cursors current, creating them on first use.
+func (a *ackBuckets) use(uid string) {
+	if a.cur != nil && a.cur.uid == uid {
+		return
+	}
+	a.bucket(&a.inbox, bucketInbox)
+	var c *ackCursors
+	switch {
+	case a.first == nil:
+	case a.first.uid == uid:
+		c = a.first
+	default:
+		c = a.curs[uid]
+	}
+	if c == nil {
+		if len(a.slab) == cap(a.slab) { // not reached: one per entry at most
+			a.slab = make([]ackCursors, 0, 1)
+		}
+		a.slab = append(a.slab, ackCursors{uid: uid})
+		c = &a.slab[len(a.slab)-1]
+		if a.first == nil {
+			a.first = c
+		} else {
+			if a.curs == nil {
+				a.curs = make(map[string]*ackCursors, cap(a.slab))
+			}
+			a.curs[uid] = c
+		}
+	}
+	a.cur = c
+}
+
+// flush writes back every uid's cursors that an ACK changed. Their keys
+// and values, which bbolt keeps until the commit, share one growing
+// buffer (a slice taken from it stays valid when it grows).
+func (a *ackBuckets) flush() error {
+	if a.first == nil {
+		return nil
+	}
+	var arena []byte
+	if err := a.first.flush(a.bcur, &arena); err != nil {
+		return err
+	}
+	for _, c := range a.curs {
+		if err := c.flush(a.bcur, &arena); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ackCursors are the broadcast cursors of one uid one ACK transaction
+// reads, by app: a short list (a connection binds a few apps, an ACK
+// usually names one app's broadcasts), no map.
+type ackCursors struct {
+	uid  string
+	apps []ackCursor
+	one  [1]ackCursor // apps' storage for the first app
+}
+
+type ackCursor struct {
+	app   uint32
+	dirty bool
+	live  []uint64 // the app's live seqs, as normalize takes them
+	c     bcursor
+}
+
+// get returns uid's normalized cursor of app, read on first use.
+func (u *ackCursors) get(a *ackBuckets, app uint32) *ackCursor {
+	for i := range u.apps {
+		if u.apps[i].app == app {
+			return &u.apps[i]
+		}
+	}
+	if u.apps == nil {
+		u.apps = u.one[:0]
+	}
+	bk := a.bucket(&a.bcur, bucketBcur)
+	var key [push.MaxUIDLen + 5]byte // bcurKey: uid, NUL, app
+	c := ackCursor{app: app, live: a.x.live(app, a.now)}
+	cur, err := decodeCursor(a.get(&a.bcurC, bk, bcurKey(key[:0], u.uid, app)))
+	if err == nil { // a corrupt record reads as the zero cursor, as getCursor has it
+		c.c = cur
+	}
+	c.c.normalize(c.live)
+	u.apps = append(u.apps, c)
+	return &u.apps[len(u.apps)-1]
+}
+
+// flush writes back the cursors an ACK changed, normalized (putCursor's
+// write, its bytes appended to *arena).
+func (u *ackCursors) flush(bk *bolt.Bucket, arena *[]byte) error {
+	for i := range u.apps {
+		c := &u.apps[i]
+		if !c.dirty {
+			continue
+		}
+		c.c.normalize(c.live)
+		start := len(*arena)
+		*arena = bcurKey(*arena, u.uid, c.app)
+		key := (*arena)[start:len(*arena):len(*arena)]
+		if c.c.empty() {
+			if err := bk.Delete(key); err != nil {
+				return err
+			}
+			continue
+		}
+		start = len(*arena)
+		*arena = c.c.appendTo(*arena)
+		if err := bk.Put(key, (*arena)[start:len(*arena):len(*arena)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // takes reports what ACKing k for apps does, in either transaction, and
 // the inbox entry's value for ackEntry.
 func (a *ackBuckets) takes(k *ackKeys, apps []uint32) (int, []byte) {
-	if v := a.bucket(&a.inbox, bucketInbox).Get(k.inbox); v != nil {
+	if v := a.get(&a.inboxC, a.bucket(&a.inbox, bucketInbox), k.inbox); v != nil {
 		if app, _, err := decodeHeader(v); err != nil || hasApp(apps, app) {
 			return ackEntry, v
 		}
@@ -584,13 +790,14 @@ func (a *ackBuckets) takes(k *ackKeys, apps []uint32) (int, []byte) {
 	}
 	// An expired broadcast is never delivered again: its ACK is as unknown.
 	r, ok := a.x.get(k.id)
-	if !ok || !hasApp(apps, r.app) || r.expired(a.cur.now) {
+	if !ok || !hasApp(apps, r.app) || r.expired(a.now) {
 		return ackNone, nil
 	}
-	if !a.cur.get(r.app).ack(r.seq) {
+	c := a.cur.get(a, r.app)
+	if !c.c.ack(r.seq) {
 		return ackNone, nil // ACKed already (or another id of this Ack did)
 	}
-	a.cur.dirty[r.app] = true
+	c.dirty = true
 	return ackBroadcast, nil
 }
 

@@ -296,8 +296,34 @@ func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint6
 	if m.closed {
 		return 0, fmt.Errorf("saver ack %s: %w", uid, ErrClosed)
 	}
+	return m.ackLocked(uid, apps, ids, time.Now().Unix()), nil
+}
+
+// AckMany implements Store: every entry under one lock.
+func (m *Memory) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	if err := checkAcks(acks); err != nil {
+		return 0, fmt.Errorf("saver ack many: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("saver ack many: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, fmt.Errorf("saver ack many: %w", ErrClosed)
+	}
+	n, now := 0, time.Now().Unix()
+	for i := range acks {
+		if a := &acks[i]; len(a.Apps) > 0 {
+			n += m.ackLocked(a.UID, a.Apps, a.IDs, now)
+		}
+	}
+	return n, nil
+}
+
+// ackLocked is one uid's Ack; m.mu is held.
+func (m *Memory) ackLocked(uid string, apps []uint32, ids []uint64, now int64) int {
 	n := 0
-	now := time.Now().Unix()
 	box := m.inbox[uid]
 	for _, id := range ids {
 		if i, found := slices.BinarySearchFunc(box, id, cmpEntry); found {
@@ -329,7 +355,7 @@ func (m *Memory) Ack(ctx context.Context, uid string, apps []uint32, ids []uint6
 	} else {
 		m.inbox[uid] = box
 	}
-	return n, nil
+	return n
 }
 
 // Expire implements Store.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lcpush/lcpush/pkg/push"
 )
 
 // Ack implements Store: one script deletes the entries of apps from the
@@ -321,4 +323,77 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// ackManyParallel is how many of an AckMany's uids RedisStore ACKs at once:
+// their scripts share the pipeliner's round trips (Options.Pipeline
+// commands each), so a batch of ACKs costs a few round trips, not one per
+// entry.
+const ackManyParallel = 64
+
+// AckMany implements Store: the entries of each uid in order, as Ack would
+// take them, different uids concurrently (ackManyParallel at once), so that
+// their scripts and reads ride the same pipelines; the MySQL deletes of all
+// of them go through the durable queue's batches as Ack's do. A failed
+// entry does not stop the others: the call returns the count of those that
+// took effect and the first error (the caller retries the whole call).
+func (r *RedisStore) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	if err := checkAcks(acks); err != nil {
+		return 0, fmt.Errorf("saver ack many: %w", err)
+	}
+	if !r.enter() {
+		return 0, fmt.Errorf("saver ack many: %w", ErrClosed)
+	}
+	defer r.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("saver ack many: %w", err)
+	}
+	// The entries of each uid, in call order; uids in order of first use.
+	var order []string
+	byUID := make(map[string][]int, len(acks))
+	for i := range acks {
+		a := &acks[i]
+		if len(a.Apps) == 0 || len(a.IDs) == 0 {
+			continue
+		}
+		if _, ok := byUID[a.UID]; !ok {
+			order = append(order, a.UID)
+		}
+		byUID[a.UID] = append(byUID[a.UID], i)
+	}
+	var total atomic.Int64
+	var mu sync.Mutex
+	var first error
+	run := func(uid string) {
+		for _, i := range byUID[uid] {
+			a := &acks[i]
+			n, err := r.Ack(ctx, a.UID, a.Apps, a.IDs)
+			total.Add(int64(n))
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}
+	}
+	if len(order) == 1 {
+		run(order[0])
+	} else {
+		sem := make(chan struct{}, ackManyParallel)
+		var wg sync.WaitGroup
+		for _, uid := range order {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				run(uid)
+			})
+		}
+		wg.Wait()
+	}
+	if first != nil {
+		return int(total.Load()), fmt.Errorf("saver ack many (%d entries): %w", len(acks), first)
+	}
+	return int(total.Load()), nil
 }

@@ -207,6 +207,20 @@ func (s *Service) Ack(ctx context.Context, uid string, apps []uint32, ids []uint
 	return n, err
 }
 
+// AckMany applies many ACKs in one call, as Ack would one by one, and
+// returns the total count that took effect (see Store.AckMany: the group
+// commit of ACKs).
+func (s *Service) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	if err := s.check(opAckMany); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := s.st.AckMany(ctx, acks)
+	done(opAckMany, start, err)
+	metricAcked.Add(float64(n))
+	return n, err
+}
+
 // Checkpoint makes the broadcast cursors of ended sessions durable (see
 // Store.Checkpoint).
 func (s *Service) Checkpoint(ctx context.Context, ends []push.SessionEnd) error {
@@ -375,11 +389,15 @@ const (
 	opFinishJob   = "finish_job"
 )
 
-// opCheckpoint is Checkpoint's op label, registered with the job board's.
-const opCheckpoint = "checkpoint"
+// opCheckpoint and opAckMany are Checkpoint's and AckMany's op labels,
+// registered with the job board's.
+const (
+	opCheckpoint = "checkpoint"
+	opAckMany    = "ack_many"
+)
 
 func init() {
-	for _, op := range []string{opCreateJob, opJob, opRunningJobs, opClaimTask, opUpdateTask, opFinishJob, opCheckpoint} {
+	for _, op := range []string{opCreateJob, opJob, opRunningJobs, opClaimTask, opUpdateTask, opFinishJob, opCheckpoint, opAckMany} {
 		ops[op] = opMetrics{errors: metricErrors.WithLabelValues(op), duration: metricDuration.WithLabelValues(op)}
 	}
 }

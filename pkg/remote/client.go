@@ -141,6 +141,14 @@ func (c SaverClient) Ack(ctx context.Context, uid string, apps []uint32, ids []u
 	return out.N, err
 }
 
+// AckMany implements SaverAPI: acks past push.CheckAckBatch's bounds are
+// refused before anything is sent.
+func (c SaverClient) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	var out intMsg
+	err := call(ctx, c.C, c.Timeout, MethodAckMany, &ackManyReq{A: acks}, &out)
+	return out.N, err
+}
+
 // Stats implements SaverAPI.
 func (c SaverClient) Stats(ctx context.Context) (push.StoreStats, error) {
 	var out statsMsg

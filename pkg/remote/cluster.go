@@ -104,6 +104,23 @@ func (s *Saver) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64
 	return n, err
 }
 
+// AckMany applies many ACKs in one call on one saver (savers share the
+// store: the first uid only spreads the calls) and returns the total
+// count that took effect. ACKs are idempotent, so it is retried on
+// another saver after a connection lost in flight.
+func (s *Saver) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
+	if len(acks) == 0 {
+		return 0, nil
+	}
+	var n int
+	err := s.r.call(ctx, acks[0].UID, true, func(ctx context.Context, c *rpc.Client) error {
+		var err error
+		n, err = SaverClient{C: c}.AckMany(ctx, acks)
+		return err
+	})
+	return n, err
+}
+
 // UserStats returns the uid's stored and parked message counts of app
 // (0: every app).
 func (s *Saver) UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error) {

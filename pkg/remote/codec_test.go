@@ -100,6 +100,8 @@ var codecCases = []struct {
 	{"empty", &empty{}, func() codec { return new(empty) }},
 	{"checkpoint", &checkpointReq{E: []push.SessionEnd{{UID: "u", Apps: []uint32{1, 1<<32 - 1}}, {UID: "用户"}}}, func() codec { return new(checkpointReq) }},
 	{"checkpoint/none", &checkpointReq{}, func() codec { return new(checkpointReq) }},
+	{"ackMany", &ackManyReq{A: tAcks}, func() codec { return new(ackManyReq) }},
+	{"ackMany/none", &ackManyReq{}, func() codec { return new(ackManyReq) }},
 }
 
 func encode(t testing.TB, m rpc.Message) []byte {

@@ -23,6 +23,7 @@
 //	            0x020d Queued    0x020e QueueOwners 0x020f Claim
 //	            0x0210 CreateJob 0x0211 Job        0x0212 RunningJobs 0x0213 ClaimTask
 //	            0x0214 UpdateTask 0x0215 FinishJob 0x0216 Checkpoint
+//	            0x0217 AckMany
 //	coordinator 0x0301 Kick      0x0302 Upstream    0x0303 Status
 //	room        0x0401 Push      0x0402 Kick        0x0403 Sessions 0x0404 Broadcast
 //

@@ -275,6 +275,66 @@ func (m *ackReq) UnmarshalBinary(b []byte) error {
 	return decode(b, func(r *wire.Reader) { m.UID, m.IDs, m.Apps = r.String(), readIDs(r), readApps(r) })
 }
 
+// ackManyReq: AckMany request: count, then (uid string | apps | ids) per
+// entry. Bounded as push.CheckAckBatch has it: the encoder refuses a
+// bigger batch (push.ErrAckBatch) and the decoder a bigger request
+// (ErrMalformed), before it allocates for what is past the bounds.
+type ackManyReq struct{ A []push.AckReq }
+
+// minAckReq is the smallest encoded entry: uid, apps count, ids count.
+const minAckReq = 1 + 1 + 1
+
+func (m *ackManyReq) AppendBinary(b []byte) ([]byte, error) {
+	if err := push.CheckAckBatch(m.A); err != nil {
+		return b, err
+	}
+	b = wire.AppendUvarint(b, uint64(len(m.A)))
+	for i := range m.A {
+		b = wire.AppendString(b, m.A[i].UID)
+		b = appendApps(b, m.A[i].Apps)
+		b = appendIDs(b, m.A[i].IDs)
+	}
+	return b, nil
+}
+
+func (m *ackManyReq) UnmarshalBinary(b []byte) error {
+	var bound error
+	err := decode(b, func(r *wire.Reader) {
+		m.A = nil
+		n := r.Count(minAckReq)
+		if n == 0 {
+			return
+		}
+		if n > push.MaxAckEntries {
+			bound = fmt.Errorf("%w: ack batch of %d entries, at most %d", wire.ErrMalformed, n, push.MaxAckEntries)
+			return
+		}
+		m.A = make([]push.AckReq, n)
+		ids := 0
+		for i := range m.A {
+			a := &m.A[i]
+			a.UID = r.String()
+			a.Apps = readApps(r)
+			a.IDs = readIDs(r)
+			ids += len(a.IDs)
+			switch {
+			case len(a.Apps) > push.MaxAckApps:
+				bound = fmt.Errorf("%w: ack entry %d has %d apps, at most %d", wire.ErrMalformed, i, len(a.Apps), push.MaxAckApps)
+			case ids > push.MaxAckIDs:
+				bound = fmt.Errorf("%w: ack batch of more than %d ids", wire.ErrMalformed, push.MaxAckIDs)
+			}
+			if bound != nil || r.Err() != nil {
+				return
+			}
+		}
+	})
+	if bound != nil {
+		m.A = nil
+		return bound
+	}
+	return err
+}
+
 // userStatsReq: UserStats request: uid string | app uint32 (0: every app).
 // A request of the first version (uid alone) is refused as malformed, so
 // that an old caller never gets every app's counts.

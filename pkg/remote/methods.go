@@ -44,6 +44,7 @@ const (
 	MethodUpdateTask    uint16 = 0x0214
 	MethodFinishJob     uint16 = 0x0215
 	MethodCheckpoint    uint16 = 0x0216
+	MethodAckMany       uint16 = 0x0217
 )
 
 // Method ids of the coordinator API.

@@ -36,6 +36,9 @@ type SaverAPI interface {
 	// Ack acts only on messages of apps (the apps the caller acts for);
 	// other apps' ids are ignored like unknown ones.
 	Ack(ctx context.Context, uid string, apps []uint32, ids []uint64) (int, error)
+	// AckMany is Ack for each entry in order, in one call (saver.Store.AckMany),
+	// within push.CheckAckBatch's bounds.
+	AckMany(ctx context.Context, acks []push.AckReq) (int, error)
 	Stats(ctx context.Context) (push.StoreStats, error)
 	// UserStats counts uid's messages of app; app 0 counts every app.
 	UserStats(ctx context.Context, uid string, app uint32) (pending, parked int, err error)
@@ -219,6 +222,13 @@ func ServeSaver(s *rpc.Server, api SaverAPI, opts ...ServeOption) {
 	})
 	handle(s, o, MethodAddSent, func(ctx context.Context, req *addSentReq, _ *rpc.Reply) error {
 		return api.AddSent(ctx, req.D)
+	})
+	handle(s, o, MethodAckMany, func(ctx context.Context, req *ackManyReq, rep *rpc.Reply) error {
+		n, err := api.AckMany(ctx, req.A)
+		if err != nil {
+			return err
+		}
+		return rep.Encode(&intMsg{N: n})
 	})
 	handle(s, o, MethodCheckpoint, func(ctx context.Context, req *checkpointReq, _ *rpc.Reply) error {
 		return api.Checkpoint(ctx, req.E)

@@ -95,6 +95,7 @@ type fakeSaver struct {
 	suids  map[uint64][]string
 	sent   []push.StatusDelta
 	ends   []push.SessionEnd // Checkpoint's
+	many   [][]push.AckReq   // AckMany's calls
 
 	queue map[uint64]push.QueuedPush // send queue journal, by id
 
@@ -149,6 +150,17 @@ func (f *fakeSaver) Ack(_ context.Context, uid string, apps []uint32, ids []uint
 	f.acks = append(f.acks, ids...)
 	f.apps = apps
 	return len(ids), err
+}
+
+func (f *fakeSaver) AckMany(_ context.Context, acks []push.AckReq) (int, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	f.many = append(f.many, acks)
+	n := 0
+	for _, a := range acks {
+		n += len(a.IDs)
+	}
+	return n, err
 }
 
 func (f *fakeSaver) Stats(context.Context) (push.StoreStats, error) {
