@@ -2,7 +2,9 @@
 # Benchmarks of issue 5, one command per scenario (loopback only, bounded):
 #
 #   scripts/bench.sh idle      # (a) memory per idle connection, N=1k,5k,10k,19k; naive, nats, mqtt at 10k
-#   scripts/bench.sh storm     # (b) connect storm past room.max_conns, then a health check
+#   scripts/bench.sh idle-runs # (a) IDLE_N (9000) idle connections, RUNS (3) rounds of lcpush then mosquitto (fresh servers)
+#   scripts/bench.sh storm     # (b) connect storm past room.max_conns, then a health check: RUNS (3) runs,
+#                              # median (min-max); STORM_RATE (40000; the doc's second figure: 100000)
 #   scripts/bench.sh fanout    # (c) broadcast to 10k connections: lcpush, naive, nats, mqtt
 #   scripts/bench.sh unicast   # (d) open-loop pushes through the Center API at 1k and 5k/s, 10k online
 #   scripts/bench.sh peers     # nats-server and mosquitto alone: idle + fan-out at N
@@ -10,6 +12,7 @@
 #   scripts/bench.sh all       # every one of the above
 #   scripts/bench.sh smoke     # the CI version: N=50, a few seconds
 #   scripts/bench.sh bcast-qos      # issue 15: 60 s of 10 broadcasts/s to 5,000 connections, QoS 0 vs QoS 1 RSS, RUNS (3) pairs
+#   scripts/bench.sh sustain        # issue 16: closed-loop broadcasts, one API call each, N=5000,9000: lcpush (memory, bolt), nats
 #   scripts/bench.sh cluster-bcast  # issue 15: one QoS 1 broadcast at BCAST_RATE (20000/s) to 100,000 connections,
 #                                   # ROOMS (6) rooms and CENTERS (2) centers of scripts/cluster.sh (STORE=redis)
 #
@@ -33,7 +36,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BIN=${BIN:-bin/lcpush}
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ -n "$SCENARIO" ] || usage
 
 [ "${BUILD:-1}" = 0 ] || go build -o "$BIN" .
@@ -50,9 +53,11 @@ fi
 # A fresh loopback source address per run: the previous run's TIME_WAIT
 # sockets then do not slow the kernel's source-port search.
 src_n=$((20 + RANDOM % 200))
-next_src() { src_n=$((src_n % 250 + 1)); [ $src_n -lt 2 ] && src_n=2; echo "127.0.0.$src_n"; }
+# (next_src must run in this shell, not in a $(...) or a pipeline's
+# subshell, or every run gets the same address.)
+next_src() { src_n=$((src_n % 250 + 1)); [ $src_n -lt 2 ] && src_n=2; SRC=127.0.0.$src_n; }
 
-bench() { "${PIN[@]}" "$BIN" bench "$@" -out "$OUT" -src "$(next_src)" "${SRV[@]}"; }
+bench() { next_src; "${PIN[@]}" "$BIN" bench "$@" -out "$OUT" -src "$SRC" "${SRV[@]}"; }
 
 have_peer() { command -v "$1" >/dev/null || { echo "bench: $1 missing (EXTRA=1 bash scripts/services.sh install); skipped" >&2; return 1; }; }
 
@@ -66,8 +71,81 @@ run_idle() {
   return 0
 }
 
+# run_storm: RUNS (3) storms of STORM_N (17000) connections at STORM_RATE
+# (40000) logins/s against a fresh lcpush capped at STORM_CAP (15000) each,
+# then the median, min and max of the runs (jq), with the load average
+# before and after each: OUT/storm-summary-<rate>-<time>.md.
+# LCPUSH_STORM_PROFILE / LCPUSH_STORM_PERF=FILE profile the server during
+# the connect phase (loadgen/storm.go), run i writing FILE.i.
+# run_idle_runs: issue 16's memory figure: RUNS rounds, each one lcpush
+# (all-in-one, -store memory) then one mosquitto, IDLE_N connections each;
+# the per-connection RSS of every run goes to OUT/idle-runs-<time>.txt with
+# the load average (the median, min and max are read from there).
+run_idle_runs() {
+  local n=${IDLE_N:-9000} runs=${RUNS:-3} i t log sum la0
+  sum="$OUT/idle-runs-$(date +%Y%m%d-%H%M%S).txt"
+  log=$(mktemp)
+  for i in $(seq "$runs"); do
+    for t in lcpush mqtt; do
+      [ "$t" = mqtt ] && ! have_peer mosquitto && continue
+      la0=$(cut -d' ' -f1-3 /proc/loadavg)
+      bench idle -n "$n" -target "$t" -max-conns 19500 -rate 10000 -settle 3s -quiet >"$log" 2>&1 || true
+      echo "$t run=$i n=$n $(grep -m1 '^| authenticated |' "$log" | tr -s ' ') rss/conn=$(grep -m1 '^| RSS |' "$log" | awk -F'|' '{print $5}' | xargs) heap/conn=$(grep -m1 '^| Go heap' "$log" | awk -F'|' '{print $5}' | xargs) load=[$la0 -> $(cut -d' ' -f1-3 /proc/loadavg)]" | tee -a "$sum"
+    done
+  done
+  rm -f "$log"
+}
+
 run_storm() {
-  bench storm -n 17000 -max-conns 15000 -rate 40000 -hb 10
+  local rate=${STORM_RATE:-40000} runs=${RUNS:-3} i dirs=() log la0 la1 loads=()
+  local prof=${LCPUSH_STORM_PROFILE:-} perf=${LCPUSH_STORM_PERF:-}
+  log=$(mktemp)
+  for i in $(seq "$runs"); do
+    la0=$(cut -d' ' -f1-3 /proc/loadavg)
+    if [ -n "$prof" ]; then export LCPUSH_STORM_PROFILE=$prof.$i; fi
+    if [ -n "$perf" ]; then export LCPUSH_STORM_PERF=$perf.$i; fi
+    # Not in a pipeline: bench must run in this shell (next_src).
+    bench storm -n "${STORM_N:-17000}" -max-conns "${STORM_CAP:-15000}" -rate "$rate" -hb 10 -quiet >"$log"
+    cat "$log"
+    la1=$(cut -d' ' -f1-3 /proc/loadavg)
+    dirs+=("$(sed -n 's/^results: //p' "$log" | tail -1)")
+    loads+=("$la0 -> $la1")
+  done
+  rm -f "$log"
+  storm_summary "$rate" "${dirs[@]}" -- "${loads[@]}"
+}
+
+# storm_summary RATE DIR... -- LOADAVG...: the runs side by side, then
+# median (min-max) of each figure.
+storm_summary() {
+  local rate=$1 f out d i=0; shift
+  local dirs=() loads=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do dirs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  loads=("$@")
+  command -v jq >/dev/null || { echo "bench: jq missing: no storm summary (results: ${dirs[*]})" >&2; return 0; }
+  out=$OUT/storm-summary-$rate-$(date -u +%Y%m%d-%H%M%S).md
+  {
+    echo "# Connect storm: ${#dirs[@]} runs at -rate $rate (scripts/bench.sh storm, STORM_RATE=$rate)"
+    echo
+    echo "| run | authenticated | per second | handshake p50 / p99 ms | server CPU user / sys ms | server µs / conn | tool µs / conn | refused (clients / room) | PONGs / online | dropped | loadavg before -> after | results |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    for d in "${dirs[@]}"; do
+      i=$((i + 1))
+      jq -r --arg run "$i" --arg load "${loads[$((i - 1))]:-}" --arg dir "$d" \
+        '"| \($run) | \(.connect.authed) | \(.connect.authed_per_sec | floor) | \(.connect.handshake.p50_ms * 10 | round / 10) / \(.connect.handshake.p99_ms * 10 | round / 10) | \(.storm.server_user_ms // 0) / \(.storm.server_sys_ms // 0) | \((.storm.server_cpu_us_per_conn // 0) * 10 | round / 10) | \((.storm.client_cpu_us_per_conn // 0) * 10 | round / 10) | \(.storm.refused) / \(.storm.server_refused) | \(.storm.pongs) / \(.storm.online_before_check) | \(.storm.dropped) | \($load) | \($dir) |"' \
+        "$d/result.json"
+    done
+    echo
+    echo "| figure | median | min | max |"
+    echo "|---|---:|---:|---:|"
+    for f in "authenticated per second:.connect.authed_per_sec" "handshake p50 ms:.connect.handshake.p50_ms" \
+      "handshake p99 ms:.connect.handshake.p99_ms" "server CPU µs per connection:.storm.server_cpu_us_per_conn"; do
+      printf '%s\n' "${dirs[@]/%//result.json}" | xargs jq -s -r --arg name "${f%%:*}" \
+        "[.[] | ${f#*:} // 0] | sort | \"| \\(\$name) | \\(.[(length - 1) / 2 | floor] * 10 | round / 10) | \\(.[0] * 10 | round / 10) | \\(.[-1] * 10 | round / 10) |\""
+    done
+  } | tee "$out"
+  echo "storm summary: $out" >&2
 }
 
 # STREAM_RATES: broadcasts per second of the sustained stream, one run each
@@ -246,7 +324,7 @@ YAML
   cat "$dir/bcast.err" >&2; cat "$dir/bcast.out"
   sleep 10 # the rooms report 100,000 session ends
   after=$(settled_counts 18)
-  local ra; ra=$(redis_size) drops
+  local ra drops; ra=$(redis_size)
   # Session ends the rooms did not report (the per-tick bound): their
   # cursors stay in Redis only, by design (room/checkpoint.go).
   drops=$(awk '$2 ~ /^room-/ {print $3}' "$dir/pids" | while read -r a; do
@@ -285,10 +363,36 @@ settled_counts() {
   echo "$c"
 }
 
+# run_sustain: issue 16's sustained broadcast. Closed loop, one API call per
+# message, SUSTAIN_PUBLISHERS (4) calls in flight, for SUSTAIN_DUR (10s),
+# RUNS (3) fresh servers per figure (median, min, max), at each N of
+# SUSTAIN_NS ("5000 9000"): lcpush on each store of SUSTAIN_STORES ("memory
+# bolt"), then nats-server (one publisher connection, PUB+PING, as many PINGs
+# unanswered). SUSTAIN_RATE (1000000) is the "rate" every broadcast asks:
+# the bench app's broadcast_rate is 1e8, so that many jobs fit side by side
+# and the center runs up to 32 at once, which the room writes together; 0
+# asks the app's rate, and the jobs of the app then run one at a time.
+# SERVER_BIN: the lcpush that serves (e.g. a build of another commit; the
+# tool stays BIN). SUSTAIN_PEERS=0 skips nats-server.
+run_sustain() {
+  local n st
+  for n in ${SUSTAIN_NS:-5000 9000}; do
+    for st in ${SUSTAIN_STORES:-memory bolt}; do
+      bench sustain -n "$n" -rate 10000 -stream "${SUSTAIN_DUR:-10s}" -publishers "${SUSTAIN_PUBLISHERS:-4}" \
+        -bcast-rate "${SUSTAIN_RATE:-1000000}" -store "$st" -runs "${RUNS:-3}" -quiet ${SERVER_BIN:+-bin "$SERVER_BIN"}
+    done
+    [ "${SUSTAIN_PEERS:-1}" = 0 ] || ! have_peer nats-server || bench sustain -n "$n" -rate 10000 -stream "${SUSTAIN_DUR:-10s}" \
+      -publishers "${SUSTAIN_PUBLISHERS:-4}" -target nats -runs "${RUNS:-3}" -quiet
+  done
+  return 0
+}
+
 case "$SCENARIO" in
+  sustain) run_sustain ;;
   bcast-qos) run_bcast_qos ;;
   cluster-bcast) run_cluster_bcast ;;
   idle) run_idle ;;
+  idle-runs) run_idle_runs ;;
   storm) run_storm ;;
   fanout) run_fanout ;;
   unicast) run_unicast ;;
@@ -301,8 +405,8 @@ case "$SCENARIO" in
   smoke) "$BIN" bench smoke -out "$OUT" -quiet ;;
   *) usage ;;
 esac
-case "$SCENARIO" in smoke | bcast-qos | cluster-bcast) ;; *) "$BIN" bench compare "$OUT" >&2 ;; esac
+case "$SCENARIO" in smoke | bcast-qos | cluster-bcast | sustain) ;; *) "$BIN" bench compare "$OUT" >&2 ;; esac
 case "$SCENARIO" in
-  bcast-qos | cluster-bcast) echo "results under $OUT/" >&2 ;;
+  bcast-qos | cluster-bcast | sustain) echo "results under $OUT/" >&2 ;;
   *) echo "results under $OUT/ (side by side: $OUT/compare/compare.md)" >&2 ;;
 esac
