@@ -82,13 +82,13 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		Deadline: deadline.UnixMilli(),
 		State:    push.JobRunning,
 	}
-	// The delivery status record is opened beside the job's record, not
-	// before it: on a store that fsyncs, the two then share one group
-	// commit (one fsync wait per call instead of two). It is still open
-	// before anything counts in it: a QoS 1 message is stored (which
-	// counts "stored") only once it is, the call waits for it before the
-	// scanner is kicked and before it answers, and the rooms report their
-	// counts at their next tick, long after both commits.
+	// The delivery status record is opened while the room list is read,
+	// and is open before anything can count in it: a QoS 1 message is
+	// stored (which counts "stored") only once it is, and the job (which
+	// any center's scanner may claim and deliver at once, the rooms then
+	// counting "sent") is recorded only once it is. A store ignores counts
+	// of a message it has no record of, so the two writes cannot share a
+	// commit: a batch may commit the job first.
 	statusDone := s.openStatusAsync(r.Context(), msg, app.ID, now)
 	defer func() { <-statusDone }() // every return waits: the goroutine is this call's
 	if msg.QoS == push.QoS1 {
@@ -117,6 +117,7 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		depErrors.WithLabelValues("room_list").Inc()
 		rooms = nil
 	}
+	<-statusDone
 	ctx, cancel = s.callCtx(r.Context())
 	err := s.store.CreateJob(ctx, job, rooms)
 	cancel()
@@ -127,7 +128,6 @@ func (s *Service) handleBroadcast(w http.ResponseWriter, r *http.Request) *apiEr
 		return unavailable("job store unavailable")
 	}
 	s.holdSlot(job.ID, release)
-	<-statusDone
 	jobEvents.WithLabelValues("started").Inc()
 	switch {
 	case listErr != nil:

@@ -691,7 +691,13 @@ func (s *Service) renewTasks(ctx context.Context) {
 }
 
 func (s *Service) renew(ctx context.Context, h *heldTask) {
-	h.mu.Lock()
+	// A task whose claim or final outcome is being written holds h.mu for
+	// that store call: skip it this round rather than wait behind it (up
+	// to 64 of them), which could let the other tasks' leases lapse. A
+	// lease outlives several renewal periods.
+	if !h.mu.TryLock() {
+		return
+	}
 	defer h.mu.Unlock()
 	if h.final || h.lost {
 		return

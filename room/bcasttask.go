@@ -38,9 +38,11 @@ const (
 	maxBcastRun = time.Hour
 )
 
-// ErrBroadcastsFull means maxBcastTasks broadcasts are running here: the
-// call is refused, and may be retried once some have finished.
-var ErrBroadcastsFull = fmt.Errorf("room: %d broadcast tasks running: %w", maxBcastTasks, push.ErrUnavailable)
+// ErrBroadcastsFull means maxBcastTasks broadcasts are running here, or
+// maxBcastFinished finished ones are all too young to evict: the call is
+// refused, and may be retried later.
+var ErrBroadcastsFull = fmt.Errorf("room: broadcast task table full (%d running, or %d finished that a resume may still ask for): %w",
+	maxBcastTasks, maxBcastFinished, push.ErrUnavailable)
 
 // Results of a Broadcast call (lcpush_room_broadcast_calls_total).
 const (

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/time/rate"
@@ -159,11 +158,12 @@ func (r *Room) broadcastAll(msg push.Message, w *bcastWait) {
 func (r *Room) broadcastPaced(ctx context.Context, msg push.Message, perSec float64, w *bcastWait) error {
 	loops := r.allLoops()
 	snap := make([][]*connState, len(loops))
+	at := make([]uint64, len(loops)) // each loop's cover counter at its snapshot (cover.go)
 	r.onLoops(ctx, func(l *loopState) {
 		var ss []*connState
 		var had map[uint64]struct{}
 		if msg.QoS == push.QoS1 {
-			had = l.cover.goLive(msg.ID, time.Now())
+			had = l.cover.takeLoaded(msg.ID)
 		}
 		l.each(func(s *connState) {
 			if _, got := had[s.id]; !got && s.state == stAuthed && s.hasApp(msg.App) {
@@ -172,6 +172,7 @@ func (r *Room) broadcastPaced(ctx context.Context, msg push.Message, perSec floa
 		})
 		if l.idx < len(snap) { // a loop born after allLoops has no connection to miss
 			snap[l.idx] = ss // each loop writes its own slot
+			at[l.idx] = l.cover.seq
 			l.sent.target(&msg, int64(len(ss)))
 		}
 	})
@@ -196,6 +197,11 @@ func (r *Room) broadcastPaced(ctx context.Context, msg push.Message, perSec floa
 			b := batchPool.Get().(*pushBatch)
 			b.msg, b.wait = msg, w
 			b.conns = append(b.conns, ss[:n]...)
+			if n == len(ss) && msg.QoS == push.QoS1 {
+				// The loop's last step: once written, every connection
+				// of the snapshot had it, and loads skip it for them.
+				b.coverAt = at[i] + 1
+			}
 			w.hold()
 			if l := loops[i]; l.admit(b) {
 				r.enqueue(l, b)

@@ -94,24 +94,32 @@ func (l *endLog) take() *[]push.SessionEnd {
 
 // endRetry keeps the ends of failed reports for the next one.
 type endRetry struct {
-	mu  sync.Mutex
-	log endLog
+	mu     sync.Mutex
+	log    endLog
+	closed bool // Shutdown took the last of them: no report follows
 }
 
-// give keeps ends for a retry, within maxEndsQueued.
+// give keeps ends for a retry, within maxEndsQueued; after Shutdown's last
+// take they are dropped and counted.
 func (e *endRetry) give(ends []push.SessionEnd) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		mCheckpointsDropped.Add(float64(len(ends)))
+		return
+	}
 	for _, x := range ends {
 		e.log.note(x.UID, x.Apps)
 	}
 }
 
-// take returns ends to report again (as endLog.take), nil when none.
+// take returns ends to report again (as endLog.take), nil when none; all
+// is Shutdown's last take.
 func (e *endRetry) take(all bool) *[]push.SessionEnd {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.log.all = all
+	e.closed = e.closed || all
 	defer func() { e.log.all = false }()
 	return e.log.take()
 }

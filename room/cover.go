@@ -15,9 +15,13 @@ import (
 // that (loaded). A connection's cover field is the counter's value when it
 // last became a target of new broadcasts (AUTH done, an app bound), so:
 //
-//   - a load skips a broadcast whose live delivery started here after the
-//     connection's cover (the connection had it, or its paced step has it);
-//   - the live delivery skips the connections a load gave it first.
+//   - a load skips a broadcast whose live delivery was written here (a
+//     paced task's: all its steps on the loop) for a connection whose
+//     cover precedes it (the connection had it; before a paced task's
+//     last step, a load still writes it: a second copy at worst, none
+//     missing if the task ends early);
+//   - the live delivery skips the connections a load gave it first (a
+//     paced task leaves them out of its snapshot).
 //
 // Both lists are bounded; past them a connection may get a second copy,
 // which clients dedup by id (the protocol's rule), as before.
@@ -43,7 +47,8 @@ type coverLog struct {
 }
 
 type coverEntry struct {
-	live   uint64 // seq when the live delivery took the loop's connections; 0: not yet
+	went   bool   // the live delivery was written here
+	live   uint64 // then: it covered the connections whose cover is at most live
 	at     time.Time
 	loaded map[uint64]struct{} // connection ids a load gave it before the live delivery
 }
@@ -94,7 +99,7 @@ func (c *coverLog) skipLoad(s *connState, m *push.Message, now time.Time) bool {
 		return false
 	}
 	e := c.entry(m.ID, now, false)
-	if e != nil && e.live != 0 {
+	if e != nil && e.went {
 		return s.cover <= e.live
 	}
 	if now.Sub(idgen.Time(m.ID)) > coverRecent {
@@ -119,15 +124,32 @@ func (c *coverLog) skipLoad(s *connState, m *push.Message, now time.Time) bool {
 	return false
 }
 
-// goLive records that the live delivery of broadcast id takes the loop's
-// connections now and returns those a load gave it already (nil: none),
-// which the delivery skips (loop only).
-func (c *coverLog) goLive(id uint64, now time.Time) map[uint64]struct{} {
-	e := c.entry(id, now, true)
-	if e.live != 0 {
+// takeLoaded returns the connections a load gave broadcast id so far and
+// forgets them, without marking the broadcast live: a paced task's
+// snapshot leaves them out, but it reaches the others only step by step,
+// so a load before a connection's step still writes the message (a
+// second copy at worst, never none if the task ends early) (loop only).
+func (c *coverLog) takeLoaded(id uint64) map[uint64]struct{} {
+	e := c.m[id]
+	if e == nil || e.went {
 		return nil
 	}
-	e.live = c.seq
+	loaded := e.loaded
+	e.loaded = nil
+	c.loaded -= len(loaded)
+	return loaded
+}
+
+// goLive records that the live delivery of broadcast id covered the
+// loop's connections whose cover is at most seq (now for an app-wide
+// batch: those authenticated when it is written) and returns those a load
+// gave it already (nil: none), which the delivery skips (loop only).
+func (c *coverLog) goLive(id uint64, now time.Time, seq uint64) map[uint64]struct{} {
+	e := c.entry(id, now, true)
+	if e.went {
+		return nil
+	}
+	e.went, e.live = true, seq
 	loaded := e.loaded
 	e.loaded = nil
 	c.loaded -= len(loaded)

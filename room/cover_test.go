@@ -117,11 +117,11 @@ func TestCoverLogBounds(t *testing.T) {
 	if c.loaded > maxCoverLoaded {
 		t.Fatalf("%d notes, bound %d", c.loaded, maxCoverLoaded)
 	}
-	had := c.goLive(m.ID, now)
+	had := c.goLive(m.ID, now, c.seq)
 	if len(had) == 0 {
 		t.Fatal("goLive returned none of the loaded connections")
 	}
-	if c.goLive(m.ID, now) != nil {
+	if c.goLive(m.ID, now, c.seq) != nil {
 		t.Fatal("a second goLive returned notes again")
 	}
 	if !c.skipLoad(s, &m, now) {

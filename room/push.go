@@ -34,6 +34,10 @@ type pushBatch struct {
 	// had: connections a load gave this stored broadcast before it went
 	// live on the loop (cover.go); the flush skips them. Loop only.
 	had map[uint64]struct{}
+	// coverAt, on a paced task's last batch for a loop: 1 + the loop's
+	// cover counter at the task's snapshot, recorded as the broadcast's
+	// live mark once the batch is written (cover.go). 0: none.
+	coverAt uint64
 }
 
 // skips reports whether the flush must not write b to s (cover.go).
@@ -53,7 +57,7 @@ func (b *pushBatch) release() {
 	}
 	clear(b.conns)
 	b.conns = b.conns[:0]
-	b.had = nil
+	b.had, b.coverAt = nil, 0
 	b.msg = push.Message{}
 	b.all, b.cost, b.wait, b.sent, b.wide = false, 0, nil, 0, false
 	batchPool.Put(b)

@@ -423,15 +423,20 @@ func (r *Room) flushBatches(l *loopState, q []*pushBatch) {
 // liveCover records that the stored broadcasts of q's app-wide batches go
 // live on l now, and gives each the connections a load reached first, which
 // the flush skips (cover.go; loop only). Paced batches are covered at their
-// task's snapshot instead (broadcastPaced).
+// task's snapshot, marked live when their last batch is written
+// (broadcastPaced).
 func liveCover(l *loopState, q []*pushBatch) {
 	var now time.Time
 	for _, b := range q {
-		if b.all && b.msg.QoS == push.QoS1 {
+		if (b.all && b.msg.QoS == push.QoS1) || b.coverAt != 0 {
 			if now.IsZero() {
 				now = time.Now()
 			}
-			b.had = l.cover.goLive(b.msg.ID, now)
+			if b.all {
+				b.had = l.cover.goLive(b.msg.ID, now, l.cover.seq)
+			} else {
+				l.cover.goLive(b.msg.ID, now, b.coverAt-1)
+			}
 		}
 	}
 }

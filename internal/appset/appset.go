@@ -7,20 +7,28 @@
 //
 // The table is process-wide and never shrinks; it is bounded by MaxSets.
 // Past that bound Of returns a private copy (correct, just not shared), so
-// a client binding unusual combinations cannot grow it without limit.
+// a client binding unusual combinations cannot grow it without limit. The
+// sets of one app, every connection's set at AUTH, are kept apart (bounded
+// by MaxOnes): a client that fills the table with BIND/UNBIND orders costs
+// the others no sharing at AUTH.
 package appset
 
 import "sync"
 
-// MaxSets bounds the distinct sets the table keeps.
+// MaxSets bounds the distinct sets of several apps the table keeps.
 const MaxSets = 4096
+
+// MaxOnes bounds the single-app sets kept (apps are configured, so far
+// fewer in practice).
+const MaxOnes = 1 << 16
 
 // maxKeyApps is the longest set whose key is built on the stack.
 const maxKeyApps = 32
 
 var table struct {
-	mu sync.RWMutex
-	m  map[string]*[]uint32 // key: the apps in order, 4 little-endian bytes each
+	mu   sync.RWMutex
+	m    map[string]*[]uint32 // key: the apps in order, 4 little-endian bytes each
+	ones map[uint32]*[]uint32 // the sets of one app
 }
 
 // Of returns a shared read-only slice equal to apps (same order), nil when
@@ -29,6 +37,9 @@ var table struct {
 func Of(apps []uint32) *[]uint32 {
 	if len(apps) == 0 {
 		return nil
+	}
+	if len(apps) == 1 {
+		return One(apps[0])
 	}
 	var kb [4 * maxKeyApps]byte
 	key := kb[:0]
@@ -63,14 +74,30 @@ func Of(apps []uint32) *[]uint32 {
 
 // One returns the shared set of the single app a.
 func One(a uint32) *[]uint32 {
-	var one [1]uint32
-	one[0] = a
-	return Of(one[:])
+	table.mu.RLock()
+	p := table.ones[a]
+	table.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if q := table.ones[a]; q != nil {
+		return q
+	}
+	p = &[]uint32{a}
+	if table.ones == nil {
+		table.ones = make(map[uint32]*[]uint32)
+	}
+	if len(table.ones) < MaxOnes {
+		table.ones[a] = p
+	}
+	return p
 }
 
 // Len returns how many sets the table holds (tests, metrics).
 func Len() int {
 	table.mu.RLock()
 	defer table.mu.RUnlock()
-	return len(table.m)
+	return len(table.m) + len(table.ones)
 }

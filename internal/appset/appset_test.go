@@ -62,11 +62,18 @@ func TestBounded(t *testing.T) {
 			t.Fatal("wrong set")
 		}
 	}
-	if n := Len(); n > MaxSets {
+	table.mu.RLock()
+	n := len(table.m)
+	table.mu.RUnlock()
+	if n > MaxSets {
 		t.Fatalf("%d sets kept, bound %d", n, MaxSets)
 	}
 	past := []uint32{1 << 21, 1}
 	if p := Of(past); p == nil || !slices.Equal(*p, past) {
 		t.Fatal("past the bound a private copy is still correct")
+	}
+	// A full table of multi-app sets leaves the single-app sets shared.
+	if One(1<<22) != One(1<<22) || Of([]uint32{1 << 22}) != One(1<<22) {
+		t.Fatal("a single-app set is not shared once the multi-app table is full")
 	}
 }

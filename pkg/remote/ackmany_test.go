@@ -190,3 +190,32 @@ func TestSaverAckManyRouting(t *testing.T) {
 		t.Fatalf("%d calls after the failover, want 1", calls)
 	}
 }
+
+// A saver of the previous version has no AckMany: the cluster wrapper
+// falls back to one Ack per entry on the same saver (a rolling upgrade
+// must not turn every ACK into a retry and a redelivery).
+func TestSaverAckManyFallsBackToAck(t *testing.T) {
+	ctx := context.Background()
+	mem := newMembers()
+	api := newFakeSaver()
+	srv := startRPC(t, func(s *rpc.Server) {
+		handle(s, newServeOpts(nil), MethodAck, func(ctx context.Context, req *ackReq, rep *rpc.Reply) error {
+			n, err := api.Ack(ctx, req.UID, req.Apps, req.IDs)
+			if err != nil {
+				return err
+			}
+			return rep.Encode(&intMsg{N: n})
+		})
+	})
+	mem.set(push.Member{Role: RoleSaver, ID: "saver-old", RPCAddr: srv.Addr(), Epoch: 1})
+	s := NewSaver(mem, newPool(t))
+	n, err := s.AckMany(ctx, tAcks)
+	if err != nil || n != 4 {
+		t.Fatalf("AckMany against a saver without it = %d, %v; want 4 through Ack", n, err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.many) != 0 || len(api.acks) != 4 {
+		t.Fatalf("the old saver saw %d AckMany calls and %d acked ids; want 0 and 4", len(api.many), len(api.acks))
+	}
+}

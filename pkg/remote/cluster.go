@@ -116,9 +116,27 @@ func (s *Saver) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
 	err := s.r.call(ctx, acks[0].UID, true, func(ctx context.Context, c *rpc.Client) error {
 		var err error
 		n, err = SaverClient{C: c}.AckMany(ctx, acks)
+		if errors.Is(err, rpc.ErrUnknownMethod) {
+			// A saver of the previous version (a rolling upgrade): one
+			// Ack per entry, as the rooms did before AckMany.
+			n, err = ackEach(ctx, SaverClient{C: c}, acks)
+		}
 		return err
 	})
 	return n, err
+}
+
+// ackEach applies acks one Ack call at a time.
+func ackEach(ctx context.Context, c SaverClient, acks []push.AckReq) (int, error) {
+	total := 0
+	for _, a := range acks {
+		n, err := c.Ack(ctx, a.UID, a.Apps, a.IDs)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // UserStats returns the uid's stored and parked message counts of app
