@@ -644,6 +644,11 @@ func (s *Service) settle(ctx context.Context, id uint64, tasks []push.JobTask) b
 // finishJob records the job's end (kept center.job_keep), counts it when
 // this center's call was the one that ended it, and gives back its slot.
 func (s *Service) finishJob(ctx context.Context, id uint64, state, errMsg string, deadline bool) {
+	// The slot goes back before the end is written: a client that reads
+	// the job final and posts the next one must find the slot free. Should
+	// the write fail, the job stays running on the board, holding no slot,
+	// until a scan settles it again (its tasks are all final).
+	s.releaseSlot(id)
 	cctx, cancel := s.callCtx(ctx)
 	ok, err := s.store.FinishJob(cctx, id, state, errMsg, time.Now(), s.conf.Load().Center.JobKeep)
 	cancel()
@@ -652,7 +657,6 @@ func (s *Service) finishJob(ctx context.Context, id uint64, state, errMsg string
 		s.log.Warn("center jobs: finish", "job", id, "err", err)
 		return
 	}
-	s.releaseSlot(id)
 	if !ok {
 		return // another center finished it
 	}
