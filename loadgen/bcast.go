@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -332,17 +331,7 @@ func runBcastQoS(ctx context.Context, o runOpts, runs int, args []string, stdout
 	fmt.Fprintf(&md, "Run %s, %d CPUs, %s. Command (from the module root, lcpush built with `go build -o lcpush .`): `%s`\n\n",
 		cmp.Started.Format(time.RFC3339), cmp.Machine.CPUs, cmp.Machine.Go, cmp.Command)
 	qosCompareSummary(&md, cmp)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	js, err := json.MarshalIndent(cmp, "", "  ")
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "result.json"), js, 0o644)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o644)
-	}
-	if err != nil {
+	if err := writeReport(dir, cmp, md.String()); err != nil {
 		errs = append(errs, err)
 	}
 	fmt.Fprintf(stdout, "\nbcast-qos, N=%d, store %s\n\n", cmp.N, cmp.Store)

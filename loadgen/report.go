@@ -10,6 +10,22 @@ import (
 	"time"
 )
 
+// writeReport writes v as dir/result.json and md as dir/report.md (the
+// summaries of several runs: bcast-qos, sustain).
+func writeReport(dir string, v any, md string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "result.json"), js, 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "report.md"), []byte(md), 0o644)
+	}
+	return err
+}
+
 // writeResults writes result.json, report.md and the SVG charts into dir.
 func writeResults(dir string, r *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
