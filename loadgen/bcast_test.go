@@ -140,8 +140,13 @@ func TestBcastAgainstNaive(t *testing.T) {
 	}
 	r := readResult(t, out, "bcast-external-40")
 	b := r.Bcast
-	if b == nil || !b.Complete || b.Received != 40 || b.Dups != 0 || b.Acked != 40 || b.ClientRate <= 0 || b.JobID == "" {
+	if b == nil || !b.Complete || b.Received != 40 || b.Dups != 0 || b.Acked != 40 || b.JobID == "" {
 		t.Fatalf("bcast: %+v", b)
+	}
+	// The clients' rate needs two distinct receive times: 40 clients of a
+	// fast server may all read it in the same tick.
+	if b.LastMs > b.FirstMs && b.ClientRate <= 0 {
+		t.Fatalf("bcast: no client rate from receives %v..%v ms: %+v", b.FirstMs, b.LastMs, b)
 	}
 	if b.JobDone || len(b.Jobs) != 2 || !strings.Contains(b.Jobs[0].Fetch, "404") {
 		t.Errorf("jobs: done %v %+v", b.JobDone, b.Jobs)
