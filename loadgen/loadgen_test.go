@@ -37,7 +37,17 @@ func TestMain(m *testing.M) {
 
 func startNaive(t *testing.T) *naive.Server {
 	t.Helper()
-	s, err := naive.New(naive.Config{Secrets: map[uint32][]byte{1: []byte(demoSecret)}})
+	return startNaiveWith(t, naive.Config{})
+}
+
+// startNaiveWith starts a naive server of cfg (app 1's demo secret when it
+// has none), shut down at the test's end.
+func startNaiveWith(t *testing.T, cfg naive.Config) *naive.Server {
+	t.Helper()
+	if cfg.Secrets == nil {
+		cfg.Secrets = map[uint32][]byte{1: []byte(demoSecret)}
+	}
+	s, err := naive.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

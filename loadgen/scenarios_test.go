@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lcpush/lcpush/loadgen/naive"
 )
@@ -44,23 +43,12 @@ func TestUnicastAgainstNaive(t *testing.T) {
 }
 
 func TestStormHealthCheck(t *testing.T) {
-	s, err := naive.New(naive.Config{HB: 1, Secrets: map[uint32][]byte{1: []byte(demoSecret)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	s := startNaiveWith(t, naive.Config{HB: 1})
 	out := t.TempDir()
 	var stdout strings.Builder
 	// hb 1 asked and granted: the check waits one heartbeat (and 3 s),
 	// then wants every connection's PING answered.
-	err = Main(context.Background(), []string{"storm", "-quiet", "-n", "30", "-hb", "1", "-room", s.Addr(),
+	err := Main(context.Background(), []string{"storm", "-quiet", "-n", "30", "-hb", "1", "-room", s.Addr(),
 		"-out", out, "-rate", "10000"}, &stdout, io.Discard)
 	if err != nil {
 		t.Fatalf("storm: %v\n%s", err, stdout.String())

@@ -24,21 +24,10 @@ import (
 func TestSustainAgainstNaive(t *testing.T) {
 	// A queue per connection that holds a whole run: the naive server
 	// drops what does not fit, and a closed loop outruns its writers.
-	s, err := naive.New(naive.Config{Secrets: map[uint32][]byte{1: []byte(demoSecret)}, QueueLen: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	s := startNaiveWith(t, naive.Config{QueueLen: 1 << 16})
 	out := t.TempDir()
 	var stdout strings.Builder
-	err = Main(context.Background(), []string{"sustain", "-quiet", "-room", s.Addr(),
+	err := Main(context.Background(), []string{"sustain", "-quiet", "-room", s.Addr(),
 		"-api", "http://" + s.HTTPAddr(), "-admin", "http://" + s.HTTPAddr(), "-pid", strconv.Itoa(os.Getpid()),
 		"-n", "20", "-stream", "500ms", "-publishers", "2", "-runs", "2", "-drain", "5s", "-out", out}, &stdout, io.Discard)
 	if err != nil {
