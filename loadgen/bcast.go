@@ -401,6 +401,7 @@ func bcast(ctx context.Context, t *Target, f Fleet, o runOpts, res *Result, stde
 	before := f.Stats()
 	online := before.Authed - before.Dropped
 	br := &BcastResult{QoS: o.QoS, Rate: o.BcastRate, Online: online}
+	t.TTL = o.TTL
 	res.Bcast = br
 	const round = 1
 	t0 := time.Now()

@@ -124,6 +124,7 @@ func runCommand(ctx context.Context, cmd string, args []string, stdout, stderr i
 	fs.IntVar(&o.Senders, "senders", 64, "unicast: concurrent push API requests at most")
 	fs.Float64Var(&o.BcastRate, "bcast-rate", 0, "bcast: deliveries per second asked of the broadcast (0: the app's broadcast_rate)")
 	fs.DurationVar(&o.Drain, "drain", 30*time.Second, "qos-stream, bcast: wait this long for the last deliveries and for the job to end")
+	fs.IntVar(&o.TTL, "ttl", 60, "bcast: the broadcast's ttl in seconds")
 	fs.DurationVar(&o.Hold, "hold", 0, "bcast: keep the connections open this long after the job (a script counts store rows meanwhile)")
 	runs := fs.Int("runs", 1, "bcast-qos: pairs of runs (QoS 0, QoS 1); medians of the ratios; sustain: runs, each on a fresh server")
 	fs.IntVar(&o.Publishers, "publishers", defaultPublishers, "sustain: lcpush: keep-alive HTTP connections, each posting its next broadcast when answered")

@@ -144,6 +144,7 @@ type runOpts struct {
 	BcastRate  float64       // bcast: deliveries per second asked (0: the app's broadcast_rate)
 	Drain      time.Duration // qos-stream, bcast: how long to wait for the last deliveries / the job
 	Hold       time.Duration // bcast: keep the connections this long after the job before closing them
+	TTL        int           // bcast: the broadcast's ttl in seconds (0: 60)
 	Publishers int           // sustain: calls in flight (lcpush: HTTP connections)
 	NATSWindow int           // sustain: nats PINGs unanswered at most
 }

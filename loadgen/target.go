@@ -30,6 +30,8 @@ type Target struct {
 	// ws: -room-ws-addr); the clients dial them instead of Rooms.
 	WSRooms []string `json:"ws_rooms,omitempty"`
 	API     string   `json:"api"` // base URL of the push API
+	// TTL is the broadcasts' ttl in seconds (0: 60).
+	TTL int `json:"ttl,omitempty"`
 	// APIs are more centers' push API base URLs (a cluster): the bcast
 	// scenario reads its job through every one of them.
 	APIs   []string `json:"apis,omitempty"`
@@ -362,7 +364,11 @@ func (t *Target) BroadcastJob(ctx context.Context, payload []byte, qos int, rate
 	if t.publish != nil {
 		return "", t.publish(ctx, payload)
 	}
-	req := map[string]any{"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": 60}
+	ttl := t.TTL
+	if ttl <= 0 {
+		ttl = 60
+	}
+	req := map[string]any{"data": base64.StdEncoding.EncodeToString(payload), "qos": qos, "ttl": ttl}
 	if rate > 0 {
 		req["rate"] = rate
 	}

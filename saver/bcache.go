@@ -157,6 +157,20 @@ func (c *bcache) lastExpire(apps []uint32, now int64) int64 {
 	return e
 }
 
+// hasLasting reports whether app has a live broadcast that never expires:
+// the one kind a user's Redis hash does not outlive (its TTL follows the
+// latest expiry its cursors cover, `y`).
+func (c *bcache) hasLasting(app uint32) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.byApp[app] {
+		if m.Expire == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *bcache) get(id uint64) (push.Message, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

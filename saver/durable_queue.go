@@ -56,6 +56,7 @@ const (
 	dBroadcast                // broadcast id := msg, with its seq
 	dCursor                   // broadcast_cursor (uid, app) := cur, if seq (the cursor's write count) is above the row's
 	dDeleteIn                 // inbox (uid, id) deleted if its app is one of apps: ACK of an id Redis did not know
+	dCursorLog                // broadcast_cursor_log row: data (many uids' cursors), kept until keep (uid "")
 )
 
 // States of a broadcast_ack row (the previous version's table: read at a
@@ -75,11 +76,14 @@ type drow struct {
 	cur  *bcursor      // dCursor
 	msg  *push.Message // dUpsert, dBroadcast: shared by the rows of one call
 	apps []uint32      // dDeleteIn: shared by the rows of one call
+	data []byte        // dCursorLog: the encoded cursors
+	keep int64         // dCursorLog: unix seconds after which the row covers nothing live
+	at   int64         // dCursorLog: unix milliseconds when the cursors were read
 	cd   cdelta        // what the row changes in the counts once committed
 }
 
 func (r *drow) size() int {
-	n := len(r.uid) + 48 + 4*len(r.apps)
+	n := len(r.uid) + 48 + 4*len(r.apps) + len(r.data)
 	if r.msg != nil {
 		n += len(r.msg.Payload)
 	}

@@ -189,6 +189,7 @@ type folded struct {
 	inbox   map[rowKey]*inboxOp
 	bcasts  map[uint64]*drow // dBroadcast rows, the last of each id
 	cursors map[rowKey]*drow // dCursor rows by (uid, app): the highest write count
+	logs    []*drow          // dCursorLog rows, in order
 }
 
 // fold reduces a batch to at most one operation per row, keeping the
@@ -206,6 +207,9 @@ func fold(rows []drow) folded {
 				f.bcasts = map[uint64]*drow{}
 			}
 			f.bcasts[r.id] = r
+			continue
+		case dCursorLog:
+			f.logs = append(f.logs, r)
 			continue
 		case dCursor:
 			if f.cursors == nil {
@@ -374,6 +378,16 @@ func (d *durable) write(ctx context.Context, rows []drow) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.cursors+"` (uid, app, ver, cur, exc) VALUES "+
 			tuples(len(keys), "(?,?,?,?,?)")+" ON DUPLICATE KEY UPDATE cur = IF(VALUES(ver) > ver, VALUES(cur), cur), "+
 			"exc = IF(VALUES(ver) > ver, VALUES(exc), exc), ver = GREATEST(ver, VALUES(ver))", args...); err != nil {
+			return err
+		}
+	}
+	if len(f.logs) > 0 {
+		args := make([]any, 0, 3*len(f.logs))
+		for _, r := range f.logs {
+			args = append(args, r.at, r.keep, r.data)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO `"+t.cursorLog+"` (created, keep_until, data) VALUES "+
+			tuples(len(f.logs), "(?,?,?)"), args...); err != nil {
 			return err
 		}
 	}

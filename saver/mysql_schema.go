@@ -12,7 +12,7 @@ import (
 
 // tables names the MySQL tables of one store (RedisOptions.TablePrefix + name).
 type tables struct {
-	inbox, broadcast, backs, cursors, version string
+	inbox, broadcast, backs, cursors, cursorLog, version string
 }
 
 func newTables(prefix string) tables {
@@ -21,6 +21,7 @@ func newTables(prefix string) tables {
 		broadcast: prefix + "broadcast",
 		backs:     prefix + "broadcast_ack",
 		cursors:   prefix + "broadcast_cursor",
+		cursorLog: prefix + "broadcast_cursor_log",
 		version:   prefix + "schema_version",
 	}
 }
@@ -46,6 +47,9 @@ type migration struct {
 //	                  per-user records, read at reloads until the sweep has emptied it
 //	broadcast_cursor  (uid, app) broadcast cursor (version 2): ver (its write count),
 //	                  cur, exc (bcursor.appendTo of the exceptions alone)
+//	broadcast_cursor_log  (version 3) one row per Checkpoint: the ended sessions'
+//	                  cursors, encoded together (redis_cursorlog.go); read only
+//	                  after Redis lost data, deleted once keep_until passed
 //
 // expire_at is unix seconds, 0 = never; its index drives the expiry sweep.
 // uid is VARBINARY: uids are bytes, compared byte by byte.
@@ -67,6 +71,11 @@ var migrations = []migration{
 			"uid VARBINARY(255) NOT NULL, app INT UNSIGNED NOT NULL, ver BIGINT UNSIGNED NOT NULL, " +
 			"cur BIGINT UNSIGNED NOT NULL, exc MEDIUMBLOB NOT NULL, PRIMARY KEY (uid, app)) ENGINE=InnoDB",
 	}, addColumn("broadcast", "seq", "BIGINT UNSIGNED NOT NULL DEFAULT 0")},
+	{3, []string{
+		"CREATE TABLE IF NOT EXISTS `{cursorlog}` (" +
+			"id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, created BIGINT NOT NULL, " +
+			"keep_until BIGINT NOT NULL, data MEDIUMBLOB NOT NULL, KEY keep_until (keep_until)) ENGINE=InnoDB",
+	}, nil},
 }
 
 // addColumn adds a column to one of the tables unless it has it.
@@ -129,7 +138,7 @@ func migrate(ctx context.Context, db *sql.DB, t tables, ms []migration, after ..
 	if latest := ms[len(ms)-1].version; current > latest {
 		return nil, fmt.Errorf("saver migrate: schema version %d, this binary knows %d: %w", current, latest, ErrSchema)
 	}
-	repl := strings.NewReplacer("{inbox}", t.inbox, "{broadcast}", t.broadcast, "{backs}", t.backs, "{cursors}", t.cursors)
+	repl := strings.NewReplacer("{inbox}", t.inbox, "{broadcast}", t.broadcast, "{backs}", t.backs, "{cursors}", t.cursors, "{cursorlog}", t.cursorLog)
 	var applied []int
 	for _, m := range ms {
 		if m.version <= current {

@@ -57,6 +57,10 @@ type RedisStore struct {
 	recountWake chan struct{}
 	ackSync     ackRefresh // broadcast refreshes for ACKs of ids not cached yet
 
+	clogBuf cursorLogBuf // ended sessions' cursors until the next log row (redis_cursorlog.go)
+	clogMu  sync.Mutex   // guards clogIdx
+	clogIdx *cursorIndex // the log read for the current epoch's reloads
+
 	saved, acked, expired atomic.Uint64
 
 	mu      sync.Mutex // guards closed and the calls count
@@ -287,6 +291,7 @@ func (r *RedisStore) Close() error {
 	if serr := r.flushStatus(ctx); serr != nil {
 		r.log.Debug("saver: delivery status flush failed at close", "err", serr)
 	}
+	r.flushCursorLog()
 	r.pipe.close()
 	r.dur.close(deadline)
 	for _, c := range r.closers {
@@ -314,6 +319,7 @@ func (r *RedisStore) watch() {
 				r.log.Debug("saver: broadcast refresh failed", "err", err)
 			}
 			cancel()
+			r.flushCursorLog()
 		case <-flush.C:
 			ctx, cancel := context.WithTimeout(context.Background(), r.o.RedisTimeout)
 			if err := r.cnt.flush(ctx, r.rc, r.k); err != nil {

@@ -8,19 +8,20 @@ import (
 )
 
 // Checkpoint implements Store: one pipelined HMGET per uid (its epoch and
-// the cursor fields of the ended sessions' apps), then one MySQL cursor
-// row per (uid, app) that has a cursor, queued and not waited for. The
-// rows carry the field's write count, so MySQL keeps the newest whatever
-// order they arrive in, and the writer coalesces them per (uid, app).
+// the cursor fields of the ended sessions' apps), then the cursors go to
+// the cursor log buffer (redis_cursorlog.go): one MySQL row per flush for
+// every session this process checkpointed, not one per user. An app with
+// a broadcast that never expires gets one broadcast_cursor row per (uid,
+// app) instead (with the field's write count, so MySQL keeps the newest
+// whatever order they arrive in), and a cursor of an app with no live
+// broadcast covers nothing and is not written. Nothing is waited for.
 //
 // A hash that is absent or not of the current epoch is skipped: Redis lost
 // it, or its user was not reloaded since (a reload that failed, MySQL
-// down), so its cursor may have less than MySQL's row under a higher write
-// count, and a row would replace MySQL's rather than join it. The user's
-// next Load reloads the hash, joins the two and queues what Redis has
-// more. This is where a broadcast
-// ACK reaches MySQL (Ack queues none): MySQL's cost of a broadcast is one
-// row per session ended, not one per online user and broadcast.
+// down), so its cursor may have less than MySQL's under a higher write
+// count. The user's next Load reloads the hash, joins the two and queues
+// what Redis has more. Ack queues no cursor row: this is where a broadcast
+// ACK reaches MySQL.
 func (r *RedisStore) Checkpoint(ctx context.Context, ends []push.SessionEnd) error {
 	if err := checkEnds(ends); err != nil {
 		return fmt.Errorf("saver checkpoint: %w", err)
@@ -40,7 +41,7 @@ func (r *RedisStore) Checkpoint(ctx context.Context, ends []push.SessionEnd) err
 		return fmt.Errorf("saver checkpoint: %w", err)
 	}
 	ep := *r.epoch.Load()
-	var rows []drow
+	var es []checkpointEntry
 	var failed error
 	for j, op := range ops {
 		if op.err != nil {
@@ -50,7 +51,6 @@ func (r *RedisStore) Checkpoint(ctx context.Context, ends []push.SessionEnd) err
 		if e, _ := op.vals[0].(string); e != ep {
 			continue // absent, or of an epoch Redis lost: nothing newer than MySQL
 		}
-		uid := uids[j]
 		for i, f := range op.fields[1:] {
 			v, _ := op.vals[i+1].(string)
 			app, _ := parseCursorField(f)
@@ -58,11 +58,12 @@ func (r *RedisStore) Checkpoint(ctx context.Context, ends []push.SessionEnd) err
 			if v == "" || err != nil || rc.c.empty() {
 				continue // none, or corrupt (rewritten by the next write)
 			}
-			rows = append(rows, drow{op: dCursor, uid: uid, app: app, seq: rc.ver, cur: &rc.c})
+			es = append(es, checkpointEntry{uid: uids[j], app: app, field: v, rc: rc})
 		}
 	}
-	if len(rows) > 0 {
-		if !r.dur.reserve(len(rows), true) {
+	if len(es) > 0 {
+		rows, ok := r.splitCheckpoint(es)
+		if !ok || (len(rows) > 0 && !r.dur.reserve(len(rows), true)) {
 			return fmt.Errorf("saver checkpoint: %w", refused(opCheckpoint))
 		}
 		r.dur.enqueue(rows, false)

@@ -1,6 +1,8 @@
 package saver
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -8,9 +10,9 @@ import (
 	"github.com/lcpush/lcpush/pkg/push"
 )
 
-// Broadcast ACKs stay in Redis; the session's end (Checkpoint) writes one
-// MySQL row per (uid, app) that has a cursor, whatever the number of
-// broadcasts ACKed. After a Redis loss the checkpointed cursors come back
+// Broadcast ACKs stay in Redis; the session's end (Checkpoint) adds each
+// (uid, app) cursor to the cursor log: one MySQL row per flush for all the
+// sessions, whatever the number of users and broadcasts ACKed. After a Redis loss the checkpointed cursors come back
 // from MySQL: nothing ACKed before the checkpoint is delivered again. An
 // ACK made after the last checkpoint and lost with Redis is delivered once
 // more (the documented cost: docs/storage.md "Recovery"); ACKed again and
@@ -52,16 +54,20 @@ func TestRedisCheckpointWritesCursorRows(t *testing.T) {
 	if err := st.Checkpoint(bg, ends); err != nil {
 		t.Fatal(err)
 	}
-	if n := st.dur.enqueued() - before; n != 4 {
-		t.Errorf("%d rows queued by the checkpoint, want 4 (a/1, b/1, b/2, c/1)", n)
+	st.flushCursorLog()
+	if n := st.dur.enqueued() - before; n != 1 {
+		t.Errorf("%d rows queued by the checkpoint, want 1 log row", n)
 	}
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
-	if n := env.rows(t, "broadcast_cursor", ""); n != 4 {
-		t.Errorf("%d cursor rows after the checkpoint, want 4", n)
+	if n := env.rows(t, "broadcast_cursor", ""); n != 0 {
+		t.Errorf("%d per-user cursor rows after the checkpoint, want 0", n)
 	}
-	// Repeating it (a room retrying) changes nothing MySQL keeps.
+	if got := logEntries(t, env); !slices.Equal(got, []string{"a/1", "b/1", "b/2", "c/1"}) {
+		t.Errorf("cursor log entries %q, want a/1 b/1 b/2 c/1", got)
+	}
+	// Repeating it (a room retrying) changes nothing a reload would read.
 	if err := st.Checkpoint(bg, ends); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +91,7 @@ func TestRedisCheckpointWritesCursorRows(t *testing.T) {
 	if err := st.Checkpoint(bg, ends[:1]); err != nil {
 		t.Fatal(err)
 	}
+	st.flushCursorLog()
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -95,4 +102,99 @@ func TestRedisCheckpointWritesCursorRows(t *testing.T) {
 		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(10)).Val() && !st.restore.Load()
 	})
 	wantLoad(t, st, "a", 0, 10) // 3 checkpointed this time: not again
+}
+
+// logEntries returns the cursor log's entries as "uid/app", sorted.
+func logEntries(t *testing.T, env *redisEnv) []string {
+	t.Helper()
+	rows, err := env.db.QueryContext(bg, "SELECT data FROM `"+env.tprefix+"broadcast_cursor_log`")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeCursorLog(data, func(uid string, c cursorRow) {
+			out = append(out, fmt.Sprintf("%s/%d", uid, c.app))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// An app with a broadcast that never expires keeps per-user rows (a log
+// row would be kept forever); a cursor of an app with no live broadcast
+// covers nothing and is not written; the sweep deletes log rows whose
+// broadcasts all expired.
+func TestRedisCheckpointLogRouting(t *testing.T) {
+	env := newRedisEnv(t)
+	st := env.open(t, RedisOptions{EpochEvery: time.Hour, Limits: Limits{MaxLoads: -1}})
+	soon := time.Now().Add(3 * time.Second).Unix()
+	mustBroadcast(t, st, msg(1, 1, soon))
+	mustBroadcast(t, st, msg(10, 2, 0)) // never expires
+	for _, uid := range []string{"a", "b"} {
+		wantLoad(t, st, uid, 0, 1, 10)
+		mustAck(t, st, uid, 1, 1)
+		mustAckFor(t, st, uid, []uint32{2}, 1, 10)
+	}
+	ends := []push.SessionEnd{{UID: "a", Apps: []uint32{1, 2}}, {UID: "b", Apps: []uint32{1, 2}}}
+	if err := st.Checkpoint(bg, ends); err != nil {
+		t.Fatal(err)
+	}
+	st.flushCursorLog()
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.rows(t, "broadcast_cursor", "app = 2"); n != 2 {
+		t.Errorf("%d per-user rows of app 2 (a broadcast that never expires), want 2", n)
+	}
+	if got := logEntries(t, env); !slices.Equal(got, []string{"a/1", "b/1"}) {
+		t.Errorf("cursor log entries %q, want a/1 b/1", got)
+	}
+	// Once broadcast 1 expired, app 1's cursors cover nothing: not written,
+	// and the sweep deletes the log row.
+	testkit.WaitFor(t, "broadcast 1 to expire", 10*time.Second, func() bool { return time.Now().Unix() > soon })
+	if _, err := st.Expire(bg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.rows(t, "broadcast_cursor_log", ""); n != 0 {
+		t.Errorf("%d log rows after the sweep, want 0", n)
+	}
+	if err := st.Checkpoint(bg, ends[:1]); err != nil {
+		t.Fatal(err)
+	}
+	st.flushCursorLog()
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.rows(t, "broadcast_cursor_log", ""); n != 0 {
+		t.Errorf("%d log rows for cursors of expired broadcasts, want 0", n)
+	}
+}
+
+// The log buffer is bounded in entries and bytes: past either bound a
+// Checkpoint is refused (the room retries it) and nothing is buffered.
+func TestRedisCursorLogBufferBound(t *testing.T) {
+	st := newRedisEnv(t).open(t, RedisOptions{EpochEvery: time.Hour})
+	for _, tc := range []struct {
+		name  string
+		bytes int
+		n     int
+	}{
+		{"entries", 16, logBufferMax + 1},
+		{"bytes", 2*logFlushBytes + 1, 1},
+	} {
+		if st.logCursors(make([]byte, tc.bytes), tc.n, future()) {
+			t.Errorf("%s: a buffer past its bound was accepted", tc.name)
+		}
+	}
+	if st.clogBuf.entries != 0 || len(st.clogBuf.data) != 0 {
+		t.Errorf("buffer holds %d entries, %d bytes after refusals", st.clogBuf.entries, len(st.clogBuf.data))
+	}
 }

@@ -25,7 +25,7 @@ import (
 // checkEpoch reads the current epoch, starting a new one if Redis lost its
 // data or its servers changed.
 func (r *RedisStore) checkEpoch(ctx context.Context) error {
-	res, err := scriptEpoch.Run(ctx, r.rc, []string{r.k.meta()}, r.fingerprint(ctx), newToken()).Result()
+	res, err := scriptEpoch.Run(ctx, r.rc, []string{r.k.meta()}, r.fingerprint(ctx), newEpochToken()).Result()
 	if err != nil {
 		return redisErr(err)
 	}

@@ -180,6 +180,11 @@ func (r *RedisStore) sweepBroadcasts(ctx context.Context, t int64) (int, error) 
 		r.logStatus(status...)
 	}
 	n, err := r.dur.expireBroadcasts(ctx, t, sweepChunk, r.forgetBroadcast)
+	if err == nil {
+		if _, lerr := r.sweepCursorLog(ctx, t); lerr != nil {
+			r.log.Debug("saver: broadcast cursor log sweep", "err", lerr)
+		}
+	}
 	if err == nil && r.dur.backsLeft.Load() {
 		left, herr := r.dur.hasBacks(ctx)
 		if herr == nil && !left {

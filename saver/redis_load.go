@@ -181,7 +181,8 @@ func (r *RedisStore) readHash(ctx context.Context, uid string) (userHash, error)
 
 // reload merges what MySQL holds for uid into its hash and stamps the hash
 // with epoch ep: the newest InboxCap unexpired entries and the broadcast
-// cursors, joined with what the hash has (and with the previous version's
+// cursors (its broadcast_cursor rows and the cursor log's entries written
+// before the epoch began), joined with what the hash has (and with the previous version's
 // broadcast_ack rows while that table has any). Rows this process still
 // has queued for uid (ACKs above all) are written first, so the reload
 // does not bring back what was just ACKed.
@@ -203,6 +204,11 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
+	logged, err := r.loggedCursors(rctx, uid, ep)
+	if err != nil {
+		return err
+	}
+	curs = append(curs, logged...)
 	var backs []backRow
 	if r.dur.backsLeft.Load() {
 		if backs, err = r.dur.loadBacks(rctx, uid, now); err != nil {
@@ -251,6 +257,7 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 			return nil
 		}
 		r.dur.enqueue(rows, true)
+		r.forgetLogged(uid, ep)
 		// The counts follow MySQL, which holds these entries already: a
 		// reload changes what Redis has, not what the store holds.
 		added := (len(l) - 2) / 2

@@ -79,7 +79,7 @@ func TestRedisMigratesPreviousVersion(t *testing.T) {
 	}
 
 	st := env.open(t, RedisOptions{Limits: Limits{MaxLoads: 3}, EpochEvery: 50 * time.Millisecond})
-	if vs := schemaVersions(t, env); !slices.Equal(vs, []int{1, 2}) {
+	if vs := schemaVersions(t, env); !slices.Equal(vs, []int{1, 2, 3}) {
 		t.Fatalf("schema versions %v", vs)
 	}
 	// Seqs in id order, the same in Redis and MySQL.
@@ -271,6 +271,7 @@ func TestRedisCursorCompact(t *testing.T) {
 	if err := st.Checkpoint(bg, ends); err != nil {
 		t.Fatal(err)
 	}
+	st.flushCursorLog()
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -289,13 +290,17 @@ func TestRedisCursorCompact(t *testing.T) {
 			t.Errorf("%s: hash fields %q, cursor %d bytes: want one small cursor", uid, fields, len(h[cursorField(1)]))
 		}
 	}
-	if n := env.rows(t, "broadcast_cursor", ""); n != len(uids) {
-		t.Errorf("%d cursor rows, want %d (one per user)", n, len(uids))
+	if n := env.rows(t, "broadcast_cursor", ""); n != 0 {
+		t.Errorf("%d cursor rows, want 0 (the log holds them)", n)
+	}
+	if n := env.rows(t, "broadcast_cursor_log", ""); n != 1 {
+		t.Errorf("%d cursor log rows, want 1 for the three users", n)
 	}
 	if n := env.rows(t, "broadcast_ack", ""); n != 0 {
 		t.Errorf("%d broadcast_ack rows", n)
 	}
-	// The MySQL copy is the latest cursor: a user Redis lost gets nothing again.
+	// The MySQL copy (the log, read by the epoch's reloads) is the latest
+	// cursor: a user Redis lost gets nothing again.
 	dropKeys(bg, env.rc, env.prefix+"u{")
 	wantLoad(t, st, "a", 0)
 }
@@ -337,4 +342,51 @@ func TestRedisMigratesFromMySQLAlone(t *testing.T) {
 	wantLoad(t, st, "u", 0, 200)
 	wantLoad(t, st, "v", 0, 100, 200, 300)
 	wantState(t, st, 1, 100, "u", push.StateUnknown) // no status record: nothing to say
+}
+
+// Schema version 2 wrote a broadcast_cursor row per (uid, app) at every
+// session end; version 3 writes the cursor log instead and still reads
+// those rows: after an upgrade and a Redis loss, what a version-2 row says
+// was ACKed does not come back, and a version-3 row of the log joins it.
+func TestRedisReadsVersion2CursorRows(t *testing.T) {
+	env := newRedisEnv(t)
+	st := env.open(t, RedisOptions{EpochEvery: 50 * time.Millisecond, Limits: Limits{MaxLoads: -1}})
+	tb := newTables(env.tprefix)
+	exp := future()
+	for _, id := range []uint64{1, 2, 3} {
+		mustBroadcast(t, st, msg(id, 1, exp))
+	}
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	seq := func(id uint64) uint64 {
+		var s uint64
+		if err := env.db.QueryRowContext(bg, "SELECT seq FROM `"+tb.broadcast+"` WHERE id = ?", id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// "old" ACKed 1 and 2 under version 2 (its row, as version 2 wrote it);
+	// "new" ACKs 1 under version 3 and ends its session (the log).
+	if _, err := env.db.ExecContext(bg, "INSERT INTO `"+tb.cursors+"` (uid, app, ver, cur, exc) VALUES (?,?,?,?,?)",
+		[]byte("old"), 1, 7, seq(2), bcursor{}.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	wantLoad(t, st, "new", 0, 1, 2, 3)
+	mustAck(t, st, "new", 1, 1)
+	if err := st.Checkpoint(bg, []push.SessionEnd{{UID: "new", Apps: []uint32{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	st.flushCursorLog()
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	ep := *st.epoch.Load()
+	dropKeys(bg, env.rc, env.prefix)
+	testkit.WaitFor(t, "a new epoch", 5*time.Second, func() bool { return *st.epoch.Load() != ep })
+	testkit.WaitFor(t, "broadcasts restored", 5*time.Second, func() bool {
+		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(3)).Val() && !st.restore.Load()
+	})
+	wantLoad(t, st, "old", 0, 3)
+	wantLoad(t, st, "new", 0, 2, 3)
 }

@@ -14,7 +14,9 @@
 #   scripts/bench.sh bcast-qos      # issue 15: 60 s of 10 broadcasts/s to 5,000 connections, QoS 0 vs QoS 1 RSS, RUNS (3) pairs
 #   scripts/bench.sh sustain        # issue 16: closed-loop broadcasts, one API call each, N=5000,9000: lcpush (memory, bolt), nats
 #   scripts/bench.sh cluster-bcast  # issue 15: one QoS 1 broadcast at BCAST_RATE (20000/s) to 100,000 connections,
-#                                   # ROOMS (6) rooms and CENTERS (2) centers of scripts/cluster.sh (STORE=redis)
+#                                   # ROOMS (6) rooms and CENTERS (2) centers of scripts/cluster.sh (STORE=redis),
+#                                   # the broadcast's ttl CB_TTL (600 s: it outlives the run, so the rows
+#                                   # the sessions' ends write are counted while it is live)
 #
 # It builds the binary (bin/lcpush), starts the servers it needs itself
 # (lcpush -store memory; nats-server and mosquitto from Debian packages:
@@ -36,7 +38,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BIN=${BIN:-bin/lcpush}
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ -n "$SCENARIO" ] || usage
 
 [ "${BUILD:-1}" = 0 ] || go build -o "$BIN" .
@@ -234,15 +236,21 @@ run_bcast_qos() {
     -store "${QOS_STORE:-bolt}" -runs "${RUNS:-3}" -timeout 30m -quiet
 }
 
-# mysql_counts DSN: "table rows" for every table of the DSN's database
-# (exact COUNT(*), so any table a version adds is counted too).
-mysql_counts() {
-  local dsn=$1 user pass host port db t
+# mysql_cmd DSN: the mysql client command line for DSN (user:pass@tcp(host:port)/db?...).
+mysql_cmd() {
+  local dsn=$1 user pass host port db
   user=${dsn%%:*}; pass=${dsn#*:}; pass=${pass%%@tcp(*}
   host=${dsn#*@tcp(}; host=${host%%)*}; port=${host##*:}; host=${host%:*}
   db=${dsn#*)/}; db=${db%%\?*}
-  local my=(mysql -u "$user" -p"$pass" -h "$host" -P "$port" -N -B "$db")
-  for t in $("${my[@]}" -e "SELECT table_name FROM information_schema.tables WHERE table_schema='$db' ORDER BY table_name"); do
+  echo mysql -u "$user" -p"$pass" -h "$host" -P "$port" -N -B "$db"
+}
+
+# mysql_counts DSN: "table rows" for every table of the DSN's database
+# (exact COUNT(*), so any table a version adds is counted too).
+mysql_counts() {
+  local my t
+  read -r -a my <<<"$(mysql_cmd "$1")"
+  for t in $("${my[@]}" -e "SELECT table_name FROM information_schema.tables WHERE table_schema=DATABASE() ORDER BY table_name"); do
     echo "$t $("${my[@]}" -e "SELECT COUNT(*) FROM \`$t\`")"
   done
 }
@@ -310,7 +318,7 @@ YAML
   # the rows counted then are the broadcast's; the ones after the clients
   # closed add what their sessions' ends write.
   "$BIN" bench bcast -room "$rooms" -api "$apis" -pid "$pids" -n "$n" -per-proc 17000 -rate "${CB_CONNECT_RATE:-2000}" -retry 10 \
-    -qos 1 -bcast-rate "$rate" -round-timeout 30s -drain 60s -hold "${hold}s" -timeout 15m -quiet -out "$OUT" \
+    -qos 1 -bcast-rate "$rate" -round-timeout 30s -drain 60s -hold "${hold}s" -ttl "${CB_TTL:-600}" -timeout 15m -quiet -out "$OUT" \
     >"$dir/bcast.out" 2>"$dir/bcast.err" &
   local tool=$!
   until grep -q '^bcast: holding' "$dir/bcast.err" 2>/dev/null; do
@@ -345,6 +353,9 @@ YAML
     echo "$after" | while read -r t a; do echo "$before" | grep -q "^$t " || echo "| $t (new) | 0 | | | $a | $a |"; done
     echo
     echo "Redis: $rb before; $ra after."
+    local my logb; read -r -a my <<<"$(mysql_cmd "$MYSQL_DSN")"
+    logb=$("${my[@]}" -e "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM lcpush_broadcast_cursor_log" 2>/dev/null || echo "?")
+    echo "Cursor log data after the clients closed: $logb bytes (the ended sessions' cursors, one entry per (uid, app))."
     echo "Session ends the rooms did not report to the store (lcpush_room_checkpoints_dropped_total, summed): $drops."
   } | tee -a "${res:-$dir}/report.md"
   cp "$dir"/*.log "${res:-$dir}/" 2>/dev/null || true
