@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -13,7 +14,8 @@ import (
 
 // Memory is a Store held in process memory, for fast unit tests and for
 // single-process demos: nothing survives a restart. One mutex guards
-// everything and Expire scans every inbox, which is fine at test sizes.
+// everything; Expire scans every inbox and status record, giving the
+// mutex up between chunks, as AddSent does between chunks of a batch.
 type Memory struct {
 	lim Limits
 
@@ -24,7 +26,7 @@ type Memory struct {
 	bx      *bseqs                         // the broadcasts' seqs, per app (bcursor.go)
 	cursors map[string]map[uint32]*bcursor // per uid, per app (bcursor.go)
 	seq     uint64                         // the last broadcast seq given
-	status  map[uint64]*memStatus          // delivery status (memory_status.go)
+	status  memStatusTab                   // delivery status (memory_status.go)
 	squeue  map[uint64]push.QueuedPush     // send queue journal (squeue.go)
 	jobs    *memJobs                       // broadcast jobs (memory_jobs.go), under their own lock
 	pending map[uint32]int64
@@ -60,7 +62,7 @@ func NewMemoryWith(lim Limits) *Memory {
 		bcasts:  make(map[uint64]*memBroadcast),
 		bx:      newBseqs(),
 		cursors: make(map[string]map[uint32]*bcursor),
-		status:  make(map[uint64]*memStatus),
+		status:  newMemStatusTab(),
 		squeue:  make(map[uint64]push.QueuedPush),
 		jobs:    newMemJobs(),
 		pending: make(map[uint32]int64),
@@ -86,12 +88,12 @@ func (m *Memory) Save(ctx context.Context, msg push.Message, uids []string) erro
 	if m.closed {
 		return fmt.Errorf("saver save %d: %w", msg.ID, ErrClosed)
 	}
-	rec := m.status[msg.ID]
+	rec := m.status.get(msg.ID)
 	if st, su, ok := impliedStatus(&msg, uids); ok && rec == nil {
 		rec = m.openStatus(st, su)
 	}
 	for _, uid := range uids {
-		rec.onStore(uid)
+		m.status.step(rec, uid, onStore, nStored)
 		box := m.inbox[uid]
 		i, found := slices.BinarySearchFunc(box, msg.ID, cmpEntry)
 		if found {
@@ -156,8 +158,8 @@ func (m *Memory) SaveBroadcast(ctx context.Context, msg push.Message) error {
 	if m.closed {
 		return fmt.Errorf("saver save broadcast %d: %w", msg.ID, ErrClosed)
 	}
-	if rec := m.status[msg.ID]; rec != nil && rec.st.Kind == push.KindBroadcast {
-		rec.st.Stored = 1
+	if rec := m.status.get(msg.ID); rec != nil && rec.broadcast() {
+		rec.stored = 1
 	}
 	// A re-save keeps its seq, and so every uid's state of it; one that
 	// had expired takes a new seq: cursors may have stepped over the old.
@@ -258,8 +260,8 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 				ac := curs[msg.App]
 				if ac.c.load(m.bcasts[msg.ID].seq, max) {
 					metricParkedBroadcast.Inc()
-					if rec := m.status[msg.ID]; rec != nil {
-						rec.st.Parked++
+					if rec := m.status.get(msg.ID); rec != nil {
+						rec.parked++
 					}
 				}
 				continue
@@ -270,7 +272,7 @@ func (m *Memory) Load(ctx context.Context, uid string, apps []uint32, limit int)
 				e.parked = true
 				m.parked++
 				metricParkedUnicast.Inc()
-				m.status[msg.ID].onPark(uid)
+				m.status.step(m.status.get(msg.ID), uid, onPark, nParked)
 			}
 		}
 		for app, ac := range curs {
@@ -334,7 +336,7 @@ func (m *Memory) ackLocked(uid string, apps []uint32, ids []uint64, now int64) i
 			box = slices.Delete(box, i, i+1)
 			m.acked++
 			n++
-			m.status[id].onAck(uid)
+			m.status.step(m.status.get(id), uid, onAck, nAcked)
 			continue
 		}
 		// An expired broadcast is as good as gone: Expire drops it.
@@ -343,8 +345,8 @@ func (m *Memory) ackLocked(uid string, apps []uint32, ids []uint64, now int64) i
 			c := m.cursor(uid, b.msg.App, live)
 			if c.ack(b.seq) {
 				n++
-				if rec := m.status[id]; rec != nil {
-					rec.st.Acked++
+				if rec := m.status.get(id); rec != nil {
+					rec.acked++
 				}
 			}
 			m.putCursor(uid, b.msg.App, c, live)
@@ -363,19 +365,34 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("saver expire: %w", err)
 	}
+	n, err := m.expireEntries(now)
+	if err != nil {
+		return 0, err
+	}
+	m.sweepStatus(now.Unix()) // in chunks: the records may be many
+	return n, nil
+}
+
+// expireEntries is Expire but for the status records. The inbox walk
+// gives up the lock (and the P) every statusSweepChunk entries, between
+// two boxes: a range over a map may go on after the map changed (what
+// was added meanwhile may be skipped, to the next sweep), and the range
+// reads each box when it reaches it, with the lock held.
+func (m *Memory) expireEntries(now time.Time) (int, error) {
 	t := now.Unix()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return 0, fmt.Errorf("saver expire: %w", ErrClosed)
 	}
-	n := 0
+	n, seen := 0, 0
 	for uid, box := range m.inbox {
 		kept := box[:0]
 		for _, e := range box {
 			if e.msg.Expired(t) {
 				m.forget(e)
-				m.status[e.msg.ID].onExpire(uid)
+				m.status.step(m.status.get(e.msg.ID), uid, onExpire, nExpired)
+				m.expired++ // now, not at the end: Stats may run at a yield
 				n++
 				continue
 			}
@@ -387,25 +404,29 @@ func (m *Memory) Expire(ctx context.Context, now time.Time) (int, error) {
 		} else {
 			m.inbox[uid] = kept
 		}
+		if seen += len(box); seen >= statusSweepChunk {
+			seen = 0
+			m.mu.Unlock()
+			runtime.Gosched()
+			m.mu.Lock()
+			if m.closed {
+				return 0, fmt.Errorf("saver expire: %w", ErrClosed)
+			}
+		}
 	}
 	for id, b := range m.bcasts {
 		if b.msg.Expired(t) {
 			// The cursors holding its seq shed it when next normalized.
 			delete(m.bcasts, id)
 			m.bx.drop(id)
-			if rec := m.status[id]; rec != nil {
-				rec.st.Expired = 1
+			if rec := m.status.get(id); rec != nil {
+				rec.expired = 1
 			}
+			m.expired++
 			n++
 		}
 	}
-	for id, rec := range m.status {
-		if !statusLive(&rec.st, t) {
-			delete(m.status, id)
-		}
-	}
 	m.expireJobs(now) // not counted in n: jobs are no messages
-	m.expired += uint64(n)
 	return n, nil
 }
 
@@ -457,7 +478,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.inbox, m.bcasts, m.status, m.pending = nil, nil, nil, map[uint32]int64{}
+	m.inbox, m.bcasts, m.status, m.pending = nil, nil, memStatusTab{}, map[uint32]int64{}
 	m.bx, m.cursors = newBseqs(), nil
 	return nil
 }
