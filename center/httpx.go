@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -102,6 +103,27 @@ type statusRecorder struct {
 	status int
 }
 
+// recorderPool recycles the statusRecorders of requests: a handler never
+// keeps its ResponseWriter past its return (net/http's rule).
+var recorderPool = sync.Pool{New: func() any { return new(statusRecorder) }}
+
+// statusCodes are the decimal forms of the status codes, built once:
+// strconv.Itoa allocates one of three digits for every request.
+var statusCodes = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+// statusCode is strconv.Itoa(code) without an allocation for 0-599.
+func statusCode(code int) string {
+	if code >= 0 && code < len(statusCodes) {
+		return statusCodes[code]
+	}
+	return strconv.Itoa(code)
+}
+
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
@@ -150,11 +172,15 @@ func (s *Service) routes() http.Handler {
 func (s *Service) instrument(endpoint string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := recorderPool.Get().(*statusRecorder)
+		rec.ResponseWriter, rec.status = w, 0
 		if e := h(rec, r); e != nil {
 			writeError(rec, e)
 		}
-		requests.WithLabelValues(endpoint, strconv.Itoa(rec.status)).Inc()
+		status := rec.status
+		*rec = statusRecorder{} // keeps no ResponseWriter alive
+		recorderPool.Put(rec)
+		requests.WithLabelValues(endpoint, statusCode(status)).Inc()
 		latency.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 	})
 }

@@ -286,7 +286,10 @@ func (s *Service) handlePush(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	online := 0
 	if len(sessions) > 0 { // deliverSessions, on the shared deadline
-		online = s.deliver(s.pushCtx(), msg, groupByRoom(sessions, msg.App), "push")
+		gs := groupsPool.Get().(*roomGroups)
+		gs.g = groupInto(gs.g, sessions, msg.App)
+		online = s.deliver(s.pushCtx(), msg, gs.g, "push")
+		gs.put()
 	}
 	if msg.QoS == push.QoS1 && len(pending) > 0 {
 		n, still := s.retryLookup(context.WithoutCancel(r.Context()), msg, pending)
@@ -335,7 +338,41 @@ type roomTargets struct {
 // groupByRoom keeps the sessions that have app bound and groups them by
 // room, in the order rooms first appear.
 func groupByRoom(sessions []push.Session, app uint32) []roomTargets {
-	var out []roomTargets
+	return groupInto(nil, sessions, app)
+}
+
+// roomGroups holds the groups of one push, recycled (groupsPool): the
+// rooms' Push does not keep its targets past its return (a remote room
+// encodes them in the call).
+type roomGroups struct{ g []roomTargets }
+
+var groupsPool = sync.Pool{New: func() any { return new(roomGroups) }}
+
+// Past these, a push's groups go to the GC instead of the pool.
+const (
+	maxPooledRooms   = 64
+	maxPooledTargets = 1024
+)
+
+// put clears the groups (no uid or room kept alive) and gives them back.
+func (gs *roomGroups) put() {
+	n := 0
+	for i := range gs.g {
+		n += cap(gs.g[i].targets)
+		clear(gs.g[i].targets)
+		gs.g[i].room = ""
+	}
+	if cap(gs.g) > maxPooledRooms || n > maxPooledTargets {
+		return
+	}
+	gs.g = gs.g[:0]
+	groupsPool.Put(gs)
+}
+
+// groupInto is groupByRoom into out's arrays (out's own and its groups'
+// targets, as put left them).
+func groupInto(out []roomTargets, sessions []push.Session, app uint32) []roomTargets {
+	out = out[:0]
 	var index map[string]int // past smallList rooms; before, a scan
 	for i := range sessions {
 		ss := &sessions[i]
@@ -357,7 +394,12 @@ func groupByRoom(sessions []push.Session, app uint32) []roomTargets {
 		}
 		if j < 0 {
 			j = len(out)
-			out = append(out, roomTargets{room: ss.Room})
+			if j < cap(out) { // a pooled group: reuse its targets' array
+				out = out[:j+1]
+				out[j].room, out[j].targets = ss.Room, out[j].targets[:0]
+			} else {
+				out = append(out, roomTargets{room: ss.Room})
+			}
 			if index != nil {
 				index[ss.Room] = j
 			} else if len(out) > smallList {

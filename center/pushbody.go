@@ -55,6 +55,10 @@ func readBody(r *http.Request) (bp *[]byte, over bool, err error) {
 			return bp, true, nil
 		}
 		if e == io.EOF {
+			// Closed once read to its end, net/http has nothing to
+			// discard after the handler: an unclosed body costs an
+			// io.CopyN (and its LimitedReader) per request.
+			r.Body.Close()
 			*bp = b
 			return bp, false, nil
 		}

@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +58,33 @@ type ackQueue struct {
 	backoff  time.Duration
 	timer    *time.Timer // pending retry, nil when none
 	closed   bool        // Shutdown: no more retry timers
+
+	// What the drain task reuses from one drain to the next, so that an
+	// ACK costs no slice of its own (the drain task owns them: draining).
+	drain    func()     // r.drainAcks(aq), built once
+	spare    []ackEntry // the drained batch's array, cleared
+	scratch  ackScratch
+	idBuf    []uint64 // the ids of q's new entries, back to back (theirs are capped sub-slices)
+	spareIDs []uint64 // the drained batch's idBuf, once every entry of it is applied
+
+	// parse is handleAck's parse buffer (loop only: no lock); queueAck
+	// copies the ids into idBuf.
+	parse []uint64
 }
+
+// ackScratch is applyAcks' working memory, reused by the drain task.
+type ackScratch struct {
+	reqs   []push.AckReq
+	chunks [][2]int
+	ok     []bool
+}
+
+// maxAckSpare bounds the entries of the arrays a drain keeps for the next
+// one: past it they go to the GC (a QoS 1 broadcast's burst of ACKs).
+const maxAckSpare = 1024
+
+// maxAckSpareIDs likewise bounds the id arrays kept (parse, spareIDs).
+const maxAckSpareIDs = 8192
 
 // ackEntry is one ACK frame: its ids delete messages of the apps bound on
 // the connection when it was read, never another app's (apps are tenants).
@@ -74,7 +101,11 @@ func (r *Room) handleAck(s *connState, f proto.Frame) gnet.Action {
 	if len(f.Body) >= 2 {
 		want = int(binary.BigEndian.Uint16(f.Body))
 	}
-	ids, err := proto.ParseAck(make([]uint64, 0, want), f.Body)
+	aq := &s.loop.acks
+	ids, err := proto.ParseAck(slices.Grow(aq.parse[:0], want), f.Body)
+	if cap(ids) <= maxAckSpareIDs {
+		aq.parse = ids[:0] // queueAck copies what it keeps
+	}
 	if err != nil {
 		return r.protocolError(s, f.Seq, proto.ErrCodeBadFrame, "bad ACK body")
 	}
@@ -101,17 +132,24 @@ func (r *Room) queueAck(s *connState, ids []uint64) bool {
 		aq.mu.Unlock()
 		return false
 	}
-	aq.q = append(aq.q, ackEntry{uid: s.uid, apps: s.appList(), ids: ids})
+	n := len(aq.idBuf)
+	aq.idBuf = append(aq.idBuf, ids...)
+	aq.q = append(aq.q, ackEntry{uid: s.uid, apps: s.appList(), ids: aq.idBuf[n:len(aq.idBuf):len(aq.idBuf)]})
 	aq.ids += len(ids)
 	start := !aq.draining
 	aq.draining = true
+	if start && aq.drain == nil {
+		aq.drain = func() { r.drainAcks(aq) }
+	}
+	drain := aq.drain
 	aq.mu.Unlock()
-	if !start || r.submit(func() { r.drainAcks(aq) }) {
+	if !start || r.submit(drain) {
 		return true
 	}
 	// No drain was running, so the queue holds only this ACK: take it back.
 	aq.mu.Lock()
 	aq.q, aq.ids, aq.draining = aq.q[:0], 0, false
+	aq.idBuf = aq.idBuf[:0]
 	aq.mu.Unlock()
 	return false
 }
@@ -119,19 +157,32 @@ func (r *Room) queueAck(s *connState, ids []uint64) bool {
 // drainAcks applies queued ACKs until the queue is empty or the store
 // refuses some (a pool task).
 func (r *Room) drainAcks(aq *ackQueue) {
-	var batch []ackEntry
+	// batch and ids are arrays no queued entry refers to: the spares, then
+	// what the last batch, all applied, held. A batch the store refused
+	// keeps its arrays (retryAcks queues its entries again).
+	aq.mu.Lock()
+	batch, ids := aq.spare, aq.spareIDs
+	aq.spare, aq.spareIDs = nil, nil
+	aq.mu.Unlock()
 	for {
 		aq.mu.Lock()
 		if len(aq.q) == 0 {
 			aq.draining = false
 			aq.backoff = 0
+			if cap(batch) <= maxAckSpare {
+				aq.spare = batch[:0]
+			}
+			if cap(ids) <= maxAckSpareIDs {
+				aq.spareIDs = ids[:0]
+			}
 			aq.mu.Unlock()
 			return
 		}
 		batch, aq.q = aq.q, batch[:0]
+		ids, aq.idBuf = aq.idBuf, ids[:0]
 		aq.ids = 0
 		aq.mu.Unlock()
-		failed := r.applyAcks(batch)
+		failed := r.applyAcks(batch, &aq.scratch)
 		if len(failed) > 0 {
 			r.retryAcks(aq, failed)
 			clear(batch)
@@ -192,42 +243,40 @@ func (r *Room) retryAcks(aq *ackQueue, failed []ackEntry) {
 // applyAcks sends the batch to the store as AckMany calls (ackChunks),
 // ackParallel at once, and returns the entries of the calls the store did
 // not take (in batch order): they are retried whole, ACKs are idempotent.
-func (r *Room) applyAcks(batch []ackEntry) []ackEntry {
+// sc, when not nil, is working memory the caller owns (the drain task's):
+// the store calls do not keep what they are given.
+func (r *Room) applyAcks(batch []ackEntry, sc *ackScratch) []ackEntry {
 	if len(batch) == 0 {
 		return nil
 	}
+	if sc == nil {
+		sc = new(ackScratch)
+	}
 	now := time.Now().UnixNano()
-	reqs := make([]push.AckReq, len(batch))
+	reqs := sc.reqs[:0]
 	for i := range batch {
 		e := &batch[i]
 		if e.first == 0 {
 			e.first = now
 		}
-		reqs[i] = push.AckReq{UID: e.uid, Apps: e.apps, IDs: e.ids}
+		reqs = append(reqs, push.AckReq{UID: e.uid, Apps: e.apps, IDs: e.ids})
 	}
-	chunks := ackChunks(reqs)
-	ok := make([]bool, len(chunks))
-	ack := func(c int) {
-		lo, hi := chunks[c][0], chunks[c][1]
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		_, err := r.deps.Saver.AckMany(ctx, reqs[lo:hi])
-		cancel()
-		if err != nil {
-			r.log.Debug("ack failed, will retry", "entries", hi-lo, "first_uid", reqs[lo].UID, "err", err)
-			return
-		}
-		ok[c] = true
-	}
+	chunks := ackChunks(sc.chunks[:0], reqs)
+	ok := append(sc.ok[:0], make([]bool, len(chunks))...)
+	// One shared deadline context (callCtx), not one of its own per call:
+	// WithTimeout was a context, a timer and a cancel func per ACK drain.
+	ctx := callCtx()
 	if len(chunks) == 1 {
-		ack(0)
+		ok[0] = r.ackChunk(ctx, reqs[chunks[0][0]:chunks[0][1]])
 	} else {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, ackParallel)
+		rq := reqs // captured by value: reqs, reassigned above, would move to the heap
 		for c := range chunks {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				ack(c)
+				ok[c] = r.ackChunk(ctx, rq[chunks[c][0]:chunks[c][1]])
 			})
 		}
 		wg.Wait()
@@ -241,15 +290,29 @@ func (r *Room) applyAcks(batch []ackEntry) []ackEntry {
 	if len(failed) > 0 {
 		r.log.Warn("acks not taken by the store, retrying", "entries", len(failed))
 	}
+	clear(reqs) // the scratch keeps no uid or ids alive
+	if cap(reqs) <= maxAckSpare {
+		sc.reqs, sc.chunks, sc.ok = reqs[:0], chunks[:0], ok[:0]
+	} else {
+		*sc = ackScratch{}
+	}
 	return failed
+}
+
+// ackChunk makes one AckMany call and reports whether the store took it.
+func (r *Room) ackChunk(ctx context.Context, reqs []push.AckReq) bool {
+	if _, err := r.deps.Saver.AckMany(ctx, reqs); err != nil {
+		r.log.Debug("ack failed, will retry", "entries", len(reqs), "first_uid", reqs[0].UID, "err", err)
+		return false
+	}
+	return true
 }
 
 // ackChunks cuts reqs into the [lo, hi) ranges of AckMany calls within
 // push.CheckAckBatch's bounds, in order (an ACK frame holds at most 65,535
 // ids and a connection binds at most maxApps apps, so every entry fits a
 // call of its own).
-func ackChunks(reqs []push.AckReq) [][2]int {
-	var out [][2]int
+func ackChunks(out [][2]int, reqs []push.AckReq) [][2]int {
 	lo, ids := 0, 0
 	for i := range reqs {
 		n := len(reqs[i].IDs)
@@ -278,12 +341,13 @@ func (r *Room) flushAcks(ctx context.Context) {
 		// it fails to apply is counted by retryAcks.
 		q := aq.q
 		aq.q, aq.ids = nil, 0
+		aq.idBuf = nil // q's ids: no later ACK may reuse the array
 		aq.mu.Unlock()
 		if len(q) == 0 || ctx.Err() != nil {
 			dropAcks(q, "shutdown")
 			continue
 		}
-		dropAcks(r.applyAcks(q), "shutdown")
+		dropAcks(r.applyAcks(q, nil), "shutdown")
 	}
 }
 

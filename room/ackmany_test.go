@@ -84,7 +84,7 @@ func TestAckChunks(t *testing.T) {
 		{"ids", reqs(65535, 1, 65534, 2), [][2]int{{0, 2}, {2, 4}}},
 		{"ids just past", reqs(65535, 2), [][2]int{{0, 1}, {1, 2}}},
 	} {
-		got := ackChunks(tc.reqs)
+		got := ackChunks(nil, tc.reqs)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%s: chunks %v, want %v", tc.name, got, tc.want)
 		}

@@ -72,7 +72,7 @@ func (l *endLog) note(uid string, apps []uint32) {
 }
 
 // endPool recycles the ends' slices between a loop and the worker that
-// reports them, as deltaPool does for the sent notes.
+// reports them (the sent notes keep theirs on the loop: sentLog.free).
 var endPool = sync.Pool{New: func() any { return new([]push.SessionEnd) }}
 
 // take returns the oldest ends, at most maxCheckpointEnds of them unless

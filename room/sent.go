@@ -2,7 +2,7 @@ package room
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -31,7 +31,19 @@ type sentLog struct {
 	counts  map[sentKey]int64
 	targets map[sentKey]int64 // broadcast targets, apart from the writes
 	ends    endLog            // sessions ended on the loop (checkpoint.go), reported with the notes
+
+	// free is the notes' slice the reporting worker gave back (putDeltas):
+	// the loop and its reports swap two slices, so a push's note appends
+	// into a grown array. A sync.Pool (before) is emptied by every other
+	// GC, and GCs come every few ms under pushes: the notes re-grew their
+	// slice from nil each tick (~90 B a push in BenchmarkUnicastE2E).
+	free atomic.Pointer[[]push.StatusDelta]
 }
+
+// minFreeDeltas: a notes' slice up to this capacity is always kept for
+// the next tick; a bigger one only while a quarter of it was used, so the
+// array of a burst goes to the GC a tick or two after it.
+const minFreeDeltas = 1024
 
 // note records one write of msg to uid (loop only).
 func (l *sentLog) note(msg *push.Message, uid string) {
@@ -61,10 +73,6 @@ func (l *sentLog) target(msg *push.Message, n int64) {
 	l.targets[sentKey{msg.ID, msg.App}] += n
 }
 
-// deltaPool recycles the notes' slices between a loop and the worker that
-// reports them, so the write path does not grow a fresh one every tick.
-var deltaPool = sync.Pool{New: func() any { return new([]push.StatusDelta) }}
-
 // take returns the notes since the last take (loop only); give the slice
 // back with putDeltas.
 func (l *sentLog) take() *[]push.StatusDelta {
@@ -78,7 +86,10 @@ func (l *sentLog) take() *[]push.StatusDelta {
 	for k, n := range l.targets {
 		out = append(out, push.StatusDelta{MsgID: k.id, App: k.app, Targets: n})
 	}
-	next := deltaPool.Get().(*[]push.StatusDelta)
+	next := l.free.Swap(nil)
+	if next == nil {
+		next = new([]push.StatusDelta)
+	}
 	l.uids = (*next)[:0]
 	*next = out
 	clear(l.counts)
@@ -86,10 +97,13 @@ func (l *sentLog) take() *[]push.StatusDelta {
 	return next
 }
 
-func putDeltas(p *[]push.StatusDelta) {
+func (l *sentLog) putDeltas(p *[]push.StatusDelta) {
+	if c := cap(*p); c > minFreeDeltas && len(*p) < c/4 {
+		return
+	}
 	clear(*p) // drop the uid strings
 	*p = (*p)[:0]
-	deltaPool.Put(p)
+	l.free.Store(p)
 }
 
 // reportSent hands the loop's notes to the store (sweep, loop only).
@@ -100,7 +114,7 @@ func (r *Room) reportSent(l *loopState) {
 		return
 	}
 	if !r.submit(func() {
-		defer putDeltas(p)
+		defer l.sent.putDeltas(p)
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		if err := r.deps.Saver.AddSent(ctx, *p); err != nil {
@@ -109,6 +123,6 @@ func (r *Room) reportSent(l *loopState) {
 		}
 	}) {
 		mSentLost.Add(float64(len(*p)))
-		putDeltas(p)
+		l.sent.putDeltas(p)
 	}
 }

@@ -53,7 +53,7 @@ func TestSentLogBounded(t *testing.T) {
 	for _, d := range *p {
 		sum += d.Sent
 	}
-	putDeltas(p)
+	l.putDeltas(p)
 	if sum != maxSentUIDs+5000 || len(l.uids) != 0 || len(l.counts) != 0 {
 		t.Fatalf("took %d writes, left %d notes and %d counts", sum, len(l.uids), len(l.counts))
 	}
