@@ -17,7 +17,7 @@ import (
 // gets them all in one write or writev.
 //
 // The loop is under load when the latest two arrivals came closer together
-// than the linger bound (room.linger, 2ms by default) and
+// than the linger bound (room.linger, 10ms by default) and
 //   - more than one batch is queued, or
 //   - the previous flush took longer than the gap between those arrivals,
 //     or carried more than one batch.

@@ -171,7 +171,7 @@ type Room struct {
 	// Linger bounds the delay the write path may add to gather pushes and
 	// broadcasts that arrive faster than a loop flushes them one by one,
 	// so each connection gets them in one write (docs/architecture.md,
-	// "Adaptive linger"). An idle loop writes at once. Unset: 2ms; 0: off;
+	// "Adaptive linger"). An idle loop writes at once. Unset: 10ms; 0: off;
 	// at most 50ms. Use LingerBound.
 	Linger *time.Duration `yaml:"linger"`
 
@@ -180,7 +180,7 @@ type Room struct {
 
 // DefaultLinger is room.linger when it is not set; MaxLinger its bound.
 const (
-	DefaultLinger = 2 * time.Millisecond
+	DefaultLinger = 10 * time.Millisecond
 	MaxLinger     = 50 * time.Millisecond
 )
 
