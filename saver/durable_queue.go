@@ -79,7 +79,20 @@ type drow struct {
 	data []byte        // dCursorLog: the encoded cursors
 	keep int64         // dCursorLog: unix seconds after which the row covers nothing live
 	at   int64         // dCursorLog: unix milliseconds when the cursors were read
+	n    int           // dCursorLog: its entries, each counted in the queue's depth like a row
 	cd   cdelta        // what the row changes in the counts once committed
+}
+
+// weight is what the row counts in the queue's depth (reserve's bound).
+func (r *drow) weight() int { return max(r.n, 1) }
+
+// weights sums rows' weights.
+func weights(rows []drow) int {
+	n := 0
+	for i := range rows {
+		n += rows[i].weight()
+	}
+	return n
 }
 
 func (r *drow) size() int {
@@ -164,7 +177,7 @@ func (d *durable) enqueue(rows []drow, forced bool) []ticket {
 		return nil
 	}
 	if forced {
-		d.depth.Add(int64(len(rows)))
+		d.depth.Add(int64(weights(rows)))
 		metricDurableQueue.Set(float64(d.depth.Load()))
 	}
 	d.cnt.queue(rows) // before a writer can commit them

@@ -61,6 +61,12 @@ func (s *dshard) run() {
 			d.commitMu.RUnlock()
 			single = n // find the row MySQL refuses
 			continue
+		case rejected(err) && batch[0].op == dCursorLog:
+			// Too big for this MySQL: its cursors go as per-user rows.
+			d.log.Warn("saver: mysql refused a broadcast cursor log row; writing its cursors one row per user",
+				"entries", batch[0].n, "bytes", len(batch[0].data), "err", err)
+			d.enqueue(logRows(batch[0].data, d.log), true)
+			err, applied = nil, false
 		case rejected(err):
 			d.log.Error("saver: mysql refused a row; dropped", "op", batch[0].op, "uid", truncate(batch[0].uid),
 				"id", batch[0].id, "err", err)
@@ -91,6 +97,7 @@ func (s *dshard) run() {
 // (applied false: MySQL refused them) and moves their count changes.
 func (s *dshard) committed(n int, applied bool) {
 	s.mu.Lock()
+	w := weights(s.q[:n])
 	s.d.cnt.commit(s.q[:n], applied)
 	for _, r := range s.q[:n] {
 		if s.perUID[r.uid]--; s.perUID[r.uid] <= 0 {
@@ -108,7 +115,7 @@ func (s *dshard) committed(n int, applied bool) {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	metricDurableCommitted.Add(float64(n))
-	metricDurableQueue.Set(float64(s.d.depth.Add(-int64(n))))
+	metricDurableQueue.Set(float64(s.d.depth.Add(-int64(w))))
 	if s.d.healthy() {
 		metricDurableHealthy.Set(1)
 	}
@@ -130,7 +137,7 @@ func (s *dshard) fail(err error) {
 // dropAll abandons the queue at close, after the deadline passed.
 func (s *dshard) dropAll(err error) {
 	s.mu.Lock()
-	n := len(s.q)
+	n, w := len(s.q), weights(s.q)
 	s.d.cnt.commit(s.q, false)
 	s.q, s.perUID = nil, map[string]int{}
 	s.done = s.seq
@@ -141,7 +148,7 @@ func (s *dshard) dropAll(err error) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	s.d.depth.Add(-int64(n))
+	s.d.depth.Add(-int64(w))
 	metricDurableDropped.WithLabelValues("closed").Add(float64(n))
 	s.d.log.Error("saver: closed with rows not written to mysql", "rows", n, "err", err)
 }
@@ -149,6 +156,9 @@ func (s *dshard) dropAll(err error) {
 // rejected reports a MySQL error about the data itself (retrying the same
 // row cannot succeed), as opposed to the server or the network failing.
 func rejected(err error) bool {
+	if errors.Is(err, mysql.ErrPktTooLarge) { // the client's own max_allowed_packet
+		return true
+	}
 	var me *mysql.MySQLError
 	if !errors.As(err, &me) {
 		return false

@@ -127,6 +127,14 @@ var (
 		Name: "lcpush_saver_reloads_total",
 		Help: "Per-user reloads of an inbox from MySQL into Redis, by result (ok, failed).",
 	}, []string{"result"})
+	metricCursorIndexTruncated = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_cursor_index_truncated_total",
+		Help: "Recovery indexes of the broadcast cursor log that reached their bound: users past it get ACKed live broadcasts once more.",
+	})
+	metricCursorLogDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_cursor_log_entries_dropped_total",
+		Help: "Ended sessions' broadcast cursors in a cursor log row MySQL refused (too big for max_allowed_packet).",
+	})
 	metricEpochChanges = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "lcpush_saver_epoch_changes_total",
 		Help: "Times the saver saw Redis wiped or replaced and started a new epoch.",

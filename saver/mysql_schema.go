@@ -47,9 +47,9 @@ type migration struct {
 //	                  per-user records, read at reloads until the sweep has emptied it
 //	broadcast_cursor  (uid, app) broadcast cursor (version 2): ver (its write count),
 //	                  cur, exc (bcursor.appendTo of the exceptions alone)
-//	broadcast_cursor_log  (version 3) one row per Checkpoint: the ended sessions'
-//	                  cursors, encoded together (redis_cursorlog.go); read only
-//	                  after Redis lost data, deleted once keep_until passed
+//	broadcast_cursor_log  (version 3) one row per flush of a saver's log buffer:
+//	                  ended sessions' cursors encoded together (redis_cursorlog.go);
+//	                  read only after Redis lost data, deleted once keep_until passed
 //
 // expire_at is unix seconds, 0 = never; its index drives the expiry sweep.
 // uid is VARBINARY: uids are bytes, compared byte by byte.
@@ -74,7 +74,7 @@ var migrations = []migration{
 	{3, []string{
 		"CREATE TABLE IF NOT EXISTS `{cursorlog}` (" +
 			"id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, created BIGINT NOT NULL, " +
-			"keep_until BIGINT NOT NULL, data MEDIUMBLOB NOT NULL, KEY keep_until (keep_until)) ENGINE=InnoDB",
+			"keep_until BIGINT NOT NULL, data MEDIUMBLOB NOT NULL, KEY keep_until (keep_until), KEY created (created)) ENGINE=InnoDB",
 	}, nil},
 }
 

@@ -312,6 +312,7 @@ func (r *RedisStore) watch() {
 		case <-r.stop:
 			return
 		case <-epoch.C:
+			r.flushCursorLog() // first: a new epoch's index must find these
 			ctx, cancel := context.WithTimeout(context.Background(), r.o.EpochEvery+r.o.ReadTimeout)
 			if err := r.checkEpoch(ctx); err != nil {
 				r.log.Debug("saver: epoch check failed", "err", err)
@@ -319,7 +320,6 @@ func (r *RedisStore) watch() {
 				r.log.Debug("saver: broadcast refresh failed", "err", err)
 			}
 			cancel()
-			r.flushCursorLog()
 		case <-flush.C:
 			ctx, cancel := context.WithTimeout(context.Background(), r.o.RedisTimeout)
 			if err := r.cnt.flush(ctx, r.rc, r.k); err != nil {

@@ -62,9 +62,14 @@ func (r *RedisStore) Checkpoint(ctx context.Context, ends []push.SessionEnd) err
 		}
 	}
 	if len(es) > 0 {
-		rows, ok := r.splitCheckpoint(es)
-		if !ok || (len(rows) > 0 && !r.dur.reserve(len(rows), true)) {
+		rows, data, n, keep := r.splitCheckpoint(es)
+		// Log entries count in the MySQL queue's bound like rows, from now
+		// (buffered) until their row commits.
+		if !r.dur.reserve(len(rows)+n, true) {
 			return fmt.Errorf("saver checkpoint: %w", refused(opCheckpoint))
+		}
+		if n > 0 {
+			r.logCursors(data, n, keep)
 		}
 		r.dur.enqueue(rows, false)
 	}

@@ -1,6 +1,7 @@
 package saver
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -178,23 +179,43 @@ func TestRedisCheckpointLogRouting(t *testing.T) {
 	}
 }
 
-// The log buffer is bounded in entries and bytes: past either bound a
-// Checkpoint is refused (the room retries it) and nothing is buffered.
-func TestRedisCursorLogBufferBound(t *testing.T) {
-	st := newRedisEnv(t).open(t, RedisOptions{EpochEvery: time.Hour})
-	for _, tc := range []struct {
-		name  string
-		bytes int
-		n     int
-	}{
-		{"entries", 16, logBufferMax + 1},
-		{"bytes", 2*logFlushBytes + 1, 1},
-	} {
-		if st.logCursors(make([]byte, tc.bytes), tc.n, future()) {
-			t.Errorf("%s: a buffer past its bound was accepted", tc.name)
-		}
+// Buffered log entries count in the MySQL queue's bound like rows: past
+// it a Checkpoint is refused (the room retries it) and nothing is
+// buffered.
+func TestRedisCursorLogQueueBound(t *testing.T) {
+	env := newRedisEnv(t)
+	st := env.open(t, RedisOptions{EpochEvery: time.Hour, DurableQueue: 4, Limits: Limits{MaxLoads: -1}})
+	mustBroadcast(t, st, msg(1, 1, future()))
+	var ends []push.SessionEnd
+	for i := range 10 { // ACKs may fill twice the bound: 8
+		uid := fmt.Sprintf("u%d", i)
+		wantLoad(t, st, uid, 0, 1)
+		mustAck(t, st, uid, 1, 1)
+		ends = append(ends, push.SessionEnd{UID: uid, Apps: []uint32{1}})
 	}
-	if st.clogBuf.entries != 0 || len(st.clogBuf.data) != 0 {
-		t.Errorf("buffer holds %d entries, %d bytes after refusals", st.clogBuf.entries, len(st.clogBuf.data))
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Checkpoint(bg, ends); !errors.Is(err, push.ErrUnavailable) {
+		t.Fatalf("checkpoint of 10 ends with room for 8: %v, want refused", err)
+	}
+	if st.clogBuf.entries != 0 || st.dur.queued() != 0 {
+		t.Errorf("after the refusal: %d entries buffered, %d queued", st.clogBuf.entries, st.dur.queued())
+	}
+	if err := st.Checkpoint(bg, ends[:8]); err != nil {
+		t.Fatal(err)
+	}
+	if q := st.dur.queued(); q != 8 {
+		t.Errorf("queue depth %d with 8 entries buffered, want 8", q)
+	}
+	st.flushCursorLog()
+	if err := st.dur.barrierAll(bg); err != nil {
+		t.Fatal(err)
+	}
+	if q := st.dur.queued(); q != 0 {
+		t.Errorf("queue depth %d once the log row committed, want 0", q)
+	}
+	if got := logEntries(t, env); len(got) != 8 {
+		t.Errorf("%d log entries, want 8", len(got))
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,13 +38,12 @@ const cursorLogVersion = 1
 const (
 	// logFlushEntries and logFlushBytes cut the buffer into a row early.
 	logFlushEntries = 65536
-	logFlushBytes   = 2 << 20
-	// logBufferMax bounds the entries buffered and not yet queued (two
-	// flushes' worth, and 2*logFlushBytes): past it a Checkpoint is
-	// refused, as when the MySQL queue is full, and the room retries it.
-	// A row is then at most ~4 MiB: MySQL's max_allowed_packet must be
-	// above that (16 MiB by default in MariaDB and 64 MiB in MySQL 8).
-	logBufferMax = 2 * logFlushEntries
+	logFlushBytes   = 1 << 20
+	// A row is cut before a Checkpoint's entries would take it past
+	// them, so it is at most ~1 MiB plus one call's entries, within
+	// MySQL's max_allowed_packet by default (4 MiB in MySQL 5.7, 16 MiB in
+	// MariaDB, 64 MiB in MySQL 8); a row MySQL refuses goes as per-user
+	// rows (logRows). Buffered entries count in the MySQL queue's bound.
 	// logIndexMax bounds the entries a recovery index holds (~100 B each):
 	// past it the users not indexed get their ACKed broadcasts once more.
 	logIndexMax = 4 << 20
@@ -50,9 +51,12 @@ const (
 	// read into its index (savers see a new epoch within EpochEvery, and
 	// their clocks differ a little).
 	logEpochSlack = time.Minute
-	// logLateRows: for this long after logEpochSlack, reloads still read
-	// rows that reached MySQL late (queued before the epoch began).
-	logLateRows = 5 * time.Minute
+	// logLateRows: for this long after logEpochSlack, the index's reader
+	// still reads, once a second, rows that reached MySQL late (queued
+	// before the epoch began); logReadOverlap is how far below its last
+	// row id each read starts again (ids commit out of order).
+	logLateRows    = 10 * time.Minute
+	logReadOverlap = 4096
 )
 
 // appendLogEntry appends one entry of a log row:
@@ -106,6 +110,22 @@ func decodeCursorLog(b []byte, fn func(uid string, row cursorRow)) error {
 	return nil
 }
 
+// logRows turns a log row's data back into per-(uid, app) cursor rows
+// (a log row MySQL refused).
+func logRows(data []byte, log *slog.Logger) []drow {
+	var rows []drow
+	err := decodeCursorLog(data, func(uid string, c cursorRow) {
+		cur := c.cur
+		rows = append(rows, drow{op: dCursor, uid: uid, app: c.app, seq: c.ver, cur: &cur})
+	})
+	if err != nil {
+		metricCursorLogDropped.Inc()
+		log.Error("saver: a refused broadcast cursor log row is corrupt; dropped", "err", err)
+		return nil
+	}
+	return rows
+}
+
 // cursorLogBuf gathers Checkpoint's entries until the next flush.
 type cursorLogBuf struct {
 	mu      sync.Mutex
@@ -116,14 +136,16 @@ type cursorLogBuf struct {
 }
 
 // logCursors adds entries (ready-made by appendLogEntry, n of them, kept
-// until keep) to the buffer, cutting a row when it is full. It reports
-// false when the buffer is over its bound (MySQL behind).
-func (r *RedisStore) logCursors(entries []byte, n int, keep int64) bool {
+// until keep; their room in the MySQL queue reserved, which is what bounds
+// the buffer) to the buffer, cutting a row first if they would not fit and
+// after if it is full.
+func (r *RedisStore) logCursors(entries []byte, n int, keep int64) {
 	b := &r.clogBuf
 	b.mu.Lock()
-	if b.entries+n > logBufferMax || len(b.data)+len(entries) > 2*logFlushBytes {
+	if b.entries > 0 && (b.entries+n > logFlushEntries || len(b.data)+len(entries) > logFlushBytes) {
 		b.mu.Unlock()
-		return false
+		r.flushCursorLog()
+		b.mu.Lock()
 	}
 	if b.entries == 0 {
 		b.at = time.Now().UnixMilli()
@@ -136,7 +158,6 @@ func (r *RedisStore) logCursors(entries []byte, n int, keep int64) bool {
 	if full {
 		r.flushCursorLog()
 	}
-	return true
 }
 
 // flushCursorLog queues the buffer as one log row.
@@ -149,12 +170,11 @@ func (r *RedisStore) flushCursorLog() {
 	}
 	data := binary.AppendUvarint([]byte{cursorLogVersion}, uint64(b.entries))
 	data = append(data, b.data...)
-	row := drow{op: dCursorLog, data: data, keep: b.keep, at: b.at}
+	row := drow{op: dCursorLog, data: data, keep: b.keep, at: b.at, n: b.entries}
 	b.data, b.entries, b.keep = nil, 0, 0
 	b.mu.Unlock()
-	// Room was taken by the Checkpoints (one row's worth per flush is
-	// forced: the entries' cursors are Redis's already).
-	r.dur.enqueue([]drow{row}, true)
+	r.dur.enqueue([]drow{row}, false) // its entries' room was reserved by the Checkpoints
+
 }
 
 // newEpochToken is a new epoch's token: its start in unix milliseconds
@@ -177,79 +197,90 @@ func epochSince(ep string) int64 {
 	return ms
 }
 
-// cursorIndex is what the cursor log held, at an epoch's first reload, of
-// the cursors written before the epoch began, by uid.
+// cursorIndex is what the cursor log holds, for an epoch's reloads, of the
+// cursors written before the epoch began: the newest entry (highest write
+// count: a cursor field only ever grows) per (uid, app). A goroutine of
+// the store reads it (readCursorIndex): all of it, then, until
+// logLateRows after the epoch's slack, the rows that reached MySQL since.
 type cursorIndex struct {
 	ep    string
-	ready chan struct{} // closed once built (or failed: err)
-	err   error
+	since int64         // the epoch's start, unix ms
+	ready chan struct{} // closed once the first read is complete
 
 	mu        sync.Mutex
-	byUID     map[string][]cursorRow
+	byUID     map[string][]cursorRow // at most one per app
 	entries   int
 	keep      int64 // the latest keep_until read: past it nothing here is live
 	truncated bool  // logIndexMax reached
 
-	readMu sync.Mutex // one read of the log at a time
-	lastID uint64     // the last row read
+	lastID uint64 // the reader's position (its goroutine only)
+
+	// While late rows are read, a reload asks for a pass (kick) and waits
+	// for the one that starts next (next.done, under mu).
+	kick chan struct{}
+	next *logPass
+}
+
+// logPass is one read of the log; done is closed when it ended.
+type logPass struct{ done chan struct{} }
+
+// errIndexNotReady: a reload of a new epoch waited for the cursor log's
+// index and its context ended first.
+var errIndexNotReady = fmt.Errorf("saver: broadcast cursor log not read yet: %w", push.ErrUnavailable)
+
+// cursorIndexFor returns epoch ep's index, starting its reader if this
+// is the first call of the epoch (from checkEpoch, or a reload).
+func (r *RedisStore) cursorIndexFor(ep string) *cursorIndex {
+	since := epochSince(ep)
+	if since == 0 {
+		return nil
+	}
+	r.clogMu.Lock()
+	defer r.clogMu.Unlock()
+	if idx := r.clogIdx; idx != nil && idx.ep == ep {
+		return idx
+	}
+	idx := &cursorIndex{ep: ep, since: since, ready: make(chan struct{}), byUID: map[string][]cursorRow{},
+		kick: make(chan struct{}, 1), next: &logPass{done: make(chan struct{})}}
+	r.clogIdx = idx
+	r.bg.Go(func() { r.readCursorIndex(idx) })
+	return idx
 }
 
 // loggedCursors returns the log's cursors of uid for its reload in epoch
-// ep; the first call of an epoch reads the log (the others wait for it).
+// ep, waiting (within ctx) for the index's first read.
 func (r *RedisStore) loggedCursors(ctx context.Context, uid, ep string) ([]cursorRow, error) {
-	since := epochSince(ep)
-	if since == 0 {
-		return nil, nil
-	}
-	r.clogMu.Lock()
-	idx := r.clogIdx
-	build := idx == nil || idx.ep != ep
-	if build {
-		idx = &cursorIndex{ep: ep, ready: make(chan struct{})}
-		r.clogIdx = idx
-	}
-	r.clogMu.Unlock()
-	if build {
-		// Not the caller's deadline: the other reloads wait for this read.
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*r.o.ReadTimeout)
-		idx.readMu.Lock()
-		idx.err = r.readCursorLog(bctx, idx, since)
-		idx.readMu.Unlock()
-		cancel()
-		close(idx.ready)
-		if idx.err != nil {
-			r.clogMu.Lock()
-			if r.clogIdx == idx {
-				r.clogIdx = nil // the next reload reads again
-			}
-			r.clogMu.Unlock()
-		}
+	idx := r.cursorIndexFor(ep)
+	if idx == nil {
+		return nil, nil // an epoch of the previous version: no log rows before it
 	}
 	select {
 	case <-idx.ready:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, errIndexNotReady
 	}
-	if idx.err != nil {
-		return nil, fmt.Errorf("cursor log: %w", idx.err)
-	}
-	// Rows of sessions checkpointed just before the epoch began may reach
-	// MySQL after the first read (savers see an epoch within EpochEvery):
-	// for a while, a reload first reads what was written since (one
-	// indexed query, at most one at a time).
-	if time.Now().UnixMilli() < since+logEpochSlack.Milliseconds()+logLateRows.Milliseconds() && idx.readMu.TryLock() {
-		err := r.readCursorLog(ctx, idx, since)
-		idx.readMu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("cursor log: %w", err)
+	if idx.late() {
+		// Rows may still reach MySQL late: wait for a read that starts
+		// after this call did.
+		idx.mu.Lock()
+		pass := idx.next
+		idx.mu.Unlock()
+		select {
+		case idx.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-pass.done:
+		case <-ctx.Done():
+			return nil, errIndexNotReady
 		}
 	}
 	idx.mu.Lock()
 	defer idx.mu.Unlock()
-	if idx.keep <= time.Now().Unix() {
-		idx.byUID = nil // everything it holds has expired
+	if idx.keep <= time.Now().Unix() && idx.entries > 0 {
+		idx.byUID, idx.entries = map[string][]cursorRow{}, 0 // everything it held has expired
 	}
-	return idx.byUID[uid], nil
+	return slices.Clone(idx.byUID[uid]), nil
 }
 
 // forgetLogged drops uid's entries from epoch ep's index once its reload
@@ -261,30 +292,88 @@ func (r *RedisStore) forgetLogged(uid, ep string) {
 	if idx == nil || idx.ep != ep {
 		return
 	}
-	select {
-	case <-idx.ready:
-	default:
-		return
-	}
 	idx.mu.Lock()
-	delete(idx.byUID, uid)
+	if rows, ok := idx.byUID[uid]; ok {
+		idx.entries -= len(rows)
+		delete(idx.byUID, uid)
+	}
 	idx.mu.Unlock()
 }
 
-// readCursorLog adds to idx the live log rows after idx.lastID written
-// before the epoch began (since, unix ms, plus logEpochSlack), after this
-// process's queued rows are written; idx.readMu is held.
-func (r *RedisStore) readCursorLog(ctx context.Context, idx *cursorIndex, since int64) error {
-	r.flushCursorLog()
-	if err := r.dur.barrierUID(ctx, ""); err != nil {
-		return err
+// late reports whether rows written before the epoch may still reach
+// MySQL (logLateRows past the epoch's slack).
+func (idx *cursorIndex) late() bool {
+	return time.Now().UnixMilli() < idx.since+logEpochSlack.Milliseconds()+logLateRows.Milliseconds()
+}
+
+// readCursorIndex is the index's reader (a goroutine of the store): the
+// whole log, then, while late rows may come, a pass once a second or at a
+// reload's kick; a failed read is retried a second later from where it
+// was. It stops with the store, or when another epoch replaced idx.
+func (r *RedisStore) readCursorIndex(idx *cursorIndex) {
+	first := true
+	defer func() {
+		if first {
+			close(idx.ready) // stopped before a read completed: nobody waits on it
+		}
+		idx.mu.Lock()
+		close(idx.next.done)
+		idx.next = &logPass{done: closedChan}
+		idx.mu.Unlock()
+	}()
+	for {
+		idx.mu.Lock()
+		pass := idx.next
+		idx.next = &logPass{done: make(chan struct{})}
+		idx.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*r.o.ReadTimeout)
+		err := r.readCursorLog(ctx, idx, first)
+		cancel()
+		close(pass.done)
+		if err != nil {
+			r.log.Warn("saver: broadcast cursor log read failed; retrying", "err", err)
+		} else if first {
+			first = false
+			close(idx.ready)
+		}
+		r.clogMu.Lock()
+		current := r.clogIdx == idx
+		r.clogMu.Unlock()
+		if !current || (!first && !idx.late()) {
+			return
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-idx.kick:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// closedChan is a closed channel: a pass that need not be waited for.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// readCursorLog adds to idx the live log rows written before the epoch
+// began (its start plus logEpochSlack) from a little before idx.lastID:
+// InnoDB's ids are given at INSERT, so a row may commit after a higher
+// one, and re-reading is harmless (an entry is kept only if its write
+// count is higher). Before the first read, this process's buffer and
+// queued rows are written.
+func (r *RedisStore) readCursorLog(ctx context.Context, idx *cursorIndex, first bool) error {
+	if first { // later entries of this process are the new epoch's: not needed
+		r.flushCursorLog()
+		if err := r.dur.barrierUID(ctx, ""); err != nil {
+			return err
+		}
 	}
 	now := time.Now().Unix()
+	from := idx.lastID - min(idx.lastID, logReadOverlap)
 	rowsRead, added := 0, 0
 	for {
 		rows, err := r.o.DB.QueryContext(ctx, "SELECT id, keep_until, data FROM `"+r.dur.t.cursorLog+
-			"` WHERE keep_until > ? AND id > ? AND created < ? ORDER BY id LIMIT 64",
-			now, idx.lastID, since+logEpochSlack.Milliseconds())
+			"` WHERE created < ? AND keep_until > ? AND id > ? ORDER BY id LIMIT 64",
+			idx.since+logEpochSlack.Milliseconds(), now, from)
 		if err != nil {
 			return fmt.Errorf("mysql: %w", err)
 		}
@@ -298,20 +387,13 @@ func (r *RedisStore) readCursorLog(ctx context.Context, idx *cursorIndex, since 
 				return fmt.Errorf("mysql: %w", err)
 			}
 			got++
+			from = id
 			idx.mu.Lock()
-			idx.lastID = id
 			idx.keep = max(idx.keep, keep)
-			if idx.byUID == nil {
-				idx.byUID = map[string][]cursorRow{}
-			}
 			err := decodeCursorLog(data, func(uid string, c cursorRow) {
-				if idx.entries >= logIndexMax {
-					idx.truncated = true
-					return
+				if idx.indexLocked(uid, c) {
+					added++
 				}
-				idx.byUID[uid] = append(idx.byUID[uid], c)
-				idx.entries++
-				added++
 			})
 			idx.mu.Unlock()
 			if err != nil {
@@ -324,18 +406,41 @@ func (r *RedisStore) readCursorLog(ctx context.Context, idx *cursorIndex, since 
 			return fmt.Errorf("mysql: %w", err)
 		}
 		rowsRead += got
+		idx.lastID = max(idx.lastID, from)
 		if got < 64 {
 			break
 		}
 	}
-	if idx.truncated {
-		r.log.Warn("saver: broadcast cursor log larger than the recovery index: users past it get ACKed broadcasts once more",
-			"entries", idx.entries)
-	}
-	if rowsRead > 0 {
-		r.log.Info("saver: broadcast cursor log read for the reloads of a new epoch", "rows", rowsRead, "entries", added)
+	if added > 0 {
+		r.log.Info("saver: broadcast cursor log read for the reloads of a new epoch", "rows", rowsRead, "entries", added,
+			"truncated", idx.truncated)
 	}
 	return nil
+}
+
+// indexLocked keeps c as uid's entry of its app unless one with a higher
+// write count is there; it reports whether the index grew. idx.mu is held.
+func (idx *cursorIndex) indexLocked(uid string, c cursorRow) bool {
+	rows := idx.byUID[uid]
+	for i := range rows {
+		if rows[i].app == c.app {
+			if c.ver > rows[i].ver {
+				rows[i] = c
+			}
+			return false
+		}
+	}
+	if idx.entries >= logIndexMax {
+		if !idx.truncated {
+			idx.truncated = true
+			// The users past it get their ACKed live broadcasts once more.
+			metricCursorIndexTruncated.Inc()
+		}
+		return false
+	}
+	idx.byUID[uid] = append(rows, c)
+	idx.entries++
+	return true
 }
 
 // sweepCursorLog deletes log rows whose broadcasts have all expired, in
@@ -343,13 +448,13 @@ func (r *RedisStore) readCursorLog(ctx context.Context, idx *cursorIndex, since 
 func (r *RedisStore) sweepCursorLog(ctx context.Context, now int64) (int, error) {
 	total := 0
 	for {
-		res, err := r.o.DB.ExecContext(ctx, "DELETE FROM `"+r.dur.t.cursorLog+"` WHERE keep_until <= ? LIMIT 1000", now)
+		res, err := r.o.DB.ExecContext(ctx, "DELETE FROM `"+r.dur.t.cursorLog+"` WHERE keep_until <= ? LIMIT 32", now)
 		if err != nil {
 			return total, fmt.Errorf("mysql: %w", err)
 		}
 		n, _ := res.RowsAffected()
 		total += int(n)
-		if n < 1000 {
+		if n < 32 { // rows of up to 1 MiB: small transactions
 			return total, nil
 		}
 	}
@@ -363,29 +468,31 @@ type checkpointEntry struct {
 	rc    rcursor
 }
 
-// splitCheckpoint sends each entry where it goes: apps with a broadcast
-// that never expires to per-(uid, app) rows, the rest to the log buffer
-// unless their apps have no live broadcast (the cursor covers nothing).
-func (r *RedisStore) splitCheckpoint(es []checkpointEntry) (rows []drow, ok bool) {
+// splitCheckpoint sorts Checkpoint's entries: apps with a broadcast that
+// never expires get per-(uid, app) rows; the others go to the log (data,
+// n entries, kept until keep) unless their apps have no live broadcast
+// (the cursor covers nothing). The cache is asked once per app.
+func (r *RedisStore) splitCheckpoint(es []checkpointEntry) (rows []drow, data []byte, n int, keep int64) {
 	now := time.Now().Unix()
-	var data []byte
-	n := 0
-	var keep int64
+	type appInfo struct {
+		lasting bool
+		keep    int64
+	}
+	apps := map[uint32]appInfo{}
 	for _, e := range es {
-		if r.bc.hasLasting(e.app) {
+		ai, ok := apps[e.app]
+		if !ok {
+			ai = appInfo{lasting: r.bc.hasLasting(e.app), keep: r.bc.lastExpire([]uint32{e.app}, now)}
+			apps[e.app] = ai
+		}
+		switch {
+		case ai.lasting:
 			rows = append(rows, drow{op: dCursor, uid: e.uid, app: e.app, seq: e.rc.ver, cur: &e.rc.c})
-			continue
+		case ai.keep > 0:
+			keep = max(keep, ai.keep)
+			data = appendLogEntry(data, e.uid, e.app, e.field)
+			n++
 		}
-		k := r.bc.lastExpire([]uint32{e.app}, now)
-		if k == 0 {
-			continue
-		}
-		keep = max(keep, k)
-		data = appendLogEntry(data, e.uid, e.app, e.field)
-		n++
 	}
-	if n > 0 && !r.logCursors(data, n, keep) {
-		return nil, false
-	}
-	return rows, true
+	return rows, data, n, keep
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -92,5 +93,33 @@ func TestEpochSince(t *testing.T) {
 		if s := epochSince(old); s != 0 {
 			t.Errorf("epochSince(%q) = %d, want 0", old, s)
 		}
+	}
+}
+
+// A log row MySQL refused comes back as per-(uid, app) cursor rows; a
+// corrupt one as none.
+func TestCursorLogRows(t *testing.T) {
+	data := binary.AppendUvarint([]byte{cursorLogVersion}, 2)
+	data = appendLogEntry(data, "a", 1, encodeRCursor(3, bcursor{Cur: 7}))
+	data = appendLogEntry(data, "b", 2, encodeRCursor(9, bcursor{Cur: 8, Exc: []bexc{{Seq: 11, State: bexcAcked}}}))
+	rows := logRows(data, slog.New(slog.DiscardHandler))
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rows))
+	}
+	for i, want := range []struct {
+		uid      string
+		app      uint32
+		ver, cur uint64
+	}{{"a", 1, 3, 7}, {"b", 2, 9, 8}} {
+		r := rows[i]
+		if r.op != dCursor || r.uid != want.uid || r.app != want.app || r.seq != want.ver || r.cur.Cur != want.cur {
+			t.Errorf("row %d: %+v, want %+v", i, r, want)
+		}
+	}
+	if len(rows[1].cur.Exc) != 1 {
+		t.Errorf("b's exceptions %v", rows[1].cur.Exc)
+	}
+	if rows := logRows(data[:len(data)-1], slog.New(slog.DiscardHandler)); rows != nil {
+		t.Errorf("a corrupt row gave %d rows", len(rows))
 	}
 }

@@ -44,6 +44,7 @@ func (r *RedisStore) checkEpoch(ctx context.Context) error {
 	}
 	r.restore.Store(true)
 	r.wantRecount()
+	r.cursorIndexFor(ep) // read the cursor log now, before the reloads ask
 	metricEpochChanges.Inc()
 	r.log.Warn("saver: new redis epoch: redis lost or replaced its data; users reload from mysql at their next load",
 		"epoch", ep, "started_here", started)

@@ -37,6 +37,7 @@ func TestRedisIdleSessionKeepsBroadcastACK(t *testing.T) {
 	if err := st.Checkpoint(bg, []push.SessionEnd{{UID: "a", Apps: []uint32{1}}}); err != nil {
 		t.Fatal(err)
 	}
+	st.flushCursorLog() // the cursor log's flush (once a second)
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}

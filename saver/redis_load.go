@@ -204,7 +204,9 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
-	logged, err := r.loggedCursors(rctx, uid, ep)
+	// The caller's context, not the read's: the index is read once for
+	// every reload of the epoch, which waits for it (redis_cursorlog.go).
+	logged, err := r.loggedCursors(ctx, uid, ep)
 	if err != nil {
 		return err
 	}
