@@ -79,12 +79,7 @@ func TestRedisCheckpointWritesCursorRows(t *testing.T) {
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
-	ep := *st.epoch.Load()
-	dropKeys(bg, env.rc, env.prefix)
-	testkit.WaitFor(t, "a new epoch", 5*time.Second, func() bool { return *st.epoch.Load() != ep })
-	testkit.WaitFor(t, "broadcasts restored", 5*time.Second, func() bool {
-		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(10)).Val() && !st.restore.Load()
-	})
+	loseRedis(t, env, st, 10)
 	wantLoad(t, st, "b", 0, 3)     // 1, 2 and app 2's 10 were checkpointed
 	wantLoad(t, st, "c", 0, 3, 10) // c never ACKed 10
 	wantLoad(t, st, "a", 0, 3, 10) // 3 comes back once: its ACK was Redis's alone
@@ -96,12 +91,7 @@ func TestRedisCheckpointWritesCursorRows(t *testing.T) {
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
-	ep = *st.epoch.Load()
-	dropKeys(bg, env.rc, env.prefix)
-	testkit.WaitFor(t, "another epoch", 5*time.Second, func() bool { return *st.epoch.Load() != ep })
-	testkit.WaitFor(t, "broadcasts restored again", 5*time.Second, func() bool {
-		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(10)).Val() && !st.restore.Load()
-	})
+	loseRedis(t, env, st, 10)
 	wantLoad(t, st, "a", 0, 10) // 3 checkpointed this time: not again
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lcpush/lcpush/internal/testkit"
 )
 
 // Integration tests need a real Redis and MySQL (or MariaDB): REDIS_ADDR
@@ -186,4 +188,16 @@ func TestRedisStore(t *testing.T) { testStore(t, newRedisStore) }
 // testLogger writes the store's logs to stderr (LCPUSH_TEST_LOG=1).
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// loseRedis empties the env's Redis keys and waits for st to see a new
+// epoch and to restore the broadcasts from MySQL (probe: one of them).
+func loseRedis(t *testing.T, env *redisEnv, st *RedisStore, probe uint64) {
+	t.Helper()
+	ep := *st.epoch.Load()
+	dropKeys(bg, env.rc, env.prefix)
+	testkit.WaitFor(t, "a new epoch", 5*time.Second, func() bool { return *st.epoch.Load() != ep })
+	testkit.WaitFor(t, "broadcasts restored", 5*time.Second, func() bool {
+		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(probe)).Val() && !st.restore.Load()
+	})
 }

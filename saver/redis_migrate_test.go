@@ -381,12 +381,7 @@ func TestRedisReadsVersion2CursorRows(t *testing.T) {
 	if err := st.dur.barrierAll(bg); err != nil {
 		t.Fatal(err)
 	}
-	ep := *st.epoch.Load()
-	dropKeys(bg, env.rc, env.prefix)
-	testkit.WaitFor(t, "a new epoch", 5*time.Second, func() bool { return *st.epoch.Load() != ep })
-	testkit.WaitFor(t, "broadcasts restored", 5*time.Second, func() bool {
-		return env.rc.HExists(bg, keyspace{env.prefix}.broadcasts(), "m"+id8(3)).Val() && !st.restore.Load()
-	})
+	loseRedis(t, env, st, 3)
 	wantLoad(t, st, "old", 0, 3)
 	wantLoad(t, st, "new", 0, 2, 3)
 }
