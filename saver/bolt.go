@@ -23,9 +23,8 @@ import (
 // Bolt is the durable embedded Store, one bbolt file (layout in codec.go).
 // Load counts and parking (Limits) are durable too: a Load that returns
 // messages commits their new counts through the same batching as Save.
-// Writes go through a group commit (bolt_commit.go), so concurrent callers
-// share one commit and one fsync without waiting for a timer; nothing
-// returns before its commit is on disk. Live
+// Save and Ack go through db.Batch, so concurrent callers share one commit
+// and one fsync; nothing returns before its commit is on disk. Live
 // broadcasts (few) are also cached in memory, and the pending counters are
 // recomputed from the file at open, so Stats never touches the disk.
 // A context is checked before a write joins a batch; a commit already under
@@ -33,7 +32,6 @@ import (
 // ended may still have been stored (retrying is safe: writes are idempotent).
 type Bolt struct {
 	db  *bolt.DB
-	gc  *groupCommit
 	log *slog.Logger
 	lim Limits
 
@@ -60,7 +58,10 @@ var _ Store = (*Bolt)(nil)
 
 // BoltOptions tune OpenBoltWith; zero values take the defaults.
 type BoltOptions struct {
-	// BatchSize bounds the writes one commit carries. Default 1000.
+	// BatchDelay is how long a write waits for others to share its commit
+	// (bbolt MaxBatchDelay). Default 2ms: about one fsync here.
+	BatchDelay time.Duration
+	// BatchSize commits a batch early once it holds this many writes. Default 1000.
 	BatchSize int
 	// LockTimeout bounds the wait for the file lock held by another process. Default 1s.
 	LockTimeout time.Duration
@@ -88,6 +89,9 @@ func OpenBolt(path string) (*Bolt, error) { return OpenBoltWith(path, BoltOption
 
 // OpenBoltWith opens (creating if needed) the store at path.
 func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
+	if o.BatchDelay <= 0 {
+		o.BatchDelay = 2 * time.Millisecond
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 1000
 	}
@@ -110,9 +114,10 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saver open %s: %w", path, err)
 	}
+	db.MaxBatchDelay = o.BatchDelay
+	db.MaxBatchSize = o.BatchSize
 	b := &Bolt{
 		db:      db,
-		gc:      newGroupCommit(db, o.BatchSize),
 		log:     o.Logger,
 		lim:     o.Limits.withDefaults(),
 		bc:      newBcache(),
@@ -223,8 +228,8 @@ func (b *Bolt) init() error {
 	return err
 }
 
-// batch runs fn in a shared write transaction (the group commit): fn may
-// run more than once and must reset whatever it reports on each run.
+// batch runs fn in a shared write transaction (db.Batch): fn may run more
+// than once and must reset whatever it reports on each run.
 func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if b.closed.Load() {
 		return ErrClosed
@@ -232,7 +237,7 @@ func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return closedErr(b.gc.do(fn))
+	return closedErr(b.db.Batch(fn))
 }
 
 func closedErr(err error) error {
@@ -449,11 +454,11 @@ func (b *Bolt) Ack(ctx context.Context, uid string, apps []uint32, ids []uint64)
 }
 
 // AckMany implements Store: Ack's read pass and write transaction, once
-// for the whole slice. The write joins the group commit rather than running
-// its own db.Update: the loops of a room drain their ACK queues
-// concurrently and centers Save meanwhile, and all of them share one
-// commit and one fsync (an Update would cost one fsync per call); the
-// function is idempotent, as a shared commit requires (it may run twice).
+// for the whole slice. The write joins a db.Batch rather than running its
+// own db.Update: the loops of a room drain their ACK queues concurrently
+// and centers Save meanwhile, and Batch lets all of them share one commit
+// and one fsync (an Update would cost one fsync per call); the function
+// is idempotent, as Batch requires (it may run twice).
 func (b *Bolt) AckMany(ctx context.Context, acks []push.AckReq) (int, error) {
 	if err := checkAcks(acks); err != nil {
 		return 0, fmt.Errorf("saver ack many: %w", err)
