@@ -190,7 +190,10 @@ func (r *RedisStore) ackOnce(ctx context.Context, uid, set string, apps []uint32
 		}
 	}
 	key := r.k.user(uid)
-	for range casRetries {
+	for try := range casRetries {
+		if err := casBackoff(ctx, try); err != nil {
+			return ackResult{}, err
+		}
 		var cas []any
 		var newly []uint64
 		if len(fields) > 0 {

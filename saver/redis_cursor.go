@@ -1,10 +1,13 @@
 package saver
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Broadcast cursors in RedisStore (bcursor.go has the cursor itself).
@@ -29,6 +32,26 @@ import (
 // casRetries bounds how often one call re-reads a user's cursors that
 // another call changed between its read and its write.
 const casRetries = 8
+
+// casBackoff waits before retry attempt (1-based) of a compare-and-set that
+// lost: a random share of 2^attempt x 50 µs, at most 6.4 ms. Callers that
+// lost together would otherwise re-read and collide again in lockstep
+// (two savers, several devices of one user), and a hot uid would spend its
+// retries in one burst.
+func casBackoff(ctx context.Context, attempt int) error {
+	if attempt <= 0 {
+		return nil
+	}
+	limit := 50 * time.Microsecond << min(attempt, 7)
+	t := time.NewTimer(rand.N(limit) + 10*time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // cursorField names app's cursor in a user hash.
 func cursorField(app uint32) string {

@@ -29,7 +29,10 @@ func (r *RedisStore) Load(ctx context.Context, uid string, apps []uint32, limit 
 		return nil, nil
 	}
 	limit = loadLimit(limit)
-	for range casRetries {
+	for try := range casRetries {
+		if err := casBackoff(ctx, try); err != nil {
+			return nil, fmt.Errorf("saver load %s: %w", uid, err)
+		}
 		h, err := r.userHash(ctx, uid)
 		if err != nil {
 			return nil, fmt.Errorf("saver load %s: %w", uid, err)
@@ -224,7 +227,10 @@ func (r *RedisStore) reload(ctx context.Context, uid, ep string) error {
 		args = append(args, id8(e.msg.ID), string(appendValue(nil, &e.msg)), boolDigit(e.parked))
 	}
 	fixed := len(args)
-	for range casRetries {
+	for try := range casRetries {
+		if err := casBackoff(ctx, try); err != nil {
+			return err
+		}
 		h, err := r.readHash(ctx, uid)
 		if err != nil {
 			return err
