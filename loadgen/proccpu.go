@@ -2,40 +2,15 @@ package loadgen
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 )
-
-// userHZ is the unit of /proc/PID/stat's times (USER_HZ: 100 on every
-// Linux the project runs on).
-const userHZ = 100
 
 // pidCPUTime returns pid's CPU time so far, user plus system, all threads
 // (utime + stime of /proc/PID/stat), or 0 when it cannot be read.
 func pidCPUTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces: fields count from its ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ')': state is field 3, utime field 14 and stime field 15.
-	if len(f) < 13 {
-		return 0
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	return time.Duration(ut+st) * time.Second / userHZ
+	c := procTicks(strconv.Itoa(pid))
+	return time.Duration(c.user+c.sys) * clockTick
 }
 
 // targetCPU is the CPU time of every server process of t.

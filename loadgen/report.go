@@ -111,6 +111,9 @@ func summary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| authenticated per second / handshake p99 | %.0f / %.2f ms |\n", s.AuthedPerSec, s.HandshakeP99)
 		fmt.Fprintf(w, "| /readyz after the storm | %v (%.1f ms) |\n", s.Ready, s.ReadyMs)
 		fmt.Fprintf(w, "| server CPU during the connect phase: user / sys, per connection (tool's own) | %.0f / %.0f ms, %.1f µs (%.1f µs) |\n", s.ServerUserMs, s.ServerSysMs, s.ServerUsPerConn, s.ClientUsPerConn)
+		for _, c := range s.CPUs {
+			fmt.Fprintf(w, "| CPU %d during the connect phase: busy (user / sys / irq+softirq) | %.0f %% (%.0f / %.0f / %.0f) |\n", c.CPU, c.Busy, c.User, c.Sys, c.Softirq)
+		}
 		fmt.Fprintf(w, "| PONGs within %.0f s / online | %d / %d |\n", s.PongWaitSec, s.Pongs, s.Online)
 		fmt.Fprintf(w, "| authenticated connections dropped | %d |\n\n", s.DroppedAfter)
 	}

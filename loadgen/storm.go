@@ -39,8 +39,13 @@ type StormResult struct {
 	ServerSysMs     float64 `json:"server_sys_ms"`
 	ServerUsPerConn float64 `json:"server_cpu_us_per_conn"` // (user + sys) / authed
 	ClientUsPerConn float64 `json:"client_cpu_us_per_conn"` // the tool's (user + sys) / authed
-	Profile         string  `json:"profile,omitempty"`      // LCPUSH_STORM_PROFILE: the server's Go CPU profile of the storm
-	Perf            string  `json:"perf,omitempty"`         // LCPUSH_STORM_PERF: perf record of the server during the storm
+	// CPUs: each core's share during the connect phase, from /proc/stat,
+	// softirq apart: on loopback the kernel runs both ends' TCP in the
+	// sender's softirq, which /proc/PID/stat may not charge to either
+	// process. A core near 100 % busy is the storm's limit.
+	CPUs    []CoreShare `json:"cpus,omitempty"`
+	Profile string      `json:"profile,omitempty"` // LCPUSH_STORM_PROFILE: the server's Go CPU profile of the storm
+	Perf    string      `json:"perf,omitempty"`    // LCPUSH_STORM_PERF: perf record of the server during the storm
 }
 
 // Environment of the storm scenario (no flags, so that every command line
@@ -52,9 +57,14 @@ type StormResult struct {
 //	LCPUSH_STORM_PERF=FILE     perf record -e cpu-clock -g of the server process(es)
 //	                           during the connect phase (kernel frames too),
 //	                           written to FILE; needs perf on PATH
+//	LCPUSH_STORM_PERF_ALL=1    with LCPUSH_STORM_PERF: every CPU instead
+//	                           (perf -a): the tool and the softirq work of
+//	                           loopback are in it too (perf report --sort
+//	                           cpu,comm,dso)
 const (
 	envStormProfile = "LCPUSH_STORM_PROFILE"
 	envStormPerf    = "LCPUSH_STORM_PERF"
+	envStormPerfAll = "LCPUSH_STORM_PERF_ALL"
 )
 
 // cpuTicks is utime and stime of one process, in clock ticks.
@@ -95,12 +105,72 @@ func parseProcStat(b []byte) cpuTicks {
 	return cpuTicks{u, s}
 }
 
+// CoreShare is one core's time during a phase, in percent of the phase.
+type CoreShare struct {
+	CPU     int     `json:"cpu"`
+	Busy    float64 `json:"busy_pct"` // everything but idle and iowait
+	User    float64 `json:"user_pct"` // user + nice
+	Sys     float64 `json:"sys_pct"`
+	Softirq float64 `json:"softirq_pct"` // irq + softirq
+}
+
+// coreTicks is one /proc/stat "cpuN" line: user nice system idle iowait
+// irq softirq steal.
+type coreTicks [8]int64
+
+// readCores reads the per-core lines of /proc/stat (nil off Linux).
+func readCores() []coreTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	return parseCores(b)
+}
+
+// parseCores reads the "cpuN" lines of a /proc/stat.
+func parseCores(b []byte) []coreTicks {
+	var out []coreTicks
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var c coreTicks
+		for i := range c {
+			c[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// coreShares turns two readings into each core's shares.
+func coreShares(a, b []coreTicks) []CoreShare {
+	if len(a) != len(b) {
+		return nil
+	}
+	out := make([]CoreShare, 0, len(a))
+	pct := func(n, total int64) float64 { return float64(n) * 100 / float64(max(total, 1)) }
+	for i := range a {
+		var d coreTicks
+		var total int64
+		for j := range d {
+			d[j] = b[i][j] - a[i][j]
+			total += d[j]
+		}
+		out = append(out, CoreShare{CPU: i, Busy: pct(total-d[3]-d[4], total), User: pct(d[0]+d[1], total),
+			Sys: pct(d[2], total), Softirq: pct(d[5]+d[6], total)})
+	}
+	return out
+}
+
 // stormProbe measures the server during the connect phase of a storm:
 // made just before the first dial, ended as soon as the phase is over.
 type stormProbe struct {
 	pids     []string
 	server   cpuTicks
 	self     cpuTicks
+	cores    []coreTicks
 	profile  chan error // the pprof fetch, when asked
 	perf     *exec.Cmd
 	perfFile string
@@ -134,7 +204,11 @@ func stormBegin(ctx context.Context, t *Target, o runOpts, stderr io.Writer) *st
 	}
 	p := &stormProbe{pids: t.pidList()}
 	if file := os.Getenv(envStormPerf); file != "" && len(p.pids) > 0 {
-		cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-e", "cpu-clock", "-g", "-F", "1999", "-o", file, "-p", strings.Join(p.pids, ","))
+		scope := []string{"-p", strings.Join(p.pids, ",")}
+		if os.Getenv(envStormPerfAll) == "1" {
+			scope = []string{"-a"}
+		}
+		cmd := exec.CommandContext(ctx, "perf", append([]string{"record", "-q", "-e", "cpu-clock", "-g", "-F", "1999", "-o", file}, scope...)...)
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintf(stderr, "storm: %s: %v\n", envStormPerf, err)
@@ -162,6 +236,7 @@ func stormBegin(ctx context.Context, t *Target, o runOpts, stderr io.Writer) *st
 	}
 	p.server = sumCPU(p.pids)
 	p.self = procTicks("self")
+	p.cores = readCores()
 	return p
 }
 
@@ -170,6 +245,7 @@ func stormBegin(ctx context.Context, t *Target, o runOpts, stderr io.Writer) *st
 func (p *stormProbe) end(sr *StormResult, clientsInProcess bool) {
 	srv := sumCPU(p.pids)
 	self := procTicks("self")
+	sr.CPUs = coreShares(p.cores, readCores())
 	sr.ServerUserMs = float64(srv.user-p.server.user) * float64(clockTick/time.Millisecond)
 	sr.ServerSysMs = float64(srv.sys-p.server.sys) * float64(clockTick/time.Millisecond)
 	if sr.Authed > 0 {

@@ -130,12 +130,12 @@ storm_summary() {
   {
     echo "# Connect storm: ${#dirs[@]} runs at -rate $rate (scripts/bench.sh storm, STORM_RATE=$rate)"
     echo
-    echo "| run | authenticated | per second | handshake p50 / p99 ms | server CPU user / sys ms | server µs / conn | tool µs / conn | refused (clients / room) | PONGs / online | dropped | loadavg before -> after | results |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| run | authenticated | per second | handshake p50 / p99 ms | server CPU user / sys ms | server µs / conn | tool µs / conn | cores busy % (sys+softirq) | refused (clients / room) | PONGs / online | dropped | loadavg before -> after | results |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|"
     for d in "${dirs[@]}"; do
       i=$((i + 1))
       jq -r --arg run "$i" --arg load "${loads[$((i - 1))]:-}" --arg dir "$d" \
-        '"| \($run) | \(.connect.authed) | \(.connect.authed_per_sec | floor) | \(.connect.handshake.p50_ms * 10 | round / 10) / \(.connect.handshake.p99_ms * 10 | round / 10) | \(.storm.server_user_ms // 0) / \(.storm.server_sys_ms // 0) | \((.storm.server_cpu_us_per_conn // 0) * 10 | round / 10) | \((.storm.client_cpu_us_per_conn // 0) * 10 | round / 10) | \(.storm.refused) / \(.storm.server_refused) | \(.storm.pongs) / \(.storm.online_before_check) | \(.storm.dropped) | \($load) | \($dir) |"' \
+        '"| \($run) | \(.connect.authed) | \(.connect.authed_per_sec | floor) | \(.connect.handshake.p50_ms * 10 | round / 10) / \(.connect.handshake.p99_ms * 10 | round / 10) | \(.storm.server_user_ms // 0) / \(.storm.server_sys_ms // 0) | \((.storm.server_cpu_us_per_conn // 0) * 10 | round / 10) | \((.storm.client_cpu_us_per_conn // 0) * 10 | round / 10) | \(.storm.cpus // [] | map("cpu\(.cpu) \(.busy_pct | round) (\(.sys_pct + .softirq_pct | round))") | join(", ")) | \(.storm.refused) / \(.storm.server_refused) | \(.storm.pongs) / \(.storm.online_before_check) | \(.storm.dropped) | \($load) | \($dir) |"' \
         "$d/result.json"
     done
     echo
