@@ -154,9 +154,13 @@ func (op *openOp) apply(tx *bolt.Tx) error {
 	return tx.Bucket(bucketExpiry).Put(op.expKey, empty)
 }
 
-// AddSent implements Store. A read transaction first checks that some
-// delta names a message with a record: deltas of messages without one
-// cost no write transaction.
+// AddSent implements Store. The deltas commit addSentChunk at a time, each
+// chunk its own write in the batch: a loop's report holds a second's
+// deliveries (5,000 at 5k pushes/s), and one commit of all of them held
+// every push that shared its batch for its whole length (unicast p99 at
+// 5k/s 22-51 ms, against 12 ms without the report). A failed chunk stops
+// the rest: sent counts are best effort and never retried (a retry would
+// count twice what an earlier chunk stored).
 func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 	if err := checkDeltas(deltas); err != nil {
 		return fmt.Errorf("saver add sent: %w", err)
@@ -170,8 +174,22 @@ func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 	if b.closed.Load() {
 		return fmt.Errorf("saver add sent: %w", ErrClosed)
 	}
+	for len(deltas) > 0 {
+		n := min(len(deltas), addSentChunk)
+		if err := b.addSent(ctx, deltas[:n]); err != nil {
+			return fmt.Errorf("saver add sent: %w", err)
+		}
+		deltas = deltas[n:]
+	}
+	return nil
+}
+
+// addSent commits one chunk of AddSent. A read transaction first checks
+// that some delta names a message with a record: deltas of messages
+// without one cost no write transaction.
+func (b *Bolt) addSent(ctx context.Context, deltas []push.StatusDelta) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("saver add sent: %w", err)
+		return err
 	}
 	any := false
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -185,12 +203,12 @@ func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("saver add sent: %w", closedErr(err))
+		return closedErr(err)
 	}
 	if !any {
 		return nil
 	}
-	err = b.batch(ctx, func(tx *bolt.Tx) error {
+	return b.batch(ctx, func(tx *bolt.Tx) error {
 		s := newStatusTx(tx)
 		users := tx.Bucket(bucketSState)
 		for _, d := range deltas {
@@ -217,10 +235,6 @@ func (b *Bolt) AddSent(ctx context.Context, deltas []push.StatusDelta) error {
 		}
 		return s.flush()
 	})
-	if err != nil {
-		return fmt.Errorf("saver add sent: %w", err)
-	}
-	return nil
 }
 
 // Status implements Store.

@@ -2,6 +2,7 @@ package saver
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -86,6 +87,28 @@ func contractStatusUnicast(t *testing.T, st Store) {
 	mustSent(t, st, push.StatusDelta{MsgID: 1, App: 1, UID: "u", Sent: 1}) // a late write: counted, state kept
 	wantStatus(t, st, 1, 1, counts{stored: 1, sent: 2, acked: 1})
 	wantState(t, st, 1, 1, "u", push.StateAcked)
+}
+
+// A report bigger than the stores' chunks (a second of deliveries at
+// 5k/s) counts every delta once, including repeats of one message split
+// across chunks, and moves each recipient's state.
+func contractStatusBigReport(t *testing.T, st Store) {
+	exp := future()
+	const msgs = 2*addSentChunk + 7
+	deltas := make([]push.StatusDelta, 0, 2*msgs)
+	for id := uint64(1); id <= msgs; id++ {
+		uid := "u" + strconv.FormatUint(id, 10)
+		mustOpen(t, st, id, 1, push.KindUnicast, exp, uid)
+		mustSave(t, st, msg(id, 1, exp), uid)
+		deltas = append(deltas, push.StatusDelta{MsgID: id, App: 1, UID: uid, Sent: 1})
+	}
+	// Every message again, so that its two deltas fall in different chunks.
+	deltas = append(deltas, deltas...)
+	mustSent(t, st, deltas...)
+	for id := uint64(1); id <= msgs; id++ {
+		wantStatus(t, st, 1, id, counts{stored: 1, sent: 2})
+		wantState(t, st, 1, id, "u"+strconv.FormatUint(id, 10), push.StateSent)
+	}
 }
 
 // Entries dropped at their TTL unACKed count as expired; the record goes

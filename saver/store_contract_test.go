@@ -72,6 +72,7 @@ func testStore(t *testing.T, newStore func(t *testing.T, lim Limits) Store) {
 		{"UserStatsPerApp", Limits{MaxLoads: 1}, contractUserStatsPerApp},
 		{"AckWithoutEffectWritesNothing", Limits{}, contractAckNoWrite},
 		{"StatusUnicast", Limits{}, contractStatusUnicast},
+		{"StatusBigReport", Limits{}, contractStatusBigReport},
 		{"StatusExpiry", Limits{}, contractStatusExpiry},
 		{"StatusParking", Limits{MaxLoads: 2}, contractStatusParking},
 		{"StatusMulticast", Limits{}, contractStatusMulticast},
