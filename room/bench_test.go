@@ -78,6 +78,12 @@ func benchFanout(b *testing.B, n, size int, broadcast bool) {
 		if broadcast { // Broadcast waits for its writes: keep 64 in flight
 			inflight <- struct{}{}
 			msg.ID++ // one task per id: a repeated id would write nothing
+			if msg.ID%(maxBcastFinished/2) == 0 {
+				// The table keeps finished tasks bcastMinKeep (a resume
+				// may still ask): a run of more than maxBcastFinished
+				// broadcasts in less would be refused. Age them instead.
+				ageFinished(e.room, bcastMinKeep)
+			}
 			m := msg
 			go func() {
 				defer func() { <-inflight }()
