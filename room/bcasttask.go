@@ -23,16 +23,22 @@ const (
 	maxBcastTasks = 1024
 	// maxBcastFinished bounds its finished tasks: each is kept at least
 	// bcastMinKeep, so this bounds the broadcasts a room takes per
-	// bcastMinKeep (32,768 per 2 minutes: 273/s sustained, any burst of
-	// up to 32,768 broadcasts), at about 350 B each (11 MiB when full).
-	maxBcastFinished = 1 << 15
+	// bcastMinKeep (65,536 per 30 s: 2,184/s sustained, any burst of up
+	// to 65,536 broadcasts), at about 170 B each once finished (the
+	// compact copy of finish; 11 MiB when full, as 32,768 full tasks
+	// of ~400 B were).
+	maxBcastFinished = 1 << 16
 	// bcastKeep is how long after its deadline a finished task still
 	// answers: a resume arrives only after the dead center's lease lapsed.
 	bcastKeep = 10 * time.Minute
 	// bcastMinKeep is how long a finished task is kept even in a full
-	// table: a resume comes after the dead caller's lease lapsed (seconds),
-	// and a task evicted before it would be delivered again.
-	bcastMinKeep = 2 * time.Minute
+	// table: a resume comes after the dead caller's lease lapsed, and a
+	// task evicted before it would be delivered again. The center's lease
+	// is 6 s, renewed every 2 s, and the board is scanned every 100 ms: a
+	// resume comes at most ~7 s after the task finished, a quarter of
+	// this. (It was 2 minutes with half the table: a stream of more than
+	// 273 broadcasts/s was refused after two minutes.)
+	bcastMinKeep = 30 * time.Second
 	// maxBcastRun bounds a task whose caller set no deadline; it is
 	// remote.MaxBroadcastCall, the bound of the RPC call (a test checks).
 	maxBcastRun = time.Hour
@@ -145,12 +151,27 @@ func (ts *bcastTasks) finish(t *bcastTask, n int, err error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t.n, t.err, t.over, t.at = n, err, true, time.Now()
-	ts.fin = append(ts.fin, t)
 	ts.running--
 	mBcastRunning.Dec()
 	mBcastFinished.Inc()
 	close(t.done)
+	// The table keeps a compact copy: no channels of its own (170 B
+	// with its map entry, against ~400). Callers that joined t keep t until they have read it.
+	f := &bcastTask{id: t.id, keep: t.keep, at: t.at, done: closedDone, n: n, err: err, over: true}
+	f.w.sent.Store(t.w.sent.Load())
+	if ts.m[t.id] == t {
+		ts.m[t.id] = f
+		t = f
+	}
+	ts.fin = append(ts.fin, t)
 }
+
+// closedDone is the done channel of every compact finished task.
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // drop removes the finished task t (mu held).
 func (ts *bcastTasks) drop(t *bcastTask) {

@@ -245,7 +245,7 @@ func TestBcastTableBound(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := e.room.Broadcast(t.Context(), bcastMsg(50000), 0); !errors.Is(err, ErrBroadcastsFull) {
+		if _, err := e.room.Broadcast(t.Context(), bcastMsg(maxBcastFinished+1000), 0); !errors.Is(err, ErrBroadcastsFull) {
 			t.Fatalf("Broadcast on a table of young finished tasks: %v; want ErrBroadcastsFull", err)
 		}
 		if taskOf(e.room, 1) == nil {
@@ -267,7 +267,7 @@ func TestBcastTableBound(t *testing.T) {
 			gone    uint64 // the task that must have left the table, 0: none
 			present uint64
 		}{
-			{50000, 0, callStarted, 1, 2}, // the one that finished first goes
+			{maxBcastFinished + 1000, 0, callStarted, 1, 2}, // the one that finished first goes
 			{2, 0, callFinished, 0, 2},
 			{1, 0, callStarted, 2, 3}, // evicted: a new task
 			{3, 3, callStarted, 0, 4}, // past its keep time: a new task
@@ -425,3 +425,27 @@ func ageFinished(r *Room, d time.Duration) {
 		t.at = t.at.Add(-d)
 	}
 }
+
+// A finished task stays in the table as a compact copy without channels of
+// its own, and answers a later call with the same outcome.
+func TestBcastFinishedCompact(t *testing.T) {
+	e := startEnv(t, envOpt{})
+	c, _ := e.login(1, "u")
+	if n, err := e.room.Broadcast(t.Context(), bcastMsg(7), 0); err != nil || n != 1 {
+		t.Fatalf("Broadcast = %d, %v; want 1", n, err)
+	}
+	c.ExpectPush()
+	tk := taskOf(e.room, 7)
+	if tk == nil || tk.done != closedDone || tk.w.ch != nil || !tk.over || tk.n != 1 {
+		t.Fatalf("finished task in the table: %+v", tk)
+	}
+	before := counterValue(mBcastCalls.WithLabelValues(callFinished))
+	if n, err := e.room.Broadcast(t.Context(), bcastMsg(7), 0); err != nil || n != 1 {
+		t.Fatalf("Broadcast of a finished task = %d, %v; want 1", n, err)
+	}
+	if d := callsDelta(callFinished, before); d != 1 {
+		t.Fatalf("finished calls +%v, want 1", d)
+	}
+	c.ExpectQuiet(0)
+}
+
