@@ -50,6 +50,10 @@ var (
 		Name: "lcpush_saver_inbox_dropped_total",
 		Help: "Oldest entries dropped because an inbox went past InboxCap.",
 	})
+	metricCursorRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lcpush_saver_cursor_cas_retries_total",
+		Help: "RedisStore calls that re-read a user's broadcast cursors because another call changed them first (one per retry; a call that runs out of retries answers unavailable).",
+	})
 	metricDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "lcpush_saver_op_duration_seconds",
 		Help:    "Store operation latency by op (durable writes include the fsync).",

@@ -42,6 +42,7 @@ func casBackoff(ctx context.Context, attempt int) error {
 	if attempt <= 0 {
 		return nil
 	}
+	metricCursorRetries.Inc()
 	limit := 50 * time.Microsecond << min(attempt, 7)
 	t := time.NewTimer(rand.N(limit) + 10*time.Microsecond)
 	defer t.Stop()

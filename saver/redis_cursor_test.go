@@ -1,11 +1,15 @@
 package saver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lcpush/lcpush/pkg/push"
 )
@@ -248,5 +252,30 @@ func TestRedisCursorRowsOutOfOrder(t *testing.T) {
 	rows, err := st.dur.loadCursors(bg, "u")
 	if err != nil || len(rows) != 1 || rows[0].ver != 7 || rows[0].cur.Cur != 70 {
 		t.Fatalf("cursor rows %+v %v, want ver 7 cur 70", rows, err)
+	}
+}
+
+// casBackoff: no wait before the first try, a counted, bounded wait before
+// each retry, and a cancelled context ends the wait.
+func TestCasBackoff(t *testing.T) {
+	before := testutil.ToFloat64(metricCursorRetries)
+	if err := casBackoff(bg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(metricCursorRetries) - before; d != 0 {
+		t.Fatalf("the first try counted %v retries", d)
+	}
+	for _, attempt := range []int{1, 7, 50} {
+		if err := casBackoff(bg, attempt); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	if d := testutil.ToFloat64(metricCursorRetries) - before; d != 3 {
+		t.Fatalf("%v retries counted, want 3", d)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if err := casBackoff(ctx, 7); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
 	}
 }
