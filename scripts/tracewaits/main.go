@@ -23,12 +23,20 @@ import (
 
 func main() {
 	top := flag.Int("top", 5, "longest waits (and running slices) to show")
+	blocking := flag.Bool("blocking", false, "instead: syscall durations, and waits on -wait frames (blocking.go)")
+	waits := flag.String("wait", "bbolt.(*DB).Batch,bbolt.(*DB).beginRWTx", "with -blocking: comma-separated frames whose waits to time")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: tracewaits [-top N] TRACE")
+		fmt.Fprintln(os.Stderr, "usage: tracewaits [-top N | -blocking [-wait FRAMES]] TRACE")
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), *top); err != nil {
+	var err error
+	if *blocking {
+		err = runBlocking(flag.Arg(0), strings.Split(*waits, ","), os.Stdout)
+	} else {
+		err = run(flag.Arg(0), *top)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "tracewaits:", err)
 		os.Exit(1)
 	}
