@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -20,15 +19,6 @@ import (
 //
 //	cd scripts/tracewaits && go run . -blocking /tmp/utb/server-trace-1000
 func runBlocking(file string, waitFrames []string, w io.Writer) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		return err
-	}
 	type open struct {
 		at   trace.Time
 		name string
@@ -37,23 +27,11 @@ func runBlocking(file string, waitFrames []string, w io.Writer) error {
 	waiting := map[trace.GoID]open{}  // blocked on a named frame
 	runnable := map[trace.GoID]open{} // woken from one, not running yet
 	durs := map[string][]time.Duration{}
-	for {
-		ev, err := r.ReadEvent()
-		if err == io.EOF {
-			break
+	err := walkTrace(file, func(ev *trace.Event) {
+		_, g, from, to, ok := goTransition(ev)
+		if !ok {
+			return
 		}
-		if err != nil {
-			return err
-		}
-		if ev.Kind() != trace.EventStateTransition {
-			continue
-		}
-		t := ev.StateTransition()
-		if t.Resource.Kind != trace.ResourceGoroutine {
-			continue
-		}
-		g := t.Resource.Goroutine()
-		from, to := t.Goroutine()
 		switch {
 		case to == trace.GoSyscall:
 			sys[g] = open{ev.Time(), syscallName(ev.Stack())}
@@ -81,6 +59,9 @@ func runBlocking(file string, waitFrames []string, w io.Writer) error {
 				delete(runnable, g)
 			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(durs))
 	for k := range durs {

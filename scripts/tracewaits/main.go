@@ -60,36 +60,18 @@ func stk(s trace.Stack) string {
 }
 
 func run(file string, top int) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		return err
-	}
 	runnableAt := map[trace.GoID]trace.Time{}
 	runStart := map[trace.GoID]trace.Time{}
 	var waits, spans []span
 	var t0 trace.Time
-	for {
-		ev, err := r.ReadEvent()
-		if err != nil {
-			break // io.EOF, or a truncated trace: what was read is used
-		}
+	err := walkTrace(file, func(ev *trace.Event) {
 		if t0 == 0 {
 			t0 = ev.Time()
 		}
-		if ev.Kind() != trace.EventStateTransition {
-			continue
+		st, g, from, to, ok := goTransition(ev)
+		if !ok {
+			return
 		}
-		st := ev.StateTransition()
-		if st.Resource.Kind != trace.ResourceGoroutine {
-			continue
-		}
-		g := st.Resource.Goroutine()
-		from, to := st.Goroutine()
 		switch {
 		case to == trace.GoRunnable:
 			runnableAt[g] = ev.Time()
@@ -105,6 +87,9 @@ func run(file string, top int) error {
 				delete(runStart, g)
 			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	if len(waits) == 0 {
 		return fmt.Errorf("%s: no goroutine waits in the trace", file)
@@ -157,4 +142,38 @@ func run(file string, top int) error {
 		fmt.Printf("  %6.2f ms g%d at %.3f s, ending in %.220s\n", d(sp.s, sp.e), sp.g, d(t0, sp.s)/1e3, sp.stk)
 	}
 	return nil
+}
+
+// walkTrace calls fn with every event of the trace in file. A truncated
+// trace ends the walk without an error: what was read is used.
+func walkTrace(file string, fn func(*trace.Event)) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := trace.NewReader(f)
+	if err != nil {
+		return err
+	}
+	for {
+		ev, err := r.ReadEvent()
+		if err != nil {
+			return nil // io.EOF, or a truncated trace
+		}
+		fn(&ev)
+	}
+}
+
+// goTransition is ev as a goroutine's state change, if it is one.
+func goTransition(ev *trace.Event) (st trace.StateTransition, g trace.GoID, from, to trace.GoState, ok bool) {
+	if ev.Kind() != trace.EventStateTransition {
+		return st, 0, 0, 0, false
+	}
+	st = ev.StateTransition()
+	if st.Resource.Kind != trace.ResourceGoroutine {
+		return st, 0, 0, 0, false
+	}
+	from, to = st.Goroutine()
+	return st, st.Resource.Goroutine(), from, to, true
 }
