@@ -294,7 +294,7 @@ func TestSendQueueDrain(t *testing.T) {
 func TestSendQueueFull(t *testing.T) {
 	for name, store := range tenantStores { // every store (Done-when 5)
 		t.Run(name, func(t *testing.T) {
-			sendQueueFull(t, systest.Start(t, sqConfig(), func(o *system.Options) { store(t, o) }))
+			sendQueueFull(t, systest.Start(t, sqConfig(), func(o *system.Options) { store(t, o); o.ID = ownMemberID() }))
 		})
 	}
 }
@@ -347,6 +347,13 @@ func sendQueueFull(t *testing.T, sys *system.System) {
 	})
 }
 
+// ownMemberID is a member id of this test's system alone. The journal is
+// kept under the center's member id, "center-1" by default in one
+// process, and a shared Redis keeps what every earlier system of the run
+// left there: with the default id a start would re-queue another test's
+// leftovers into app 3's queue.
+func ownMemberID() string { return "sq-" + strconv.FormatInt(time.Now().UnixNano(), 36) }
+
 // TestSendQueueRestartKeepsQoS1: QoS 1 pushes waiting in the queue are
 // stored before their 202, so when the center stops with them still
 // queued (the queue is in memory and dropped), the user gets every one at
@@ -379,8 +386,8 @@ func TestSendQueueJournalRestart(t *testing.T) {
 			continue // nothing survives a restart
 		}
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			opts := func(o *system.Options) { store(t, o); o.DataDir = dir }
+			dir, id := t.TempDir(), ownMemberID() // the same id for both starts: a restart
+			opts := func(o *system.Options) { store(t, o); o.DataDir = dir; o.ID = id }
 			sys := systest.Start(t, sqConfig(), opts)
 			uid := "sqjournal-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 			for i, want := range []int{200, 202, 202, 202, 202} { // app 3: 2/s, bucket 1, queue 4

@@ -167,6 +167,13 @@ type Service struct {
 	retry     *retryQueue     // deliveries waiting for the register (retry.go)
 	pushCtxs  pushCtxs        // the push handler's shared call deadline (pushbody.go)
 
+	// journaled: the ids this center has in the journal of its own (its
+	// queued pushes, from before their journal entry is written until it
+	// is deleted): recoverJournal never queues them a second time
+	// (journal.go). At most the send queues' bound.
+	jmu       sync.Mutex
+	journaled map[uint64]struct{}
+
 	// api counters since start, for GET /v1/stats.
 	apiPushes     atomic.Uint64
 	apiBroadcasts atomic.Uint64

@@ -138,6 +138,7 @@ type fakeSaver struct {
 	broadcasts     []push.Message
 	stats          push.StoreStats
 	status         map[uint64]push.MessageStatus // delivery status records by message id
+	journal        []push.QueuedPush             // the send queue journal, in write order
 }
 
 // newFakeSaver returns the fake store with board as its job board (nil:
@@ -176,10 +177,30 @@ func (f *fakeSaver) SaveBroadcast(_ context.Context, msg push.Message) error {
 
 func (f *fakeSaver) OpenStatus(context.Context, push.MessageStatus, []string) error { return nil }
 
-func (f *fakeSaver) Enqueue(context.Context, push.QueuedPush) error { return nil }
-func (f *fakeSaver) Dequeue(context.Context, []uint64) error        { return nil }
-func (f *fakeSaver) Queued(context.Context, string, int) ([]push.QueuedPush, error) {
-	return nil, nil
+func (f *fakeSaver) Enqueue(_ context.Context, q push.QueuedPush) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = append(f.journal, q)
+	return nil
+}
+
+func (f *fakeSaver) Dequeue(_ context.Context, ids []uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = slices.DeleteFunc(f.journal, func(q push.QueuedPush) bool { return slices.Contains(ids, q.Msg.ID) })
+	return nil
+}
+
+func (f *fakeSaver) Queued(_ context.Context, owner string, limit int) ([]push.QueuedPush, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []push.QueuedPush
+	for _, q := range f.journal {
+		if q.Owner == owner && len(out) < limit {
+			out = append(out, q)
+		}
+	}
+	return out, nil
 }
 func (f *fakeSaver) QueueOwners(context.Context) ([]string, error)      { return nil, nil }
 func (f *fakeSaver) Claim(context.Context, string, string) (int, error) { return 0, nil }

@@ -37,9 +37,11 @@ func (s *Service) journal(ctx context.Context, msg push.Message, uids []string) 
 	if s.id == "" {
 		return
 	}
+	s.mine(msg.ID, true) // before the write: a recovery reading meanwhile must skip it
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	if err := s.store.Enqueue(ctx, push.QueuedPush{Msg: msg, UIDs: uids, Owner: s.id, At: time.Now().UnixMilli()}); err != nil {
+		s.mine(msg.ID, false)
 		journalEvents.WithLabelValues("failed").Inc()
 		s.log.Warn("center send queue: journal", "msg", msg.ID, "err", err)
 		return
@@ -57,19 +59,42 @@ func (s *Service) unjournal(ctx context.Context, ids []uint64) {
 	if err := s.store.Dequeue(ctx, ids); err != nil {
 		s.log.Debug("center send queue: journal dequeue", "ids", len(ids), "err", err)
 	}
+	for _, id := range ids {
+		s.mine(id, false)
+	}
+}
+
+// mine adds id to the pushes this center journaled (or took from the
+// journal), or removes it.
+func (s *Service) mine(id uint64, add bool) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	if !add {
+		delete(s.journaled, id)
+		return
+	}
+	if s.journaled == nil {
+		s.journaled = make(map[uint64]struct{})
+	}
+	s.journaled[id] = struct{}{}
+}
+
+// isMine reports whether id is one of this center's journaled pushes.
+func (s *Service) isMine(id uint64) bool {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	_, ok := s.journaled[id]
+	return ok
 }
 
 // recoverJournal queues what the journal holds under this center's id and
-// is not in its queue yet; it returns how many pushes it queued.
+// this center did not journal or queue itself; it returns how many pushes
+// it queued. Its own pushes are told apart by id (mine), not by a look at
+// the queue: a push journaled while the journal is read is not in the
+// queue yet, and one released is out of it before its entry is deleted;
+// either was queued twice (a restart's recovery running while the first
+// pushes arrived).
 func (s *Service) recoverJournal(ctx context.Context) int {
-	have := map[uint64]bool{}
-	s.sendq.mu.Lock()
-	for _, q := range s.sendq.q.apps {
-		for _, it := range q.items {
-			have[it.msg.ID] = true
-		}
-	}
-	s.sendq.mu.Unlock()
 	n := 0
 	cctx, cancel := s.callCtx(ctx)
 	list, err := s.store.Queued(cctx, s.id, journalBatch)
@@ -81,9 +106,10 @@ func (s *Service) recoverJournal(ctx context.Context) int {
 	cfg := s.conf.Load()
 	for _, e := range list {
 		app, ok := cfg.App(e.Msg.App)
-		if !ok || have[e.Msg.ID] || len(e.UIDs) == 0 {
+		if !ok || len(e.UIDs) == 0 || s.isMine(e.Msg.ID) {
 			continue
 		}
+		s.mine(e.Msg.ID, true)
 		s.requeue(app, e.Msg, e.UIDs, time.UnixMilli(e.At))
 		n++
 	}
