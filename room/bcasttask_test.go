@@ -448,4 +448,3 @@ func TestBcastFinishedCompact(t *testing.T) {
 	}
 	c.ExpectQuiet(0)
 }
-
