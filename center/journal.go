@@ -37,11 +37,11 @@ func (s *Service) journal(ctx context.Context, msg push.Message, uids []string) 
 	if s.id == "" {
 		return
 	}
-	s.mine(msg.ID, true) // before the write: a recovery reading meanwhile must skip it
+	s.mine(msg.ID) // before the write: a recovery reading meanwhile must skip it
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	if err := s.store.Enqueue(ctx, push.QueuedPush{Msg: msg, UIDs: uids, Owner: s.id, At: time.Now().UnixMilli()}); err != nil {
-		s.mine(msg.ID, false)
+		s.forget(msg.ID)
 		journalEvents.WithLabelValues("failed").Inc()
 		s.log.Warn("center send queue: journal", "msg", msg.ID, "err", err)
 		return
@@ -59,32 +59,31 @@ func (s *Service) unjournal(ctx context.Context, ids []uint64) {
 	if err := s.store.Dequeue(ctx, ids); err != nil {
 		s.log.Debug("center send queue: journal dequeue", "ids", len(ids), "err", err)
 	}
-	for _, id := range ids {
-		s.mine(id, false)
-	}
+	s.forget(ids...)
 }
 
-// mine adds id to the pushes this center journaled (or took from the
-// journal), or removes it.
-func (s *Service) mine(id uint64, add bool) {
+// mine adds id to the pushes this center journaled, and reports whether
+// it was not among them already.
+func (s *Service) mine(id uint64) bool {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
-	if !add {
-		delete(s.journaled, id)
-		return
+	if _, ok := s.journaled[id]; ok {
+		return false
 	}
 	if s.journaled == nil {
 		s.journaled = make(map[uint64]struct{})
 	}
 	s.journaled[id] = struct{}{}
+	return true
 }
 
-// isMine reports whether id is one of this center's journaled pushes.
-func (s *Service) isMine(id uint64) bool {
+// forget removes ids from the pushes this center journaled.
+func (s *Service) forget(ids ...uint64) {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
-	_, ok := s.journaled[id]
-	return ok
+	for _, id := range ids {
+		delete(s.journaled, id)
+	}
 }
 
 // recoverJournal queues what the journal holds under this center's id and
@@ -106,10 +105,9 @@ func (s *Service) recoverJournal(ctx context.Context) int {
 	cfg := s.conf.Load()
 	for _, e := range list {
 		app, ok := cfg.App(e.Msg.App)
-		if !ok || len(e.UIDs) == 0 || s.isMine(e.Msg.ID) {
+		if !ok || len(e.UIDs) == 0 || !s.mine(e.Msg.ID) {
 			continue
 		}
-		s.mine(e.Msg.ID, true)
 		s.requeue(app, e.Msg, e.UIDs, time.UnixMilli(e.At))
 		n++
 	}

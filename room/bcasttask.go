@@ -156,7 +156,8 @@ func (ts *bcastTasks) finish(t *bcastTask, n int, err error) {
 	mBcastFinished.Inc()
 	close(t.done)
 	// The table keeps a compact copy: no channels of its own (170 B
-	// with its map entry, against ~400). Callers that joined t keep t until they have read it.
+	// with its map entry, against ~400). Callers that joined t keep t
+	// until they have read it.
 	f := &bcastTask{id: t.id, keep: t.keep, at: t.at, done: closedDone, n: n, err: err, over: true}
 	f.w.sent.Store(t.w.sent.Load())
 	if ts.m[t.id] == t {
