@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lcpush/lcpush/internal/pace"
 	"github.com/lcpush/lcpush/pkg/admin"
 )
 
@@ -220,13 +221,13 @@ func unicastStep(ctx context.Context, t *Target, f Fleet, o runOpts, conns []*pu
 	}
 	bar := newBar(total, fmt.Sprintf("unicast %.0f/s", rate), stderr, o.Quiet)
 	interval := time.Duration(float64(time.Second) / rate)
-	pace := newPacer()
-	defer pace.Close()
+	pacer := pace.New()
+	defer pacer.Close()
 	start := time.Now()
 	var i int64
 	for i = 0; i < total && ctx.Err() == nil; i++ {
 		sched := start.Add(time.Duration(i) * interval)
-		pace.until(sched)
+		pacer.Until(sched)
 		jobs <- uniJob{sched: sched, uid: o.Load.First + rand.IntN(o.Load.N)}
 		if i%256 == 0 {
 			_ = bar.Set64(i)

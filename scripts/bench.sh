@@ -25,7 +25,7 @@
 # writes results/<scenario>-<target>-<N>-<time>/ (result.json, report.md,
 # SVG charts), then results/compare/ (every run under OUT side by side, the
 # newest of each kind: compare.md and the charts of docs/benchmarks.md).
-# Environment: N (fan-out/unicast/peers connections, 10000), OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("400 100 5"), STORES
+# Environment: N (fan-out/unicast/peers connections, 10000), OUT (results), SERVER_CPU, CLIENT_CPU, STREAM_RATES ("400 100 5"), STORES, SENDERS (unicast: API requests in flight, 64)
 # ("memory bolt"), ROOMS (6). BIN (bin/lcpush) and BUILD=0 run a binary built
 # elsewhere (e.g. of another commit) instead of building the tree.
 set -euo pipefail
@@ -176,7 +176,7 @@ run_peers_fanout() {
 run_unicast() {
   local st
   for st in ${STORES:-memory bolt}; do
-    bench unicast -n "$N" -rate 10000 -rates 1000,5000 -step 10s -qos 1 -store "$st"
+    bench unicast -n "$N" -rate 10000 -rates 1000,5000 -step 10s -qos 1 -store "$st" -senders "${SENDERS:-64}"
   done
 }
 

@@ -1,4 +1,6 @@
-package loadgen
+// Package pace owns an open-loop schedule's sleep: waking at a planned
+// time with microsecond precision, for the load tool and the benchmarks.
+package pace
 
 import (
 	"os"
@@ -7,14 +9,14 @@ import (
 	"unsafe"
 )
 
-// pacer sleeps until a scheduled time with microsecond precision. The
+// Pacer sleeps until a scheduled time with microsecond precision. The
 // runtime's timers are not enough for an open-loop schedule of 200 µs
 // gaps: when the process has nothing else to run, Go waits for the next
 // timer in epoll_wait, whose timeout is in milliseconds, so every wait
 // under 1 ms became ~1 ms and the sender fell behind the timeline by up to
 // a millisecond (counted, rightly, as latency). A timerfd read through
 // Go's netpoller wakes when the timer expires, whatever the wait.
-type pacer struct {
+type Pacer struct {
 	f *os.File // nil: fall back to time.Sleep
 }
 
@@ -29,18 +31,19 @@ type itimerspec struct {
 	interval, value syscall.Timespec
 }
 
-func newPacer() *pacer {
+// New returns a Pacer; without a timerfd it falls back to time.Sleep.
+func New() *Pacer {
 	fd, _, errno := syscall.Syscall(syscall.SYS_TIMERFD_CREATE, clockMonotonic, tfdNonblock|tfdCloexec, 0)
 	if errno != 0 {
-		return &pacer{}
+		return &Pacer{}
 	}
 	// Non-blocking: os.NewFile puts it in the netpoller, so a Read parks
 	// the goroutine instead of a thread.
-	return &pacer{f: os.NewFile(fd, "timerfd")}
+	return &Pacer{f: os.NewFile(fd, "timerfd")}
 }
 
-// until returns once t has come.
-func (p *pacer) until(t time.Time) {
+// Until returns once t has come.
+func (p *Pacer) Until(t time.Time) {
 	d := time.Until(t)
 	if d <= 0 {
 		return
@@ -62,7 +65,7 @@ func (p *pacer) until(t time.Time) {
 }
 
 // Close releases the timer.
-func (p *pacer) Close() {
+func (p *Pacer) Close() {
 	if p.f != nil {
 		_ = p.f.Close()
 	}

@@ -1,4 +1,4 @@
-package loadgen
+package pace
 
 import (
 	"slices"
@@ -6,22 +6,22 @@ import (
 	"time"
 )
 
-// TestPacer: until never returns early, with the timerfd and with the
+// TestPacer: Until never returns early, with the timerfd and with the
 // fallback; the lateness is logged (time.Sleep's is ~1 ms on an idle
 // process, the timerfd's tens of µs).
 func TestPacer(t *testing.T) {
-	for _, p := range []*pacer{newPacer(), {}} {
+	for _, p := range []*Pacer{New(), {}} {
 		var late []time.Duration
 		for i := 0; i < 50; i++ {
 			at := time.Now().Add(200 * time.Microsecond)
-			p.until(at)
+			p.Until(at)
 			d := time.Since(at)
 			if d < 0 {
 				t.Fatalf("returned %v early", -d)
 			}
 			late = append(late, d)
 		}
-		p.until(time.Now().Add(-time.Second)) // past: at once
+		p.Until(time.Now().Add(-time.Second)) // past: at once
 		slices.Sort(late)
 		t.Logf("timerfd %v: median lateness %v", p.f != nil, late[len(late)/2])
 		p.Close()

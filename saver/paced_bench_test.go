@@ -1,0 +1,220 @@
+//go:build linux
+
+package saver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lcpush/lcpush/internal/pace"
+)
+
+// BenchmarkPacedSave measures what a push waits for in the store alone, at
+// the rates of `scripts/bench.sh unicast`: open loop, one unicast QoS 1
+// Save every 1/rate from the scheduled time (a late schedule is not
+// forgiven), 10,000 users, and each message ACKed right after its Save
+// returns, as a room would (not timed, but in the same commits). b.N is the
+// number of pushes. Reported: the latency from the scheduled time to the
+// Save's return, p50 / p99 / max in ms.
+//
+// "log" is the floor of a group-committed fsync on the same disk: one
+// writer appends whatever records queued while its previous fdatasync ran,
+// then fdatasyncs once; a record waits for that. A durable store cannot
+// answer sooner than the fsync that holds its write. Run it pinned to one
+// core, like the server in the load tool:
+//
+//	taskset -c 0 go test -run '^$' -bench PacedSave -benchtime 20000x ./saver/
+func BenchmarkPacedSave(b *testing.B) {
+	for _, rate := range []int{1000, 5000} {
+		for _, bs := range benchStores {
+			b.Run(fmt.Sprintf("%s/rate=%d", bs.name, rate), func(b *testing.B) {
+				st := bs.open(b)
+				defer st.Close()
+				uids := make([]string, 10000)
+				for i := range uids {
+					uids[i] = "user-" + strconv.Itoa(i)
+				}
+				payload := make([]byte, 256)
+				expire := future()
+				paced(b, rate, func(i int) error {
+					m := msg(uint64(i+1), 1, expire)
+					m.Payload = payload
+					return st.Save(bg, m, []string{uids[i%len(uids)]})
+				}, func(i int) error {
+					_, err := st.Ack(bg, uids[i%len(uids)], benchApps, []uint64{uint64(i + 1)})
+					return err
+				})
+			})
+		}
+		for _, gap := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond} {
+			b.Run(fmt.Sprintf("log/gap=%v/rate=%d", gap, rate), func(b *testing.B) {
+				lg, err := openFsyncLog(filepath.Join(b.TempDir(), "log"), gap)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer lg.close()
+				rec := make([]byte, 300) // a 256 B push and its key
+				paced(b, rate, func(int) error { return lg.append(rec) }, func(int) error { return nil })
+				lg.close()
+				slices.Sort(lg.syncs)
+				b.ReportMetric(float64(len(lg.syncs))/float64(b.N), "syncs/op")
+				b.ReportMetric(float64(lg.syncs[len(lg.syncs)*99/100])/1e6, "sync-p99-ms")
+				b.ReportMetric(float64(lg.syncs[len(lg.syncs)-1])/1e6, "sync-max-ms")
+			})
+		}
+	}
+}
+
+// paced runs op(i) for i < b.N, the i-th started at start + i/rate on its
+// own goroutine (open loop), and reports the latency of the part of op
+// before it returns; after(i) runs once op(i) returned, untimed.
+func paced(b *testing.B, rate int, op, after func(i int) error) {
+	b.Helper()
+	lat := make([]time.Duration, b.N)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	var failed sync.Once
+	var ferr error
+	pacer := pace.New()
+	defer pacer.Close()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		sched := start.Add(time.Duration(i) * interval)
+		pacer.Until(sched)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := op(i)
+			lat[i] = time.Since(sched)
+			if err == nil {
+				err = after(i)
+			}
+			if err != nil {
+				failed.Do(func() { ferr = err })
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if ferr != nil {
+		b.Fatal(ferr)
+	}
+	slices.Sort(lat)
+	ms := func(q float64) float64 { return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / 1e6 }
+	b.ReportMetric(ms(0.5), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max-ms")
+}
+
+// fsyncLog is the benchmark's floor store: a log file whose one writer
+// group-commits (no timer: a lone record is written and synced at once, the
+// records that queue meanwhile share the next fdatasync). Like a real
+// write-ahead log its segment is written once before use, so a commit's
+// fdatasync carries data and no block allocation.
+type fsyncLog struct {
+	f     *os.File
+	off   int64           // the writer's: where the next write goes
+	syncs []time.Duration // the writer's: each fdatasync's time
+	gap   time.Duration   // least time from one fdatasync's end to the next write
+	mu    sync.Mutex
+	cond  *sync.Cond
+	buf   []byte // queued, not yet written
+	gen   uint64 // generation of buf: records appended now are synced by gen
+	done  uint64 // the last generation synced
+	err   error
+	stop  bool
+	wg    sync.WaitGroup
+}
+
+const fsyncLogSize = 64 << 20
+
+func openFsyncLog(path string, gap time.Duration) (*fsyncLog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	zero := make([]byte, 1<<20)
+	for off := int64(0); off < fsyncLogSize; off += int64(len(zero)) {
+		if _, err := f.WriteAt(zero, off); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	l := &fsyncLog{f: f, gen: 1, gap: gap}
+	l.cond = sync.NewCond(&l.mu)
+	l.wg.Add(1)
+	go l.run()
+	return l, nil
+}
+
+func (l *fsyncLog) append(rec []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, rec...)
+	g := l.gen
+	l.cond.Broadcast()
+	for l.done < g && l.err == nil {
+		l.cond.Wait()
+	}
+	return l.err
+}
+
+func (l *fsyncLog) run() {
+	defer l.wg.Done()
+	var out []byte
+	l.mu.Lock()
+	for {
+		for len(l.buf) == 0 && !l.stop {
+			l.cond.Wait()
+		}
+		if len(l.buf) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		if l.gap > 0 && len(l.syncs) > 0 {
+			l.mu.Unlock()
+			time.Sleep(l.gap)
+			l.mu.Lock()
+		}
+		out, l.buf = l.buf, out[:0]
+		g := l.gen
+		l.gen++
+		l.mu.Unlock()
+		if l.off+int64(len(out)) > fsyncLogSize {
+			l.off = 0 // the segment wraps: the benchmark never reads it back
+		}
+		_, err := l.f.WriteAt(out, l.off)
+		l.off += int64(len(out))
+		if err == nil {
+			t := time.Now()
+			err = syscall.Fdatasync(int(l.f.Fd()))
+			l.syncs = append(l.syncs, time.Since(t))
+		}
+		l.mu.Lock()
+		l.done, l.err = g, err
+		l.cond.Broadcast()
+	}
+}
+
+func (l *fsyncLog) close() {
+	l.mu.Lock()
+	if l.stop {
+		l.mu.Unlock()
+		return
+	}
+	l.stop = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.wg.Wait()
+	_ = l.f.Close()
+}
