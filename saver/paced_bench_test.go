@@ -218,3 +218,50 @@ func (l *fsyncLog) close() {
 	l.wg.Wait()
 	_ = l.f.Close()
 }
+
+// BenchmarkPacedSaveBesideFsync: the memory store at 5k/s, alone and while
+// another goroutine of the process writes 24 pages and fdatasyncs them
+// every ~1 ms (what a bbolt commit does twice). Pinned to one core
+// (GOMAXPROCS=1), the difference is the time the one processor stays
+// with the thread that waits for the disk:
+//
+//	taskset -c 0 go test -run '^$' -bench PacedSaveBesideFsync -benchtime 20000x -count 3 ./saver/
+func BenchmarkPacedSaveBesideFsync(b *testing.B) {
+	for _, fsyncs := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fsyncs=%v", fsyncs), func(b *testing.B) {
+			st := NewMemory()
+			defer st.Close()
+			f, err := os.OpenFile(filepath.Join(b.TempDir(), "f"), os.O_CREATE|os.O_RDWR, 0o600)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			pages := make([]byte, 24*4096)
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				for fsyncs {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					if _, err := f.WriteAt(pages, 0); err != nil {
+						return
+					}
+					_ = syscall.Fdatasync(int(f.Fd()))
+				}
+			}()
+			uids := make([]string, 10000)
+			for i := range uids {
+				uids[i] = "user-" + strconv.Itoa(i)
+			}
+			expire := future()
+			paced(b, 5000, func(i int) error {
+				return st.Save(bg, msg(uint64(i+1), 1, expire), []string{uids[i%len(uids)]})
+			}, func(int) error { return nil })
+			close(stop)
+			<-done
+		})
+	}
+}
