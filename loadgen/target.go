@@ -97,6 +97,11 @@ func BenchConfig(maxConns int, extra string) string {
 	return fmt.Sprintf(benchConfig, maxConns) + extra
 }
 
+// serverYAMLEnv names YAML appended to a started lcpush's configuration
+// (BenchConfig's extra): a setting a run compares, such as
+// LCPUSH_BENCH_YAML=$'saver:\n  bolt_batch_delay: 4ms'.
+const serverYAMLEnv = "LCPUSH_BENCH_YAML"
+
 // defaultMaxConns is the room cap of a started lcpush unless -max-conns
 // says otherwise: below the 20,000 open-files limit of the process.
 const defaultMaxConns = 18000
@@ -148,7 +153,7 @@ func startTarget(ctx context.Context, kind, bin string, selfArgs []string, maxCo
 	switch kind {
 	case "lcpush":
 		cfgPath := filepath.Join(dir, "bench.yaml")
-		if err := os.WriteFile(cfgPath, []byte(BenchConfig(maxConns, "")), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(BenchConfig(maxConns, os.Getenv(serverYAMLEnv))), 0o600); err != nil {
 			return nil, err
 		}
 		args = []string{"-config", cfgPath, "-store", store, "-data", filepath.Join(dir, "data"),

@@ -77,6 +77,9 @@ run_idle() {
 # (40000) logins/s against a fresh lcpush capped at STORM_CAP (15000) each,
 # then the median, min and max of the runs (jq), with the load average
 # before and after each: OUT/storm-summary-<rate>-<time>.md.
+# LCPUSH_BENCH_YAML: YAML appended to the configuration of each lcpush the
+# tool starts (a section the bench's own does not set: saver:, e.g.
+# LCPUSH_BENCH_YAML=$'saver:\n  bolt_batch_delay: 4ms' STORES=bolt scripts/bench.sh unicast).
 # LCPUSH_STORM_PROFILE / LCPUSH_STORM_PERF=FILE profile the server during
 # the connect phase (loadgen/storm.go), run i writing FILE.i.
 # run_idle_runs: issue 16's memory figure: RUNS rounds, each one lcpush

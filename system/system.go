@@ -617,7 +617,7 @@ func openStore(ctx context.Context, opts Options, cfg config.Saver) (saver.Store
 		if err := os.MkdirAll(opts.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		return saver.OpenBoltWith(filepath.Join(opts.DataDir, "saver.db"), saver.BoltOptions{Limits: lim, Logger: opts.Logger})
+		return saver.OpenBoltWith(filepath.Join(opts.DataDir, "saver.db"), saver.BoltOptions{Limits: lim, Logger: opts.Logger, BatchDelay: cfg.BoltBatchDelay})
 	case "redis":
 		if len(opts.RedisAddrs) == 0 || opts.MySQLDSN == "" {
 			return nil, errors.New("-store=redis needs -redis and -mysql")

@@ -290,6 +290,12 @@ type Saver struct {
 	// triggers a recount at once. 0 takes the saver's default (1 minute).
 	// Read at start.
 	ReconcileEvery time.Duration `yaml:"reconcile_every"`
+	// BoltBatchDelay is how long a write of the embedded durable store
+	// (-store bolt) waits for others to share its commit and its fsyncs
+	// (bbolt's MaxBatchDelay). Longer carries more writes per commit: a
+	// slow disk keeps up at a higher rate, and every push waits longer.
+	// Default 2ms, 100µs..50ms (docs/benchmarks.md, "Unicast p99"). Read at start.
+	BoltBatchDelay time.Duration `yaml:"bolt_batch_delay"`
 }
 
 // Defaults returns a configuration with every setting at its default and no apps.
@@ -339,6 +345,7 @@ func (c *Config) fillDefaults() {
 	setInt(&c.Coordinator.Retries, 3)
 	setDur(&c.Coordinator.RetryBaseDelay, 200*time.Millisecond)
 	setDur(&c.Saver.ExpireEvery, time.Minute)
+	setDur(&c.Saver.BoltBatchDelay, 2*time.Millisecond)
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		setInt(&a.MaxPayload, 4096)
@@ -498,6 +505,9 @@ func (c *Config) Prepare() error {
 	}
 	if c.Center.JobKeep < time.Minute || c.Center.JobKeep > 30*24*time.Hour {
 		bad("center: job_keep must be 1m..720h (30 days)")
+	}
+	if d := c.Saver.BoltBatchDelay; d < 100*time.Microsecond || d > 50*time.Millisecond {
+		bad("saver: bolt_batch_delay must be 100µs..50ms")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))

@@ -128,6 +128,8 @@ func TestParseRejects(t *testing.T) {
 		{"ttl order", app("center:\n  default_ttl: 100\n  max_ttl: 50\n"), "default_ttl"},
 		{"job keep below a minute", app("center:\n  job_keep: 59s\n"), "job_keep"},
 		{"job keep above 30 days", app("center:\n  job_keep: 721h\n"), "job_keep"},
+		{"bolt batch delay too short", app("saver:\n  bolt_batch_delay: 50us\n"), "bolt_batch_delay"},
+		{"bolt batch delay too long", app("saver:\n  bolt_batch_delay: 51ms\n"), "bolt_batch_delay"},
 		{"not yaml", "{", ""},
 	}
 	for _, tt := range tests {
@@ -268,4 +270,25 @@ func TestHolderConcurrent(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// TestBoltBatchDelay: saver.bolt_batch_delay defaults to bbolt's 2ms and
+// takes a value within its bounds (the bounds are in TestParseRejects).
+func TestBoltBatchDelay(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 2 * time.Millisecond},
+		{"saver:\n  bolt_batch_delay: 4ms\n", 4 * time.Millisecond},
+		{"saver:\n  bolt_batch_delay: 100us\n", 100 * time.Microsecond},
+	} {
+		c, err := Parse([]byte("admin_key: a\napps:\n  - id: 1\n    secret: 0123456789abcdef\n    api_key: k1\n" + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := c.Saver.BoltBatchDelay; got != tc.want {
+			t.Errorf("%q: bolt_batch_delay %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
 }
