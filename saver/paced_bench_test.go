@@ -39,10 +39,7 @@ func BenchmarkPacedSave(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/rate=%d", bs.name, rate), func(b *testing.B) {
 				st := bs.open(b)
 				defer st.Close()
-				uids := make([]string, 10000)
-				for i := range uids {
-					uids[i] = "user-" + strconv.Itoa(i)
-				}
+				uids := benchUIDs(10000)
 				payload := make([]byte, 256)
 				expire := future()
 				paced(b, rate, func(i int) error {
@@ -231,8 +228,6 @@ func (l *fsyncLog) close() {
 func BenchmarkPacedSaveBesideFsync(b *testing.B) {
 	for _, fsyncs := range []bool{false, true} {
 		b.Run(fmt.Sprintf("fsyncs=%v", fsyncs), func(b *testing.B) {
-			st := NewMemory()
-			defer st.Close()
 			f, err := os.OpenFile(filepath.Join(b.TempDir(), "f"), os.O_CREATE|os.O_RDWR, 0o600)
 			if err != nil {
 				b.Fatal(err)
@@ -254,14 +249,7 @@ func BenchmarkPacedSaveBesideFsync(b *testing.B) {
 					_ = syscall.Fdatasync(int(f.Fd()))
 				}
 			}()
-			uids := make([]string, 10000)
-			for i := range uids {
-				uids[i] = "user-" + strconv.Itoa(i)
-			}
-			expire := future()
-			paced(b, 5000, func(i int) error {
-				return st.Save(bg, msg(uint64(i+1), 1, expire), []string{uids[i%len(uids)]})
-			}, func(int) error { return nil })
+			pacedMemorySaves(b)
 			close(stop)
 			<-done
 		})
@@ -279,8 +267,6 @@ func BenchmarkPacedSaveBesideFsync(b *testing.B) {
 func BenchmarkPacedSaveBesideEpoll(b *testing.B) {
 	for _, loop := range []bool{false, true} {
 		b.Run(fmt.Sprintf("loop=%v", loop), func(b *testing.B) {
-			st := NewMemory()
-			defer st.Close()
 			stop := func() {}
 			if loop {
 				var err error
@@ -288,14 +274,7 @@ func BenchmarkPacedSaveBesideEpoll(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			uids := make([]string, 10000)
-			for i := range uids {
-				uids[i] = "user-" + strconv.Itoa(i)
-			}
-			expire := future()
-			paced(b, 5000, func(i int) error {
-				return st.Save(bg, msg(uint64(i+1), 1, expire), []string{uids[i%len(uids)]})
-			}, func(int) error { return nil })
+			pacedMemorySaves(b)
 			stop()
 		})
 	}
@@ -343,4 +322,24 @@ func epollLoop(period time.Duration) (stop func(), err error) {
 		syscall.Close(ep)
 		syscall.Close(int(tfd))
 	}, nil
+}
+
+// pacedMemorySaves runs the memory store's Save on the 5k/s timeline: the
+// workload that the "beside" benchmarks disturb.
+func pacedMemorySaves(b *testing.B) {
+	st := NewMemory()
+	defer st.Close()
+	uids := benchUIDs(10000)
+	expire := future()
+	paced(b, 5000, func(i int) error {
+		return st.Save(bg, msg(uint64(i+1), 1, expire), []string{uids[i%len(uids)]})
+	}, func(int) error { return nil })
+}
+
+func benchUIDs(n int) []string {
+	uids := make([]string, n)
+	for i := range uids {
+		uids[i] = "user-" + strconv.Itoa(i)
+	}
+	return uids
 }
