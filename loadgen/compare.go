@@ -3,6 +3,7 @@ package loadgen
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -17,7 +18,7 @@ import (
 // and one SVG chart per scenario. Of several runs of the same thing the
 // newest counts.
 func Compare(in, out string) error {
-	rs, err := readResults(in)
+	rs, skipped, err := readResults(in)
 	if err != nil {
 		return err
 	}
@@ -30,6 +31,9 @@ func Compare(in, out string) error {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Benchmarks side by side\n\n%d runs from %s, %s to %s.\n\n", len(rs), in,
 		rs[0].Started.Format("2006-01-02 15:04"), rs[len(rs)-1].Started.Format("15:04"))
+	if len(skipped) > 0 {
+		fmt.Fprintf(&md, "Not single runs, left out (summaries of several runs, read their own report.md): %s.\n\n", strings.Join(skipped, ", "))
+	}
 	charts := map[string][]bar{}
 	compareIdle(&md, rs, charts)
 	compareStorm(&md, rs)
@@ -51,9 +55,11 @@ func Compare(in, out string) error {
 	return os.WriteFile(filepath.Join(out, "compare.md"), []byte(md.String()), 0o644)
 }
 
-func readResults(in string) ([]*Result, error) {
-	var rs []*Result
-	err := filepath.WalkDir(in, func(p string, d fs.DirEntry, err error) error {
+// readResults reads every single-run result.json under in; skipped names
+// the ones of another shape (the summaries of several runs, such as
+// sustain-runs-*, whose "target" is a name).
+func readResults(in string) (rs []*Result, skipped []string, err error) {
+	err = filepath.WalkDir(in, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "result.json" {
 			return err
 		}
@@ -63,6 +69,12 @@ func readResults(in string) ([]*Result, error) {
 		}
 		var r Result
 		if err := json.Unmarshal(b, &r); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				rel, _ := filepath.Rel(in, filepath.Dir(p))
+				skipped = append(skipped, rel)
+				return nil
+			}
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		if r.Target != nil {
@@ -71,7 +83,7 @@ func readResults(in string) ([]*Result, error) {
 		return nil
 	})
 	slices.SortStableFunc(rs, func(a, b *Result) int { return a.Started.Compare(b.Started) })
-	return rs, err
+	return rs, skipped, err
 }
 
 // latest keeps, per key, the newest result that has one.

@@ -35,6 +35,13 @@ func TestCompare(t *testing.T) {
 	write("c", fan("nats", 100, 5e5, 2*time.Minute))
 	write("d", Result{Scenario: "idle", Started: t0, N: 10000, Target: &Target{Kind: "lcpush"}, Idle: &IdleResult{RSSPerConn: 1000}})
 	write("e", Result{Scenario: "idle", Started: t0, N: 10000, Target: &Target{Kind: "mqtt"}, Idle: &IdleResult{RSSPerConn: 800}})
+	// A summary of several runs (its "target" is a name) is left out, not an error.
+	if err := os.MkdirAll(filepath.Join(in, "sustain-runs-x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(in, "sustain-runs-x", "result.json"), []byte(`{"target":"lcpush","n":5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := Compare(in, out); err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +55,7 @@ func TestCompare(t *testing.T) {
 		"| 100/s | nats | 1000000 |",
 		"| 2.00x |\n", // lcpush delivered twice nats' rate
 		"| mqtt | 10000 | 1 | 800 B |",
+		"left out (summaries of several runs, read their own report.md): sustain-runs-x.",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("compare.md lacks %q:\n%s", want, md)
